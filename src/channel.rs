@@ -1,0 +1,178 @@
+//! `_pyport.Channel`: the packet channel to Erlang (fds 3 and 4 in port
+//! mode). Reading decodes every complete frame available; writing queues
+//! frames and flushes them without blocking, once per loop iteration.
+
+use crate::error::EtfError;
+use crate::etf::encode;
+use crate::framing::{Frame, FrameReader, FrameWriter};
+use crate::protocol::{self, Inbound};
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::PyList;
+use rustix::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use rustix::fs::OFlags;
+use std::fs::File;
+use std::io;
+
+/// Bytes read per `read` system call.
+const READ_CHUNK: usize = 64 * 1024;
+/// Bytes read per `Channel.read()` call at most, so one busy peer cannot
+/// starve the rest of the loop.
+const READ_BUDGET: usize = 4 * 1024 * 1024;
+
+#[pyclass(module = "_pyport")]
+pub struct Channel {
+    input: Option<File>,
+    output: Option<File>,
+    fd_in: RawFd,
+    fd_out: RawFd,
+    reader: FrameReader,
+    writer: FrameWriter,
+    eof: bool,
+}
+
+/// Duplicates `fd` (close-on-exec) and makes it non-blocking; the channel
+/// owns the duplicate, the caller keeps the original.
+fn adopt(fd: RawFd) -> PyResult<File> {
+    if fd < 0 {
+        return Err(PyValueError::new_err(format!(
+            "invalid file descriptor {fd}"
+        )));
+    }
+    // SAFETY: the borrow lasts only for the dup call; if `fd` is not open
+    // the kernel answers EBADF, which becomes an OSError.
+    let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+    let _ = rustix::io::fcntl_setfd(borrowed, rustix::io::FdFlags::CLOEXEC);
+    let owned: OwnedFd = rustix::io::fcntl_dupfd_cloexec(borrowed, 0).map_err(io::Error::from)?;
+    let flags = rustix::fs::fcntl_getfl(&owned).map_err(io::Error::from)?;
+    rustix::fs::fcntl_setfl(&owned, flags | OFlags::NONBLOCK).map_err(io::Error::from)?;
+    Ok(File::from(owned))
+}
+
+fn closed() -> PyErr {
+    PyValueError::new_err("I/O operation on closed channel")
+}
+
+#[pymethods]
+impl Channel {
+    #[new]
+    #[pyo3(signature = (fd_in = 3, fd_out = 4, max_packet = 64 << 20))]
+    fn new(fd_in: RawFd, fd_out: RawFd, max_packet: usize) -> PyResult<Self> {
+        let input = adopt(fd_in)?;
+        let output = adopt(fd_out)?;
+        Ok(Channel {
+            fd_in: input.as_raw_fd(),
+            fd_out: output.as_raw_fd(),
+            input: Some(input),
+            output: Some(output),
+            reader: FrameReader::new(max_packet),
+            writer: FrameWriter::new(),
+            eof: false,
+        })
+    }
+
+    /// The (duplicated) descriptor to wait on for readability.
+    #[getter]
+    fn fd_in(&self) -> RawFd {
+        self.fd_in
+    }
+
+    /// The (duplicated) descriptor to wait on for writability.
+    #[getter]
+    fn fd_out(&self) -> RawFd {
+        self.fd_out
+    }
+
+    /// Every complete message readable now, or None once the peer closed
+    /// its end and every buffered message was handed out.
+    fn read<'py>(&mut self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyList>>> {
+        let messages = PyList::empty(py);
+        let input = self.input.as_mut().ok_or_else(closed)?;
+        let mut total = 0;
+        while !self.eof && total < READ_BUDGET {
+            match self.reader.fill_from(input, READ_CHUNK) {
+                Ok(0) => self.eof = true,
+                Ok(n) => total += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => return Err(e.into()),
+            }
+            while let Some(frame) = self.reader.next_frame() {
+                match frame {
+                    Frame::Packet(bytes) => match protocol::decode_message(py, bytes) {
+                        Inbound::Message(m) => messages.append(m)?,
+                        Inbound::Reply(payload) => queue_payload(&mut self.writer, &payload),
+                    },
+                    Frame::TooLarge { size } => {
+                        log::warn!("skipping a packet of {size} bytes over the limit");
+                        let max = self.reader.max();
+                        queue_payload(&mut self.writer, &protocol::too_large(size, max));
+                    }
+                }
+            }
+        }
+        if self.eof && messages.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(messages))
+    }
+
+    /// Queues one term. Raises TypeError naming the type when the term is
+    /// outside the type table; nothing is queued then.
+    fn send(&mut self, term: &Bound<'_, PyAny>) -> PyResult<()> {
+        let frame = self.writer.begin();
+        match encode::encode_term(term, self.writer.buffer()) {
+            Ok(()) => self.finish(frame),
+            Err(e) => {
+                self.writer.abort(frame);
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Queues `{result, Id, {ok, Value}}`, with the same errors as `send`.
+    fn send_result(&mut self, id: &Bound<'_, PyAny>, value: &Bound<'_, PyAny>) -> PyResult<()> {
+        let frame = self.writer.begin();
+        match protocol::result_ok(id, value, self.writer.buffer()) {
+            Ok(()) => self.finish(frame),
+            Err(e) => {
+                self.writer.abort(frame);
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Writes what the pipe takes now; returns the bytes still queued.
+    /// Raises BrokenPipeError once Erlang has closed its end.
+    fn flush(&mut self) -> PyResult<usize> {
+        let output = self.output.as_mut().ok_or_else(closed)?;
+        Ok(self.writer.write_to(output)?)
+    }
+
+    /// Bytes queued and not yet written.
+    fn pending(&self) -> usize {
+        self.writer.pending()
+    }
+
+    /// Closes both descriptors; queued bytes are dropped.
+    fn close(&mut self) {
+        self.input = None;
+        self.output = None;
+    }
+}
+
+impl Channel {
+    fn finish(&mut self, frame: crate::framing::Pending) -> PyResult<()> {
+        self.writer
+            .finish(frame)
+            .map_err(|e| EtfError::Value(e.to_string()).into())
+    }
+}
+
+fn queue_payload(writer: &mut FrameWriter, payload: &[u8]) {
+    let frame = writer.begin();
+    writer.buffer().extend_from_slice(payload);
+    if let Err(e) = writer.finish(frame) {
+        log::error!("dropping a reply: {e}");
+    }
+}

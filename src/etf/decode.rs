@@ -1,0 +1,252 @@
+//! External term format -> Python objects (DESIGN.md's type table).
+
+use super::{tag, Cursor, MAX_DEPTH};
+use crate::error::EtfError;
+use crate::terms::{Pid, Ref};
+use pyo3::prelude::*;
+use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
+
+type R<T> = Result<T, EtfError>;
+
+fn py_err(e: PyErr) -> EtfError {
+    EtfError::Value(e.to_string())
+}
+
+/// Decodes a whole `term_to_binary` output (version byte included).
+pub fn decode_term<'py>(py: Python<'py>, data: &[u8]) -> R<Bound<'py, PyAny>> {
+    let mut c = Cursor::new(data);
+    c.version()?;
+    let v = term(py, &mut c, 0)?;
+    c.finish()?;
+    Ok(v)
+}
+
+/// Decodes one term at the cursor.
+pub fn term<'py>(py: Python<'py>, c: &mut Cursor<'_>, depth: usize) -> R<Bound<'py, PyAny>> {
+    if depth > MAX_DEPTH {
+        return Err(EtfError::TooDeep(MAX_DEPTH));
+    }
+    let at = c.pos;
+    let t = c.u8()?;
+    Ok(match t {
+        tag::SMALL_INTEGER => int(py, i128::from(c.u8()?)),
+        tag::INTEGER => int(py, i128::from(c.u32()? as i32)),
+        tag::NEW_FLOAT => {
+            let b = c.take(8)?;
+            let f = f64::from_be_bytes(b.try_into().expect("8 bytes"));
+            PyFloat::new(py, f).into_any()
+        }
+        tag::FLOAT => {
+            let b = c.take(31)?;
+            let text = std::str::from_utf8(b)
+                .ok()
+                .map(|s| s.trim_end_matches('\0').trim())
+                .and_then(|s| s.parse::<f64>().ok())
+                .ok_or_else(|| EtfError::Malformed("unparsable FLOAT_EXT".into()))?;
+            PyFloat::new(py, text).into_any()
+        }
+        tag::ATOM | tag::ATOM_UTF8 | tag::SMALL_ATOM | tag::SMALL_ATOM_UTF8 => {
+            let name = c.atom_body(t, at)?;
+            atom(py, &name)
+        }
+        tag::SMALL_TUPLE => {
+            let n = c.u8()? as usize;
+            tuple(py, c, n, depth)?
+        }
+        tag::LARGE_TUPLE => {
+            let n = c.u32()? as usize;
+            tuple(py, c, n, depth)?
+        }
+        tag::MAP => {
+            let n = c.u32()? as usize;
+            c.expect_items(n, 2)?;
+            let d = PyDict::new(py);
+            for _ in 0..n {
+                let k = term(py, c, depth + 1)?;
+                let v = term(py, c, depth + 1)?;
+                d.set_item(&k, v).map_err(|_| {
+                    EtfError::Value(format!(
+                        "map key of Python type '{}' is unhashable",
+                        type_name(&k)
+                    ))
+                })?;
+            }
+            d.into_any()
+        }
+        tag::NIL => PyList::empty(py).into_any(),
+        tag::STRING => {
+            // A list of small integers that Erlang packed as bytes.
+            let n = c.u16()? as usize;
+            let b = c.take(n)?;
+            PyList::new(py, b.iter().copied())
+                .map_err(py_err)?
+                .into_any()
+        }
+        tag::LIST => {
+            let n = c.u32()? as usize;
+            c.expect_items(n + 1, 1)?;
+            let mut items = Vec::with_capacity(n);
+            for _ in 0..n {
+                items.push(term(py, c, depth + 1)?);
+            }
+            if c.u8()? != tag::NIL {
+                return Err(EtfError::UnsupportedTerm("improper list"));
+            }
+            PyList::new(py, items).map_err(py_err)?.into_any()
+        }
+        tag::BINARY => {
+            let n = c.u32()? as usize;
+            binary(py, c.take(n)?)
+        }
+        tag::SMALL_BIG => {
+            let n = c.u8()? as usize;
+            big(py, c, n)?
+        }
+        tag::LARGE_BIG => {
+            let n = c.u32()? as usize;
+            big(py, c, n)?
+        }
+        tag::NEW_PID | tag::PID => {
+            let node = c.atom()?.into_owned();
+            let id = c.u32()?;
+            let serial = c.u32()?;
+            let creation = if t == tag::NEW_PID {
+                c.u32()?
+            } else {
+                u32::from(c.u8()?)
+            };
+            Bound::new(
+                py,
+                Pid {
+                    node,
+                    id,
+                    serial,
+                    creation,
+                },
+            )
+            .map_err(py_err)?
+            .into_any()
+        }
+        tag::NEWER_REFERENCE | tag::NEW_REFERENCE | tag::REFERENCE => {
+            let n = if t == tag::REFERENCE {
+                1
+            } else {
+                c.u16()? as usize
+            };
+            let node = c.atom()?.into_owned();
+            let creation = if t == tag::NEWER_REFERENCE {
+                c.u32()?
+            } else {
+                u32::from(c.u8()?)
+            };
+            c.expect_items(n, 4)?;
+            let ids = (0..n).map(|_| c.u32()).collect::<R<Vec<u32>>>()?;
+            Bound::new(
+                py,
+                Ref {
+                    node,
+                    creation,
+                    ids,
+                },
+            )
+            .map_err(py_err)?
+            .into_any()
+        }
+        tag::PORT | tag::NEW_PORT | tag::V4_PORT => return Err(EtfError::UnsupportedTerm("port")),
+        tag::NEW_FUN | tag::EXPORT | tag::FUN => return Err(EtfError::UnsupportedTerm("fun")),
+        tag::BIT_BINARY => return Err(EtfError::UnsupportedTerm("bitstring")),
+        tag::COMPRESSED => return Err(EtfError::UnsupportedTerm("compressed term")),
+        tag::ATOM_CACHE_REF | tag::DIST_HEADER | tag::LOCAL => {
+            return Err(EtfError::UnsupportedTerm("distribution-only encoding"))
+        }
+        tag => return Err(EtfError::UnknownTag { tag, at }),
+    })
+}
+
+fn int(py: Python<'_>, v: i128) -> Bound<'_, PyAny> {
+    let Ok(i) = v.into_pyobject(py);
+    i.into_any()
+}
+
+/// Atoms are strings, except the few that mean a Python constant.
+fn atom<'py>(py: Python<'py>, name: &str) -> Bound<'py, PyAny> {
+    match name {
+        "true" => PyBool::new(py, true).to_owned().into_any(),
+        "false" => PyBool::new(py, false).to_owned().into_any(),
+        "none" | "nil" | "undefined" => py.None().into_bound(py),
+        _ => PyString::intern(py, name).into_any(),
+    }
+}
+
+/// A binary is text when it is valid UTF-8, bytes otherwise.
+fn binary<'py>(py: Python<'py>, b: &[u8]) -> Bound<'py, PyAny> {
+    match std::str::from_utf8(b) {
+        Ok(s) => PyString::new(py, s).into_any(),
+        Err(_) => PyBytes::new(py, b).into_any(),
+    }
+}
+
+fn tuple<'py>(py: Python<'py>, c: &mut Cursor<'_>, n: usize, depth: usize) -> R<Bound<'py, PyAny>> {
+    c.expect_items(n, 1)?;
+    if n == 2 {
+        if let Some(b) = tagged_bytes(py, c)? {
+            return Ok(b);
+        }
+    }
+    let mut items = Vec::with_capacity(n);
+    for _ in 0..n {
+        items.push(term(py, c, depth + 1)?);
+    }
+    Ok(PyTuple::new(py, items).map_err(py_err)?.into_any())
+}
+
+/// `{bytes, Binary}` is how Erlang says "these are bytes, not text".
+fn tagged_bytes<'py>(py: Python<'py>, c: &mut Cursor<'_>) -> R<Option<Bound<'py, PyAny>>> {
+    let mut probe = c.clone();
+    let is_bytes_atom = matches!(
+        probe.peek()?,
+        tag::SMALL_ATOM_UTF8 | tag::ATOM_UTF8 | tag::SMALL_ATOM | tag::ATOM
+    ) && probe.atom()? == "bytes";
+    if !is_bytes_atom || probe.peek()? != tag::BINARY {
+        return Ok(None);
+    }
+    probe.u8()?;
+    let n = probe.u32()? as usize;
+    let b = probe.take(n)?;
+    *c = probe;
+    Ok(Some(PyBytes::new(py, b).into_any()))
+}
+
+/// SMALL_BIG/LARGE_BIG: a sign byte, then `n` little-endian magnitude bytes.
+fn big<'py>(py: Python<'py>, c: &mut Cursor<'_>, n: usize) -> R<Bound<'py, PyAny>> {
+    let sign = c.u8()?;
+    let mag = c.take(n)?;
+    let v = if n <= 8 {
+        let mut buf = [0u8; 8];
+        buf[..n].copy_from_slice(mag);
+        let m = u64::from_le_bytes(buf);
+        if sign == 0 {
+            int(py, i128::from(m))
+        } else {
+            int(py, -i128::from(m))
+        }
+    } else {
+        let m = py
+            .get_type::<PyInt>()
+            .call_method1("from_bytes", (PyBytes::new(py, mag), "little"))
+            .map_err(py_err)?;
+        if sign == 0 {
+            m
+        } else {
+            m.neg().map_err(py_err)?
+        }
+    };
+    Ok(v)
+}
+
+pub fn type_name(obj: &Bound<'_, PyAny>) -> String {
+    obj.get_type()
+        .name()
+        .map(|n| n.to_string())
+        .unwrap_or_else(|_| "?".into())
+}

@@ -1,0 +1,202 @@
+//! Python objects -> external term format (DESIGN.md's type table).
+//!
+//! Anything outside the table is an error naming the Python type, never a
+//! silent `repr`.
+
+use super::{tag, MAX_DEPTH, VERSION};
+use crate::error::EtfError;
+use crate::etf::decode::type_name;
+use crate::terms::{Atom, Pid, Ref};
+use pyo3::prelude::*;
+use pyo3::types::{
+    PyBool, PyByteArray, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple,
+};
+
+type R<T> = Result<T, EtfError>;
+
+/// Encodes a whole term, version byte first, appending to `out`.
+pub fn encode_term(obj: &Bound<'_, PyAny>, out: &mut Vec<u8>) -> R<()> {
+    out.push(VERSION);
+    encode(obj, out, 0)
+}
+
+/// Appends one term (no version byte).
+pub fn encode(obj: &Bound<'_, PyAny>, out: &mut Vec<u8>, depth: usize) -> R<()> {
+    if depth > MAX_DEPTH {
+        return Err(EtfError::TooDeep(MAX_DEPTH));
+    }
+    if obj.is_none() {
+        atom(out, "none");
+    } else if let Ok(b) = obj.cast::<PyBool>() {
+        atom(out, if b.is_true() { "true" } else { "false" });
+    } else if let Ok(i) = obj.cast::<PyInt>() {
+        int(i, out)?;
+    } else if let Ok(f) = obj.cast::<PyFloat>() {
+        float(f.value(), out);
+    } else if let Ok(s) = obj.cast::<PyString>() {
+        let text = s.to_str().map_err(|_| {
+            EtfError::Value("str holds lone surrogates and is not valid UTF-8".into())
+        })?;
+        binary(text.as_bytes(), out)?;
+    } else if let Ok(b) = obj.cast::<PyBytes>() {
+        binary(b.as_bytes(), out)?;
+    } else if let Ok(b) = obj.cast::<PyByteArray>() {
+        binary(&b.to_vec(), out)?;
+    } else if let Ok(l) = obj.cast::<PyList>() {
+        if l.is_empty() {
+            out.push(tag::NIL);
+        } else {
+            out.push(tag::LIST);
+            out.extend_from_slice(&len32(l.len())?.to_be_bytes());
+            for item in l.iter() {
+                encode(&item, out, depth + 1)?;
+            }
+            out.push(tag::NIL);
+        }
+    } else if let Ok(t) = obj.cast::<PyTuple>() {
+        tuple_header(t.len(), out)?;
+        for item in t.iter() {
+            encode(&item, out, depth + 1)?;
+        }
+    } else if let Ok(d) = obj.cast::<PyDict>() {
+        out.push(tag::MAP);
+        out.extend_from_slice(&len32(d.len())?.to_be_bytes());
+        for (k, v) in d.iter() {
+            encode(&k, out, depth + 1)?;
+            encode(&v, out, depth + 1)?;
+        }
+    } else if let Ok(a) = obj.cast::<Atom>() {
+        atom(out, &a.get().name);
+    } else if let Ok(p) = obj.cast::<Pid>() {
+        pid(p.get(), out);
+    } else if let Ok(r) = obj.cast::<Ref>() {
+        reference(r.get(), out)?;
+    } else {
+        return Err(EtfError::UnsupportedType(type_name(obj)));
+    }
+    Ok(())
+}
+
+fn len32(n: usize) -> R<u32> {
+    u32::try_from(n).map_err(|_| EtfError::Value(format!("{n} elements exceed the 2^32 limit")))
+}
+
+pub fn tuple_header(n: usize, out: &mut Vec<u8>) -> R<()> {
+    if n < 256 {
+        out.push(tag::SMALL_TUPLE);
+        out.push(n as u8);
+    } else {
+        out.push(tag::LARGE_TUPLE);
+        out.extend_from_slice(&len32(n)?.to_be_bytes());
+    }
+    Ok(())
+}
+
+/// Atoms the port writes itself are short UTF-8; names from Python were
+/// checked by `Atom::new`.
+pub fn atom(out: &mut Vec<u8>, name: &str) {
+    let b = name.as_bytes();
+    if b.len() < 256 {
+        out.push(tag::SMALL_ATOM_UTF8);
+        out.push(b.len() as u8);
+    } else {
+        out.push(tag::ATOM_UTF8);
+        out.extend_from_slice(&(b.len() as u16).to_be_bytes());
+    }
+    out.extend_from_slice(b);
+}
+
+pub fn binary(b: &[u8], out: &mut Vec<u8>) -> R<()> {
+    out.push(tag::BINARY);
+    out.extend_from_slice(&len32(b.len())?.to_be_bytes());
+    out.extend_from_slice(b);
+    Ok(())
+}
+
+fn float(f: f64, out: &mut Vec<u8>) {
+    if f.is_nan() {
+        atom(out, "nan");
+    } else if f.is_infinite() {
+        atom(out, if f > 0.0 { "infinity" } else { "neg_infinity" });
+    } else {
+        out.push(tag::NEW_FLOAT);
+        out.extend_from_slice(&f.to_bits().to_be_bytes());
+    }
+}
+
+pub fn int(i: &Bound<'_, PyInt>, out: &mut Vec<u8>) -> R<()> {
+    if let Ok(v) = i.extract::<i64>() {
+        small_int(v, out);
+        return Ok(());
+    }
+    // Beyond 64 bits: let Python produce the magnitude bytes.
+    let py_err = |e: PyErr| EtfError::Value(e.to_string());
+    let negative = i.lt(0).map_err(py_err)?;
+    let mag = if negative {
+        i.neg().map_err(py_err)?
+    } else {
+        i.clone().into_any()
+    };
+    let bits: usize = mag
+        .call_method0("bit_length")
+        .and_then(|b| b.extract())
+        .map_err(py_err)?;
+    let n = bits.div_ceil(8);
+    let bytes = mag
+        .call_method1("to_bytes", (n, "little"))
+        .map_err(py_err)?;
+    let bytes = bytes.cast::<PyBytes>().map_err(|e| py_err(e.into()))?;
+    big_header(n, negative, out)?;
+    out.extend_from_slice(bytes.as_bytes());
+    Ok(())
+}
+
+pub fn small_int(v: i64, out: &mut Vec<u8>) {
+    if (0..=255).contains(&v) {
+        out.push(tag::SMALL_INTEGER);
+        out.push(v as u8);
+    } else if let Ok(v32) = i32::try_from(v) {
+        out.push(tag::INTEGER);
+        out.extend_from_slice(&v32.to_be_bytes());
+    } else {
+        let mag = v.unsigned_abs().to_le_bytes();
+        let n = 8 - mag.iter().rev().take_while(|&&b| b == 0).count();
+        out.push(tag::SMALL_BIG);
+        out.push(n as u8);
+        out.push(u8::from(v < 0));
+        out.extend_from_slice(&mag[..n]);
+    }
+}
+
+fn big_header(n: usize, negative: bool, out: &mut Vec<u8>) -> R<()> {
+    if n < 256 {
+        out.push(tag::SMALL_BIG);
+        out.push(n as u8);
+    } else {
+        out.push(tag::LARGE_BIG);
+        out.extend_from_slice(&len32(n)?.to_be_bytes());
+    }
+    out.push(u8::from(negative));
+    Ok(())
+}
+
+fn pid(p: &Pid, out: &mut Vec<u8>) {
+    out.push(tag::NEW_PID);
+    atom(out, &p.node);
+    out.extend_from_slice(&p.id.to_be_bytes());
+    out.extend_from_slice(&p.serial.to_be_bytes());
+    out.extend_from_slice(&p.creation.to_be_bytes());
+}
+
+fn reference(r: &Ref, out: &mut Vec<u8>) -> R<()> {
+    let n = u16::try_from(r.ids.len())
+        .map_err(|_| EtfError::Value("reference with too many id words".into()))?;
+    out.push(tag::NEWER_REFERENCE);
+    out.extend_from_slice(&n.to_be_bytes());
+    atom(out, &r.node);
+    out.extend_from_slice(&r.creation.to_be_bytes());
+    for id in &r.ids {
+        out.extend_from_slice(&id.to_be_bytes());
+    }
+    Ok(())
+}

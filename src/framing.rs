@@ -1,0 +1,317 @@
+//! `{packet, 4}` framing: a 4-byte big-endian length, then the payload.
+//!
+//! Reads arrive in arbitrary pieces (one packet split over many reads, many
+//! packets in one read), so [`FrameReader`] accumulates bytes and hands out
+//! whole frames. A frame longer than the limit is reported once and its
+//! bytes are discarded as they arrive, so a hostile length never makes the
+//! port allocate it.
+
+use byteorder::{BigEndian, ByteOrder};
+use std::io::{self, Read, Write};
+
+/// Length of the frame header.
+pub const HEADER: usize = 4;
+
+/// What [`FrameReader::next_frame`] found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Frame<'a> {
+    /// A complete payload.
+    Packet(&'a [u8]),
+    /// A frame announced larger than the limit; its payload is being skipped.
+    TooLarge { size: usize },
+}
+
+/// Accumulates incoming bytes and splits them into frames.
+#[derive(Debug)]
+pub struct FrameReader {
+    /// Storage; only `buf[start..end]` holds unread bytes. The vector is
+    /// grown, never shrunk, so reads need not zero memory each time.
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+    skip: usize,
+    max: usize,
+}
+
+impl FrameReader {
+    pub fn new(max: usize) -> Self {
+        FrameReader {
+            buf: Vec::new(),
+            start: 0,
+            end: 0,
+            skip: 0,
+            max,
+        }
+    }
+
+    /// Reads once from `src` into the buffer; `Ok(0)` means end of file.
+    pub fn fill_from<R: Read>(&mut self, src: &mut R, chunk: usize) -> io::Result<usize> {
+        self.compact();
+        if self.buf.len() < self.end + chunk {
+            self.buf.resize(self.end + chunk, 0);
+        }
+        let n = src.read(&mut self.buf[self.end..self.end + chunk])?;
+        self.end += n;
+        Ok(n)
+    }
+
+    /// Appends bytes (tests and in-memory sources).
+    pub fn extend(&mut self, data: &[u8]) {
+        self.compact();
+        self.buf.truncate(self.end);
+        self.buf.extend_from_slice(data);
+        self.end = self.buf.len();
+    }
+
+    /// The largest payload accepted.
+    pub fn max(&self) -> usize {
+        self.max
+    }
+
+    /// Bytes buffered but not yet handed out.
+    pub fn buffered(&self) -> usize {
+        self.end - self.start
+    }
+
+    /// The next complete frame, if the buffer holds one.
+    pub fn next_frame(&mut self) -> Option<Frame<'_>> {
+        if self.skip > 0 {
+            let dropped = self.skip.min(self.buffered());
+            self.start += dropped;
+            self.skip -= dropped;
+            if self.skip > 0 {
+                return None;
+            }
+        }
+        if self.buffered() < HEADER {
+            return None;
+        }
+        let size = BigEndian::read_u32(&self.buf[self.start..self.start + HEADER]) as usize;
+        if size > self.max {
+            self.start += HEADER;
+            self.skip = size;
+            return Some(Frame::TooLarge { size });
+        }
+        if self.buffered() - HEADER < size {
+            return None;
+        }
+        let from = self.start + HEADER;
+        self.start = from + size;
+        Some(Frame::Packet(&self.buf[from..from + size]))
+    }
+
+    /// Drops consumed bytes so the buffer does not grow without bound.
+    fn compact(&mut self) {
+        if self.start == 0 {
+            return;
+        }
+        self.buf.copy_within(self.start..self.end, 0);
+        self.end -= self.start;
+        self.start = 0;
+    }
+}
+
+/// Queues outgoing frames and writes them in as few `write` calls as the
+/// pipe allows.
+#[derive(Debug, Default)]
+pub struct FrameWriter {
+    out: Vec<u8>,
+    sent: usize,
+}
+
+/// A frame being built in place by [`FrameWriter::begin`].
+#[derive(Debug, Clone, Copy)]
+pub struct Pending(usize);
+
+impl FrameWriter {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Starts a frame; the payload is appended to [`FrameWriter::buffer`].
+    pub fn begin(&mut self) -> Pending {
+        let at = self.out.len();
+        self.out.extend_from_slice(&[0; HEADER]);
+        Pending(at)
+    }
+
+    /// The buffer a payload is written into between `begin` and `finish`.
+    pub fn buffer(&mut self) -> &mut Vec<u8> {
+        &mut self.out
+    }
+
+    /// Closes a frame by writing its length; a payload over 4 GiB is dropped.
+    pub fn finish(&mut self, frame: Pending) -> Result<(), crate::error::FrameError> {
+        let size = self.out.len() - frame.0 - HEADER;
+        match u32::try_from(size) {
+            Ok(len) => {
+                BigEndian::write_u32(&mut self.out[frame.0..frame.0 + HEADER], len);
+                Ok(())
+            }
+            Err(_) => {
+                self.abort(frame);
+                Err(crate::error::FrameError::TooLarge(size))
+            }
+        }
+    }
+
+    /// Forgets a frame that could not be completed.
+    pub fn abort(&mut self, frame: Pending) {
+        self.out.truncate(frame.0);
+    }
+
+    /// Bytes queued and not yet written.
+    pub fn pending(&self) -> usize {
+        self.out.len() - self.sent
+    }
+
+    /// Writes as much as `dst` takes without blocking; returns what is left.
+    pub fn write_to<W: Write>(&mut self, dst: &mut W) -> io::Result<usize> {
+        while self.sent < self.out.len() {
+            match dst.write(&self.out[self.sent..]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => self.sent += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => return Err(e),
+            }
+        }
+        if self.sent == self.out.len() {
+            self.out.clear();
+            self.sent = 0;
+        } else if self.sent > (1 << 20) && self.sent > self.out.len() / 2 {
+            self.out.drain(..self.sent);
+            self.sent = 0;
+        }
+        Ok(self.pending())
+    }
+}
+
+/// Frames `payload` into a fresh vector (tests, tools).
+pub fn frame(payload: &[u8]) -> Vec<u8> {
+    let mut v = vec![0; HEADER];
+    BigEndian::write_u32(&mut v, payload.len() as u32);
+    v.extend_from_slice(payload);
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn collect(r: &mut FrameReader) -> Vec<Result<Vec<u8>, usize>> {
+        let mut v = Vec::new();
+        while let Some(f) = r.next_frame() {
+            v.push(match f {
+                Frame::Packet(p) => Ok(p.to_vec()),
+                Frame::TooLarge { size } => Err(size),
+            });
+        }
+        v
+    }
+
+    #[test]
+    fn merged_packets_in_one_read_come_out_in_order() {
+        let mut r = FrameReader::new(100);
+        let mut bytes = frame(b"one");
+        bytes.extend(frame(b""));
+        bytes.extend(frame(b"three"));
+        r.extend(&bytes);
+        assert_eq!(
+            collect(&mut r),
+            vec![Ok(b"one".to_vec()), Ok(vec![]), Ok(b"three".to_vec())]
+        );
+        assert_eq!(r.buffered(), 0);
+    }
+
+    #[test]
+    fn a_packet_split_byte_by_byte_is_reassembled() {
+        let mut r = FrameReader::new(100);
+        let bytes = frame(b"hello world");
+        let mut out = Vec::new();
+        for b in &bytes {
+            r.extend(&[*b]);
+            out.extend(collect(&mut r));
+        }
+        assert_eq!(out, vec![Ok(b"hello world".to_vec())]);
+    }
+
+    #[test]
+    fn an_oversized_frame_is_reported_once_and_skipped_across_reads() {
+        let mut r = FrameReader::new(4);
+        let big = frame(b"0123456789");
+        r.extend(&big[..7]);
+        assert_eq!(collect(&mut r), vec![Err(10)]);
+        r.extend(&big[7..]);
+        assert_eq!(collect(&mut r), vec![]);
+        r.extend(&frame(b"ok"));
+        assert_eq!(collect(&mut r), vec![Ok(b"ok".to_vec())]);
+    }
+
+    #[test]
+    fn a_huge_announced_length_allocates_nothing() {
+        let mut r = FrameReader::new(64 << 20);
+        r.extend(&[0xff, 0xff, 0xff, 0xff, 1, 2, 3]);
+        assert_eq!(collect(&mut r), vec![Err(u32::MAX as usize)]);
+        assert!(r.buf.capacity() < 1024);
+    }
+
+    #[test]
+    fn fill_from_reads_and_reports_eof() {
+        let data = frame(b"abc");
+        let mut src: &[u8] = &data;
+        let mut r = FrameReader::new(10);
+        assert_eq!(r.fill_from(&mut src, 2).unwrap(), 2);
+        assert_eq!(r.fill_from(&mut src, 64).unwrap(), 5);
+        assert_eq!(collect(&mut r), vec![Ok(b"abc".to_vec())]);
+        assert_eq!(r.fill_from(&mut src, 64).unwrap(), 0);
+    }
+
+    /// A writer that takes at most `cap` bytes per call, then would block.
+    struct Trickle {
+        got: Vec<u8>,
+        cap: usize,
+        calls: usize,
+        budget: usize,
+    }
+    impl Write for Trickle {
+        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+            if self.calls == self.budget {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            self.calls += 1;
+            let n = b.len().min(self.cap);
+            self.got.extend_from_slice(&b[..n]);
+            Ok(n)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn writer_batches_frames_and_resumes_after_would_block() {
+        let mut w = FrameWriter::new();
+        for payload in [&b"ab"[..], b"cde"] {
+            let f = w.begin();
+            w.buffer().extend_from_slice(payload);
+            w.finish(f).unwrap();
+        }
+        let aborted = w.begin();
+        w.buffer().extend_from_slice(b"junk");
+        w.abort(aborted);
+        let mut dst = Trickle {
+            got: vec![],
+            cap: 5,
+            calls: 0,
+            budget: 1,
+        };
+        assert_eq!(w.write_to(&mut dst).unwrap(), 6);
+        dst.budget = 10;
+        assert_eq!(w.write_to(&mut dst).unwrap(), 0);
+        let mut expect = frame(b"ab");
+        expect.extend(frame(b"cde"));
+        assert_eq!(dst.got, expect);
+        assert_eq!(w.pending(), 0);
+    }
+}

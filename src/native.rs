@@ -1,0 +1,32 @@
+//! The `_pyport` native module, importable inside the executable only.
+
+use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+
+/// Python object -> `term_to_binary` bytes.
+#[pyfunction]
+fn encode<'py>(py: Python<'py>, obj: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyBytes>> {
+    let mut out = Vec::new();
+    crate::etf::encode::encode_term(obj, &mut out)?;
+    Ok(PyBytes::new(py, &out))
+}
+
+/// `term_to_binary` bytes -> Python object.
+#[pyfunction]
+fn decode<'py>(py: Python<'py>, data: &[u8]) -> PyResult<Bound<'py, PyAny>> {
+    Ok(crate::etf::decode::decode_term(py, data)?)
+}
+
+#[pymodule]
+pub fn _pyport(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<crate::terms::Atom>()?;
+    m.add_class::<crate::terms::Pid>()?;
+    m.add_class::<crate::terms::Ref>()?;
+    m.add_class::<crate::poller::Poller>()?;
+    m.add_class::<crate::channel::Channel>()?;
+    m.add_function(wrap_pyfunction!(encode, m)?)?;
+    m.add_function(wrap_pyfunction!(decode, m)?)?;
+    m.add("MAX_DEPTH", crate::etf::MAX_DEPTH)?;
+    m.add("MAX_ATOM_CHARS", crate::terms::MAX_ATOM_CHARS)?;
+    Ok(())
+}

@@ -1,0 +1,154 @@
+//! Wire protocol v1 envelopes (DESIGN.md): turning an incoming frame into
+//! a message for Python, or into the error reply the port sends by itself.
+
+use crate::error::EtfError;
+use crate::etf::{decode, encode, skip, tag, Cursor, VERSION};
+use pyo3::prelude::*;
+use pyo3::types::{PyString, PyTuple};
+
+/// What one incoming frame turned into.
+pub enum Inbound<'py> {
+    /// A message for Python to dispatch.
+    Message(Bound<'py, PyAny>),
+    /// A reply payload (no frame header) the port answers with itself.
+    Reply(Vec<u8>),
+}
+
+/// Message tags whose second element is an id awaiting a `result`.
+const REPLYING: [&str; 3] = ["task", "exec", "eval"];
+
+/// Decodes a frame. Top-level tuple elements are decoded one by one, so
+/// that an argument outside the type table costs only that task an error
+/// reply, while broken bytes are reported as `bad_packet`.
+pub fn decode_message<'py>(py: Python<'py>, frame: &[u8]) -> Inbound<'py> {
+    match decode_elements(py, frame) {
+        Ok(msg) => msg,
+        Err(e) => Inbound::Reply(bad_packet(&e.to_string())),
+    }
+}
+
+fn decode_elements<'py>(py: Python<'py>, frame: &[u8]) -> Result<Inbound<'py>, EtfError> {
+    let mut c = Cursor::new(frame);
+    c.version()?;
+    let arity = match c.peek()? {
+        tag::SMALL_TUPLE => {
+            c.u8()?;
+            c.u8()? as usize
+        }
+        tag::LARGE_TUPLE => {
+            c.u8()?;
+            c.u32()? as usize
+        }
+        _ => {
+            let term = decode::term(py, &mut c, 0)?;
+            c.finish()?;
+            // `stop` is the one bare-atom message; give Python a uniform tuple.
+            if term
+                .cast::<PyString>()
+                .is_ok_and(|s| s.to_str().is_ok_and(|s| s == "stop"))
+            {
+                return Ok(Inbound::Message(
+                    PyTuple::new(py, [term])
+                        .map_err(|e| EtfError::Value(e.to_string()))?
+                        .into_any(),
+                ));
+            }
+            return Ok(Inbound::Message(term));
+        }
+    };
+    c.expect_items(arity, 1)?;
+    let mut items: Vec<Bound<'py, PyAny>> = Vec::with_capacity(arity);
+    let mut first_error: Option<(usize, EtfError)> = None;
+    for i in 0..arity {
+        let start = c.clone();
+        match decode::term(py, &mut c, 1) {
+            Ok(v) => items.push(v),
+            Err(e) if e.is_malformed() => return Err(e),
+            Err(e) => {
+                c = start;
+                skip::skip_term(&mut c)?;
+                first_error.get_or_insert((i, e));
+                items.push(py.None().into_bound(py));
+            }
+        }
+    }
+    c.finish()?;
+    if let Some((index, err)) = first_error {
+        let replying = items
+            .first()
+            .and_then(|t| {
+                t.cast::<PyString>()
+                    .ok()
+                    .and_then(|s| s.to_str().ok().map(str::to_owned))
+            })
+            .is_some_and(|t| REPLYING.contains(&t.as_str()));
+        if index >= 2 && replying {
+            return Ok(Inbound::Reply(python_error(
+                &items[1],
+                "TypeError",
+                &err.to_string(),
+            )?));
+        }
+        return Err(err);
+    }
+    let tuple = PyTuple::new(py, items).map_err(|e| EtfError::Value(e.to_string()))?;
+    Ok(Inbound::Message(tuple.into_any()))
+}
+
+/// `{error, {bad_packet, Reason}}`.
+pub fn bad_packet(reason: &str) -> Vec<u8> {
+    let mut out = vec![VERSION];
+    let _ = encode::tuple_header(2, &mut out);
+    encode::atom(&mut out, "error");
+    let _ = encode::tuple_header(2, &mut out);
+    encode::atom(&mut out, "bad_packet");
+    let _ = encode::binary(reason.as_bytes(), &mut out);
+    out
+}
+
+/// `{error, {bad_packet, {too_large, Size, Max}}}`.
+pub fn too_large(size: usize, max: usize) -> Vec<u8> {
+    let mut out = vec![VERSION];
+    let _ = encode::tuple_header(2, &mut out);
+    encode::atom(&mut out, "error");
+    let _ = encode::tuple_header(2, &mut out);
+    encode::atom(&mut out, "bad_packet");
+    let _ = encode::tuple_header(3, &mut out);
+    encode::atom(&mut out, "too_large");
+    encode::small_int(size as i64, &mut out);
+    encode::small_int(max as i64, &mut out);
+    out
+}
+
+/// `{result, Id, {error, {python, Type, Message, <<>>}}}` for an id that
+/// was itself decoded from the same message, so it always re-encodes.
+pub fn python_error(id: &Bound<'_, PyAny>, kind: &str, message: &str) -> Result<Vec<u8>, EtfError> {
+    let mut out = vec![VERSION];
+    encode::tuple_header(3, &mut out)?;
+    encode::atom(&mut out, "result");
+    encode::encode(id, &mut out, 1)?;
+    encode::tuple_header(2, &mut out)?;
+    encode::atom(&mut out, "error");
+    encode::tuple_header(4, &mut out)?;
+    encode::atom(&mut out, "python");
+    encode::binary(kind.as_bytes(), &mut out)?;
+    encode::binary(message.as_bytes(), &mut out)?;
+    encode::binary(b"", &mut out)?;
+    Ok(out)
+}
+
+/// Appends `{result, Id, {ok, Value}}` (no version byte handling needed by
+/// the caller).
+pub fn result_ok(
+    id: &Bound<'_, PyAny>,
+    value: &Bound<'_, PyAny>,
+    out: &mut Vec<u8>,
+) -> Result<(), EtfError> {
+    out.push(VERSION);
+    encode::tuple_header(3, out)?;
+    encode::atom(out, "result");
+    encode::encode(id, out, 1)?;
+    encode::tuple_header(2, out)?;
+    encode::atom(out, "ok");
+    encode::encode(value, out, 2)
+}

@@ -1,0 +1,48 @@
+"""pyport's ``erlang`` package: asyncio on an Erlang port.
+
+Runs inside pyport's executable (``priv/pyport``), in port mode under Erlang
+or standalone (``priv/pyport run ...``, which behaves like ``python3``)::
+
+    import erlang
+
+    async def main():
+        await erlang.sleep(0.1)
+        return 42
+
+    assert erlang.run(main()) == 42
+
+See docs/event-loop.md for the loop's design and how it differs from stdlib
+asyncio and from the NIF-based bridge whose API this follows.
+"""
+
+from __future__ import annotations
+
+from ._api import (
+    ErlangEventLoopPolicy,
+    ExecutionMode,
+    detect_mode,
+    install,
+    new_event_loop,
+    run,
+    sleep,
+    spawn_task,
+)
+from ._loop import ErlangEventLoop
+from ._selector import PollerSelector
+from ._types import Atom, Pid, Ref
+
+__all__ = [
+    "Atom",
+    "ErlangEventLoop",
+    "ErlangEventLoopPolicy",
+    "ExecutionMode",
+    "Pid",
+    "PollerSelector",
+    "Ref",
+    "detect_mode",
+    "install",
+    "new_event_loop",
+    "run",
+    "sleep",
+    "spawn_task",
+]

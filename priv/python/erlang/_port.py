@@ -1,0 +1,536 @@
+"""Port mode: serve Erlang's task packets on fds 3/4 from an ErlangEventLoop.
+
+``pyport port [--max-packet BYTES] [--path DIR]...`` calls :func:`main`. The
+:class:`PortServer` reads messages from ``_pyport.Channel`` (fd 3) as a loop
+reader, runs each task as a plain call or an asyncio Task, and queues replies
+on the channel; the loop's iteration hook flushes them to fd 4 once per loop
+iteration with non-blocking writes.
+
+Message handling (see docs/DESIGN.md and docs/architecture.md):
+
+===========================================  ==========================================
+message (as ``Channel.read()`` yields it)    effect
+===========================================  ==========================================
+``('task', Id, M, F, Args, Kwargs, Opts)``   ``M.F(*Args, **Kwargs)``; an awaitable result
+                                             runs as a Task; reply ``{result, Id, _}``
+``('cancel', Id)``                           ``Task.cancel()``; reply ``{error, cancelled}``
+``('exec', Id, Code)``                       ``exec`` in ``__main__``; reply ``{ok, none}``
+``('eval', Id, Expr)``                       ``eval`` in ``__main__``; reply ``{ok, Value}``
+``('call_reply', CallId, Reply)``            answer to ``erlang.call`` (none pending yet:
+                                             logged as a warning)
+``('stop',)`` or EOF                         cancel all tasks, flush, close the loop
+anything else                                ``{error, {unknown_message, Msg}}``
+===========================================  ==========================================
+
+Task options: ``deadline_ms`` (number, or ``infinity``/``none``) cancels the
+Task after that many milliseconds with reply ``{error, timeout}``;
+``reply => false`` sends nothing on success and reports a failure as
+``{log, error, <<"erlang">>, Message}``.
+
+Backpressure: when more than ``high_water`` bytes (8 MiB) are queued for
+Erlang, the server stops reading fd 3 until the queue is under ``low_water``
+(1 MiB). While anything is queued, fd 4 is watched for writability, so the
+queue drains even when the loop has nothing else to do.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import functools
+import importlib
+import inspect
+import logging
+import os
+import platform
+import select
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Sequence
+from types import ModuleType
+from typing import Any, Callable
+
+from ._api import _set_port_loop, detect_mode, new_event_loop
+from ._native import _pyport
+from ._types import Atom
+
+__all__ = ["PortServer", "main", "DEFAULT_MAX_PACKET", "HIGH_WATER", "LOW_WATER"]
+
+DEFAULT_MAX_PACKET = 64 << 20
+HIGH_WATER = 8 << 20
+LOW_WATER = 1 << 20
+#: seconds granted at shutdown to cancelled tasks, to the executor and to
+#: the last replies still queued for Erlang
+SHUTDOWN_GRACE = 5.0
+
+_RESULT = Atom("result")
+_ERROR = Atom("error")
+_PYTHON = Atom("python")
+_LOG = Atom("log")
+_TIMEOUT = "timeout"
+_CANCELLED = "cancelled"
+
+
+def _python_error(exc: BaseException, with_traceback: bool = True) -> tuple[Any, ...]:
+    """``{python, Type, Message, Traceback}`` for an exception."""
+    tb = "".join(traceback.format_exception(exc)) if with_traceback else ""
+    return (_PYTHON, type(exc).__name__, str(exc), tb)
+
+
+class _Job:
+    """A task the server runs as an asyncio Task (it may be cancelled)."""
+
+    __slots__ = ("id", "label", "reply", "task", "timer", "reason")
+
+    def __init__(self, id: Any, label: str, reply: bool, task: asyncio.Future[Any]) -> None:
+        self.id = id
+        self.label = label
+        self.reply = reply
+        self.task = task
+        self.timer: asyncio.TimerHandle | None = None
+        # Why the server cancelled the task: "cancelled" or "timeout".
+        self.reason: str | None = None
+
+
+class _OptionError(TypeError):
+    pass
+
+
+class PortServer:
+    """Runs Erlang's tasks on ``loop``, talking through ``channel``.
+
+    ``channel`` is a ``_pyport.Channel`` (or anything with the same methods:
+    ``fd_in``, ``fd_out``, ``read``, ``send``, ``send_result``, ``flush``,
+    ``pending``). :meth:`serve_forever` runs the loop until ``stop`` or EOF.
+    """
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        channel: Any,
+        *,
+        high_water: int = HIGH_WATER,
+        low_water: int = LOW_WATER,
+    ) -> None:
+        if not 0 <= low_water <= high_water:
+            raise ValueError("need 0 <= low_water <= high_water")
+        self.loop = loop
+        self.channel = channel
+        self.high_water = high_water
+        self.low_water = low_water
+        self._fd_in: int = channel.fd_in
+        self._fd_out: int = channel.fd_out
+        self._jobs: dict[Any, _Job] = {}
+        self._modules: dict[str, ModuleType] = {}
+        self._reading = False
+        self._writing = False
+        self._started = False
+        self._stopping = False
+        self._output_broken = False
+        self._loop_thread: int | None = None
+
+    # -- lifecycle -----------------------------------------------------------
+
+    def ready_info(self) -> dict[Any, Any]:
+        return {
+            Atom("protocol"): 1,
+            Atom("python"): platform.python_version(),
+            Atom("os_pid"): os.getpid(),
+            Atom("mode"): Atom(detect_mode().value),
+        }
+
+    def start(self) -> None:
+        """Send ``{ready, Info}``, watch fd 3 and install the flush hook."""
+        if self._started:
+            raise RuntimeError("PortServer already started")
+        self._started = True
+        self._loop_thread = threading.get_ident()
+        self.channel.send((Atom("ready"), self.ready_info()))
+        self.loop._iteration_hook = self._after_iteration  # type: ignore[attr-defined]
+        self._resume_reading()
+        _set_port_loop(self.loop)
+
+    def serve_forever(self) -> int:
+        """Start, run the loop until ``stop``/EOF, shut down; return 0."""
+        self.start()
+        try:
+            self.loop.run_forever()
+        finally:
+            self._shutdown()
+        return 0
+
+    def stop(self) -> None:
+        """Stop reading and make ``serve_forever`` return (from the loop thread)."""
+        if self._stopping:
+            return
+        self._stopping = True
+        self._pause_reading()
+        self.loop.stop()
+
+    def _shutdown(self) -> None:
+        loop = self.loop
+        self._stopping = True
+        self._pause_reading()
+        try:
+            tasks = [t for t in asyncio.all_tasks(loop) if not t.done()]
+            for task in tasks:
+                task.cancel()
+            if tasks:
+                loop.run_until_complete(asyncio.wait(tasks, timeout=SHUTDOWN_GRACE))
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            try:
+                loop.run_until_complete(
+                    asyncio.wait_for(loop.shutdown_default_executor(), SHUTDOWN_GRACE)
+                )
+            except asyncio.TimeoutError:
+                self._log("warning", "default executor did not stop in time")
+        finally:
+            self._drain(SHUTDOWN_GRACE)
+            if self._writing:
+                loop.remove_writer(self._fd_out)
+                self._writing = False
+            if getattr(loop, "_iteration_hook", None) == self._after_iteration:
+                loop._iteration_hook = None  # type: ignore[attr-defined]
+            _set_port_loop(None)
+            loop.close()
+
+    def _drain(self, timeout: float) -> None:
+        """Write what is queued, waiting for fd 4 at most ``timeout`` seconds."""
+        if self._output_broken:
+            return
+        deadline = time.monotonic() + timeout
+        try:
+            while self.channel.flush() > 0:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return
+                select.select([], [self._fd_out], [], remaining)
+        except OSError:
+            self._output_broken = True
+
+    # -- flow control ------------------------------------------------------
+
+    def _resume_reading(self) -> None:
+        if not self._reading and not self._stopping:
+            self.loop.add_reader(self._fd_in, self._on_readable)
+            self._reading = True
+
+    def _pause_reading(self) -> None:
+        if self._reading:
+            self.loop.remove_reader(self._fd_in)
+            self._reading = False
+
+    def _after_iteration(self) -> None:
+        """Iteration hook: flush the replies queued during this iteration."""
+        if self._output_broken or (not self._writing and self.channel.pending() == 0):
+            return
+        self._flush()
+
+    def _on_writable(self) -> None:
+        self._flush()
+
+    def _flush(self) -> None:
+        try:
+            left = self.channel.flush()
+        except OSError as exc:
+            # Erlang closed the port's output: nobody can hear us any more.
+            self._output_broken = True
+            print(f"pyport: output channel closed ({exc}); stopping", file=sys.stderr)
+            if self._writing:
+                self.loop.remove_writer(self._fd_out)
+                self._writing = False
+            self.stop()
+            return
+        if left > 0 and not self._writing:
+            self.loop.add_writer(self._fd_out, self._on_writable)
+            self._writing = True
+        elif left == 0 and self._writing:
+            self.loop.remove_writer(self._fd_out)
+            self._writing = False
+        if left > self.high_water:
+            self._pause_reading()
+        elif left < self.low_water:
+            self._resume_reading()
+
+    # -- input -------------------------------------------------------------
+
+    def _on_readable(self) -> None:
+        try:
+            messages = self.channel.read()
+        except OSError as exc:
+            print(f"pyport: reading the input channel failed ({exc}); stopping",
+                  file=sys.stderr)
+            self.stop()
+            return
+        if messages is None:  # EOF: the Erlang side closed the port
+            self.stop()
+            return
+        for message in messages:
+            if self._stopping:
+                break
+            self.dispatch(message)
+
+    def dispatch(self, message: Any) -> None:
+        """Handle one message as ``Channel.read()`` returns it."""
+        if isinstance(message, tuple) and message:
+            tag, size = message[0], len(message)
+            if tag == "task" and size == 7:
+                self._run_task(*message[1:])
+                return
+            if tag == "cancel" and size == 2:
+                self._cancel(message[1])
+                return
+            if tag == "exec" and size == 3:
+                self._exec(message[1], message[2])
+                return
+            if tag == "eval" and size == 3:
+                self._eval(message[1], message[2])
+                return
+            if tag == "call_reply" and size == 3:
+                self._call_reply(message[1], message[2])
+                return
+            if tag == "stop" and size == 1:
+                self.stop()
+                return
+        self._send((_ERROR, (Atom("unknown_message"), message)))
+
+    # -- output ------------------------------------------------------------
+
+    def _send(self, term: Any) -> None:
+        try:
+            self.channel.send(term)
+        except (TypeError, ValueError) as exc:
+            self._log("error", f"pyport: could not encode {term!r}: {exc}")
+
+    def _reply_error(self, id: Any, reason: Any) -> None:
+        self._send((_RESULT, id, (_ERROR, reason)))
+
+    def _reply_ok(self, id: Any, value: Any) -> None:
+        try:
+            self.channel.send_result(id, value)
+        except Exception as exc:  # unconvertible result (TypeError), too deep, ...
+            self._reply_error(id, _python_error(exc, with_traceback=False))
+
+    def _log(self, level: str, message: str, logger: str = "erlang") -> None:
+        try:
+            self.channel.send((_LOG, Atom(level), logger, message))
+        except Exception as exc:  # pragma: no cover - strings always encode
+            print(f"pyport: {message} ({exc})", file=sys.stderr)
+
+    def _fail(self, id: Any, reply: bool, label: str, exc: BaseException) -> None:
+        if reply:
+            self._reply_error(id, _python_error(exc))
+        else:
+            tb = "".join(traceback.format_exception(exc))
+            self._log("error", f"task {label} failed: {type(exc).__name__}: {exc}\n{tb}")
+
+    # -- tasks -------------------------------------------------------------
+
+    def _lookup(self, module_name: Any, func_name: Any) -> Callable[..., Any]:
+        if not isinstance(module_name, str):
+            raise TypeError(f"module name must be a string, not {type(module_name).__name__}")
+        if not isinstance(func_name, str):
+            raise TypeError(f"function name must be a string, not {type(func_name).__name__}")
+        module = self._modules.get(module_name)
+        if module is None:
+            module = importlib.import_module(module_name)
+            self._modules[module_name] = module
+        # A dotted name reaches into the module: 'path.join' on os, 'Cls.meth'.
+        target: Any = functools.reduce(getattr, func_name.split("."), module)
+        if not callable(target):
+            raise TypeError(f"{module_name}.{func_name} is not callable "
+                            f"({type(target).__name__})")
+        return target
+
+    @staticmethod
+    def _options(opts: Any) -> tuple[bool, float | None]:
+        """``(reply, deadline_seconds)`` from a task's options map."""
+        if opts is None:
+            return True, None
+        if not isinstance(opts, dict):
+            raise _OptionError(f"task options must be a map, not {type(opts).__name__}")
+        reply = opts.get("reply", True) is not False
+        deadline = opts.get("deadline_ms")
+        if deadline is None or deadline == "infinity":
+            return reply, None
+        if isinstance(deadline, bool) or not isinstance(deadline, (int, float)):
+            raise _OptionError(f"deadline_ms must be a number of milliseconds, "
+                               f"not {deadline!r}")
+        return reply, max(deadline, 0) / 1000.0
+
+    def _run_task(self, id: Any, module_name: Any, func_name: Any,
+                  args: Any, kwargs: Any, opts: Any) -> None:
+        label = f"{module_name}.{func_name}"
+        try:
+            reply, deadline = self._options(opts)
+        except _OptionError as exc:
+            self._reply_error(id, (_PYTHON, "TypeError", str(exc), ""))
+            return
+        try:
+            func = self._lookup(module_name, func_name)
+            if not isinstance(args, (list, tuple)):
+                raise TypeError(f"task arguments must be a list, not {type(args).__name__}")
+            if kwargs is None:
+                kwargs = {}
+            elif not isinstance(kwargs, dict):
+                raise TypeError(f"task kwargs must be a map, not {type(kwargs).__name__}")
+            result = func(*args, **kwargs)
+            if inspect.isawaitable(result):
+                if inspect.iscoroutine(result):
+                    task = self.loop.create_task(result, name=f"pyport:{label}")
+                else:
+                    task = asyncio.ensure_future(result, loop=self.loop)
+            else:
+                if reply:
+                    self._reply_ok(id, result)
+                return
+        except Exception as exc:
+            self._fail(id, reply, label, exc)
+            return
+        job = _Job(id, label, reply, task)
+        self._jobs[id] = job
+        if deadline is not None:
+            job.timer = self.loop.call_later(deadline, self._expire, job)
+        task.add_done_callback(functools.partial(self._task_done, job))
+
+    def _expire(self, job: _Job) -> None:
+        job.timer = None
+        if not job.task.done():
+            job.reason = _TIMEOUT
+            job.task.cancel(msg="pyport: deadline_ms passed")
+
+    def _cancel(self, id: Any) -> None:
+        job = self._jobs.get(id)
+        if job is None or job.task.done():
+            return  # finished already (its reply is queued or sent) or unknown
+        job.reason = _CANCELLED
+        job.task.cancel(msg="pyport: cancelled by Erlang")
+
+    def _task_done(self, job: _Job, task: asyncio.Future[Any]) -> None:
+        if self._jobs.get(job.id) is job:
+            del self._jobs[job.id]
+        if job.timer is not None:
+            job.timer.cancel()
+            job.timer = None
+        if job.reason is not None or task.cancelled():
+            # A cancel we asked for wins even if the task swallowed it.
+            reason = job.reason or _CANCELLED
+            if not task.cancelled():
+                task.exception()  # mark it retrieved: no "never retrieved" log
+            if job.reply:
+                self._reply_error(job.id, Atom(reason))
+            elif reason == _TIMEOUT:
+                self._log("error", f"task {job.label} timed out")
+            return
+        exc = task.exception()
+        if exc is not None:
+            self._fail(job.id, job.reply, job.label, exc)
+        elif job.reply:
+            self._reply_ok(job.id, task.result())
+
+    # -- exec / eval / call_reply --------------------------------------------
+
+    @staticmethod
+    def _main_namespace() -> dict[str, Any]:
+        main = sys.modules.get("__main__")
+        if main is None:  # pragma: no cover - the interpreter always has one
+            main = ModuleType("__main__")
+            sys.modules["__main__"] = main
+        return main.__dict__
+
+    def _exec(self, id: Any, code: Any) -> None:
+        try:
+            exec(compile(code, "<erlang exec>", "exec"), self._main_namespace())
+        except Exception as exc:
+            self._fail(id, True, "exec", exc)
+            return
+        self._reply_ok(id, None)
+
+    def _eval(self, id: Any, expr: Any) -> None:
+        try:
+            value = eval(compile(expr, "<erlang eval>", "eval"), self._main_namespace())
+        except Exception as exc:
+            self._fail(id, True, "eval", exc)
+            return
+        self._reply_ok(id, value)
+
+    def _call_reply(self, call_id: Any, reply: Any) -> None:
+        # erlang.call() is not implemented yet, so no call can be pending.
+        self._log("warning", f"call_reply for unknown call {call_id!r}: {reply!r}")
+
+
+# -- Python logging -> {log, Level, Logger, Message} ----------------------------
+
+_LEVELS = ((logging.CRITICAL, "critical"), (logging.ERROR, "error"),
+           (logging.WARNING, "warning"), (logging.INFO, "info"))
+
+
+def _level_name(levelno: int) -> str:
+    for threshold, name in _LEVELS:
+        if levelno >= threshold:
+            return name
+    return "debug"
+
+
+class ChannelLogHandler(logging.Handler):
+    """Sends Python logging records to Erlang as ``{log, Level, Logger, Msg}``.
+
+    Records from threads other than the loop's are handed to the loop with
+    ``call_soon_threadsafe`` (the channel is only used from the loop thread).
+    """
+
+    def __init__(self, server: PortServer, level: int = logging.NOTSET) -> None:
+        super().__init__(level)
+        self.server = server
+        self.setFormatter(logging.Formatter("%(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            message = self.format(record)
+            term = (_LOG, Atom(_level_name(record.levelno)), record.name, message)
+            server = self.server
+            if threading.get_ident() == server._loop_thread:
+                server._send(term)
+            elif not server.loop.is_closed():
+                server.loop.call_soon_threadsafe(server._send, term)
+        except RuntimeError:
+            pass  # the loop closed while we were at it
+        except Exception:
+            self.handleError(record)
+
+
+# -- entry point ----------------------------------------------------------------
+
+
+def _parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    args = list(argv)
+    if args and args[0] == "port":  # tolerate the sub-command word itself
+        args = args[1:]
+    parser = argparse.ArgumentParser(prog="pyport port",
+                                     description="pyport in port mode (fds 3/4)")
+    parser.add_argument("--max-packet", type=int, default=DEFAULT_MAX_PACKET,
+                        metavar="BYTES", help="largest packet accepted (default 64 MiB)")
+    parser.add_argument("--path", action="append", default=[], metavar="DIR",
+                        help="prepend DIR to sys.path (repeatable, order kept)")
+    return parser.parse_args(args)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the port: ``argv`` are the options after ``pyport port``."""
+    args = _parse_args(sys.argv[1:] if argv is None else argv)
+    if args.path:
+        sys.path[0:0] = [os.path.abspath(p) for p in args.path]
+    loop = new_event_loop()
+    asyncio.set_event_loop(loop)
+    channel = _pyport.Channel(3, 4, args.max_packet)
+    server = PortServer(loop, channel)
+    handler = ChannelLogHandler(server)
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        return server.serve_forever()
+    finally:
+        root.removeHandler(handler)
+        asyncio.set_event_loop(None)

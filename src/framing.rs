@@ -306,7 +306,7 @@ mod tests {
             calls: 0,
             budget: 1,
         };
-        assert_eq!(w.write_to(&mut dst).unwrap(), 6);
+        assert_eq!(w.write_to(&mut dst).unwrap(), 13 - 5);
         dst.budget = 10;
         assert_eq!(w.write_to(&mut dst).unwrap(), 0);
         let mut expect = frame(b"ab");

@@ -152,3 +152,83 @@ pub fn result_ok(
     encode::atom(out, "ok");
     encode::encode(value, out, 2)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::etf::decode::decode_term;
+
+    fn reply_of(frame: &[u8]) -> String {
+        Python::initialize();
+        Python::attach(|py| match decode_message(py, frame) {
+            Inbound::Reply(bytes) => decode_term(py, &bytes).unwrap().repr().unwrap().to_string(),
+            Inbound::Message(m) => format!("message {}", m.repr().unwrap()),
+        })
+    }
+
+    /// `{task, 7, m, f, [Arg], #{}, #{}}` with `arg` spliced in raw.
+    fn task_with_arg(arg: &[u8]) -> Vec<u8> {
+        let mut v = vec![VERSION, tag::SMALL_TUPLE, 7];
+        encode::atom(&mut v, "task");
+        v.extend_from_slice(&[tag::SMALL_INTEGER, 7]);
+        encode::atom(&mut v, "m");
+        encode::atom(&mut v, "f");
+        v.extend_from_slice(&[tag::LIST, 0, 0, 0, 1]);
+        v.extend_from_slice(arg);
+        v.push(tag::NIL);
+        v.extend_from_slice(&[tag::MAP, 0, 0, 0, 0, tag::MAP, 0, 0, 0, 0]);
+        v
+    }
+
+    #[test]
+    fn a_task_decodes_to_a_tuple_with_atoms_as_str() {
+        let frame = task_with_arg(&[tag::SMALL_INTEGER, 5]);
+        assert_eq!(
+            reply_of(&frame),
+            "message ('task', 7, 'm', 'f', [5], {}, {})"
+        );
+    }
+
+    #[test]
+    fn stop_becomes_a_one_element_tuple() {
+        let mut frame = vec![VERSION];
+        encode::atom(&mut frame, "stop");
+        assert_eq!(reply_of(&frame), "message ('stop',)");
+    }
+
+    #[test]
+    fn an_unconvertible_argument_costs_only_that_task_a_type_error() {
+        // A port identifier: well-formed, but outside the type table.
+        let mut port = vec![tag::NEW_PORT];
+        encode::atom(&mut port, "n@h");
+        port.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0]);
+        assert_eq!(
+            reply_of(&task_with_arg(&port)),
+            "('result', 7, ('error', ('python', 'TypeError', 'cannot convert Erlang port to Python', '')))"
+        );
+    }
+
+    #[test]
+    fn garbage_and_truncated_bytes_are_bad_packets() {
+        assert_eq!(
+            reply_of(b"hello"),
+            "('error', ('bad_packet', 'unsupported external term format version 104 (expected 131)'))"
+        );
+        let frame = task_with_arg(&[tag::SMALL_INTEGER, 5]);
+        let cut = &frame[..frame.len() - 3];
+        assert!(reply_of(cut).starts_with("('error', ('bad_packet', 'truncated term"));
+        assert!(reply_of(&[VERSION, 250]).contains("unknown term tag 250"));
+    }
+
+    #[test]
+    fn an_oversize_reply_names_size_and_limit() {
+        Python::initialize();
+        Python::attach(|py| {
+            let t = decode_term(py, &too_large(100, 10)).unwrap();
+            assert_eq!(
+                t.repr().unwrap().to_string(),
+                "('error', ('bad_packet', ('too_large', 100, 10)))"
+            );
+        });
+    }
+}

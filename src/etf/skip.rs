@@ -107,10 +107,7 @@ mod tests {
         for _ in 0..depth {
             bytes.extend_from_slice(&[tag::LIST, 0, 0, 0, 1]);
         }
-        bytes.push(tag::NIL);
-        for _ in 0..depth {
-            bytes.push(tag::NIL);
-        }
+        bytes.extend(std::iter::repeat_n(tag::NIL, depth + 1));
         let mut c = Cursor::new(&bytes);
         skip_term(&mut c).unwrap();
         assert_eq!(c.remaining(), 0);

@@ -1,0 +1,68 @@
+# pyport: one entry point. `make demo` runs it, `make test` tests it; both
+# install whatever is missing first (`make deps`).
+
+PYTHON  ?= python3
+REBAR   ?= rebar3
+APT_PKGS := erlang-nox erlang-dev rebar3 erlang-common-test erlang-dialyzer erlang-eunit
+SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+PORT    := priv/pyport
+ERL_PA  := -pa _build/default/lib/pyport/ebin
+
+.PHONY: all deps deps-apt deps-pip build demo test test-rust lint-rust \
+        test-python eunit ct erl-checks conformance bench clean
+
+all: build
+
+deps: deps-apt deps-pip
+
+# Debian's Erlang/OTP and rebar3, only when something is missing.
+deps-apt:
+	@missing=""; for p in $(APT_PKGS); do \
+	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "==> installing$$missing"; \
+	  $(SUDO) apt-get update -q && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q $$missing; \
+	fi
+
+deps-pip:
+	@$(PYTHON) -c "import pytest" 2>/dev/null || \
+	  $(PYTHON) -m pip install -q -r requirements-test.txt
+
+build: deps
+	sh build_port.sh
+	$(REBAR) compile
+
+demo: build
+	@mkdir -p _build/demo
+	erlc -o _build/demo examples/pyport_demo.erl
+	erl -noshell $(ERL_PA) -pa _build/demo -eval 'pyport_demo:main()'
+
+test: deps test-rust build eunit test-python ct erl-checks conformance
+
+test-rust: lint-rust
+	cargo test --release
+
+lint-rust:
+	cargo fmt --check
+	cargo clippy --release --all-targets -- -D warnings
+
+eunit: build
+	$(REBAR) eunit
+
+ct: build
+	$(REBAR) ct
+
+erl-checks: build
+	$(REBAR) xref
+	$(REBAR) dialyzer
+
+test-python: build
+	$(PORT) run -m pytest -q test/python
+
+conformance: build
+	$(PORT) run conformance/run.py
+
+clean:
+	cargo clean
+	rm -rf _build priv/pyport priv/pyport-echo

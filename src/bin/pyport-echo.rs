@@ -1,0 +1,84 @@
+//! `pyport-echo`: the benchmark floor. It speaks wire protocol v1 on fds
+//! 3/4 with the same framing code as `pyport`, but answers every task
+//! without Python: `{task, Id, M, F, [X], ...}` -> `{result, Id, {ok, X}}`
+//! (`{ok, Args}` for any other argument list). What `make bench` measures
+//! against it is the cost of the pipe, the framing and the Erlang side.
+
+use eetf::{Atom, FixInteger, List, Map, Term, Tuple};
+use pyport::framing::{Frame, FrameReader, FrameWriter};
+use std::fs::File;
+use std::io::{self, Write};
+use std::os::fd::FromRawFd;
+
+fn atom(name: &str) -> Term {
+    Term::from(Atom::from(name))
+}
+
+fn queue(writer: &mut FrameWriter, term: &Term) -> io::Result<()> {
+    let frame = writer.begin();
+    term.encode(writer.buffer())
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
+    writer
+        .finish(frame)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))
+}
+
+fn reply(packet: &[u8]) -> Option<Term> {
+    let Ok(Term::Tuple(Tuple { elements })) = Term::decode(packet) else {
+        return Some(Term::from(Tuple::from(vec![
+            atom("error"),
+            Term::from(Tuple::from(vec![atom("bad_packet"), atom("undecodable")])),
+        ])));
+    };
+    match (elements.first(), elements.get(1), elements.get(4)) {
+        (Some(Term::Atom(tag)), Some(id), Some(args)) if tag.name == "task" => {
+            let value = match args {
+                Term::List(List { elements }) if elements.len() == 1 => elements[0].clone(),
+                other => other.clone(),
+            };
+            Some(Term::from(Tuple::from(vec![
+                atom("result"),
+                id.clone(),
+                Term::from(Tuple::from(vec![atom("ok"), value])),
+            ])))
+        }
+        _ => None,
+    }
+}
+
+fn main() -> io::Result<()> {
+    // SAFETY: the Erlang VM opens fds 3 and 4 for a `nouse_stdio` port and
+    // nothing else in this process uses them.
+    let (mut input, mut output) = unsafe { (File::from_raw_fd(3), File::from_raw_fd(4)) };
+    let mut reader = FrameReader::new(64 << 20);
+    let mut writer = FrameWriter::new();
+    let info = Map::from([
+        (atom("protocol"), Term::from(FixInteger::from(1))),
+        (atom("python"), Term::from(eetf::Binary::from(&b"none"[..]))),
+        (
+            atom("os_pid"),
+            Term::from(FixInteger::from(std::process::id() as i32)),
+        ),
+        (atom("mode"), atom("echo")),
+    ]);
+    queue(
+        &mut writer,
+        &Term::from(Tuple::from(vec![atom("ready"), Term::from(info)])),
+    )?;
+    writer.write_to(&mut output)?;
+    loop {
+        if reader.fill_from(&mut input, 64 * 1024)? == 0 {
+            return Ok(());
+        }
+        while let Some(frame) = reader.next_frame() {
+            if let Frame::Packet(p) = frame {
+                if let Some(r) = reply(p) {
+                    queue(&mut writer, &r)?;
+                }
+            }
+        }
+        // Blocking fd: write_to returns only once everything is written.
+        writer.write_to(&mut output)?;
+        output.flush()?;
+    }
+}

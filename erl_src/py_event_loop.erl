@@ -1,0 +1,108 @@
+%% Python asyncio tasks on one event loop: the pool's loop 1, or a loop
+%% chosen explicitly with a handle from py_event_loop_pool:get_loop/0.
+%%
+%% Each task runs in the port's Python process as Module.Func(*Args,
+%% **Kwargs); when that returns an awaitable it runs as an asyncio Task.
+%% Tasks from one process to one loop start in the order they were
+%% submitted.
+-module(py_event_loop).
+
+%% API.
+-export([run/3]).
+-export([run/4]).
+-export([run/5]).
+-export([create_task/3]).
+-export([create_task/4]).
+-export([create_task/5]).
+-export([await/1]).
+-export([await/2]).
+-export([spawn_task/3]).
+-export([spawn_task/4]).
+-export([spawn_task/5]).
+
+-type py_name() :: atom() | binary().
+-type kwargs() :: #{atom() | binary() => term()}.
+-type run_opts() :: #{timeout => timeout(), kwargs => kwargs()}.
+%% A loop handle from py_event_loop_pool:get_loop/0. It names the loop, not
+%% its current worker, so it stays valid across port restarts. Treat it as
+%% opaque.
+-type loop() :: {pyport_loop, pos_integer()}.
+-type reason() :: timeout
+                | cancelled
+                | loop_unavailable
+                | overloaded
+                | unknown_task
+                | {python, Type :: binary(), Message :: binary(),
+                   Traceback :: binary()}
+                | {python_exit, Status :: integer() | term()}
+                | {worker_down, Reason :: term()}.
+-type result() :: {ok, term()} | {error, reason()}.
+-export_type([py_name/0, kwargs/0, run_opts/0, loop/0, reason/0, result/0]).
+
+-define(DEFAULT_LOOP, 1).
+-define(DEFAULT_TIMEOUT, 5000).
+
+%% API.
+
+-spec run(py_name(), py_name(), list()) -> result().
+run(Module, Func, Args) ->
+    run(Module, Func, Args, #{}).
+
+-spec run(py_name(), py_name(), list(), run_opts()) -> result().
+run(Module, Func, Args, Opts) ->
+    run({pyport_loop, ?DEFAULT_LOOP}, Module, Func, Args, Opts).
+
+-spec run(loop(), py_name(), py_name(), list(), run_opts()) -> result().
+run(Loop, Module, Func, Args, Opts) ->
+    Index = loop_index(Loop),
+    {Timeout, Kwargs} = py_event_task:run_options(Opts),
+    ok = py_event_task:check_call(Module, Func, Args, Kwargs),
+    py_event_task:run(Index, Module, Func, Args, Kwargs, Timeout).
+
+-spec create_task(py_name(), py_name(), list()) -> reference().
+create_task(Module, Func, Args) ->
+    create_task(Module, Func, Args, #{}).
+
+-spec create_task(py_name(), py_name(), list(), kwargs()) -> reference().
+create_task(Module, Func, Args, Kwargs) ->
+    create_task({pyport_loop, ?DEFAULT_LOOP}, Module, Func, Args, Kwargs).
+
+-spec create_task(loop(), py_name(), py_name(), list(), kwargs())
+    -> reference().
+create_task(Loop, Module, Func, Args, Kwargs) ->
+    Index = loop_index(Loop),
+    ok = py_event_task:check_call(Module, Func, Args, Kwargs),
+    py_event_task:create(Index, Module, Func, Args, Kwargs).
+
+-spec await(reference()) -> result().
+await(Ref) ->
+    await(Ref, ?DEFAULT_TIMEOUT).
+
+%% On timeout the task is cancelled in Python and its result, should it
+%% still come, is dropped: it never reaches the caller's mailbox.
+-spec await(reference(), timeout()) -> result().
+await(Ref, Timeout) when is_reference(Ref) ->
+    py_event_task:await(Ref, py_event_task:check_timeout(Timeout));
+await(Ref, _) ->
+    error({badarg, {task, Ref}}).
+
+-spec spawn_task(py_name(), py_name(), list()) -> ok | {error, reason()}.
+spawn_task(Module, Func, Args) ->
+    spawn_task(Module, Func, Args, #{}).
+
+-spec spawn_task(py_name(), py_name(), list(), kwargs())
+    -> ok | {error, reason()}.
+spawn_task(Module, Func, Args, Kwargs) ->
+    spawn_task({pyport_loop, ?DEFAULT_LOOP}, Module, Func, Args, Kwargs).
+
+-spec spawn_task(loop(), py_name(), py_name(), list(), kwargs())
+    -> ok | {error, reason()}.
+spawn_task(Loop, Module, Func, Args, Kwargs) ->
+    Index = loop_index(Loop),
+    ok = py_event_task:check_call(Module, Func, Args, Kwargs),
+    py_event_task:spawn(Index, Module, Func, Args, Kwargs).
+
+%% Internal.
+
+loop_index({pyport_loop, Index}) when is_integer(Index), Index > 0 -> Index;
+loop_index(Other) -> error({badarg, {loop, Other}}).

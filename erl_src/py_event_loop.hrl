@@ -1,0 +1,17 @@
+%% What a caller needs to submit a task to one loop without going through
+%% the worker's mailbox. Each worker (re)writes its record into the
+%% registry owned by py_event_loop_pool when it starts.
+-record(py_loop, {
+    index :: pos_integer(),
+    worker :: pid(),
+    port :: port(),
+    %% {TaskRef, CallerPid}; public, so callers insert before they send.
+    pending :: ets:tid(),
+    %% {CallerPid, MonitorRef}; callers check it to ask for a monitor once.
+    monitored :: ets:tid(),
+    max_pending :: pos_integer() | infinity,
+    os_pid :: integer() | undefined,
+    info :: map()
+}).
+
+-define(PY_LOOP_REGISTRY, py_event_loops).

@@ -1,0 +1,229 @@
+%% N event loops, one port each. A caller's PID picks its loop, so every
+%% task from one process goes to the same loop and starts in submission
+%% order, while different processes spread over all loops.
+%%
+%% The process behind this module owns the loop registry (a public named
+%% ETS table that callers read on every submission) and counts restarts.
+%% It sits before py_event_loop_sup under a rest_for_one supervisor: if it
+%% dies, the table goes with it and every worker restarts to re-register.
+-module(py_event_loop_pool).
+-behaviour(gen_server).
+
+-include("py_event_loop.hrl").
+
+%% API.
+-export([run/3]).
+-export([run/4]).
+-export([create_task/3]).
+-export([create_task/4]).
+-export([await/1]).
+-export([await/2]).
+-export([spawn_task/3]).
+-export([spawn_task/4]).
+-export([get_loop/0]).
+-export([get_stats/0]).
+-export([loop_index/2]).
+
+%% Internal API, for pyport_sup and py_event_worker.
+-export([start_link/1]).
+-export([register_loop/2]).
+
+%% gen_server.
+-export([init/1]).
+-export([handle_call/3]).
+-export([handle_cast/2]).
+-export([handle_info/2]).
+
+-type loop_stats() :: #{index := pos_integer(),
+                        worker := pid(),
+                        port := port(),
+                        os_pid := integer() | undefined,
+                        pending := non_neg_integer(),
+                        python := binary() | undefined,
+                        mode := atom() | undefined,
+                        restarts := non_neg_integer()}.
+-type stats() :: #{num_loops := non_neg_integer(),
+                   supported := boolean(),
+                   restarts := non_neg_integer(),
+                   pending := non_neg_integer(),
+                   loops := [loop_stats()]}.
+-export_type([stats/0, loop_stats/0]).
+
+-record(state, {
+    num_loops :: pos_integer(),
+    %% Registrations per loop index: every one after the first is a restart.
+    starts = #{} :: #{pos_integer() => pos_integer()},
+    %% Worker monitors, so a dead worker's entry leaves the registry even
+    %% when the worker was killed before it could clean up.
+    workers = #{} :: #{reference() => {pos_integer(), pid()}}
+}).
+
+%% API.
+
+-spec run(py_event_loop:py_name(), py_event_loop:py_name(), list())
+    -> py_event_loop:result().
+run(Module, Func, Args) ->
+    run(Module, Func, Args, #{}).
+
+-spec run(py_event_loop:py_name(), py_event_loop:py_name(), list(),
+          py_event_loop:run_opts()) -> py_event_loop:result().
+run(Module, Func, Args, Opts) ->
+    py_event_loop:run(my_loop(), Module, Func, Args, Opts).
+
+-spec create_task(py_event_loop:py_name(), py_event_loop:py_name(), list())
+    -> reference().
+create_task(Module, Func, Args) ->
+    create_task(Module, Func, Args, #{}).
+
+-spec create_task(py_event_loop:py_name(), py_event_loop:py_name(), list(),
+                  py_event_loop:kwargs()) -> reference().
+create_task(Module, Func, Args, Kwargs) ->
+    py_event_loop:create_task(my_loop(), Module, Func, Args, Kwargs).
+
+%% A reference knows its loop, so await is the same for the pool and for
+%% a single loop.
+-spec await(reference()) -> py_event_loop:result().
+await(Ref) ->
+    py_event_loop:await(Ref).
+
+-spec await(reference(), timeout()) -> py_event_loop:result().
+await(Ref, Timeout) ->
+    py_event_loop:await(Ref, Timeout).
+
+-spec spawn_task(py_event_loop:py_name(), py_event_loop:py_name(), list())
+    -> ok | {error, py_event_loop:reason()}.
+spawn_task(Module, Func, Args) ->
+    spawn_task(Module, Func, Args, #{}).
+
+-spec spawn_task(py_event_loop:py_name(), py_event_loop:py_name(), list(),
+                 py_event_loop:kwargs())
+    -> ok | {error, py_event_loop:reason()}.
+spawn_task(Module, Func, Args, Kwargs) ->
+    py_event_loop:spawn_task(my_loop(), Module, Func, Args, Kwargs).
+
+%% The calling process's loop, for the explicit-loop functions of
+%% py_event_loop.
+-spec get_loop() -> {ok, py_event_loop:loop()} | {error, not_started}.
+get_loop() ->
+    case num_loops() of
+        undefined -> {error, not_started};
+        N -> {ok, {pyport_loop, loop_index(self(), N)}}
+    end.
+
+-spec get_stats() -> stats().
+get_stats() ->
+    try
+        gen_server:call(?MODULE, get_stats)
+    catch
+        exit:{noproc, _} ->
+            #{num_loops => 0, supported => false, restarts => 0,
+              pending => 0, loops => []}
+    end.
+
+-spec loop_index(pid(), pos_integer()) -> pos_integer().
+loop_index(Pid, NumLoops) when is_pid(Pid), is_integer(NumLoops),
+                               NumLoops > 0 ->
+    erlang:phash2(Pid, NumLoops) + 1.
+
+%% Internal API.
+
+-spec start_link(pos_integer()) -> {ok, pid()} | {error, term()}.
+start_link(NumLoops) ->
+    gen_server:start_link({local, ?MODULE}, ?MODULE, NumLoops, []).
+
+-spec register_loop(pos_integer(), #py_loop{}) -> ok.
+register_loop(Index, #py_loop{index = Index} = Loop) ->
+    gen_server:call(?MODULE, {register_loop, Loop}).
+
+%% gen_server.
+
+-spec init(pos_integer()) -> {ok, #state{}}.
+init(NumLoops) ->
+    _ = ets:new(?PY_LOOP_REGISTRY,
+                [named_table, public, set, {read_concurrency, true}]),
+    true = ets:insert(?PY_LOOP_REGISTRY, {num_loops, NumLoops}),
+    {ok, #state{num_loops = NumLoops}}.
+
+-spec handle_call(term(), gen_server:from(), #state{})
+    -> {reply, term(), #state{}}.
+handle_call({register_loop, #py_loop{index = Index, worker = Pid} = Loop},
+            _From, #state{starts = Starts, workers = Workers} = State) ->
+    true = ets:insert(?PY_LOOP_REGISTRY, {Index, Loop}),
+    MRef = erlang:monitor(process, Pid),
+    {reply, ok,
+     State#state{starts = maps:update_with(Index, fun(N) -> N + 1 end, 1,
+                                           Starts),
+                 workers = Workers#{MRef => {Index, Pid}}}};
+handle_call(get_stats, _From, State) ->
+    {reply, stats(State), State};
+handle_call(Request, _From, State) ->
+    {reply, {error, {unknown_call, Request}}, State}.
+
+-spec handle_cast(term(), #state{}) -> {noreply, #state{}}.
+handle_cast(_Msg, State) ->
+    {noreply, State}.
+
+-spec handle_info(term(), #state{}) -> {noreply, #state{}}.
+handle_info({'DOWN', MRef, process, Pid, _}, #state{workers = Workers} = State) ->
+    case maps:take(MRef, Workers) of
+        {{Index, Pid}, Rest} ->
+            %% Only if no successor has registered in the meantime.
+            _ = ets:select_delete(?PY_LOOP_REGISTRY,
+                                  [{{Index, #py_loop{worker = Pid, _ = '_'}},
+                                    [], [true]}]),
+            {noreply, State#state{workers = Rest}};
+        error ->
+            {noreply, State}
+    end;
+handle_info(_Info, State) ->
+    {noreply, State}.
+
+%% Internal.
+
+num_loops() ->
+    try ets:lookup(?PY_LOOP_REGISTRY, num_loops) of
+        [{num_loops, N}] -> N;
+        [] -> undefined
+    catch
+        error:badarg -> undefined
+    end.
+
+my_loop() ->
+    case num_loops() of
+        %% Not started: loop 1 is as unavailable as any other, and the
+        %% task functions report that in their usual way.
+        undefined -> {pyport_loop, 1};
+        N -> {pyport_loop, loop_index(self(), N)}
+    end.
+
+stats(#state{num_loops = N, starts = Starts}) ->
+    Loops = [loop_stats(Index, Starts) || Index <- lists:seq(1, N)],
+    Live = [L || #{} = L <- Loops],
+    #{num_loops => N,
+      supported => true,
+      restarts => lists:sum([S - 1 || S <- maps:values(Starts)]),
+      pending => lists:sum([P || #{pending := P} <- Live]),
+      loops => Live}.
+
+loop_stats(Index, Starts) ->
+    case ets:lookup(?PY_LOOP_REGISTRY, Index) of
+        [{Index, #py_loop{worker = W, port = Port, pending = Pending,
+                          os_pid = OsPid, info = Info}}] ->
+            #{index => Index,
+              worker => W,
+              port => Port,
+              os_pid => OsPid,
+              pending => pending_size(Pending),
+              python => maps:get(python, Info, undefined),
+              mode => maps:get(mode, Info, undefined),
+              restarts => maps:get(Index, Starts, 1) - 1};
+        [] ->
+            %% Between a crash and the restart.
+            down
+    end.
+
+pending_size(Table) ->
+    case ets:info(Table, size) of
+        undefined -> 0;
+        Size -> Size
+    end.

@@ -1,0 +1,35 @@
+%% One py_event_worker per loop. one_for_one: a crashed port takes down
+%% its own loop only; the others keep serving while it restarts.
+-module(py_event_loop_sup).
+-behaviour(supervisor).
+
+%% API.
+-export([start_link/1]).
+
+%% supervisor.
+-export([init/1]).
+
+%% API.
+
+-spec start_link(pos_integer()) -> {ok, pid()} | {error, term()}.
+start_link(NumLoops) ->
+    supervisor:start_link({local, ?MODULE}, ?MODULE, NumLoops).
+
+%% supervisor.
+
+-spec init(pos_integer())
+    -> {ok, {supervisor:sup_flags(), [supervisor:child_spec()]}}.
+init(NumLoops) ->
+    %% A crashing Python process is expected now and then (that is what
+    %% the isolation is for), so up to 10 restarts in 5 s are absorbed. A
+    %% port that fails at start-up burns through that in well under a
+    %% second, and then this supervisor gives up instead of spinning.
+    Flags = #{strategy => one_for_one, intensity => 10, period => 5},
+    Children = [#{id => {py_event_worker, Index},
+                  start => {py_event_worker, start_link, [Index]},
+                  restart => permanent,
+                  %% Above py_event_worker's 2 s stop grace.
+                  shutdown => 5000,
+                  type => worker}
+                || Index <- lists:seq(1, NumLoops)],
+    {ok, {Flags, Children}}.

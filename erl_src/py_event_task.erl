@@ -1,0 +1,231 @@
+%% The task machinery shared by py_event_loop and py_event_loop_pool.
+%%
+%% The hot path stays out of the worker's mailbox: the caller encodes its
+%% own packet and writes it to the port, and the worker only routes results
+%% back. The task id is a monitor of the worker that is also a reply alias,
+%% so one reference gives the caller its reply channel, notice of a dead
+%% worker, and (via demonitor) a way to make sure a late reply is dropped
+%% by the runtime instead of landing in its mailbox.
+-module(py_event_task).
+
+-include("py_event_loop.hrl").
+
+%% API.
+-export([run/6]).
+-export([create/5]).
+-export([await/2]).
+-export([spawn/5]).
+
+%% Pure helpers, exported for the API modules and their unit tests.
+-export([check_call/4]).
+-export([run_options/1]).
+-export([check_timeout/1]).
+-export([task_opts/1]).
+
+-type loop_index() :: pos_integer().
+-export_type([loop_index/0]).
+
+%% What await/2 needs, kept in the caller's process dictionary under the
+%% task reference until the task is awaited.
+-define(KEY(Ref), {?MODULE, Ref}).
+
+%% API.
+
+%% Submits a task and waits for its result. The deadline travels with the
+%% task, so Python cancels it too; the caller never waits past it either.
+-spec run(loop_index(), py_event_loop:py_name(), py_event_loop:py_name(),
+          list(), py_event_loop:kwargs(), timeout())
+    -> py_event_loop:result().
+run(Index, Module, Func, Args, Kwargs, Timeout) ->
+    case start(Index, Module, Func, Args, Kwargs, task_opts(Timeout)) of
+        {ok, Ref, Port, Pending} ->
+            wait(Ref, Port, Pending, Timeout);
+        {error, _} = Error ->
+            Error
+    end.
+
+%% Submits a task whose result the caller later collects with await/2.
+%% A submission that fails still returns a reference, whose await reports
+%% the reason, so that callers have one place to handle errors.
+-spec create(loop_index(), py_event_loop:py_name(), py_event_loop:py_name(),
+             list(), py_event_loop:kwargs()) -> reference().
+create(Index, Module, Func, Args, Kwargs) ->
+    case start(Index, Module, Func, Args, Kwargs, #{}) of
+        {ok, Ref, Port, Pending} ->
+            put(?KEY(Ref), {Port, Pending}),
+            Ref;
+        {error, Reason} ->
+            Ref = make_ref(),
+            put(?KEY(Ref), {failed, Reason}),
+            Ref
+    end.
+
+-spec await(reference(), timeout()) -> py_event_loop:result().
+await(Ref, Timeout) ->
+    case erase(?KEY(Ref)) of
+        {Port, Pending} when is_port(Port) ->
+            wait(Ref, Port, Pending, Timeout);
+        {failed, Reason} ->
+            {error, Reason};
+        undefined ->
+            %% Already awaited, or created by another process: the reply
+            %% alias belongs to the creator, so waiting here could only
+            %% ever time out.
+            {error, unknown_task}
+    end.
+
+%% Fire and forget: no pending entry, no monitor, and the task is not
+%% cancelled when the caller exits (that is the point of spawning it).
+-spec spawn(loop_index(), py_event_loop:py_name(), py_event_loop:py_name(),
+            list(), py_event_loop:kwargs())
+    -> ok | {error, loop_unavailable}.
+spawn(Index, Module, Func, Args, Kwargs) ->
+    case lookup(Index) of
+        {ok, #py_loop{port = Port}} ->
+            Packet = {task, make_ref(), Module, Func, Args, Kwargs,
+                      #{reply => false}},
+            try erlang:port_command(Port, term_to_binary(Packet)) of
+                true -> ok
+            catch
+                error:badarg -> {error, loop_unavailable}
+            end;
+        error ->
+            {error, loop_unavailable}
+    end.
+
+%% Raises {badarg, {What, Value}} for the first argument that cannot be a
+%% Python call target, at the caller's site rather than as a Python error
+%% later.
+-spec check_call(term(), term(), term(), term()) -> ok.
+check_call(Module, Func, Args, Kwargs) ->
+    check_name(module, Module),
+    check_name(function, Func),
+    is_proper_list(Args) orelse error({badarg, {args, Args}}),
+    is_map(Kwargs) orelse error({badarg, {kwargs, Kwargs}}),
+    ok.
+
+%% The options of run/4. Unknown keys are an error, so a misspelt
+%% `timeout` does not silently fall back to the default.
+-spec run_options(term()) -> {timeout(), py_event_loop:kwargs()}.
+run_options(Opts) when is_map(Opts) ->
+    maps:foreach(
+      fun(timeout, _) -> ok;
+         (kwargs, _) -> ok;
+         (Key, Value) -> error({badarg, {option, Key, Value}})
+      end, Opts),
+    Timeout = check_timeout(maps:get(timeout, Opts, 5000)),
+    Kwargs = maps:get(kwargs, Opts, #{}),
+    is_map(Kwargs) orelse error({badarg, {kwargs, Kwargs}}),
+    {Timeout, Kwargs};
+run_options(Opts) ->
+    error({badarg, {options, Opts}}).
+
+-spec check_timeout(term()) -> timeout().
+check_timeout(infinity) -> infinity;
+check_timeout(Ms) when is_integer(Ms), Ms >= 0 -> Ms;
+check_timeout(Other) -> error({badarg, {timeout, Other}}).
+
+%% The Opts element of the task packet for a caller waiting Timeout.
+-spec task_opts(timeout()) -> #{deadline_ms => non_neg_integer()}.
+task_opts(infinity) -> #{};
+task_opts(Ms) -> #{deadline_ms => Ms}.
+
+%% Internal.
+
+check_name(_, Name) when is_atom(Name); is_binary(Name) -> ok;
+check_name(What, Name) -> error({badarg, {What, Name}}).
+
+is_proper_list(List) when is_list(List) ->
+    try length(List) of
+        _ -> true
+    catch
+        error:badarg -> false
+    end;
+is_proper_list(_) ->
+    false.
+
+lookup(Index) ->
+    try ets:lookup(?PY_LOOP_REGISTRY, Index) of
+        [{Index, #py_loop{} = Loop}] -> {ok, Loop};
+        [] -> error
+    catch
+        %% No registry: the application is not running.
+        error:badarg -> error
+    end.
+
+start(Index, Module, Func, Args, Kwargs, Opts) ->
+    case lookup(Index) of
+        {ok, Loop} -> start_on(Loop, {task, Module, Func, Args, Kwargs, Opts});
+        error -> {error, loop_unavailable}
+    end.
+
+start_on(#py_loop{worker = Worker, port = Port, pending = Pending,
+                  monitored = Monitored, max_pending = Max},
+         {task, Module, Func, Args, Kwargs, Opts}) ->
+    Ref = erlang:monitor(process, Worker, [{alias, reply_demonitor}]),
+    try
+        %% The table may already have gone with a dead worker; that and a
+        %% closed port both raise badarg, and both mean the same here.
+        case overloaded(Pending, Max) of
+            true -> throw(overloaded);
+            false -> ok
+        end,
+        case ets:member(Monitored, self()) of
+            true -> ok;
+            false -> gen_server:cast(Worker, {monitor, self()})
+        end,
+        %% Pending first: the result may come back before port_command
+        %% returns, and the worker must already know where to send it.
+        true = ets:insert(Pending, {Ref, self()}),
+        Packet = {task, Ref, Module, Func, Args, Kwargs, Opts},
+        true = erlang:port_command(Port, term_to_binary(Packet)),
+        {ok, Ref, Port, Pending}
+    catch
+        throw:overloaded ->
+            abandon(Ref, Pending),
+            {error, overloaded};
+        error:badarg ->
+            abandon(Ref, Pending),
+            {error, loop_unavailable}
+    end.
+
+overloaded(_, infinity) -> false;
+overloaded(Pending, Max) -> ets:info(Pending, size) >= Max.
+
+%% Forgets a task that will never be answered: after the demonitor the
+%% alias is inactive, so only a reply already delivered can be left, and
+%% the receive removes it.
+abandon(Ref, Pending) ->
+    erlang:demonitor(Ref, [flush]),
+    catch ets:delete(Pending, Ref),
+    receive
+        {Ref, _} -> ok
+    after 0 -> ok
+    end.
+
+wait(Ref, Port, Pending, Timeout) ->
+    receive
+        {Ref, Result} ->
+            Result;
+        {'DOWN', Ref, process, _, Reason} ->
+            {error, {worker_down, Reason}}
+    after Timeout ->
+        erlang:demonitor(Ref, [flush]),
+        receive
+            %% Arrived between the timeout and the demonitor: use it rather
+            %% than cancel a task that has already finished.
+            {Ref, Result} -> Result
+        after 0 ->
+            cancel(Ref, Port, Pending),
+            {error, timeout}
+        end
+    end.
+
+cancel(Ref, Port, Pending) ->
+    catch ets:delete(Pending, Ref),
+    try erlang:port_command(Port, term_to_binary({cancel, Ref})) of
+        true -> ok
+    catch
+        %% The port is gone, and the task with it.
+        error:badarg -> ok
+    end.

@@ -1,0 +1,54 @@
+%% rest_for_one: the pool owns the loop registry, so when it restarts the
+%% workers must restart too and register again; a worker crash touches
+%% nothing but its own loop (see py_event_loop_sup).
+-module(pyport_sup).
+-behaviour(supervisor).
+
+%% API.
+-export([start_link/0]).
+-export([pool_size/0]).
+
+%% supervisor.
+-export([init/1]).
+
+%% API.
+
+-spec start_link() -> {ok, pid()} | {error, term()}.
+start_link() ->
+    supervisor:start_link({local, ?MODULE}, ?MODULE, []).
+
+%% The configured number of loops; unset means one per scheduler.
+-spec pool_size() -> {ok, pos_integer()} | {error, term()}.
+pool_size() ->
+    case application:get_env(pyport, event_loop_pool_size) of
+        undefined -> {ok, erlang:system_info(schedulers)};
+        {ok, undefined} -> {ok, erlang:system_info(schedulers)};
+        {ok, N} when is_integer(N), N > 0 -> {ok, N};
+        {ok, Other} -> {error, {bad_config, {event_loop_pool_size, Other}}}
+    end.
+
+%% supervisor.
+
+-spec init([]) -> {ok, {supervisor:sup_flags(), [supervisor:child_spec()]}}
+                  | {error, term()}.
+init([]) ->
+    case pool_size() of
+        {ok, N} ->
+            %% A loop supervisor that gave up (a port that cannot start)
+            %% gets a few more chances, then the application stops
+            %% rather than retrying forever.
+            Flags = #{strategy => rest_for_one, intensity => 3, period => 60},
+            Children = [
+                #{id => py_event_loop_pool,
+                  start => {py_event_loop_pool, start_link, [N]},
+                  type => worker,
+                  shutdown => 5000},
+                #{id => py_event_loop_sup,
+                  start => {py_event_loop_sup, start_link, [N]},
+                  type => supervisor,
+                  shutdown => infinity}
+            ],
+            {ok, {Flags, Children}};
+        {error, _} = Error ->
+            Error
+    end.

@@ -3,6 +3,7 @@
 //! The executable (`src/main.rs`) embeds CPython; this library holds the
 //! parts that can be tested on their own.
 
+pub mod capture;
 pub mod channel;
 pub mod error;
 pub mod etf;

@@ -24,6 +24,7 @@ pub fn _pyport(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<crate::terms::Ref>()?;
     m.add_class::<crate::poller::Poller>()?;
     m.add_class::<crate::channel::Channel>()?;
+    m.add_class::<crate::capture::OutputCapture>()?;
     m.add_function(wrap_pyfunction!(encode, m)?)?;
     m.add_function(wrap_pyfunction!(decode, m)?)?;
     m.add("MAX_DEPTH", crate::etf::MAX_DEPTH)?;

@@ -86,6 +86,9 @@ def run(main: Coroutine[Any, Any, _T], *, debug: bool | None = None) -> _T:
     generators and the default executor shut down). ``RuntimeError`` when
     called from a running event loop.
     """
+    if _running_loop() is not None:
+        # Checked before the Runner makes (and then fails to close) a loop.
+        raise RuntimeError("erlang.run() cannot be called from a running event loop")
     with asyncio.Runner(debug=debug, loop_factory=new_event_loop) as runner:
         return runner.run(main)
 

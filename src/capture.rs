@@ -98,16 +98,16 @@ impl OutputCapture {
     #[pyo3(signature = (fds = vec![1, 2]))]
     fn new(fds: Vec<RawFd>) -> PyResult<Self> {
         let shared = Arc::new(Mutex::new(Shared::default()));
-        let (wake_read, wake_write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
-            .map_err(io::Error::from)?;
+        let (wake_read, wake_write) =
+            rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(io::Error::from)?;
         for fd in [&wake_read, &wake_write] {
             let flags = rustix::fs::fcntl_getfl(fd).map_err(io::Error::from)?;
             rustix::fs::fcntl_setfl(fd, flags | rustix::fs::OFlags::NONBLOCK)
                 .map_err(io::Error::from)?;
         }
         for target in fds {
-            let (read_end, write_end) =
-                rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(io::Error::from)?;
+            let (read_end, write_end) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+                .map_err(io::Error::from)?;
             // SAFETY: `target` is a standard descriptor number; dup2 onto it
             // replaces whatever it was, which is the point. The OwnedFd is
             // forgotten so the redirected descriptor stays open for good.
@@ -162,7 +162,10 @@ mod tests {
         s.push(b"one\ntw", |l| got.push(l));
         s.push(b"o\n\nthree", |l| got.push(l));
         s.finish(|l| got.push(l));
-        assert_eq!(got, vec![b"one".to_vec(), b"two".to_vec(), vec![], b"three".to_vec()]);
+        assert_eq!(
+            got,
+            vec![b"one".to_vec(), b"two".to_vec(), vec![], b"three".to_vec()]
+        );
         let mut cut = Vec::new();
         s.push(&vec![b'x'; MAX_LINE + 3], |l| cut.push(l.len()));
         s.finish(|l| cut.push(l.len()));

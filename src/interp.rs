@@ -42,7 +42,7 @@ pub fn run_port(args: &[String]) -> i32 {
 fn port_main(py: Python<'_>, args: &[String]) -> PyResult<i32> {
     let sys = py.import("sys")?;
     let path = sys.getattr("path")?.cast_into::<PyList>()?;
-    path.insert(0, python_dir())?;
+    path.insert(0, python_dir().to_string_lossy().into_owned())?;
     let port = py.import("erlang._port")?;
     port.call_method1("main", (args.to_vec(),))?.extract()
 }

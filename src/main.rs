@@ -10,6 +10,7 @@ use std::time::Duration;
 const HANGUP_GRACE: Duration = Duration::from_millis(300);
 /// Erlang's end of the packet channel.
 const PORT_IN_FD: i32 = 3;
+const PORT_OUT_FD: i32 = 4;
 
 fn main() {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
@@ -20,16 +21,59 @@ fn main() {
     let rest: Vec<std::ffi::OsString> = args.collect();
     match rest.first().and_then(|a| a.to_str()) {
         Some("port") => {
+            if let Err(e) = check_port_fds() {
+                eprintln!("pyport: {e}");
+                std::process::exit(2);
+            }
             pyport::lifeline::arm();
             pyport::lifeline::watch(PORT_IN_FD, HANGUP_GRACE);
-            let opts: Vec<String> = rest[1..]
+            let mut opts: Vec<String> = rest[1..]
                 .iter()
                 .map(|a| a.to_string_lossy().into_owned())
                 .collect();
+            if let Err(e) = apply_memory_limit(&mut opts) {
+                eprintln!("pyport: {e}");
+                std::process::exit(2);
+            }
             let code = pyport::interp::run_port(&opts);
             pyport::lifeline::exit(code);
         }
         Some("run") => std::process::exit(pyport::interp::run_python(program, rest[1..].to_vec())),
         _ => std::process::exit(pyport::interp::run_python(program, rest)),
     }
+}
+
+/// `--max-memory-mb N` caps the address space, so a runaway allocation
+/// raises MemoryError in Python instead of growing the port without bound.
+/// The option is consumed here; the rest go to Python.
+fn apply_memory_limit(opts: &mut Vec<String>) -> Result<(), String> {
+    let Some(at) = opts.iter().position(|o| o == "--max-memory-mb") else {
+        return Ok(());
+    };
+    let mb: u64 = opts
+        .get(at + 1)
+        .and_then(|v| v.parse().ok())
+        .filter(|&v| v > 0)
+        .ok_or("--max-memory-mb needs a positive number of MiB")?;
+    opts.drain(at..at + 2);
+    let bytes = mb.saturating_mul(1 << 20);
+    let limit = rustix::process::Rlimit {
+        current: Some(bytes),
+        maximum: Some(bytes),
+    };
+    rustix::process::setrlimit(rustix::process::Resource::As, limit)
+        .map_err(|e| format!("cannot set the memory limit: {e}"))
+}
+
+/// Port mode needs fds 3 and 4 open before Python starts, or Python's own
+/// files would take those numbers and be mistaken for the channel.
+fn check_port_fds() -> Result<(), String> {
+    for fd in [PORT_IN_FD, PORT_OUT_FD] {
+        // SAFETY: a borrow for one fcntl call; EBADF is the answer we test for.
+        let borrowed = unsafe { rustix::fd::BorrowedFd::borrow_raw(fd) };
+        rustix::io::fcntl_getfd(borrowed).map_err(|_| {
+            format!("fd {fd} is not open: `pyport port` expects the packet channel on fds 3 and 4 (open_port with nouse_stdio)")
+        })?;
+    }
+    Ok(())
 }

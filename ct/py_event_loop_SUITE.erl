@@ -203,7 +203,7 @@ spawn_task_failure_is_logged() -> [{doc, "A failing spawned task sends no reply 
 spawn_task_failure_is_logged(_) ->
     ok = pyport_ct:capture_logs(),
     ?assertEqual(ok, py_event_loop:spawn_task(?H, raise_value_error, [<<"spawned boom">>])),
-    Event = pyport_ct:await_log(fun(E) -> mentions(E, <<"spawned boom">>) end, 5000),
+    Event = pyport_ct:await_log(fun(E) -> pyport_ct:log_mentions(E, <<"spawned boom">>) end, 5000),
     #{level := error, meta := #{pyport_loop := 1}} = Event,
     ?assertEqual([], pyport_ct:mailbox()).
 
@@ -447,17 +447,3 @@ max_pending_overloaded(_) ->
 -spec key() -> binary().
 key() ->
     list_to_binary(io_lib:format("~p-~p", [erlang:unique_integer([positive]), self()])).
-
--spec mentions(logger:log_event(), binary()) -> boolean().
-mentions(#{msg := {string, S}}, Needle) ->
-    contains(S, Needle);
-mentions(#{msg := {Format, Args}}, Needle) when is_list(Args) ->
-    contains(io_lib:format(Format, Args), Needle);
-mentions(#{msg := {report, R}}, Needle) ->
-    contains(io_lib:format("~p", [R]), Needle);
-mentions(_, _) ->
-    false.
-
--spec contains(unicode:chardata(), binary()) -> boolean().
-contains(Chars, Needle) ->
-    binary:match(unicode:characters_to_binary(Chars), Needle) =/= nomatch.

@@ -15,6 +15,7 @@
 -export([await_log/2]).
 -export([flush_logs/0]).
 -export([mailbox/0]).
+-export([log_mentions/2]).
 
 %% logger handler.
 -export([log/2]).
@@ -124,6 +125,15 @@ mailbox() ->
     {messages, Messages} = process_info(self(), messages),
     Messages.
 
+%% Whether the event's formatted message contains Needle.
+-spec log_mentions(logger:log_event(), binary()) -> boolean().
+log_mentions(#{msg := {string, S}}, Needle) ->
+    contains(S, Needle);
+log_mentions(#{msg := {report, R}}, Needle) ->
+    contains(io_lib:format("~tp", [R]), Needle);
+log_mentions(#{msg := {Format, Args}}, Needle) ->
+    contains(io_lib:format(Format, Args), Needle).
+
 %% logger handler.
 
 -spec log(logger:log_event(), logger:handler_config()) -> ok.
@@ -132,6 +142,9 @@ log(Event, #{config := #{pid := Pid}}) ->
     ok.
 
 %% Internal.
+
+contains(Chars, Needle) ->
+    binary:match(unicode:characters_to_binary(Chars), Needle) =/= nomatch.
 
 %% Loaded first, so that set_env is not undone by the load.
 load() ->

@@ -192,3 +192,30 @@ def kill_process():
 async def kill_process_after(seconds):
     await asyncio.sleep(seconds)
     os.kill(os.getpid(), signal.SIGKILL)
+
+
+def log_warning(logger_name, message):
+    import logging
+
+    logging.getLogger(logger_name).warning("%s", message)
+    return True
+
+
+def print_lots(count):
+    """Write to fds 1 and 2, which must not reach the packet channel."""
+    import sys
+
+    print("x" * count)
+    print("stderr line", file=sys.stderr)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.write(1, b"\x00\x00\x00\x05hello raw bytes on fd 1\n")
+    return count
+
+
+def block(seconds):
+    """Block the whole loop inside a C call (time.sleep)."""
+    import time
+
+    time.sleep(seconds)
+    return seconds

@@ -1,0 +1,276 @@
+%% Faults: dying callers, crashing and killed ports, a killed worker,
+%% garbage on the wire, bad configuration, and shutdown leaving no OS
+%% process behind. Each case gets a freshly started application.
+-module(py_fault_SUITE).
+
+-include_lib("common_test/include/ct.hrl").
+-include_lib("stdlib/include/assert.hrl").
+
+-compile([export_all, nowarn_export_all]).
+
+-define(H, pyport_ct_helpers).
+-define(NUM_LOOPS, 2).
+%% Liveness bound only: well below the tasks' own 60 s timeout, so a
+%% caller that gets its answer within it was answered by the crash.
+-define(PROMPTLY, 10000).
+
+-spec all() -> [atom()].
+all() ->
+    [caller_death_cancels_its_tasks, caller_death_spares_other_callers,
+     port_sigkill_fails_inflight_callers, port_exit_status_reported,
+     crash_fails_created_tasks, restarts_counted, other_loops_unaffected,
+     worker_killed, garbage_packet, unknown_message, python_logging_reaches_logger,
+     stdout_does_not_corrupt_channel, stop_leaves_no_os_process,
+     stop_while_python_blocked, bad_config_fails_start].
+
+-spec init_per_suite(ct_suite:ct_config()) -> ct_suite:ct_config().
+init_per_suite(Config) ->
+    Config.
+
+-spec end_per_suite(ct_suite:ct_config()) -> ok.
+end_per_suite(_Config) ->
+    pyport_ct:stop().
+
+-spec init_per_testcase(atom(), ct_suite:ct_config()) -> ct_suite:ct_config().
+init_per_testcase(_, Config) ->
+    ok = pyport_ct:start([{event_loop_pool_size, ?NUM_LOOPS}]),
+    Config.
+
+-spec end_per_testcase(atom(), ct_suite:ct_config()) -> ok.
+end_per_testcase(_, _Config) ->
+    ok = pyport_ct:release_logs(),
+    pyport_ct:stop().
+
+-spec caller_death_cancels_its_tasks() -> [{doc, string()}].
+caller_death_cancels_its_tasks() -> [{doc, "When a caller dies, its pending tasks are cancelled in Python."}].
+-spec caller_death_cancels_its_tasks(ct_suite:ct_config()) -> term().
+caller_death_cancels_its_tasks(_) ->
+    Keys = [key() || _ <- lists:seq(1, 3)],
+    Self = self(),
+    Caller = spawn(fun() ->
+                           Refs = [py_event_loop:create_task(?H, watched_sleep, [K, 30])
+                                   || K <- Keys],
+                           Self ! {submitted, self()},
+                           receive never -> Refs end
+                   end),
+    receive {submitted, Caller} -> ok end,
+    [ok = pyport_ct:wait_until(fun() -> call(was_started, [K]) end, 5000) || K <- Keys],
+    ?assertMatch(#{pending := 3}, py_event_loop_pool:get_stats()),
+    exit(Caller, kill),
+    [ok = pyport_ct:wait_until(fun() -> call(was_cancelled, [K]) end, 5000) || K <- Keys],
+    ?assertMatch(#{pending := 0}, py_event_loop_pool:get_stats()).
+
+-spec caller_death_spares_other_callers() -> [{doc, string()}].
+caller_death_spares_other_callers() -> [{doc, "A dying caller's cancellation touches only its own tasks."}].
+-spec caller_death_spares_other_callers(ct_suite:ct_config()) -> term().
+caller_death_spares_other_callers(_) ->
+    Doomed = key(),
+    Mine = key(),
+    Self = self(),
+    Caller = spawn(fun() ->
+                           Ref = py_event_loop:create_task(?H, watched_sleep, [Doomed, 30]),
+                           Self ! {submitted, self()},
+                           receive never -> Ref end
+                   end),
+    receive {submitted, Caller} -> ok end,
+    MyRef = py_event_loop:create_task(?H, watched_sleep, [Mine, 0.5]),
+    ok = pyport_ct:wait_until(fun() -> call(was_started, [Doomed]) end, 5000),
+    exit(Caller, kill),
+    ok = pyport_ct:wait_until(fun() -> call(was_cancelled, [Doomed]) end, 5000),
+    ?assertEqual({ok, Mine}, py_event_loop:await(MyRef)),
+    ?assertEqual(false, call(was_cancelled, [Mine])).
+
+-spec port_sigkill_fails_inflight_callers() -> [{doc, string()}].
+port_sigkill_fails_inflight_callers() -> [{doc, "SIGKILL of the Python process answers every in-flight caller with {error, {python_exit, 137}} at once; the next task runs on a fresh port."}].
+-spec port_sigkill_fails_inflight_callers(ct_suite:ct_config()) -> term().
+port_sigkill_fails_inflight_callers(_) ->
+    #{os_pid := OldOsPid} = pyport_ct:loop_stats(1),
+    Keys = [key() || _ <- lists:seq(1, 5)],
+    Self = self(),
+    Callers = [spawn_link(fun() ->
+                                  Self ! {self(), py_event_loop:run(?H, watched_sleep, [K, 60],
+                                                                    #{timeout => 60000})}
+                          end) || K <- Keys],
+    [ok = pyport_ct:wait_until(fun() -> call(was_started, [K]) end, 5000) || K <- Keys],
+    ?assertEqual({error, {python_exit, 137}}, py_event_loop:run(?H, kill_process, [])),
+    [receive
+         {C, Result} -> ?assertEqual({error, {python_exit, 137}}, Result)
+     after ?PROMPTLY ->
+         ct:fail({no_answer, C})
+     end || C <- Callers],
+    NewOsPid = await_restart(1, OldOsPid),
+    ?assertEqual({ok, NewOsPid}, py_event_loop:run(?H, getpid, [])),
+    ?assertEqual({ok, 4.0}, py_event_loop:run(math, sqrt, [16.0])),
+    ok = pyport_ct:wait_until(fun() -> not pyport_ct:os_pid_alive(OldOsPid) end, 5000),
+    ?assertEqual([], pyport_ct:mailbox()).
+
+-spec port_exit_status_reported() -> [{doc, string()}].
+port_exit_status_reported() -> [{doc, "os._exit(3) in a task is reported as {error, {python_exit, 3}}."}].
+-spec port_exit_status_reported(ct_suite:ct_config()) -> term().
+port_exit_status_reported(_) ->
+    #{os_pid := OldOsPid} = pyport_ct:loop_stats(1),
+    ?assertEqual({error, {python_exit, 3}}, py_event_loop:run(?H, exit_process, [3])),
+    _ = await_restart(1, OldOsPid),
+    ?assertEqual({ok, 2.0}, py_event_loop:run(math, sqrt, [4.0])).
+
+-spec crash_fails_created_tasks() -> [{doc, string()}].
+crash_fails_created_tasks() -> [{doc, "Tasks made with create_task and not yet awaited get {error, {python_exit, _}} from await after a crash, and the mailbox is left clean."}].
+-spec crash_fails_created_tasks(ct_suite:ct_config()) -> term().
+crash_fails_created_tasks(_) ->
+    #{os_pid := OldOsPid} = pyport_ct:loop_stats(1),
+    Refs = [py_event_loop:create_task(?H, sleep_then, [60, I]) || I <- lists:seq(1, 20)],
+    ok = py_event_loop:spawn_task(?H, kill_process_after, [0.05]),
+    [?assertEqual({error, {python_exit, 137}}, py_event_loop:await(R, ?PROMPTLY))
+     || R <- Refs],
+    _ = await_restart(1, OldOsPid),
+    ?assertEqual([], pyport_ct:mailbox()).
+
+-spec restarts_counted() -> [{doc, string()}].
+restarts_counted() -> [{doc, "get_stats/0 counts each port restart, in total and per loop."}].
+-spec restarts_counted(ct_suite:ct_config()) -> term().
+restarts_counted(_) ->
+    ?assertMatch(#{restarts := 0}, py_event_loop_pool:get_stats()),
+    lists:foreach(
+      fun(N) ->
+              #{os_pid := Old} = pyport_ct:loop_stats(1),
+              {error, {python_exit, _}} = py_event_loop:run(?H, exit_process, [1]),
+              _ = await_restart(1, Old),
+              ?assertMatch(#{restarts := N}, py_event_loop_pool:get_stats()),
+              ?assertMatch(#{restarts := N}, pyport_ct:loop_stats(1)),
+              ?assertMatch(#{restarts := 0}, pyport_ct:loop_stats(2))
+      end, [1, 2, 3]).
+
+-spec other_loops_unaffected() -> [{doc, string()}].
+other_loops_unaffected() -> [{doc, "A crash on one loop leaves the other loops' ports and tasks alone."}].
+-spec other_loops_unaffected(ct_suite:ct_config()) -> term().
+other_loops_unaffected(_) ->
+    #{os_pid := Os1} = pyport_ct:loop_stats(1),
+    #{os_pid := Os2} = pyport_ct:loop_stats(2),
+    Ref = py_event_loop:create_task({pyport_loop, 2}, ?H, sleep_then, [0.5, survived], #{}),
+    {error, {python_exit, _}} = py_event_loop:run(?H, exit_process, [7]),
+    ?assertEqual({ok, survived}, py_event_loop:await(Ref)),
+    _ = await_restart(1, Os1),
+    ?assertMatch(#{os_pid := Os2, restarts := 0}, pyport_ct:loop_stats(2)).
+
+-spec worker_killed() -> [{doc, string()}].
+worker_killed() -> [{doc, "Killing the worker process fails its callers with {error, {worker_down, killed}}, ends its OS process, and a new worker takes over."}].
+-spec worker_killed(ct_suite:ct_config()) -> term().
+worker_killed(_) ->
+    #{os_pid := OldOsPid, worker := Worker} = pyport_ct:loop_stats(1),
+    Ref = py_event_loop:create_task(?H, sleep_then, [60, never]),
+    ok = pyport_ct:wait_until(
+           fun() -> maps:get(pending, pyport_ct:loop_stats(1)) =:= 1 end, 5000),
+    exit(Worker, kill),
+    ?assertEqual({error, {worker_down, killed}}, py_event_loop:await(Ref, ?PROMPTLY)),
+    ok = pyport_ct:wait_until(fun() -> not pyport_ct:os_pid_alive(OldOsPid) end, 5000),
+    _ = await_restart(1, OldOsPid),
+    ?assertEqual({ok, 4.0}, py_event_loop:run(math, sqrt, [16.0])).
+
+-spec garbage_packet() -> [{doc, string()}].
+garbage_packet() -> [{doc, "Bytes that are not ETF, written straight to the port, are answered with bad_packet (logged as a warning) and the port keeps serving."}].
+-spec garbage_packet(ct_suite:ct_config()) -> term().
+garbage_packet(_) ->
+    ok = pyport_ct:capture_logs(),
+    #{port := Port, os_pid := OsPid} = pyport_ct:loop_stats(1),
+    true = erlang:port_command(Port, <<"this is not ETF">>),
+    Event = pyport_ct:await_log(fun(E) -> pyport_ct:log_mentions(E, <<"bad_packet">>) end,
+                                5000),
+    ?assertMatch(#{level := warning, meta := #{pyport_loop := 1}}, Event),
+    true = erlang:port_command(Port, <<131, 104, 200>>),
+    _ = pyport_ct:await_log(fun(E) -> pyport_ct:log_mentions(E, <<"bad_packet">>) end, 5000),
+    ?assertEqual({ok, 4.0}, py_event_loop:run(math, sqrt, [16.0])),
+    ?assertMatch(#{os_pid := OsPid, restarts := 0}, pyport_ct:loop_stats(1)).
+
+-spec unknown_message() -> [{doc, string()}].
+unknown_message() -> [{doc, "A well-formed term that is no message is answered with unknown_message (logged) and the port keeps serving."}].
+-spec unknown_message(ct_suite:ct_config()) -> term().
+unknown_message(_) ->
+    ok = pyport_ct:capture_logs(),
+    #{port := Port, os_pid := OsPid} = pyport_ct:loop_stats(1),
+    true = erlang:port_command(Port, term_to_binary({hello, <<"world">>})),
+    Event = pyport_ct:await_log(fun(E) -> pyport_ct:log_mentions(E, <<"hello">>) end, 5000),
+    ?assertMatch(#{level := warning, meta := #{pyport_loop := 1}}, Event),
+    ?assertEqual({ok, 4.0}, py_event_loop:run(math, sqrt, [16.0])),
+    ?assertMatch(#{os_pid := OsPid}, pyport_ct:loop_stats(1)).
+
+-spec python_logging_reaches_logger() -> [{doc, string()}].
+python_logging_reaches_logger() -> [{doc, "A Python logging record reaches the OTP logger at its level, tagged with the loop and the Python logger's name."}].
+-spec python_logging_reaches_logger(ct_suite:ct_config()) -> term().
+python_logging_reaches_logger(_) ->
+    ok = pyport_ct:capture_logs(),
+    Text = key(),
+    {ok, true} = py_event_loop:run(?H, log_warning, [<<"pyport.ct">>, Text]),
+    Event = pyport_ct:await_log(fun(E) -> pyport_ct:log_mentions(E, Text) end, 5000),
+    ?assertMatch(#{level := warning,
+                   meta := #{pyport_loop := 1, python_logger := <<"pyport.ct">>}},
+                 Event).
+
+-spec stdout_does_not_corrupt_channel() -> [{doc, string()}].
+stdout_does_not_corrupt_channel() -> [{doc, "What Python writes to fds 1 and 2 never reaches the packet channel."}].
+-spec stdout_does_not_corrupt_channel(ct_suite:ct_config()) -> term().
+stdout_does_not_corrupt_channel(_) ->
+    #{os_pid := OsPid} = pyport_ct:loop_stats(1),
+    ?assertEqual({ok, 100000}, py_event_loop:run(?H, print_lots, [100000])),
+    ?assertEqual({ok, <<"still fine">>}, py_event_loop:run(?H, identity, [<<"still fine">>])),
+    ?assertMatch(#{os_pid := OsPid, restarts := 0}, pyport_ct:loop_stats(1)).
+
+-spec stop_leaves_no_os_process() -> [{doc, string()}].
+stop_leaves_no_os_process() -> [{doc, "Stopping the application ends every port's OS process, and a caller waiting on one is answered."}].
+-spec stop_leaves_no_os_process(ct_suite:ct_config()) -> term().
+stop_leaves_no_os_process(_) ->
+    OsPids = [P || #{os_pid := P} <- maps:get(loops, py_event_loop_pool:get_stats())],
+    ?assertEqual(?NUM_LOOPS, length(OsPids)),
+    Ref = py_event_loop:create_task(?H, sleep_then, [60, never]),
+    ok = application:stop(pyport),
+    ?assertMatch({error, _}, py_event_loop:await(Ref, ?PROMPTLY)),
+    [ok = pyport_ct:wait_until(fun() -> not pyport_ct:os_pid_alive(P) end, 5000)
+     || P <- OsPids],
+    ?assertEqual({error, loop_unavailable}, py_event_loop:run(math, sqrt, [1.0])).
+
+-spec stop_while_python_blocked() -> [{doc, string()}].
+stop_while_python_blocked() -> [{doc, "Stopping while Python is stuck in a C call still ends the OS process (closing the port is enough)."}].
+-spec stop_while_python_blocked(ct_suite:ct_config()) -> term().
+stop_while_python_blocked(_) ->
+    #{os_pid := OsPid} = pyport_ct:loop_stats(1),
+    ok = py_event_loop:spawn_task(?H, block, [60]),
+    ok = application:stop(pyport),
+    ok = pyport_ct:wait_until(fun() -> not pyport_ct:os_pid_alive(OsPid) end, 10000).
+
+-spec bad_config_fails_start() -> [{doc, string()}].
+bad_config_fails_start() -> [{doc, "A bad configuration value stops the application from starting, with the key and value in the reason."}].
+-spec bad_config_fails_start(ct_suite:ct_config()) -> term().
+bad_config_fails_start(_) ->
+    ok = application:stop(pyport),
+    ok = application:set_env(pyport, max_packet, 0),
+    {error, Reason} = application:start(pyport),
+    ?assertMatch({_, _}, binary:match(iolist_to_binary(io_lib:format("~p", [Reason])),
+                                      <<"{bad_config,{max_packet,0}}">>)),
+    ok = application:unset_env(pyport, max_packet),
+    ok = application:set_env(pyport, event_loop_pool_size, 0),
+    {error, Reason2} = application:start(pyport),
+    ?assertMatch({_, _}, binary:match(iolist_to_binary(io_lib:format("~p", [Reason2])),
+                                      <<"{bad_config,{event_loop_pool_size,0}}">>)).
+
+%% Internal.
+
+-spec call(atom(), list()) -> term().
+call(Func, Args) ->
+    {ok, Value} = py_event_loop:run(?H, Func, Args, #{timeout => 10000}),
+    Value.
+
+%% Waits for loop Index to be served by a new OS process; returns its pid.
+-spec await_restart(pos_integer(), integer()) -> integer().
+await_restart(Index, OldOsPid) ->
+    ok = pyport_ct:wait_until(
+           fun() ->
+                   case pyport_ct:loop_stats(Index) of
+                       #{os_pid := P} -> P =/= OldOsPid;
+                       undefined -> false
+                   end
+           end, 15000),
+    #{os_pid := New} = pyport_ct:loop_stats(Index),
+    New.
+
+-spec key() -> binary().
+key() ->
+    list_to_binary(io_lib:format("~p-~p", [erlang:unique_integer([positive]), self()])).

@@ -148,7 +148,7 @@ other_loops_unaffected(_) ->
     #{os_pid := Os2} = pyport_ct:loop_stats(2),
     Ref = py_event_loop:create_task({pyport_loop, 2}, ?H, sleep_then, [0.5, survived], #{}),
     {error, {python_exit, _}} = py_event_loop:run(?H, exit_process, [7]),
-    ?assertEqual({ok, survived}, py_event_loop:await(Ref)),
+    ?assertEqual({ok, <<"survived">>}, py_event_loop:await(Ref)),
     _ = await_restart(1, Os1),
     ?assertMatch(#{os_pid := Os2, restarts := 0}, pyport_ct:loop_stats(2)).
 
@@ -188,7 +188,7 @@ unknown_message(_) ->
     ok = pyport_ct:capture_logs(),
     #{port := Port, os_pid := OsPid} = pyport_ct:loop_stats(1),
     true = erlang:port_command(Port, term_to_binary({hello, <<"world">>})),
-    Event = pyport_ct:await_log(fun(E) -> pyport_ct:log_mentions(E, <<"hello">>) end, 5000),
+    Event = pyport_ct:await_log(fun(E) -> pyport_ct:log_mentions(E, <<"unknown_message">>) end, 5000),
     ?assertMatch(#{level := warning, meta := #{pyport_loop := 1}}, Event),
     ?assertEqual({ok, 4.0}, py_event_loop:run(math, sqrt, [16.0])),
     ?assertMatch(#{os_pid := OsPid}, pyport_ct:loop_stats(1)).

@@ -250,10 +250,12 @@ handle_packet({send, Dest, Msg}, _State) when is_pid(Dest);
     _ = erlang:send(Dest, Msg),
     ok;
 handle_packet({error, {bad_packet, Reason}}, #state{index = Index}) ->
-    logger:warning("pyport loop ~b rejected a packet: ~tp", [Index, Reason],
+    logger:warning("pyport loop ~b could not decode a packet (bad_packet): ~tp",
+                   [Index, Reason],
                    #{pyport_loop => Index});
 handle_packet({error, {unknown_message, Term}}, #state{index = Index}) ->
-    logger:warning("pyport loop ~b did not understand a message: ~tp",
+    logger:warning("pyport loop ~b did not understand a message "
+                   "(unknown_message): ~tp",
                    [Index, Term], #{pyport_loop => Index});
 handle_packet(Other, #state{index = Index}) ->
     logger:warning("pyport loop ~b sent an unexpected packet: ~tp",

@@ -7,9 +7,14 @@
 
 %% application.
 
+%% A bad pool size is refused here, where it can still be an ordinary
+%% {error, Reason} from application:start/1.
 -spec start(application:start_type(), term()) -> {ok, pid()} | {error, term()}.
 start(_Type, _Args) ->
-    pyport_sup:start_link().
+    case pyport_sup:pool_size() of
+        {ok, NumLoops} -> pyport_sup:start_link(NumLoops);
+        {error, _} = Error -> Error
+    end.
 
 -spec stop(term()) -> ok.
 stop(_State) ->

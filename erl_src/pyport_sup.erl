@@ -5,7 +5,7 @@
 -behaviour(supervisor).
 
 %% API.
--export([start_link/0]).
+-export([start_link/1]).
 -export([pool_size/0]).
 
 %% supervisor.
@@ -13,9 +13,9 @@
 
 %% API.
 
--spec start_link() -> {ok, pid()} | {error, term()}.
-start_link() ->
-    supervisor:start_link({local, ?MODULE}, ?MODULE, []).
+-spec start_link(pos_integer()) -> {ok, pid()} | {error, term()}.
+start_link(NumLoops) ->
+    supervisor:start_link({local, ?MODULE}, ?MODULE, NumLoops).
 
 %% The configured number of loops; unset means one per scheduler.
 -spec pool_size() -> {ok, pos_integer()} | {error, term()}.
@@ -29,26 +29,21 @@ pool_size() ->
 
 %% supervisor.
 
--spec init([]) -> {ok, {supervisor:sup_flags(), [supervisor:child_spec()]}}
-                  | {error, term()}.
-init([]) ->
-    case pool_size() of
-        {ok, N} ->
-            %% A loop supervisor that gave up (a port that cannot start)
-            %% gets a few more chances, then the application stops
-            %% rather than retrying forever.
-            Flags = #{strategy => rest_for_one, intensity => 3, period => 60},
-            Children = [
-                #{id => py_event_loop_pool,
-                  start => {py_event_loop_pool, start_link, [N]},
-                  type => worker,
-                  shutdown => 5000},
-                #{id => py_event_loop_sup,
-                  start => {py_event_loop_sup, start_link, [N]},
-                  type => supervisor,
-                  shutdown => infinity}
-            ],
-            {ok, {Flags, Children}};
-        {error, _} = Error ->
-            Error
-    end.
+-spec init(pos_integer())
+    -> {ok, {supervisor:sup_flags(), [supervisor:child_spec()]}}.
+init(N) ->
+    %% A loop supervisor that gave up (a port that cannot start) gets a
+    %% few more chances, then the application stops rather than retrying
+    %% forever.
+    Flags = #{strategy => rest_for_one, intensity => 3, period => 60},
+    Children = [
+        #{id => py_event_loop_pool,
+          start => {py_event_loop_pool, start_link, [N]},
+          type => worker,
+          shutdown => 5000},
+        #{id => py_event_loop_sup,
+          start => {py_event_loop_sup, start_link, [N]},
+          type => supervisor,
+          shutdown => infinity}
+    ],
+    {ok, {Flags, Children}}.

@@ -167,10 +167,14 @@ handle_cast(_Msg, State) ->
 handle_info({'DOWN', MRef, process, Pid, _}, #state{workers = Workers} = State) ->
     case maps:take(MRef, Workers) of
         {{Index, Pid}, Rest} ->
-            %% Only if no successor has registered in the meantime.
-            _ = ets:select_delete(?PY_LOOP_REGISTRY,
-                                  [{{Index, #py_loop{worker = Pid, _ = '_'}},
-                                    [], [true]}]),
+            %% Only if no successor has registered in the meantime; this
+            %% process is the registry's only writer, so no race.
+            case ets:lookup(?PY_LOOP_REGISTRY, Index) of
+                [{Index, #py_loop{worker = Pid}} = Entry] ->
+                    true = ets:delete_object(?PY_LOOP_REGISTRY, Entry);
+                _ ->
+                    ok
+            end,
             {noreply, State#state{workers = Rest}};
         error ->
             {noreply, State}

@@ -151,6 +151,9 @@ class PortServer:
         self.loop._iteration_hook = self._after_iteration  # type: ignore[attr-defined]
         self._resume_reading()
         _set_port_loop(self.loop)
+        # The first iteration may wait for input indefinitely: write (or
+        # watch fd 4 for) {ready, Info} now rather than after it.
+        self._flush()
 
     def serve_forever(self) -> int:
         """Start, run the loop until ``stop``/EOF, shut down; return 0."""

@@ -520,9 +520,30 @@ def _parse_args(argv: Sequence[str]) -> argparse.Namespace:
     return parser.parse_args(args)
 
 
+def _fix_sys_executable() -> None:
+    """Point ``sys.executable`` at this executable (it runs as ``python3``).
+
+    An embedded interpreter guesses ``sys.executable`` from ``PATH``; child
+    Python processes (``asyncio.create_subprocess_exec(sys.executable, ...)``,
+    ``multiprocessing``) must get pyport itself, with ``_pyport`` built in.
+    """
+    try:
+        exe = os.readlink("/proc/self/exe")
+    except OSError:  # pragma: no cover - not Linux
+        return
+    try:
+        same = bool(sys.executable) and os.path.samefile(sys.executable, exe)
+    except OSError:
+        same = False
+    if not same:
+        sys.executable = exe
+        sys._base_executable = exe  # type: ignore[attr-defined]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the port: ``argv`` are the options after ``pyport port``."""
     args = _parse_args(sys.argv[1:] if argv is None else argv)
+    _fix_sys_executable()
     if args.path:
         sys.path[0:0] = [os.path.abspath(p) for p in args.path]
     loop = new_event_loop()

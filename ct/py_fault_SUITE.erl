@@ -210,7 +210,7 @@ stdout_does_not_corrupt_channel() -> [{doc, "What Python writes to fds 1 and 2 n
 -spec stdout_does_not_corrupt_channel(ct_suite:ct_config()) -> term().
 stdout_does_not_corrupt_channel(_) ->
     #{os_pid := OsPid} = pyport_ct:loop_stats(1),
-    ?assertEqual({ok, 100000}, py_event_loop:run(?H, print_lots, [100000])),
+    ?assertEqual({ok, 5000}, py_event_loop:run(?H, print_lots, [5000])),
     ?assertEqual({ok, <<"still fine">>}, py_event_loop:run(?H, identity, [<<"still fine">>])),
     ?assertMatch(#{os_pid := OsPid, restarts := 0}, pyport_ct:loop_stats(1)).
 

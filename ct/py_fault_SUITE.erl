@@ -21,7 +21,8 @@ all() ->
      crash_fails_created_tasks, restarts_counted, other_loops_unaffected,
      worker_killed, garbage_packet, unknown_message, python_logging_reaches_logger,
      stdout_does_not_corrupt_channel, stop_leaves_no_os_process,
-     stop_while_python_blocked, bad_config_fails_start].
+     stop_while_python_blocked, bad_config_fails_start, memory_limit,
+     oversized_packet_refused].
 
 -spec init_per_suite(ct_suite:ct_config()) -> ct_suite:ct_config().
 init_per_suite(Config) ->
@@ -32,9 +33,14 @@ end_per_suite(_Config) ->
     pyport_ct:stop().
 
 -spec init_per_testcase(atom(), ct_suite:ct_config()) -> ct_suite:ct_config().
-init_per_testcase(_, Config) ->
-    ok = pyport_ct:start([{event_loop_pool_size, ?NUM_LOOPS}]),
+init_per_testcase(Case, Config) ->
+    ok = pyport_ct:start([{event_loop_pool_size, ?NUM_LOOPS} | case_env(Case)]),
     Config.
+
+-spec case_env(atom()) -> [{atom(), term()}].
+case_env(memory_limit) -> [{max_memory_mb, 1024}];
+case_env(oversized_packet_refused) -> [{max_packet, 4096}];
+case_env(_) -> [].
 
 -spec end_per_testcase(atom(), ct_suite:ct_config()) -> ok.
 end_per_testcase(_, _Config) ->
@@ -250,6 +256,32 @@ bad_config_fails_start(_) ->
     {error, Reason2} = application:start(pyport),
     ?assertMatch({_, _}, binary:match(iolist_to_binary(io_lib:format("~p", [Reason2])),
                                       <<"{bad_config,{event_loop_pool_size,0}}">>)).
+
+-spec memory_limit() -> [{doc, string()}].
+memory_limit() -> [{doc, "With max_memory_mb set, an allocation beyond it is a MemoryError for that task, not a dead port."}].
+-spec memory_limit(ct_suite:ct_config()) -> term().
+memory_limit(_) ->
+    #{os_pid := OsPid} = pyport_ct:loop_stats(1),
+    ?assertMatch({error, {python, <<"MemoryError">>, _, _}},
+                 py_event_loop:run(builtins, bytearray, [2000000000])),
+    ?assertEqual({ok, 4.0}, py_event_loop:run(math, sqrt, [16.0])),
+    ?assertMatch(#{os_pid := OsPid, restarts := 0}, pyport_ct:loop_stats(1)).
+
+-spec oversized_packet_refused() -> [{doc, string()}].
+oversized_packet_refused() -> [{doc, "A task packet larger than max_packet is refused at the call site with {error, {packet_too_large, Size, Max}}; results are not limited."}].
+-spec oversized_packet_refused(ct_suite:ct_config()) -> term().
+oversized_packet_refused(_) ->
+    Big = binary:copy(<<"x">>, 5000),
+    {error, {packet_too_large, Size, 4096}} = py_event_loop:run(?H, identity, [Big]),
+    ?assert(Size > 5000),
+    ?assertMatch({error, {packet_too_large, _, 4096}},
+                 py_event_loop:await(py_event_loop:create_task(?H, identity, [Big]))),
+    ?assertMatch({error, {packet_too_large, _, 4096}},
+                 py_event_loop:spawn_task(?H, identity, [Big])),
+    ?assertMatch(#{pending := 0}, py_event_loop_pool:get_stats()),
+    {ok, Result} = py_event_loop:run(builtins, bytes, [100000]),
+    ?assertEqual(100000, byte_size(Result)),
+    ?assertEqual([], pyport_ct:mailbox()).
 
 %% Internal.
 

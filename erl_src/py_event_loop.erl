@@ -31,6 +31,7 @@
                 | cancelled
                 | loop_unavailable
                 | overloaded
+                | {packet_too_large, Size :: pos_integer(), Max :: pos_integer()}
                 | unknown_task
                 | {python, Type :: binary(), Message :: binary(),
                    Traceback :: binary()}

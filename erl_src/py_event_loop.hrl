@@ -10,6 +10,9 @@
     %% {CallerPid, MonitorRef}; callers check it to ask for a monitor once.
     monitored :: ets:tid(),
     max_pending :: pos_integer() | infinity,
+    %% The port skips larger packets without knowing their task id, so
+    %% callers refuse them before sending.
+    max_packet :: pos_integer(),
     os_pid :: integer() | undefined,
     info :: map()
 }).

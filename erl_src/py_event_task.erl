@@ -78,15 +78,18 @@ await(Ref, Timeout) ->
 %% cancelled when the caller exits (that is the point of spawning it).
 -spec spawn(loop_index(), py_event_loop:py_name(), py_event_loop:py_name(),
             list(), py_event_loop:kwargs())
-    -> ok | {error, loop_unavailable}.
+    -> ok | {error, loop_unavailable | {packet_too_large, pos_integer(),
+                                         pos_integer()}}.
 spawn(Index, Module, Func, Args, Kwargs) ->
     case lookup(Index) of
-        {ok, #py_loop{port = Port}} ->
+        {ok, #py_loop{port = Port, max_packet = Max}} ->
             Packet = {task, make_ref(), Module, Func, Args, Kwargs,
                       #{reply => false}},
-            try erlang:port_command(Port, term_to_binary(Packet)) of
-                true -> ok
+            try
+                true = erlang:port_command(Port, encode(Packet, Max)),
+                ok
             catch
+                throw:{packet_too_large, _, _} = TooLarge -> {error, TooLarge};
                 error:badarg -> {error, loop_unavailable}
             end;
         error ->
@@ -160,10 +163,12 @@ start(Index, Module, Func, Args, Kwargs, Opts) ->
     end.
 
 start_on(#py_loop{worker = Worker, port = Port, pending = Pending,
-                  monitored = Monitored, max_pending = Max},
+                  monitored = Monitored, max_pending = Max,
+                  max_packet = MaxPacket},
          {task, Module, Func, Args, Kwargs, Opts}) ->
     Ref = erlang:monitor(process, Worker, [{alias, reply_demonitor}]),
     try
+        Bin = encode({task, Ref, Module, Func, Args, Kwargs, Opts}, MaxPacket),
         %% The table may already have gone with a dead worker; that and a
         %% closed port both raise badarg, and both mean the same here.
         case overloaded(Pending, Max) of
@@ -177,16 +182,27 @@ start_on(#py_loop{worker = Worker, port = Port, pending = Pending,
         %% Pending first: the result may come back before port_command
         %% returns, and the worker must already know where to send it.
         true = ets:insert(Pending, {Ref, self()}),
-        Packet = {task, Ref, Module, Func, Args, Kwargs, Opts},
-        true = erlang:port_command(Port, term_to_binary(Packet)),
+        true = erlang:port_command(Port, Bin),
         {ok, Ref, Port, Pending}
     catch
         throw:overloaded ->
             abandon(Ref, Pending),
             {error, overloaded};
+        throw:{packet_too_large, _, _} = TooLarge ->
+            abandon(Ref, Pending),
+            {error, TooLarge};
         error:badarg ->
             abandon(Ref, Pending),
             {error, loop_unavailable}
+    end.
+
+%% The port would skip an oversized packet without being able to say which
+%% task it was, leaving the caller to time out; refuse it here instead.
+encode(Packet, Max) ->
+    Bin = term_to_binary(Packet),
+    case byte_size(Bin) of
+        Size when Size > Max -> throw({packet_too_large, Size, Max});
+        _ -> Bin
     end.
 
 overloaded(_, infinity) -> false;

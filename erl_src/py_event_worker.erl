@@ -14,7 +14,7 @@
 %% API.
 -export([start_link/1]).
 -export([executable/0]).
--export([port_args/2]).
+-export([port_args/1]).
 
 %% gen_server.
 -export([init/1]).
@@ -33,8 +33,10 @@
 
 -type config() :: #{python_path := [file:filename_all()],
                     max_packet := pos_integer(),
+                    max_memory_mb := pos_integer() | infinity,
                     max_pending := pos_integer() | infinity,
                     start_timeout := timeout()}.
+-export_type([config/0]).
 
 %% How long a stopping worker lets Python cancel its tasks and exit
 %% before it closes the port (EOF then ends the process anyway).
@@ -58,9 +60,16 @@ executable() ->
             filename:join(Priv, "pyport")
     end.
 
--spec port_args(pos_integer(), [file:filename_all()]) -> [string()].
-port_args(MaxPacket, PythonPath) ->
+-spec port_args(#{max_packet := pos_integer(),
+                  python_path := [file:filename_all()],
+                  max_memory_mb => pos_integer() | infinity,
+                  atom() => term()}) -> [string()].
+port_args(#{max_packet := MaxPacket, python_path := PythonPath} = Config) ->
     ["port", "--max-packet", integer_to_list(MaxPacket)]
+        ++ case maps:get(max_memory_mb, Config, infinity) of
+               infinity -> [];
+               MiB -> ["--max-memory-mb", integer_to_list(MiB)]
+           end
         ++ lists:append([["--path", to_list(P)] || P <- PythonPath]).
 
 %% gen_server.
@@ -133,6 +142,7 @@ config() ->
     Env = fun(Key, Default) -> application:get_env(pyport, Key, Default) end,
     Config = #{python_path => Env(python_path, []),
                max_packet => Env(max_packet, 67108864),
+               max_memory_mb => Env(max_memory_mb, infinity),
                max_pending => Env(max_pending, infinity),
                start_timeout => Env(start_timeout, 10000)},
     case [{Key, Value} || {Key, Value} <- maps:to_list(Config),
@@ -145,6 +155,8 @@ valid_config(python_path, Paths) ->
     is_list(Paths) andalso lists:all(fun is_path/1, Paths);
 valid_config(max_packet, N) ->
     is_integer(N) andalso N > 0;
+valid_config(max_memory_mb, N) ->
+    N =:= infinity orelse (is_integer(N) andalso N > 0);
 valid_config(max_pending, N) ->
     N =:= infinity orelse (is_integer(N) andalso N > 0);
 valid_config(start_timeout, T) ->
@@ -157,17 +169,15 @@ to_list(P) when is_binary(P) -> unicode:characters_to_list(P);
 to_list(P) -> P.
 
 -spec start_port(pos_integer(), config()) -> {ok, #state{}} | {stop, term()}.
-start_port(Index, #{python_path := PythonPath, max_packet := MaxPacket,
-                    max_pending := MaxPending,
-                    start_timeout := StartTimeout}) ->
+start_port(Index, #{start_timeout := StartTimeout} = Config) ->
     Exe = executable(),
     Options = [{packet, 4}, binary, nouse_stdio, exit_status,
-               {args, port_args(MaxPacket, PythonPath)}],
+               {args, port_args(Config)}],
     try open_port({spawn_executable, Exe}, Options) of
         Port ->
             case await_ready(Port, Index, deadline(StartTimeout)) of
                 {ok, Info} ->
-                    registered(Index, Port, Info, MaxPending);
+                    registered(Index, Port, Info, Config);
                 {error, Reason} ->
                     close(Port),
                     {stop, {port_start_failed, Reason}}
@@ -207,7 +217,8 @@ await_ready(Port, Index, Deadline) ->
         {error, no_ready_packet_in_time}
     end.
 
-registered(Index, Port, Info, MaxPending) ->
+registered(Index, Port, Info, #{max_pending := MaxPending,
+                                max_packet := MaxPacket}) ->
     Pending = ets:new(py_event_pending,
                       [set, public, {write_concurrency, true}]),
     Monitored = ets:new(py_event_monitored,
@@ -218,7 +229,8 @@ registered(Index, Port, Info, MaxPending) ->
             end,
     Loop = #py_loop{index = Index, worker = self(), port = Port,
                     pending = Pending, monitored = Monitored,
-                    max_pending = MaxPending, os_pid = OsPid, info = Info},
+                    max_pending = MaxPending, max_packet = MaxPacket,
+                    os_pid = OsPid, info = Info},
     ok = py_event_loop_pool:register_loop(Index, Loop),
     {ok, #state{index = Index, port = Port, pending = Pending,
                 monitored = Monitored, os_pid = OsPid}}.

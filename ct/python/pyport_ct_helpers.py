@@ -209,7 +209,7 @@ def print_lots(count):
     print("stderr line", file=sys.stderr)
     sys.stdout.flush()
     sys.stderr.flush()
-    os.write(1, b"\x00\x00\x00\x05hello raw bytes on fd 1\n")
+    os.write(1, b"raw write on fd 1\n")
     return count
 
 

@@ -21,8 +21,8 @@ all() ->
      crash_fails_created_tasks, restarts_counted, other_loops_unaffected,
      worker_killed, garbage_packet, unknown_message, python_logging_reaches_logger,
      stdout_does_not_corrupt_channel, stop_leaves_no_os_process,
-     stop_while_python_blocked, bad_config_fails_start, memory_limit,
-     oversized_packet_refused].
+     stop_while_python_blocked, bad_config_fails_start, port_start_failure,
+     failing_restarts_give_up, memory_limit, oversized_packet_refused].
 
 -spec init_per_suite(ct_suite:ct_config()) -> ct_suite:ct_config().
 init_per_suite(Config) ->
@@ -256,6 +256,28 @@ bad_config_fails_start(_) ->
     {error, Reason2} = application:start(pyport),
     ?assertMatch({_, _}, binary:match(iolist_to_binary(io_lib:format("~p", [Reason2])),
                                       <<"{bad_config,{event_loop_pool_size,0}}">>)).
+
+-spec port_start_failure() -> [{doc, string()}].
+port_start_failure() -> [{doc, "A port that does not become ready stops the application from starting, with port_start_failed in the reason."}].
+-spec port_start_failure(ct_suite:ct_config()) -> term().
+port_start_failure(_) ->
+    ok = application:stop(pyport),
+    %% Python cannot start within 1 ms.
+    ok = application:set_env(pyport, start_timeout, 1),
+    {error, Reason} = application:start(pyport),
+    ?assertMatch({_, _}, binary:match(iolist_to_binary(io_lib:format("~p", [Reason])),
+                                      <<"{port_start_failed,no_ready_packet_in_time}">>)).
+
+-spec failing_restarts_give_up() -> [{doc, string()}].
+failing_restarts_give_up() -> [{doc, "When a crashed port cannot be restarted, the supervisors give up after a bounded number of attempts and the application stops, rather than spinning."}].
+-spec failing_restarts_give_up(ct_suite:ct_config()) -> term().
+failing_restarts_give_up(_) ->
+    ok = application:set_env(pyport, start_timeout, 1),
+    {error, {python_exit, _}} = py_event_loop:run(?H, exit_process, [1]),
+    ok = pyport_ct:wait_until(
+           fun() -> not lists:keymember(pyport, 1, application:which_applications()) end,
+           30000),
+    ?assertEqual(undefined, whereis(pyport_sup)).
 
 -spec memory_limit() -> [{doc, string()}].
 memory_limit() -> [{doc, "With max_memory_mb set, an allocation beyond it is a MemoryError for that task, not a dead port."}].

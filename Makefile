@@ -63,6 +63,14 @@ test-python: build
 conformance: build
 	$(PORT) run conformance/run.py
 
+# Not part of `make test`: figures, never assertions. Unpinned, then with
+# the node and its ports pinned to one CPU (cross-CPU wake-ups cost ~30 us).
+bench: build
+	@mkdir -p _build/bench
+	erlc -o _build/bench bench/pyport_bench.erl
+	erl -noshell +sbwt none $(ERL_PA) -pa _build/bench -eval 'pyport_bench:main(["unpinned"])'
+	taskset -c 0 erl -noshell +sbwt none $(ERL_PA) -pa _build/bench -eval 'pyport_bench:main(["pinned"])'
+
 clean:
 	cargo clean
 	rm -rf _build priv/pyport priv/pyport-echo

@@ -48,8 +48,17 @@
 start_link(Index) ->
     gen_server:start_link(?MODULE, Index, []).
 
+%% The `executable` application variable replaces the port program; `make
+%% bench` points it at `priv/pyport-echo` to measure the floor through the
+%% very same Erlang side.
 -spec executable() -> file:filename().
 executable() ->
+    case application:get_env(pyport, executable) of
+        {ok, Exe} -> Exe;
+        undefined -> default_executable()
+    end.
+
+default_executable() ->
     case code:priv_dir(pyport) of
         {error, bad_name} ->
             %% Not loaded as an application (e.g. an escript): the beams'

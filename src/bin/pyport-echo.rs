@@ -23,26 +23,53 @@ fn queue(writer: &mut FrameWriter, term: &Term) -> io::Result<()> {
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))
 }
 
-fn reply(packet: &[u8]) -> Option<Term> {
-    let Ok(Term::Tuple(Tuple { elements })) = Term::decode(packet) else {
-        return Some(Term::from(Tuple::from(vec![
+/// `spawn_task` sends `reply => false` in the task's options.
+fn wants_reply(task: &[Term]) -> bool {
+    let Some(Term::Map(opts)) = task.get(6) else {
+        return true;
+    };
+    opts.map.get(&atom("reply")) != Some(&atom("false"))
+}
+
+enum Answer {
+    Reply(Term),
+    Nothing,
+    Stop,
+}
+
+fn reply(packet: &[u8]) -> Answer {
+    let decoded = Term::decode(packet);
+    if let Ok(Term::Atom(a)) = &decoded {
+        if a.name == "stop" {
+            return Answer::Stop;
+        }
+    }
+    let Ok(Term::Tuple(Tuple { elements })) = decoded else {
+        return Answer::Reply(Term::from(Tuple::from(vec![
             atom("error"),
             Term::from(Tuple::from(vec![atom("bad_packet"), atom("undecodable")])),
         ])));
     };
     match (elements.first(), elements.get(1), elements.get(4)) {
+        (Some(Term::Atom(tag)), Some(_), Some(_))
+            if tag.name == "task" && !wants_reply(&elements) =>
+        {
+            Answer::Nothing
+        }
         (Some(Term::Atom(tag)), Some(id), Some(args)) if tag.name == "task" => {
             let value = match args {
                 Term::List(List { elements }) if elements.len() == 1 => elements[0].clone(),
+                // term_to_binary packs a list of small integers as bytes.
+                Term::ByteList(b) if b.bytes.len() == 1 => Term::from(FixInteger::from(b.bytes[0])),
                 other => other.clone(),
             };
-            Some(Term::from(Tuple::from(vec![
+            Answer::Reply(Term::from(Tuple::from(vec![
                 atom("result"),
                 id.clone(),
                 Term::from(Tuple::from(vec![atom("ok"), value])),
             ])))
         }
-        _ => None,
+        _ => Answer::Nothing,
     }
 }
 
@@ -72,8 +99,13 @@ fn main() -> io::Result<()> {
         }
         while let Some(frame) = reader.next_frame() {
             if let Frame::Packet(p) = frame {
-                if let Some(r) = reply(p) {
-                    queue(&mut writer, &r)?;
+                match reply(p) {
+                    Answer::Reply(r) => queue(&mut writer, &r)?,
+                    Answer::Nothing => {}
+                    Answer::Stop => {
+                        writer.write_to(&mut output)?;
+                        return Ok(());
+                    }
                 }
             }
         }

@@ -1,0 +1,276 @@
+%% `make bench`: every scenario against pyport and against the floor — the
+%% same Erlang side driving `priv/pyport-echo`, a port from the same crate
+%% that answers tasks without Python — in one run, several times each.
+%% Prints a table (median, min, max, ratio to the floor) and writes JSON
+%% under bench/results/.
+-module(pyport_bench).
+
+%% API.
+-export([main/0, main/1]).
+
+-define(PY, bench_tasks).
+
+-type figure() :: #{name := binary(), unit := binary(), higher_is_better := boolean(),
+                    pyport := [number()], floor => [number()]}.
+
+%% API.
+
+-spec main() -> no_return().
+main() ->
+    main([]).
+
+-spec main([string()]) -> no_return().
+main(Args) ->
+    try run(Args) of
+        ok -> halt(0)
+    catch
+        Class:Reason:Stack ->
+            io:format(standard_error, "bench failed: ~p:~p~n~p~n", [Class, Reason, Stack]),
+            halt(1)
+    end.
+
+%% Internals.
+
+run(Args) ->
+    Runs = list_to_integer(os:getenv("BENCH_RUNS", "5")),
+    %% Application start/stop reports would drown the table.
+    ok = logger:set_primary_config(level, warning),
+    Label = case Args of [L | _] -> L; [] -> "unpinned" end,
+    Root = filename:absname("."),
+    ok = application:load(pyport),
+    ok = application:set_env(pyport, python_path, [filename:join(Root, "bench/python")]),
+    io:format("~n== pyport bench (~s, ~p runs, ~p schedulers, ~p CPUs) ==~n",
+              [Label, Runs, erlang:system_info(schedulers), erlang:system_info(logical_processors_available)]),
+    Echo = filename:join(Root, "priv/pyport-echo"),
+    Py = filename:join(Root, "priv/pyport"),
+    Throughput = [throughput_figures(Runs, T, Exe) || {T, Exe} <- [{floor, Echo}, {pyport, Py}]],
+    Figures = merge(Throughput) ++ cpu_figures(Runs, Py) ++ idle_figures(Runs, Echo, Py),
+    print(Figures),
+    write_json(Root, Label, Runs, Figures),
+    ok.
+
+%% Scenarios 1-7, measured on one target.
+throughput_figures(Runs, Target, Exe) ->
+    with_pool(Exe, 2, fun() ->
+        Callback = register_callback(),
+        Scenarios = [
+            {<<"1. sequential create_task+await, one loop, sync fn">>, <<"tasks/s">>,
+             fun() -> sequential(py_event_loop, echo, 20000) end},
+            {<<"1. sequential create_task+await, one loop, coroutine">>, <<"tasks/s">>,
+             fun() -> sequential(py_event_loop, aecho, 20000) end},
+            {<<"2. sequential via the pool">>, <<"tasks/s">>,
+             fun() -> sequential(py_event_loop_pool, echo, 20000) end},
+            {<<"3. 50 processes x 100 tasks via the pool">>, <<"tasks/s">>,
+             fun() -> concurrent(50, 100) end},
+            {<<"4. fire-and-collect 10k create_task then 10k await">>, <<"tasks/s">>,
+             fun() -> fire_and_collect(10000) end},
+            {<<"5. spawn_task fire-and-forget">>, <<"tasks/s">>,
+             fun() -> spawned(20000) end},
+            {<<"6. echo 1 KiB binary">>, <<"echoes/s">>,
+             fun() -> payload(binary:copy(<<"x">>, 1024), 5000) end},
+            {<<"6. echo 1 MiB binary">>, <<"MB/s">>,
+             fun() -> payload(binary:copy(<<"x">>, 1 bsl 20), 100) * 1.048576 end},
+            {<<"6. echo list of 1000 integers">>, <<"echoes/s">>,
+             fun() -> payload(lists:seq(1, 1000), 2000) end},
+            {<<"6. echo map of 100 keys">>, <<"echoes/s">>,
+             fun() -> payload(maps:from_list([{integer_to_binary(K), K} || K <- lists:seq(1, 100)]), 5000) end},
+            {<<"6. echo nested term (depth 100)">>, <<"echoes/s">>,
+             fun() -> payload(lists:foldl(fun(I, Acc) -> [I, #{<<"k">> => Acc}] end, [], lists:seq(1, 50)), 5000) end}
+        ] ++ [{<<"7. erlang.call round trips">>, <<"calls/s">>, fun() -> calls(2000) end}
+              || Callback, Target =:= pyport],
+        [#{name => Name, unit => Unit, higher_is_better => true,
+           Target => [measure(Fun) || _ <- lists:seq(1, Runs)]}
+         || {Name, Unit, Fun} <- Scenarios]
+    end).
+
+%% Scenario 8: the same CPU-bound work from two processes, with one loop
+%% and with two; one interpreter and one GIL per port should scale.
+cpu_figures(Runs, Py) ->
+    Work = fun() ->
+        T0 = erlang:monotonic_time(microsecond),
+        Parent = self(),
+        Pids = [spawn_link(fun() ->
+                    {ok, _} = py_event_loop:run({pyport_loop, L}, ?PY, spin, [3000000], #{timeout => 60000}),
+                    Parent ! {done, self()}
+                end) || L <- loops_for_two()],
+        [receive {done, P} -> ok end || P <- Pids],
+        erlang:monotonic_time(microsecond) - T0
+    end,
+    One = with_pool(Py, 1, fun() -> [Work() || _ <- lists:seq(1, Runs)] end),
+    Two = with_pool(Py, 2, fun() -> [Work() || _ <- lists:seq(1, Runs)] end),
+    Speedups = [O / T || {O, T} <- lists:zip(One, Two)],
+    [#{name => <<"8. CPU-bound x2: speed-up of 2 loops over 1">>, unit => <<"x">>,
+       higher_is_better => true, pyport => Speedups}].
+
+%% With one loop both spins go to loop 1; with two, one each.
+loops_for_two() ->
+    case maps:get(num_loops, py_event_loop_pool:get_stats()) of
+        1 -> [1, 1];
+        _ -> [1, 2]
+    end.
+
+%% Scenario 9: start to ready, idle RSS, idle CPU.
+idle_figures(Runs, Echo, Py) ->
+    Start = fun(Exe) ->
+        [begin
+             T0 = erlang:monotonic_time(microsecond),
+             with_pool(Exe, 1, fun() -> (erlang:monotonic_time(microsecond) - T0) / 1000 end)
+         end || _ <- lists:seq(1, Runs)]
+    end,
+    Idle = fun(Exe) ->
+        with_pool(Exe, 2, fun() ->
+            timer:sleep(500),
+            Pids = [maps:get(os_pid, L) || L <- maps:get(loops, py_event_loop_pool:get_stats())],
+            Rss = lists:sum([rss_mb(P) || P <- Pids]) / length(Pids),
+            Cpu0 = lists:sum([cpu_ms(P) || P <- Pids]),
+            timer:sleep(10000),
+            Cpu1 = lists:sum([cpu_ms(P) || P <- Pids]),
+            {Rss, Cpu1 - Cpu0}
+        end)
+    end,
+    {EchoRss, EchoCpu} = Idle(Echo),
+    {PyRss, PyCpu} = Idle(Py),
+    [#{name => <<"9. start to ready">>, unit => <<"ms">>, higher_is_better => false,
+       pyport => Start(Py), floor => Start(Echo)},
+     #{name => <<"9. idle port RSS">>, unit => <<"MB">>, higher_is_better => false,
+       pyport => [PyRss], floor => [EchoRss]},
+     #{name => <<"9. idle pool CPU over 10 s (2 loops)">>, unit => <<"ms">>, higher_is_better => false,
+       pyport => [PyCpu], floor => [EchoCpu]}].
+
+with_pool(Exe, Size, Fun) ->
+    ok = application:set_env(pyport, executable, Exe),
+    ok = application:set_env(pyport, event_loop_pool_size, Size),
+    {ok, _} = application:ensure_all_started(pyport),
+    try Fun()
+    after
+        ok = application:stop(pyport)
+    end.
+
+register_callback() ->
+    case code:ensure_loaded(py_callback) of
+        {module, py_callback} ->
+            _ = py_callback:register(<<"bench_noop">>, fun(Args) -> Args end),
+            true;
+        _ ->
+            false
+    end.
+
+%% Runs `Fun`, returning ops/s from the count it returns.
+measure(Fun) ->
+    erlang:garbage_collect(),
+    T0 = erlang:monotonic_time(microsecond),
+    Count = Fun(),
+    Micros = max(1, erlang:monotonic_time(microsecond) - T0),
+    Count * 1000000 / Micros.
+
+sequential(Mod, F, N) ->
+    lists:foreach(fun(I) -> {ok, I} = Mod:await(Mod:create_task(?PY, F, [I]), infinity) end,
+                  lists:seq(1, N)),
+    N.
+
+concurrent(Procs, Each) ->
+    Parent = self(),
+    Pids = [spawn_link(fun() ->
+                lists:foreach(fun(I) -> {ok, I} = py_event_loop_pool:run(?PY, echo, [I]) end,
+                              lists:seq(1, Each)),
+                Parent ! {done, self()}
+            end) || _ <- lists:seq(1, Procs)],
+    [receive {done, P} -> ok end || P <- Pids],
+    Procs * Each.
+
+fire_and_collect(N) ->
+    Refs = [py_event_loop:create_task(?PY, echo, [I]) || I <- lists:seq(1, N)],
+    lists:foreach(fun(R) -> {ok, _} = py_event_loop:await(R, infinity) end, Refs),
+    N.
+
+%% Tasks on one loop run in submission order, so a final `run` returns
+%% only after every spawned task before it has run.
+spawned(N) ->
+    lists:foreach(fun(I) -> ok = py_event_loop:spawn_task(?PY, echo, [I]) end, lists:seq(1, N)),
+    {ok, done} = fix_atom(py_event_loop:run(?PY, echo, [done], #{timeout => 60000})),
+    N.
+
+fix_atom({ok, <<"done">>}) -> {ok, done};
+fix_atom(Other) -> Other.
+
+payload(Term, N) ->
+    lists:foreach(fun(_) -> {ok, _} = py_event_loop:run(?PY, echo, [Term], #{timeout => 60000}) end,
+                  lists:seq(1, N)),
+    N.
+
+calls(N) ->
+    {ok, N} = py_event_loop:run(?PY, call_loop, [N], #{timeout => 60000}),
+    N.
+
+rss_mb(OsPid) ->
+    {ok, Status} = file:read_file("/proc/" ++ integer_to_list(OsPid) ++ "/status"),
+    {match, [Kb]} = re:run(Status, "VmRSS:\\s+(\\d+)", [{capture, all_but_first, binary}]),
+    binary_to_integer(Kb) / 1024.
+
+cpu_ms(OsPid) ->
+    {ok, Stat} = file:read_file("/proc/" ++ integer_to_list(OsPid) ++ "/stat"),
+    [_, After] = binary:split(Stat, <<") ">>),
+    Fields = binary:split(After, <<" ">>, [global]),
+    Ticks = binary_to_integer(lists:nth(12, Fields)) + binary_to_integer(lists:nth(13, Fields)),
+    Ticks * 1000 / 100.
+
+%% One figure per scenario with both targets' samples.
+merge([Floor, Py]) ->
+    [maps:merge(P, maps:with([floor], F)) || {F, P} <- lists:zip(pad(Floor, Py), Py)].
+
+pad(Floor, Py) ->
+    [case [F || F = #{name := N} <- Floor, N =:= Name] of
+         [F] -> F;
+         [] -> #{}
+     end || #{name := Name} <- Py].
+
+median(Xs) ->
+    S = lists:sort(Xs),
+    L = length(S),
+    case L rem 2 of
+        1 -> lists:nth(L div 2 + 1, S);
+        0 -> (lists:nth(L div 2, S) + lists:nth(L div 2 + 1, S)) / 2
+    end.
+
+-spec print([figure()]) -> ok.
+print(Figures) ->
+    io:format("~-55s ~12s ~12s ~12s ~12s ~8s~n",
+              ["scenario", "median", "min", "max", "floor", "ratio"]),
+    lists:foreach(fun(#{name := Name, unit := Unit, pyport := Py} = F) ->
+        Med = median(Py),
+        {FloorS, Ratio} = case F of
+            #{floor := Fl} ->
+                FM = median(Fl),
+                {fmt(FM), case FM == 0 of true -> "-"; false -> io_lib:format("~.2f", [Med / FM]) end};
+            _ -> {"-", "-"}
+        end,
+        io:format("~-55s ~12s ~12s ~12s ~12s ~8s  ~s~n",
+                  [Name, fmt(Med), fmt(lists:min(Py)), fmt(lists:max(Py)), FloorS, Ratio, Unit])
+    end, Figures).
+
+fmt(X) when X >= 100 -> integer_to_list(round(X));
+fmt(X) -> io_lib:format("~.2f", [float(X)]).
+
+write_json(Root, Label, Runs, Figures) ->
+    Dir = filename:join(Root, "bench/results"),
+    ok = filelib:ensure_dir(filename:join(Dir, "x")),
+    Stamp = calendar:system_time_to_rfc3339(erlang:system_time(second), [{offset, "Z"}]),
+    File = filename:join(Dir, "bench-" ++ Label ++ "-" ++ [C || C <- Stamp, C =/= $:] ++ ".json"),
+    Doc = #{<<"label">> => list_to_binary(Label), <<"runs">> => Runs,
+            <<"time">> => list_to_binary(Stamp),
+            <<"figures">> => [maps:merge(F, #{median => median(P)}) || F = #{pyport := P} <- Figures]},
+    ok = file:write_file(File, json(Doc)),
+    io:format("results written to ~s~n", [File]).
+
+%% OTP 25 has no JSON module; the documents here are small and simple.
+json(M) when is_map(M) ->
+    ["{", lists:join(",", [[json(to_bin(K)), ":", json(V)] || {K, V} <- maps:to_list(M)]), "}"];
+json(L) when is_list(L) -> ["[", lists:join(",", [json(X) || X <- L]), "]"];
+json(B) when is_binary(B) -> [$", B, $"];
+json(true) -> "true";
+json(false) -> "false";
+json(N) when is_integer(N) -> integer_to_list(N);
+json(F) when is_float(F) -> float_to_list(F, [{decimals, 3}]).
+
+to_bin(A) when is_atom(A) -> atom_to_binary(A);
+to_bin(B) -> B.

@@ -31,6 +31,10 @@ fn main() {
                 .iter()
                 .map(|a| a.to_string_lossy().into_owned())
                 .collect();
+            if let Err(e) = redirect_startup_output(&mut opts) {
+                eprintln!("pyport: {e}");
+                std::process::exit(2);
+            }
             if let Err(e) = apply_memory_limit(&mut opts) {
                 eprintln!("pyport: {e}");
                 std::process::exit(2);
@@ -41,6 +45,40 @@ fn main() {
         Some("run") => std::process::exit(pyport::interp::run_python(program, rest[1..].to_vec())),
         _ => std::process::exit(pyport::interp::run_python(program, rest)),
     }
+}
+
+/// `--stderr-file PATH` sends fds 1 and 2 to that file (created, mode
+/// 0600) until Python installs its output capture: whatever is written
+/// before — a fatal error while Python initialises, a traceback from
+/// importing the port's own code — is then in the file, for the Erlang side
+/// to read when the port fails to start. The option is consumed here.
+fn redirect_startup_output(opts: &mut Vec<String>) -> Result<(), String> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let Some(at) = opts.iter().position(|o| o == "--stderr-file") else {
+        return Ok(());
+    };
+    let path = opts
+        .get(at + 1)
+        .cloned()
+        .ok_or("--stderr-file needs a path")?;
+    opts.drain(at..at + 2);
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(|e| format!("cannot open --stderr-file {path}: {e}"))?;
+    for target in [1, 2] {
+        // SAFETY: fds 1 and 2 are the standard streams; dup2 onto them
+        // replaces what they were, which is the point. The OwnedFd is
+        // forgotten so that the redirected descriptor stays open.
+        let mut fd = unsafe { <rustix::fd::OwnedFd as rustix::fd::FromRawFd>::from_raw_fd(target) };
+        let res = rustix::io::dup2(&file, &mut fd);
+        std::mem::forget(fd);
+        res.map_err(|e| format!("cannot redirect fd {target}: {e}"))?;
+    }
+    Ok(())
 }
 
 /// `--max-memory-mb N` caps the address space, so a runaway allocation

@@ -27,6 +27,13 @@ pub fn _pyport(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<crate::capture::OutputCapture>()?;
     m.add_function(wrap_pyfunction!(encode, m)?)?;
     m.add_function(wrap_pyfunction!(decode, m)?)?;
+    m.add_function(wrap_pyfunction!(crate::terms::set_max_atoms, m)?)?;
+    m.add_function(wrap_pyfunction!(crate::terms::atom_usage, m)?)?;
+    m.add(
+        "AtomLimitError",
+        m.py().get_type::<crate::terms::AtomLimitError>(),
+    )?;
+    m.add("DEFAULT_MAX_ATOMS", crate::terms::DEFAULT_MAX_ATOMS)?;
     m.add("MAX_DEPTH", crate::etf::MAX_DEPTH)?;
     m.add("MAX_ATOM_CHARS", crate::terms::MAX_ATOM_CHARS)?;
     Ok(())

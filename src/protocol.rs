@@ -74,14 +74,21 @@ fn decode_elements<'py>(py: Python<'py>, frame: &[u8]) -> Result<Inbound<'py>, E
     }
     c.finish()?;
     if let Some((index, err)) = first_error {
-        let replying = items
-            .first()
-            .and_then(|t| {
-                t.cast::<PyString>()
-                    .ok()
-                    .and_then(|s| s.to_str().ok().map(str::to_owned))
-            })
-            .is_some_and(|t| REPLYING.contains(&t.as_str()));
+        let tag = items.first().and_then(|t| {
+            t.cast::<PyString>()
+                .ok()
+                .and_then(|s| s.to_str().ok().map(str::to_owned))
+        });
+        if index == 2 && arity == 3 && tag.as_deref() == Some("call_reply") {
+            // An erlang.call() waits for this reply: give it an error it
+            // can raise rather than drop the reply as a bad packet.
+            return Ok(Inbound::Message(unconvertible_reply(
+                py,
+                &items[1],
+                &err.to_string(),
+            )?));
+        }
+        let replying = tag.is_some_and(|t| REPLYING.contains(&t.as_str()));
         if index >= 2 && replying {
             return Ok(Inbound::Reply(python_error(
                 &items[1],
@@ -93,6 +100,39 @@ fn decode_elements<'py>(py: Python<'py>, frame: &[u8]) -> Result<Inbound<'py>, E
     }
     let tuple = PyTuple::new(py, items).map_err(|e| EtfError::Value(e.to_string()))?;
     Ok(Inbound::Message(tuple.into_any()))
+}
+
+/// `('call_reply', CallId, ('error', ('unconvertible', Reason)))`: what
+/// Python gets for a reply whose value has no Python form (a fun, a port).
+fn unconvertible_reply<'py>(
+    py: Python<'py>,
+    call_id: &Bound<'py, PyAny>,
+    reason: &str,
+) -> Result<Bound<'py, PyAny>, EtfError> {
+    let err = |e: PyErr| EtfError::Value(e.to_string());
+    let inner = PyTuple::new(
+        py,
+        [
+            PyString::new(py, "unconvertible"),
+            PyString::new(py, reason),
+        ],
+    )
+    .map_err(err)?;
+    let error = PyTuple::new(
+        py,
+        [PyString::new(py, "error").into_any(), inner.into_any()],
+    )
+    .map_err(err)?;
+    let message = PyTuple::new(
+        py,
+        [
+            PyString::new(py, "call_reply").into_any(),
+            call_id.clone(),
+            error.into_any(),
+        ],
+    )
+    .map_err(err)?;
+    Ok(message.into_any())
 }
 
 /// `{error, {bad_packet, Reason}}`.
@@ -205,6 +245,22 @@ mod tests {
         assert_eq!(
             reply_of(&task_with_arg(&port)),
             "('result', 7, ('error', ('python', 'TypeError', 'cannot convert Erlang port to Python', '')))"
+        );
+    }
+
+    #[test]
+    fn a_call_reply_without_a_python_form_becomes_an_error_reply() {
+        // {call_reply, 9, {ok, Port}}
+        let mut frame = vec![VERSION, tag::SMALL_TUPLE, 3];
+        encode::atom(&mut frame, "call_reply");
+        frame.extend_from_slice(&[tag::SMALL_INTEGER, 9, tag::SMALL_TUPLE, 2]);
+        encode::atom(&mut frame, "ok");
+        frame.push(tag::NEW_PORT);
+        encode::atom(&mut frame, "n@h");
+        frame.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0]);
+        assert_eq!(
+            reply_of(&frame),
+            "message ('call_reply', 9, ('error', ('unconvertible', 'cannot convert Erlang port to Python')))"
         );
     }
 

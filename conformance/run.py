@@ -81,8 +81,9 @@ PER_SELECTOR_CLASSES = ("KqueueEventLoopTests", "EPollEventLoopTests",
                         "PollEventLoopTests", "SelectEventLoopTests")
 LOOP_UNDER_TEST = "LoopUnderTestEventLoopTests"
 
-PER_TEST_TIMEOUT = 120.0  # seconds before the watchdog ends a hung test
-WORKER_RESTARTS = 10
+PER_TEST_TIMEOUT = 60.0  # seconds before the watchdog ends a hung test
+WORKER_RESTARTS = 10  # hung/crashed tests per module before giving up on it
+RETRY_LIMIT = 25  # suspects per module worth running again alone
 
 PASSED, FAILED, SKIPPED = "passed", "failed", "skipped"
 
@@ -171,8 +172,9 @@ def iter_tests(suite: unittest.TestSuite | unittest.TestCase) -> Iterator[unitte
 class RecordingResult(unittest.TestResult):
     """Writes one JSON line when a test starts and one with its outcome."""
 
-    def __init__(self, out: TextIO, log: TextIO) -> None:
+    def __init__(self, out: TextIO, log: TextIO, test_timeout: float) -> None:
         super().__init__()
+        self.test_timeout = test_timeout
         self.out = out
         self.log = log
         self.current: dict[str, tuple[str, str]] = {}
@@ -185,7 +187,7 @@ class RecordingResult(unittest.TestResult):
         super().startTest(test)
         self.current[test.id()] = (PASSED, "")
         self._emit(event="start", id=test.id())
-        faulthandler.dump_traceback_later(PER_TEST_TIMEOUT, exit=True, file=self.log)
+        faulthandler.dump_traceback_later(self.test_timeout, exit=True, file=self.log)
 
     def stopTest(self, test: unittest.TestCase) -> None:
         faulthandler.cancel_dump_traceback_later()
@@ -235,7 +237,7 @@ class RecordingResult(unittest.TestResult):
 
 
 def worker(mode: str, module_name: str, out_path: str, exclude_path: str | None,
-           only_path: str | None) -> int:
+           only_path: str | None, test_timeout: float) -> int:
     loop_class = patch_asyncio_for_erlang() if mode == "erlang" else None
     module = importlib.import_module(f"test.test_asyncio.{module_name}")
     if module_name in PER_SELECTOR_MODULES:
@@ -254,7 +256,7 @@ def worker(mode: str, module_name: str, out_path: str, exclude_path: str | None,
              if t.id() not in exclude and (only is None or t.id() in only)]
     suite = unittest.TestSuite(tests)
     with open(out_path, "a") as out:
-        result = RecordingResult(out, sys.stderr)
+        result = RecordingResult(out, sys.stderr, test_timeout)
         suite.run(result)
         out.write(json.dumps({"event": "loops", "count": _loops_made[0]}) + "\n")
     return 0
@@ -288,7 +290,8 @@ def find_suspects(stock: ModuleRun, erl: ModuleRun) -> list[str]:
 
 
 def run_worker(exe: str, mode: str, module: str, workdir: str, timeout: float,
-               only: list[str] | None = None, tag: str = "") -> ModuleRun:
+               test_timeout: float, only: list[str] | None = None, tag: str = "",
+               max_restarts: int = WORKER_RESTARTS) -> ModuleRun:
     run = ModuleRun(module, mode)
     base = os.path.join(workdir, f"{module}.{mode}{tag}")
     out_path, log_path, exclude_path = base + ".jsonl", base + ".log", base + ".exclude"
@@ -302,7 +305,8 @@ def run_worker(exe: str, mode: str, module: str, workdir: str, timeout: float,
     started = time.monotonic()
     while True:
         cmd = [exe, os.path.abspath(__file__), "--worker", mode, module,
-               "--out", out_path, "--exclude", exclude_path]
+               "--out", out_path, "--exclude", exclude_path,
+               "--test-timeout", str(test_timeout)]
         if only_path:
             cmd += ["--only", only_path]
         with open(log_path, "a") as log:
@@ -340,7 +344,7 @@ def run_worker(exe: str, mode: str, module: str, workdir: str, timeout: float,
             run.outcomes[test_id] = FAILED
             run.details[test_id] = f"hung or crashed the worker (exit {code}); see {log_path}"
         run.restarts += 1
-        if run.restarts > WORKER_RESTARTS:
+        if run.restarts > max_restarts:
             run.notes.append("gave up after too many worker restarts")
             break
         with open(exclude_path, "w") as f:
@@ -398,6 +402,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=4)
     parser.add_argument("--timeout", type=float, default=900.0,
                         help="seconds per worker process (default 900)")
+    parser.add_argument("--test-timeout", type=float, default=PER_TEST_TIMEOUT,
+                        help="seconds before a hung test is stopped (default 60)")
     parser.add_argument("--results", default=RESULTS_DIR,
                         help="directory for logs and summary.json")
     parser.add_argument("--worker", nargs=2, metavar=("MODE", "MODULE"), help=argparse.SUPPRESS)
@@ -408,7 +414,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.worker:
         mode, module = args.worker
-        return worker(mode, module, args.out, args.exclude, args.only)
+        return worker(mode, module, args.out, args.exclude, args.only, args.test_timeout)
 
     problem = check_environment()
     if problem:
@@ -423,7 +429,8 @@ def main(argv: list[str] | None = None) -> int:
     jobs = [(module, mode) for module in args.modules for mode in MODES]
     runs: dict[tuple[str, str], ModuleRun] = {}
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-        futures = {pool.submit(run_worker, exe, mode, module, workdir, args.timeout): (module, mode)
+        futures = {pool.submit(run_worker, exe, mode, module, workdir, args.timeout,
+                               args.test_timeout): (module, mode)
                    for module, mode in jobs}
         for fut, key in futures.items():
             runs[key] = fut.result()
@@ -441,8 +448,11 @@ def main(argv: list[str] | None = None) -> int:
         suspects = find_suspects(runs[(module, "stock")], runs[(module, "erlang")])
         if not suspects:
             continue
-        retry = run_worker(exe, "erlang", module, workdir, args.timeout, only=suspects,
-                           tag=".retry")
+        if len(suspects) > RETRY_LIMIT:  # not flakiness: no point waiting again
+            regressions[module] = suspects
+            continue
+        retry = run_worker(exe, "erlang", module, workdir, args.timeout, args.test_timeout,
+                           only=suspects, tag=".retry", max_restarts=3)
         still = [t for t in suspects if retry.outcomes.get(t) != PASSED]
         if still:
             regressions[module] = still

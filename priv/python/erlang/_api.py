@@ -51,7 +51,7 @@ def new_event_loop() -> ErlangEventLoop:
     return ErlangEventLoop()
 
 
-class ErlangEventLoopPolicy(asyncio.DefaultEventLoopPolicy):  # type: ignore[misc,valid-type]
+class ErlangEventLoopPolicy(asyncio.DefaultEventLoopPolicy):
     """The default Unix policy, making :class:`ErlangEventLoop` loops.
 
     Being the stdlib's Unix policy otherwise, it keeps its child watcher

@@ -36,7 +36,7 @@ def main_thread_loop() -> ErlangEventLoop | None:
     return _main_thread_loop
 
 
-class ErlangEventLoop(unix_events._UnixSelectorEventLoop):  # type: ignore[name-defined,misc]
+class ErlangEventLoop(unix_events._UnixSelectorEventLoop):
     """A full asyncio event loop whose I/O readiness comes from pyport's poller.
 
     ``selector`` defaults to a new :class:`PollerSelector`; passing another
@@ -53,7 +53,7 @@ class ErlangEventLoop(unix_events._UnixSelectorEventLoop):  # type: ignore[name-
         self._iteration_hook = None
 
     def _run_once(self) -> None:
-        super()._run_once()
+        super()._run_once()  # type: ignore[misc]  # private in typeshed
         hook = self._iteration_hook
         if hook is not None:
             hook()

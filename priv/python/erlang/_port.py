@@ -341,7 +341,7 @@ class PortServer:
             module = importlib.import_module(module_name)
             self._modules[module_name] = module
         # A dotted name reaches into the module: 'path.join' on os, 'Cls.meth'.
-        target: Any = functools.reduce(getattr, func_name.split("."), module)
+        target: object = functools.reduce(getattr, func_name.split("."), module)
         if not callable(target):
             raise TypeError(f"{module_name}.{func_name} is not callable "
                             f"({type(target).__name__})")

@@ -13,6 +13,9 @@
 %% Liveness bound only: well below the tasks' own 60 s timeout, so a
 %% caller that gets its answer within it was answered by the crash.
 -define(PROMPTLY, 10000).
+%% cancel_grace_ms for the stuck-port cases.
+-define(GRACE, 500).
+-define(F, pyport_faults).
 
 -spec all() -> [atom()].
 all() ->
@@ -22,7 +25,16 @@ all() ->
      worker_killed, garbage_packet, unknown_message, python_logging_reaches_logger,
      stdout_does_not_corrupt_channel, stop_leaves_no_os_process,
      stop_while_python_blocked, bad_config_fails_start, port_start_failure,
-     failing_restarts_give_up, memory_limit, oversized_packet_refused].
+     failing_restarts_give_up, memory_limit, oversized_packet_refused,
+     %% Faults from the misbehaving fixtures (ct/python/pyport_faults.py).
+     segfault_reported, abort_reported,
+     ignored_cancel_kills_port, busy_loop_kills_port,
+     busy_coroutine_kills_port, blocking_sleep_kills_port,
+     ctypes_sleep_kills_port, await_timeout_on_stuck_task_kills_port,
+     caller_death_on_ignored_cancel_kills_port,
+     cancel_honoured_within_grace_keeps_port, stuck_port_recovers_repeatedly,
+     stdout_spam_keeps_serving, unbounded_allocation_under_memory_limit,
+     unknown_message_reply_shape, valid_term_as_task_fields_is_task_error].
 
 -spec init_per_suite(ct_suite:ct_config()) -> ct_suite:ct_config().
 init_per_suite(Config) ->
@@ -39,6 +51,17 @@ init_per_testcase(Case, Config) ->
 
 -spec case_env(atom()) -> [{atom(), term()}].
 case_env(memory_limit) -> [{max_memory_mb, 1024}];
+case_env(unbounded_allocation_under_memory_limit) -> [{max_memory_mb, 1024}];
+case_env(cancel_honoured_within_grace_keeps_port) -> [{cancel_grace_ms, 10000}];
+case_env(Case) when Case =:= ignored_cancel_kills_port;
+                    Case =:= busy_loop_kills_port;
+                    Case =:= busy_coroutine_kills_port;
+                    Case =:= blocking_sleep_kills_port;
+                    Case =:= ctypes_sleep_kills_port;
+                    Case =:= await_timeout_on_stuck_task_kills_port;
+                    Case =:= caller_death_on_ignored_cancel_kills_port;
+                    Case =:= stuck_port_recovers_repeatedly ->
+    [{cancel_grace_ms, ?GRACE}];
 case_env(oversized_packet_refused) -> [{max_packet, 4096}];
 case_env(_) -> [].
 
@@ -305,7 +328,230 @@ oversized_packet_refused(_) ->
     ?assertEqual(100000, byte_size(Result)),
     ?assertEqual([], pyport_ct:mailbox()).
 
+-spec segfault_reported() -> [{doc, string()}].
+segfault_reported() -> [{doc, "A segfault in Python (ctypes.string_at(0)) fails the task with {error, {python_exit, 139}}, the port restarts, and the node is untouched."}].
+-spec segfault_reported(ct_suite:ct_config()) -> term().
+segfault_reported(_) ->
+    #{os_pid := Old} = pyport_ct:loop_stats(1),
+    ?assertEqual({error, {python_exit, 128 + 11}}, py_event_loop:run(?F, segfault, [])),
+    _ = await_restart(1, Old),
+    ?assertEqual({ok, 4.0}, py_event_loop:run(math, sqrt, [16.0])).
+
+-spec abort_reported() -> [{doc, string()}].
+abort_reported() -> [{doc, "os.abort() fails the task with {error, {python_exit, 134}} (SIGABRT) and the port restarts."}].
+-spec abort_reported(ct_suite:ct_config()) -> term().
+abort_reported(_) ->
+    #{os_pid := Old} = pyport_ct:loop_stats(1),
+    ?assertEqual({error, {python_exit, 128 + 6}}, py_event_loop:run(?F, abort, [])),
+    _ = await_restart(1, Old),
+    ?assertEqual({ok, 4.0}, py_event_loop:run(math, sqrt, [16.0])).
+
+-spec ignored_cancel_kills_port() -> [{doc, string()}].
+ignored_cancel_kills_port() -> [{doc, "A task that swallows its cancellation past its deadline plus cancel_grace_ms gets the port killed: its caller has {error, timeout}, the other callers on that loop {error, {python_exit, {killed, unresponsive}}}, and a fresh port serves."}].
+-spec ignored_cancel_kills_port(ct_suite:ct_config()) -> term().
+ignored_cancel_kills_port(_) ->
+    Key = key(),
+    stuck_kills_port(fun() -> py_event_loop:run(?F, ignore_cancel, [Key], #{timeout => 300}) end).
+
+-spec busy_loop_kills_port() -> [{doc, string()}].
+busy_loop_kills_port() -> [{doc, "Python spinning in a plain function past the deadline plus cancel_grace_ms gets the port killed and restarted; other callers get an explicit error."}].
+-spec busy_loop_kills_port(ct_suite:ct_config()) -> term().
+busy_loop_kills_port(_) ->
+    stuck_kills_port(fun() -> py_event_loop:run(?F, busy_loop, [], #{timeout => 300}) end).
+
+-spec busy_coroutine_kills_port() -> [{doc, string()}].
+busy_coroutine_kills_port() -> [{doc, "A coroutine that spins without awaiting (the loop can never cancel it) gets the port killed after its deadline plus cancel_grace_ms."}].
+-spec busy_coroutine_kills_port(ct_suite:ct_config()) -> term().
+busy_coroutine_kills_port(_) ->
+    stuck_kills_port(fun() -> py_event_loop:run(?F, busy_loop_async, [], #{timeout => 300}) end).
+
+-spec blocking_sleep_kills_port() -> [{doc, string()}].
+blocking_sleep_kills_port() -> [{doc, "A blocking C call in a sync function (time.sleep(600)) past the deadline plus cancel_grace_ms gets the port killed and restarted."}].
+-spec blocking_sleep_kills_port(ct_suite:ct_config()) -> term().
+blocking_sleep_kills_port(_) ->
+    stuck_kills_port(fun() -> py_event_loop:run(?F, blocking_sleep, [600], #{timeout => 300}) end).
+
+-spec ctypes_sleep_kills_port() -> [{doc, string()}].
+ctypes_sleep_kills_port() -> [{doc, "libc sleep(600) called through ctypes past the deadline plus cancel_grace_ms gets the port killed and restarted."}].
+-spec ctypes_sleep_kills_port(ct_suite:ct_config()) -> term().
+ctypes_sleep_kills_port(_) ->
+    stuck_kills_port(fun() -> py_event_loop:run(?F, ctypes_sleep, [600], #{timeout => 300}) end).
+
+-spec await_timeout_on_stuck_task_kills_port() -> [{doc, string()}].
+await_timeout_on_stuck_task_kills_port() -> [{doc, "create_task + await with a timeout on a task that ignores cancellation: the await timeout starts the grace period, and the port is killed when it ends."}].
+-spec await_timeout_on_stuck_task_kills_port(ct_suite:ct_config()) -> term().
+await_timeout_on_stuck_task_kills_port(_) ->
+    Key = key(),
+    stuck_kills_port(fun() ->
+                             Ref = py_event_loop:create_task(?F, ignore_cancel, [Key]),
+                             py_event_loop:await(Ref, 300)
+                     end).
+
+-spec caller_death_on_ignored_cancel_kills_port() -> [{doc, string()}].
+caller_death_on_ignored_cancel_kills_port() -> [{doc, "When a caller dies, its tasks are cancelled; one that ignores the cancel for cancel_grace_ms gets the port killed, failing the loop's other callers explicitly."}].
+-spec caller_death_on_ignored_cancel_kills_port(ct_suite:ct_config()) -> term().
+caller_death_on_ignored_cancel_kills_port(_) ->
+    Key = key(),
+    stuck_kills_port(
+      fun() ->
+              Self = self(),
+              Caller = spawn(fun() ->
+                                     Ref = py_event_loop:create_task(?F, ignore_cancel, [Key]),
+                                     Self ! {submitted, self()},
+                                     receive never -> Ref end
+                             end),
+              receive {submitted, Caller} -> ok end,
+              %% Started (the loop answers in order), then the caller goes.
+              {ok, 0} = py_event_loop:run(?F, cancel_count, [Key]),
+              exit(Caller, kill),
+              {error, timeout}
+      end).
+
+-spec cancel_honoured_within_grace_keeps_port() -> [{doc, string()}].
+cancel_honoured_within_grace_keeps_port() -> [{doc, "A task that takes a while to clean up after its deadline, but finishes within cancel_grace_ms, does not get the port killed."}].
+-spec cancel_honoured_within_grace_keeps_port(ct_suite:ct_config()) -> term().
+cancel_honoured_within_grace_keeps_port(_) ->
+    #{os_pid := OsPid} = pyport_ct:loop_stats(1),
+    ?assertEqual({error, timeout},
+                 py_event_loop:run(?F, slow_cleanup, [0.3], #{timeout => 100})),
+    %% The clean-up finishes and Python's answer clears the entry.
+    ok = pyport_ct:wait_until(
+           fun() -> maps:get(pending, pyport_ct:loop_stats(1)) =:= 0 end, 10000),
+    ?assertEqual({ok, 4.0}, py_event_loop:run(math, sqrt, [16.0])),
+    ?assertMatch(#{os_pid := OsPid, restarts := 0}, pyport_ct:loop_stats(1)).
+
+-spec stuck_port_recovers_repeatedly() -> [{doc, string()}].
+stuck_port_recovers_repeatedly() -> [{doc, "A loop that gets stuck again and again is killed and restarted each time: a stuck interpreter never makes a loop unusable for good."}].
+-spec stuck_port_recovers_repeatedly(ct_suite:ct_config()) -> term().
+stuck_port_recovers_repeatedly(_) ->
+    lists:foreach(
+      fun(N) ->
+              #{os_pid := Old} = pyport_ct:loop_stats(1),
+              ?assertEqual({error, timeout},
+                           py_event_loop:run(?F, blocking_sleep, [600], #{timeout => 200})),
+              _ = await_restart(1, Old),
+              ?assertEqual({ok, 4.0}, py_event_loop:run(math, sqrt, [16.0])),
+              ?assertMatch(#{restarts := N}, pyport_ct:loop_stats(1))
+      end, [1, 2, 3]).
+
+-spec stdout_spam_keeps_serving() -> [{doc, string()}].
+stdout_spam_keeps_serving() -> [{doc, "A task flooding fds 1 and 2 with many tiny writes, while other tasks run on the same loop, corrupts no packet and blocks nothing."}].
+-spec stdout_spam_keeps_serving(ct_suite:ct_config()) -> term().
+stdout_spam_keeps_serving(_) ->
+    #{os_pid := OsPid} = pyport_ct:loop_stats(1),
+    Spam = py_event_loop:create_task(?F, spam_stdout_async, [1500, 10]),
+    Refs = [{I, py_event_loop:create_task(?H, identity, [I])} || I <- lists:seq(1, 300)],
+    [?assertEqual({ok, I}, py_event_loop:await(R, ?PROMPTLY)) || {I, R} <- Refs],
+    ?assertEqual({ok, 1500}, py_event_loop:await(Spam, 30000)),
+    ?assertEqual({ok, 500}, py_event_loop:run(?F, spam_stdout, [500])),
+    ?assertEqual({ok, <<"still fine">>}, py_event_loop:run(?H, identity, [<<"still fine">>])),
+    ?assertMatch(#{os_pid := OsPid, restarts := 0}, pyport_ct:loop_stats(1)).
+
+-spec unbounded_allocation_under_memory_limit() -> [{doc, string()}].
+unbounded_allocation_under_memory_limit() -> [{doc, "A task allocating without bound under max_memory_mb ends in a MemoryError reply or a port restart, never in a hang or harm to the node; the loop serves afterwards."}].
+-spec unbounded_allocation_under_memory_limit(ct_suite:ct_config()) -> term().
+unbounded_allocation_under_memory_limit(_) ->
+    #{os_pid := OsPid} = pyport_ct:loop_stats(1),
+    NodeMem = erlang:memory(total),
+    case py_event_loop:run(?F, allocate_forever, [16], #{timeout => 60000}) of
+        {error, {python, <<"MemoryError">>, _, _}} ->
+            ?assertMatch(#{os_pid := OsPid}, pyport_ct:loop_stats(1));
+        {error, {python_exit, _}} ->
+            _ = await_restart(1, OsPid)
+    end,
+    ?assertEqual({ok, 4.0}, py_event_loop:run(math, sqrt, [16.0])),
+    %% The port's gigabyte never touched the node's heap.
+    ?assert(erlang:memory(total) < NodeMem + (256 bsl 20)).
+
+-spec unknown_message_reply_shape() -> [{doc, string()}].
+unknown_message_reply_shape() -> [{doc, "The port answers a valid term that is no message with exactly {error, {unknown_message, Term}}, echoing the term, on its output channel."}].
+-spec unknown_message_reply_shape(ct_suite:ct_config()) -> term().
+unknown_message_reply_shape(_) ->
+    %% A port of our own, so that the reply reaches this process unrouted.
+    Port = open_port({spawn_executable, py_event_worker:executable()},
+                     [{packet, 4}, binary, nouse_stdio, exit_status, {args, ["port"]}]),
+    {ready, #{protocol := 1}} = receive_packet(Port),
+    Strange = [{hello, <<"world">>}, {task, too, few}, {cancel}, 42, [stop],
+               #{task => x}, {stop, now}],
+    lists:foreach(
+      fun(Term) ->
+              true = port_command(Port, term_to_binary(Term)),
+              Expected = expected_unknown(Term),
+              ?assertEqual({error, {unknown_message, Expected}}, receive_packet(Port))
+      end, Strange),
+    true = port_command(Port, term_to_binary(stop)),
+    receive {Port, {exit_status, 0}} -> ok after ?PROMPTLY -> ct:fail(no_exit) end.
+
+-spec valid_term_as_task_fields_is_task_error() -> [{doc, string()}].
+valid_term_as_task_fields_is_task_error() -> [{doc, "A task packet whose fields have the wrong types (args not a list, kwargs not a map, bad deadline_ms) is answered with that task's {python, TypeError, ...} error, and the port keeps serving."}].
+-spec valid_term_as_task_fields_is_task_error(ct_suite:ct_config()) -> term().
+valid_term_as_task_fields_is_task_error(_) ->
+    Port = open_port({spawn_executable, py_event_worker:executable()},
+                     [{packet, 4}, binary, nouse_stdio, exit_status, {args, ["port"]}]),
+    {ready, _} = receive_packet(Port),
+    Bad = [{task, 1, math, sqrt, not_a_list, #{}, #{}},
+           {task, 2, math, sqrt, [4.0], [not_a_map], #{}},
+           {task, 3, math, sqrt, [4.0], #{}, #{deadline_ms => <<"soon">>}},
+           {task, 4, 42, sqrt, [4.0], #{}, #{}}],
+    lists:foreach(
+      fun(Packet) ->
+              Id = element(2, Packet),
+              true = port_command(Port, term_to_binary(Packet)),
+              ?assertMatch({result, Id, {error, {python, <<"TypeError">>, _, _}}},
+                           receive_packet(Port))
+      end, Bad),
+    true = port_command(Port, term_to_binary({task, 5, math, sqrt, [4.0], #{}, #{}})),
+    ?assertEqual({result, 5, {ok, 2.0}}, receive_packet(Port)),
+    port_close(Port).
+
 %% Internal.
+
+%% Runs Stuck (a call that gets loop 1 stuck and returns what its caller
+%% saw) while another caller waits on the same loop; checks that the port
+%% is killed within the grace period's bound, that the bystander gets an
+%% explicit error, and that a fresh port serves.
+-spec stuck_kills_port(fun(() -> term())) -> ok.
+stuck_kills_port(Stuck) ->
+    #{os_pid := Old} = pyport_ct:loop_stats(1),
+    Self = self(),
+    Bystander = spawn_link(fun() ->
+                                   Self ! {self(), py_event_loop:run(?H, sleep_then, [60, never],
+                                                                     #{timeout => 60000})}
+                           end),
+    ok = pyport_ct:wait_until(
+           fun() -> maps:get(pending, pyport_ct:loop_stats(1)) >= 1 end, 5000),
+    ?assertEqual({error, timeout}, Stuck()),
+    receive
+        {Bystander, Result} ->
+            ?assertEqual({error, {python_exit, {killed, unresponsive}}}, Result)
+    after 30000 ->
+        ct:fail(bystander_not_answered)
+    end,
+    New = await_restart(1, Old),
+    ?assertEqual({ok, New}, py_event_loop:run(?H, getpid, [])),
+    ok = pyport_ct_os:await_gone([Old], 5000),
+    ?assertMatch(#{restarts := 1}, pyport_ct:loop_stats(1)),
+    ?assertEqual([], pyport_ct:mailbox()),
+    ok.
+
+-spec receive_packet(port()) -> term().
+receive_packet(Port) ->
+    receive
+        {Port, {data, Bin}} -> binary_to_term(Bin)
+    after ?PROMPTLY ->
+        ct:fail(no_packet)
+    end.
+
+%% What Python echoes: atoms come back as strings (binaries), except the
+%% few that mean true/false/None.
+-spec expected_unknown(term()) -> term().
+expected_unknown(T) when is_atom(T) -> atom_to_binary(T);
+expected_unknown(T) when is_tuple(T) ->
+    list_to_tuple([expected_unknown(E) || E <- tuple_to_list(T)]);
+expected_unknown(T) when is_list(T) -> [expected_unknown(E) || E <- T];
+expected_unknown(T) when is_map(T) ->
+    maps:from_list([{expected_unknown(K), expected_unknown(V)} || {K, V} <- maps:to_list(T)]);
+expected_unknown(T) -> T.
 
 -spec call(atom(), list()) -> term().
 call(Func, Args) ->

@@ -39,7 +39,7 @@ stop() ->
     _ = application:stop(pyport),
     lists:foreach(fun(K) -> application:unset_env(pyport, K) end,
                   [python_path, event_loop_pool_size, max_pending,
-                   max_packet, max_memory_mb, start_timeout]),
+                   max_packet, max_memory_mb, start_timeout, cancel_grace_ms]),
     ok.
 
 %% ct/python, found from this module's source so that it does not matter

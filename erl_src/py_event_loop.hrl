@@ -13,6 +13,9 @@
     %% The port skips larger packets without knowing their task id, so
     %% callers refuse them before sending.
     max_packet :: pos_integer(),
+    %% How long Python has to answer a cancel before the worker kills the
+    %% port; callers stamp their cancelled tasks with it.
+    cancel_grace_ms = 2000 :: non_neg_integer(),
     os_pid :: integer() | undefined,
     info :: map()
 }).

@@ -38,8 +38,8 @@
     -> py_event_loop:result().
 run(Index, Module, Func, Args, Kwargs, Timeout) ->
     case start(Index, Module, Func, Args, Kwargs, task_opts(Timeout)) of
-        {ok, Ref, Port, Pending} ->
-            wait(Ref, Port, Pending, Timeout);
+        {ok, Ref, Handle} ->
+            wait(Ref, Handle, Timeout);
         {error, _} = Error ->
             Error
     end.
@@ -51,8 +51,8 @@ run(Index, Module, Func, Args, Kwargs, Timeout) ->
              list(), py_event_loop:kwargs()) -> reference().
 create(Index, Module, Func, Args, Kwargs) ->
     case start(Index, Module, Func, Args, Kwargs, #{}) of
-        {ok, Ref, Port, Pending} ->
-            put(?KEY(Ref), {Port, Pending}),
+        {ok, Ref, Handle} ->
+            put(?KEY(Ref), Handle),
             Ref;
         {error, Reason} ->
             Ref = make_ref(),
@@ -63,8 +63,8 @@ create(Index, Module, Func, Args, Kwargs) ->
 -spec await(reference(), timeout()) -> py_event_loop:result().
 await(Ref, Timeout) ->
     case erase(?KEY(Ref)) of
-        {Port, Pending} when is_port(Port) ->
-            wait(Ref, Port, Pending, Timeout);
+        {task, _, _, _, _} = Handle ->
+            wait(Ref, Handle, Timeout);
         {failed, Reason} ->
             {error, Reason};
         undefined ->
@@ -164,7 +164,7 @@ start(Index, Module, Func, Args, Kwargs, Opts) ->
 
 start_on(#py_loop{worker = Worker, port = Port, pending = Pending,
                   monitored = Monitored, max_pending = Max,
-                  max_packet = MaxPacket},
+                  max_packet = MaxPacket, cancel_grace_ms = Grace},
          {task, Module, Func, Args, Kwargs, Opts}) ->
     Ref = erlang:monitor(process, Worker, [{alias, reply_demonitor}]),
     try
@@ -183,7 +183,7 @@ start_on(#py_loop{worker = Worker, port = Port, pending = Pending,
         %% returns, and the worker must already know where to send it.
         true = ets:insert(Pending, {Ref, self()}),
         true = erlang:port_command(Port, Bin),
-        {ok, Ref, Port, Pending}
+        {ok, Ref, {task, Port, Pending, Worker, Grace}}
     catch
         throw:overloaded ->
             abandon(Ref, Pending),
@@ -219,7 +219,7 @@ abandon(Ref, Pending) ->
     after 0 -> ok
     end.
 
-wait(Ref, Port, Pending, Timeout) ->
+wait(Ref, Handle, Timeout) ->
     receive
         {Ref, Result} ->
             Result;
@@ -232,16 +232,25 @@ wait(Ref, Port, Pending, Timeout) ->
             %% than cancel a task that has already finished.
             {Ref, Result} -> Result
         after 0 ->
-            cancel(Ref, Port, Pending),
+            cancel(Ref, Handle),
             {error, timeout}
         end
     end.
 
-cancel(Ref, Port, Pending) ->
-    catch ets:delete(Pending, Ref),
-    try erlang:port_command(Port, term_to_binary({cancel, Ref})) of
-        true -> ok
+%% The entry stays, marked cancelled, until Python answers: the worker
+%% drops that answer, and kills the port if none comes within the grace
+%% period (a task that ignores cancellation, or a stuck interpreter).
+cancel(Ref, {task, Port, Pending, Worker, Grace}) ->
+    KillAt = erlang:monotonic_time(millisecond) + Grace,
+    try ets:update_element(Pending, Ref, {2, {cancelled, KillAt}}) of
+        true ->
+            gen_server:cast(Worker, {cancelled, KillAt}),
+            _ = erlang:port_command(Port, term_to_binary({cancel, Ref})),
+            ok;
+        false ->
+            %% The worker took the entry: the task has finished.
+            ok
     catch
-        %% The port is gone, and the task with it.
+        %% The table or the port is gone, and the task with them.
         error:badarg -> ok
     end.

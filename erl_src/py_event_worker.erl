@@ -28,19 +28,31 @@
     port :: port() | undefined,
     pending :: ets:tid(),
     monitored :: ets:tid(),
-    os_pid :: integer() | undefined
+    os_pid :: integer() | undefined,
+    cancel_grace_ms :: non_neg_integer(),
+    %% The one timer armed for the earliest cancelled-task deadline:
+    %% {TimerRef, KillAt} (monotonic milliseconds).
+    overdue_timer :: {reference(), integer()} | undefined,
+    %% Set when this worker killed its port on purpose: what callers are
+    %% told instead of the bare exit status.
+    killed :: undefined | unresponsive
 }).
 
 -type config() :: #{python_path := [file:filename_all()],
                     max_packet := pos_integer(),
                     max_memory_mb := pos_integer() | infinity,
                     max_pending := pos_integer() | infinity,
+                    cancel_grace_ms := non_neg_integer(),
                     start_timeout := timeout()}.
 -export_type([config/0]).
 
 %% How long a stopping worker lets Python cancel its tasks and exit
 %% before it closes the port (EOF then ends the process anyway).
 -define(STOP_GRACE_MS, 2000).
+
+%% How long Python has to answer a cancel Erlang sent (deadline passed,
+%% await timed out, caller died) before the worker kills the port.
+-define(DEFAULT_CANCEL_GRACE_MS, 2000).
 
 %% API.
 
@@ -99,6 +111,10 @@ handle_call(Request, _From, State) ->
     {reply, {error, {unknown_call, Request}}, State}.
 
 -spec handle_cast(term(), #state{}) -> {noreply, #state{}}.
+handle_cast({cancelled, KillAt}, State) when is_integer(KillAt) ->
+    %% A caller gave up on a task and asked Python to cancel it; Python
+    %% has until KillAt to answer (see overdue_check/1).
+    {noreply, arm_overdue(KillAt, State)};
 handle_cast({monitor, Pid}, #state{monitored = Monitored} = State)
   when is_pid(Pid) ->
     %% Callers ask before their first task, and may ask twice in a race.
@@ -121,16 +137,25 @@ handle_info({'EXIT', Port, Reason}, #state{port = Port} = State) ->
     %% Without an exit status first: the port driver itself failed.
     port_exited(Reason, State);
 handle_info({'DOWN', MRef, process, Pid, _},
-            #state{port = Port, pending = Pending,
-                   monitored = Monitored} = State) ->
+            #state{port = Port, pending = Pending, monitored = Monitored,
+                   cancel_grace_ms = Grace} = State) ->
     true = ets:delete_object(Monitored, {Pid, MRef}),
     Refs = ets:select(Pending, [{{'$1', Pid}, [], ['$1']}]),
+    KillAt = erlang:monotonic_time(millisecond) + Grace,
     lists:foreach(
       fun(Ref) ->
-              true = ets:delete(Pending, Ref),
+              %% Kept as cancelled until Python answers, so that a task
+              %% that ignores the cancel is noticed (overdue_check/1).
+              true = ets:update_element(Pending, Ref, {2, {cancelled, KillAt}}),
               send_packet(Port, {cancel, Ref})
       end, Refs),
-    {noreply, State};
+    {noreply, case Refs of
+                  [] -> State;
+                  _ -> arm_overdue(KillAt, State)
+              end};
+handle_info({timeout, TRef, overdue_check},
+            #state{overdue_timer = {TRef, _}} = State) ->
+    overdue_check(State#state{overdue_timer = undefined});
 handle_info(_Info, State) ->
     {noreply, State}.
 
@@ -153,6 +178,7 @@ config() ->
                max_packet => Env(max_packet, 67108864),
                max_memory_mb => Env(max_memory_mb, infinity),
                max_pending => Env(max_pending, infinity),
+               cancel_grace_ms => Env(cancel_grace_ms, ?DEFAULT_CANCEL_GRACE_MS),
                start_timeout => Env(start_timeout, 10000)},
     case [{Key, Value} || {Key, Value} <- maps:to_list(Config),
                           not valid_config(Key, Value)] of
@@ -168,6 +194,8 @@ valid_config(max_memory_mb, N) ->
     N =:= infinity orelse (is_integer(N) andalso N > 0);
 valid_config(max_pending, N) ->
     N =:= infinity orelse (is_integer(N) andalso N > 0);
+valid_config(cancel_grace_ms, T) ->
+    is_integer(T) andalso T >= 0;
 valid_config(start_timeout, T) ->
     T =:= infinity orelse (is_integer(T) andalso T > 0).
 
@@ -227,7 +255,8 @@ await_ready(Port, Index, Deadline) ->
     end.
 
 registered(Index, Port, Info, #{max_pending := MaxPending,
-                                max_packet := MaxPacket}) ->
+                                max_packet := MaxPacket,
+                                cancel_grace_ms := Grace}) ->
     Pending = ets:new(py_event_pending,
                       [set, public, {write_concurrency, true}]),
     Monitored = ets:new(py_event_monitored,
@@ -239,10 +268,11 @@ registered(Index, Port, Info, #{max_pending := MaxPending,
     Loop = #py_loop{index = Index, worker = self(), port = Port,
                     pending = Pending, monitored = Monitored,
                     max_pending = MaxPending, max_packet = MaxPacket,
-                    os_pid = OsPid, info = Info},
+                    cancel_grace_ms = Grace, os_pid = OsPid, info = Info},
     ok = py_event_loop_pool:register_loop(Index, Loop),
     {ok, #state{index = Index, port = Port, pending = Pending,
-                monitored = Monitored, os_pid = OsPid}}.
+                monitored = Monitored, os_pid = OsPid,
+                cancel_grace_ms = Grace}}.
 
 port_os_pid(Port) ->
     case erlang:port_info(Port, os_pid) of
@@ -258,10 +288,12 @@ decode(Bin) ->
     end.
 
 handle_packet({result, Ref, Result}, #state{pending = Pending}) ->
-    %% No entry: the caller timed out or died and the task was cancelled;
-    %% the reply has nowhere to go.
+    %% {cancelled, _}: the caller timed out or died and Python has now
+    %% answered the cancel; no entry: a spawned task or a lost race. Either
+    %% way the reply has nowhere to go.
     case ets:take(Pending, Ref) of
-        [{Ref, _Caller}] -> Ref ! {Ref, Result}, ok;
+        [{Ref, Caller}] when is_pid(Caller) -> Ref ! {Ref, Result}, ok;
+        [{Ref, {cancelled, _}}] -> ok;
         [] -> ok
     end;
 handle_packet({log, _, _, _} = Log, #state{index = Index}) ->
@@ -310,11 +342,18 @@ level(fatal) -> critical;
 level(warn) -> warning;
 level(_) -> notice.
 
-port_exited(Status, #state{index = Index, pending = Pending,
-                           os_pid = OsPid} = State) ->
-    Failed = ets:tab2list(Pending),
+port_exited(ExitStatus, #state{index = Index, pending = Pending,
+                               os_pid = OsPid, killed = Killed} = State) ->
+    %% The port's own children (Python subprocesses) share its process
+    %% group; a port killed by a signal could not take them along.
+    kill_process_group(OsPid),
+    Status = case Killed of
+                 undefined -> ExitStatus;
+                 Why -> {killed, Why}
+             end,
+    Failed = [Ref || {Ref, Caller} <- ets:tab2list(Pending), is_pid(Caller)],
     true = ets:delete_all_objects(Pending),
-    lists:foreach(fun({Ref, _Caller}) ->
+    lists:foreach(fun(Ref) ->
                           Ref ! {Ref, {error, {python_exit, Status}}}
                   end, Failed),
     logger:error("pyport loop ~b (OS pid ~tp) exited with ~tp; "
@@ -322,6 +361,63 @@ port_exited(Status, #state{index = Index, pending = Pending,
                  [Index, OsPid, Status, length(Failed)],
                  #{pyport_loop => Index}),
     {stop, {python_exit, Status}, State#state{port = undefined}}.
+
+%% One timer for the earliest deadline: cancels come in deadline order
+%% (now + the same grace), so this rarely re-arms.
+arm_overdue(KillAt, #state{overdue_timer = {_, At}} = State) when At =< KillAt ->
+    State;
+arm_overdue(KillAt, #state{overdue_timer = Timer} = State) ->
+    _ = case Timer of
+            {TRef, _} -> erlang:cancel_timer(TRef, [{async, true}, {info, false}]);
+            undefined -> ok
+        end,
+    TRef2 = erlang:start_timer(KillAt, self(), overdue_check, [{abs, true}]),
+    State#state{overdue_timer = {TRef2, KillAt}}.
+
+%% A task Erlang cancelled (deadline passed, await timed out, caller died)
+%% must be answered by Python within cancel_grace_ms. One that is not means
+%% Python ignores the cancel, spins, or is stuck in a C call: the port is
+%% killed, its callers get {python_exit, {killed, unresponsive}}, and the
+%% supervisor starts a fresh one.
+overdue_check(#state{pending = Pending, index = Index, os_pid = OsPid,
+                     cancel_grace_ms = Grace} = State) ->
+    KillAts = ets:select(Pending, [{{'_', {cancelled, '$1'}}, [], ['$1']}]),
+    Now = erlang:monotonic_time(millisecond),
+    case [At || At <- KillAts, At =< Now] of
+        [] when KillAts =:= [] ->
+            {noreply, State};
+        [] ->
+            {noreply, arm_overdue(lists:min(KillAts), State)};
+        Overdue ->
+            logger:error("pyport loop ~b (OS pid ~tp): ~b cancelled task(s) not "
+                         "finished ~b ms after the cancel (Python ignores "
+                         "cancellation or is stuck); killing the port",
+                         [Index, OsPid, length(Overdue), Grace],
+                         #{pyport_loop => Index}),
+            kill_os_process(OsPid),
+            %% The exit status arrives next and fails the other callers.
+            {noreply, State#state{killed = unresponsive}}
+    end.
+
+kill_os_process(OsPid) when is_integer(OsPid) ->
+    %% The whole group when the port leads one (its children go too).
+    %% (`env kill`: the external kill(1), which takes `--`; dash's
+    %% built-in does not.)
+    Pid = integer_to_list(OsPid),
+    _ = os:cmd("env kill -KILL -- -" ++ Pid ++ " 2>/dev/null || "
+               "env kill -KILL " ++ Pid ++ " 2>/dev/null"),
+    ok;
+kill_os_process(_) ->
+    ok.
+
+%% SIGKILLs what is left of the exited port's process group (the port
+%% makes itself a group leader with setsid, so the group id is its pid).
+%% Nothing is there after a clean exit: the port kills its group itself.
+kill_process_group(OsPid) when is_integer(OsPid) ->
+    _ = os:cmd("env kill -KILL -- -" ++ integer_to_list(OsPid) ++ " 2>/dev/null"),
+    ok;
+kill_process_group(_) ->
+    ok.
 
 send_packet(Port, Term) ->
     try erlang:port_command(Port, term_to_binary(Term)) of

@@ -9,7 +9,7 @@ PORT    := priv/pyport
 ERL_PA  := -pa _build/default/lib/pyport/ebin
 
 .PHONY: all deps deps-apt deps-pip build demo test test-rust lint-rust \
-        test-python eunit ct erl-checks conformance bench clean
+        test-python eunit ct erl-checks conformance bench bench-loop clean
 
 all: build
 
@@ -70,6 +70,12 @@ bench: build
 	erlc -o _build/bench bench/pyport_bench.erl
 	erl -noshell +sbwt none $(ERL_PA) -pa _build/bench -eval 'pyport_bench:main(["unpinned"])'
 	taskset -c 0 erl -noshell +sbwt none $(ERL_PA) -pa _build/bench -eval 'pyport_bench:main(["pinned"])'
+
+# ErlangEventLoop against stock asyncio and uvloop (installed here, for
+# the comparison only).
+bench-loop: build
+	@$(PYTHON) -c "import uvloop" 2>/dev/null || $(PYTHON) -m pip install -q uvloop
+	$(PYTHON) bench/loop_bench.py
 
 clean:
 	cargo clean

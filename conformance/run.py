@@ -36,6 +36,7 @@ import json
 import os
 import selectors
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -238,6 +239,9 @@ class RecordingResult(unittest.TestResult):
 
 def worker(mode: str, module_name: str, out_path: str, exclude_path: str | None,
            only_path: str | None, test_timeout: float) -> int:
+    # Started from a background job, SIGINT may be inherited as ignored;
+    # tests that interrupt themselves (test_runners) need Python's default.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     loop_class = patch_asyncio_for_erlang() if mode == "erlang" else None
     module = importlib.import_module(f"test.test_asyncio.{module_name}")
     if module_name in PER_SELECTOR_MODULES:

@@ -9,16 +9,69 @@ use rustix::fd::{BorrowedFd, RawFd};
 use rustix::process::{getpid, Pid, Signal};
 use std::time::Duration;
 
-/// Asks the kernel to kill this process when its parent (the Erlang VM's
-/// child-setup process) dies, and makes the port the leader of its own
-/// process group so its children can be found and stopped with it.
+/// Makes the port the leader of its own process group, so its children
+/// can be found and stopped with it, and asks the kernel to signal it when
+/// its parent (the Erlang VM's child-setup process) dies. That signal's
+/// handler SIGKILLs the whole group at once: a plain SIGKILL of the port
+/// alone would leave its subprocesses behind, orphaned.
 pub fn arm() {
-    if let Err(e) = rustix::process::set_parent_process_death_signal(Some(Signal::KILL)) {
-        log::warn!("cannot set the parent-death signal: {e}");
+    let leader = match rustix::process::setsid() {
+        Ok(_) => true,
+        Err(e) => {
+            log::debug!("setsid: {e} (already a session leader?)");
+            rustix::process::getpgrp() == getpid()
+        }
+    };
+    let signal = if leader && install_group_killer() {
+        parent_death_signal()
+    } else {
+        libc::SIGKILL
+    };
+    // SAFETY: prctl(PR_SET_PDEATHSIG) with a valid signal number.
+    if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, signal as libc::c_ulong, 0, 0, 0) } != 0 {
+        log::warn!(
+            "cannot set the parent-death signal: {}",
+            std::io::Error::last_os_error()
+        );
     }
-    if let Err(e) = rustix::process::setsid() {
-        log::debug!("setsid: {e} (already a session leader?)");
+}
+
+/// The parent-death signal: the highest real-time signal, which neither
+/// Python nor the usual libraries handle (a program that installs its own
+/// handler for it gives up this backstop, not the fd 3 watcher).
+fn parent_death_signal() -> libc::c_int {
+    libc::SIGRTMAX()
+}
+
+/// Runs in signal context: only async-signal-safe calls.
+extern "C" fn kill_own_group(_signal: libc::c_int) {
+    // SAFETY: getpid, getpgrp and kill are async-signal-safe; pid 0 means
+    // "every process in my group", and the group is ours alone (checked).
+    unsafe {
+        if libc::getpgrp() == libc::getpid() {
+            libc::kill(0, libc::SIGKILL);
+        }
+        libc::_exit(128 + libc::SIGKILL);
     }
+}
+
+fn install_group_killer() -> bool {
+    // SAFETY: a zeroed sigaction with a handler that only makes
+    // async-signal-safe calls; the mask blocks everything while it runs.
+    unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = kill_own_group as *const () as libc::sighandler_t;
+        libc::sigfillset(&mut action.sa_mask);
+        action.sa_flags = libc::SA_RESTART;
+        if libc::sigaction(parent_death_signal(), &action, std::ptr::null_mut()) != 0 {
+            log::warn!(
+                "cannot install the parent-death handler: {}",
+                std::io::Error::last_os_error()
+            );
+            return false;
+        }
+    }
+    true
 }
 
 /// Watches `fd` (the packet input) for hang-up without reading it and

@@ -29,8 +29,8 @@ pub fn term<'py>(py: Python<'py>, c: &mut Cursor<'_>, depth: usize) -> R<Bound<'
     let at = c.pos;
     let t = c.u8()?;
     Ok(match t {
-        tag::SMALL_INTEGER => int(py, i128::from(c.u8()?)),
-        tag::INTEGER => int(py, i128::from(c.u32()? as i32)),
+        tag::SMALL_INTEGER => int(py, i64::from(c.u8()?)),
+        tag::INTEGER => int(py, i64::from(c.u32()? as i32)),
         tag::NEW_FLOAT => {
             let b = c.take(8)?;
             let f = f64::from_be_bytes(b.try_into().expect("8 bytes"));
@@ -163,7 +163,9 @@ pub fn term<'py>(py: Python<'py>, c: &mut Cursor<'_>, depth: usize) -> R<Bound<'
     })
 }
 
-fn int(py: Python<'_>, v: i128) -> Bound<'_, PyAny> {
+/// `i64` converts through `PyLong_FromLongLong`; pyo3's `i128` path goes
+/// through a byte array and was most of the cost of a list of integers.
+fn int(py: Python<'_>, v: i64) -> Bound<'_, PyAny> {
     let Ok(i) = v.into_pyobject(py);
     i.into_any()
 }
@@ -225,10 +227,17 @@ fn big<'py>(py: Python<'py>, c: &mut Cursor<'_>, n: usize) -> R<Bound<'py, PyAny
         let mut buf = [0u8; 8];
         buf[..n].copy_from_slice(mag);
         let m = u64::from_le_bytes(buf);
-        if sign == 0 {
-            int(py, i128::from(m))
+        let v = if sign == 0 {
+            i128::from(m)
         } else {
-            int(py, -i128::from(m))
+            -i128::from(m)
+        };
+        match i64::try_from(v) {
+            Ok(small) => int(py, small),
+            Err(_) => {
+                let Ok(i) = v.into_pyobject(py);
+                i.into_any()
+            }
         }
     } else {
         let m = py

@@ -25,6 +25,19 @@ pub fn encode(obj: &Bound<'_, PyAny>, out: &mut Vec<u8>, depth: usize) -> R<()> 
     if depth > MAX_DEPTH {
         return Err(EtfError::TooDeep(MAX_DEPTH));
     }
+    // Exact builtin types first: one pointer comparison each, and the
+    // common case of large lists of ints or strings.
+    if let Ok(i) = obj.cast_exact::<PyInt>() {
+        if let Ok(v) = i.extract::<i64>() {
+            small_int(v, out);
+            return Ok(());
+        }
+    }
+    if let Ok(s) = obj.cast_exact::<PyString>() {
+        if let Ok(text) = s.to_str() {
+            return binary(text.as_bytes(), out);
+        }
+    }
     if obj.is_none() {
         atom(out, "none");
     } else if let Ok(b) = obj.cast::<PyBool>() {

@@ -9,7 +9,7 @@ PORT    := priv/pyport
 ERL_PA  := -pa _build/default/lib/pyport/ebin
 
 .PHONY: all deps deps-apt deps-pip build demo test test-rust lint-rust \
-        test-python eunit ct erl-checks conformance bench bench-loop clean
+        lint-python test-python eunit ct erl-checks conformance bench bench-loop clean
 
 all: build
 
@@ -26,7 +26,7 @@ deps-apt:
 	fi
 
 deps-pip:
-	@$(PYTHON) -c "import pytest" 2>/dev/null || \
+	@$(PYTHON) -c "import pytest, mypy" 2>/dev/null || \
 	  $(PYTHON) -m pip install -q -r requirements-test.txt
 
 build: deps
@@ -38,7 +38,7 @@ demo: build
 	erlc -o _build/demo examples/pyport_demo.erl
 	erl -noshell $(ERL_PA) -pa _build/demo -eval 'pyport_demo:main()'
 
-test: deps test-rust build eunit test-python ct erl-checks conformance
+test: deps test-rust build eunit lint-python test-python ct erl-checks conformance
 
 test-rust: lint-rust
 	cargo test --release
@@ -56,6 +56,9 @@ ct: build
 erl-checks: build
 	$(REBAR) xref
 	$(REBAR) dialyzer
+
+lint-python: deps-pip
+	MYPYPATH=priv/python $(PYTHON) -m mypy --strict priv/python/erlang
 
 test-python: build
 	$(PORT) run -m pytest -q test/python

@@ -27,22 +27,56 @@ from ._api import (
     sleep,
     spawn_task,
 )
+from ._env import activate_venv
+from ._interop import (
+    AtomLimitError,
+    CallError,
+    NotConnectedError,
+    ProcessError,
+    ScheduleMarker,
+    UnknownCallbackError,
+    async_call,
+    atom,
+    call,
+    consume_time_slice,
+    schedule,
+    schedule_py,
+    self,
+    send,
+    whereis,
+)
 from ._loop import ErlangEventLoop
 from ._selector import PollerSelector
 from ._types import Atom, Pid, Ref
 
 __all__ = [
     "Atom",
+    "AtomLimitError",
+    "CallError",
     "ErlangEventLoop",
     "ErlangEventLoopPolicy",
     "ExecutionMode",
+    "NotConnectedError",
     "Pid",
     "PollerSelector",
+    "ProcessError",
     "Ref",
+    "ScheduleMarker",
+    "UnknownCallbackError",
+    "activate_venv",
+    "async_call",
+    "atom",
+    "call",
+    "consume_time_slice",
     "detect_mode",
     "install",
     "new_event_loop",
     "run",
+    "schedule",
+    "schedule_py",
+    "self",
+    "send",
     "sleep",
     "spawn_task",
+    "whereis",
 ]

@@ -16,14 +16,17 @@ message (as ``Channel.read()`` yields it)    effect
 ``('cancel', Id)``                           ``Task.cancel()``; reply ``{error, cancelled}``
 ``('exec', Id, Code)``                       ``exec`` in ``__main__``; reply ``{ok, none}``
 ``('eval', Id, Expr)``                       ``eval`` in ``__main__``; reply ``{ok, Value}``
-``('call_reply', CallId, Reply)``            answer to ``erlang.call`` (none pending yet:
-                                             logged as a warning)
+``('call_reply', CallId, Reply)``            answer to ``erlang.call``/``async_call``/
+                                             ``send``/``whereis`` (see ``_interop``)
+``('setup', #{worker => Pid, loop => I})``   who ``erlang.self()`` is outside a task
 ``('stop',)`` or EOF                         cancel all tasks, flush, close the loop
 anything else                                ``{error, {unknown_message, Msg}}``
 ===========================================  ==========================================
 
 Task options: ``deadline_ms`` (number, or ``infinity``/``none``) cancels the
-Task after that many milliseconds with reply ``{error, timeout}``;
+Task after that many milliseconds with reply ``{error, timeout}`` (a plain
+function blocked in ``erlang.call`` stops waiting then too); ``caller``
+(a pid) is what ``erlang.self()`` returns inside the task;
 ``reply => false`` sends nothing on success and reports a failure as
 ``{log, error, <<"erlang">>, Message}``.
 
@@ -37,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import functools
 import importlib
 import inspect
@@ -52,9 +56,12 @@ from collections.abc import Sequence
 from types import ModuleType
 from typing import Any, Callable
 
+from . import _env, _interop
 from ._api import _set_port_loop, detect_mode, new_event_loop
+from ._interop import current_caller
+from ._logging import OutputForwarder, level_name, python_level
 from ._native import _pyport
-from ._types import Atom
+from ._types import Atom, Pid
 
 __all__ = ["PortServer", "main", "DEFAULT_MAX_PACKET", "HIGH_WATER", "LOW_WATER"]
 
@@ -130,6 +137,12 @@ class PortServer:
         self._stopping = False
         self._output_broken = False
         self._loop_thread: int | None = None
+        # Messages read from fd 3 and not dispatched yet. Shared by every
+        # level of nested waits (erlang.call), so that order is kept.
+        self._inbox: collections.deque[Any] = collections.deque()
+        # Blocking Erlang calls waiting right now (they need fd 3 read).
+        self._waiting = 0
+        self.bridge = _interop.Bridge(self)
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -151,6 +164,7 @@ class PortServer:
         self.loop._iteration_hook = self._after_iteration  # type: ignore[attr-defined]
         self._resume_reading()
         _set_port_loop(self.loop)
+        _interop._set_bridge(self.bridge)
         # The first iteration may wait for input indefinitely: write (or
         # watch fd 4 for) {ready, Info} now rather than after it.
         self._flush()
@@ -197,6 +211,7 @@ class PortServer:
             if getattr(loop, "_iteration_hook", None) == self._after_iteration:
                 loop._iteration_hook = None  # type: ignore[attr-defined]
             _set_port_loop(None)
+            _interop._set_bridge(None)
             loop.close()
 
     def _drain(self, timeout: float) -> None:
@@ -227,6 +242,7 @@ class PortServer:
 
     def _after_iteration(self) -> None:
         """Iteration hook: flush the replies queued during this iteration."""
+        _interop.reset_time_slice()
         if self._output_broken or (not self._writing and self.channel.pending() == 0):
             return
         self._flush()
@@ -252,7 +268,8 @@ class PortServer:
         elif left == 0 and self._writing:
             self.loop.remove_writer(self._fd_out)
             self._writing = False
-        if left > self.high_water:
+        if left > self.high_water and not self._waiting:
+            # Not while a blocking call waits: its reply comes on fd 3.
             self._pause_reading()
         elif left < self.low_water:
             self._resume_reading()
@@ -270,10 +287,15 @@ class PortServer:
         if messages is None:  # EOF: the Erlang side closed the port
             self.stop()
             return
-        for message in messages:
-            if self._stopping:
-                break
-            self.dispatch(message)
+        self._inbox.extend(messages)
+        self._drain_inbox()
+
+    def _drain_inbox(self) -> None:
+        """Dispatch what was read, in order. A message whose handling waits
+        in ``erlang.call`` lets nested levels dispatch the rest meanwhile."""
+        inbox = self._inbox
+        while inbox and not self._stopping:
+            self.dispatch(inbox.popleft())
 
     def dispatch(self, message: Any) -> None:
         """Handle one message as ``Channel.read()`` returns it."""
@@ -293,6 +315,9 @@ class PortServer:
                 return
             if tag == "call_reply" and size == 3:
                 self._call_reply(message[1], message[2])
+                return
+            if tag == "setup" and size == 2:
+                self.bridge.setup(message[1])
                 return
             if tag == "stop" and size == 1:
                 self.stop()
@@ -315,6 +340,12 @@ class PortServer:
             self.channel.send_result(id, value)
         except Exception as exc:  # unconvertible result (TypeError), too deep, ...
             self._reply_error(id, _python_error(exc, with_traceback=False))
+
+    def fail_start(self, reason: Any) -> None:
+        """Tell Erlang the port cannot start (``{start_failed, Reason}``)
+        instead of ``{ready, Info}``, and write it out."""
+        self._send((Atom("start_failed"), reason))
+        self._drain(SHUTDOWN_GRACE)
 
     def _log(self, level: str, message: str, logger: str = "erlang") -> None:
         try:
@@ -371,6 +402,12 @@ class PortServer:
         except _OptionError as exc:
             self._reply_error(id, (_PYTHON, "TypeError", str(exc), ""))
             return
+        caller = opts.get("caller") if isinstance(opts, dict) else None
+        token = current_caller.set(caller if isinstance(caller, Pid) else None)
+        bridge = self.bridge
+        frame = bridge.enter_frame(
+            id, None if deadline is None else self.loop.time() + deadline)
+        _interop.reset_time_slice()
         try:
             func = self._lookup(module_name, func_name)
             if not isinstance(args, (list, tuple)):
@@ -380,6 +417,9 @@ class PortServer:
             elif not isinstance(kwargs, dict):
                 raise TypeError(f"task kwargs must be a map, not {type(kwargs).__name__}")
             result = func(*args, **kwargs)
+            if _interop.is_marker(result):
+                # erlang.schedule()/schedule_py(): continue as a Task.
+                result = _interop.run_marker(result)
             if inspect.isawaitable(result):
                 if inspect.iscoroutine(result):
                     task = self.loop.create_task(result, name=f"pyport:{label}")
@@ -389,9 +429,20 @@ class PortServer:
                 if reply:
                     self._reply_ok(id, result)
                 return
+        except asyncio.CancelledError:
+            # Cancelled (or timed out) while waiting in a blocking Erlang call.
+            reason = frame.reason or _CANCELLED
+            if reply:
+                self._reply_error(id, Atom(reason))
+            elif reason == _TIMEOUT:
+                self._log("error", f"task {label} timed out")
+            return
         except Exception as exc:
             self._fail(id, reply, label, exc)
             return
+        finally:
+            bridge.leave_frame(frame)
+            current_caller.reset(token)
         job = _Job(id, label, reply, task)
         self._jobs[id] = job
         if deadline is not None:
@@ -406,8 +457,13 @@ class PortServer:
 
     def _cancel(self, id: Any) -> None:
         job = self._jobs.get(id)
-        if job is None or job.task.done():
-            return  # finished already (its reply is queued or sent) or unknown
+        if job is None:
+            # A plain function still running can only be waiting in a
+            # blocking Erlang call: make that call give up.
+            self.bridge.cancel_frame(id, _CANCELLED)
+            return
+        if job.task.done():
+            return  # finished already (its reply is queued or sent)
         job.reason = _CANCELLED
         job.task.cancel(msg="pyport: cancelled by Erlang")
 
@@ -443,38 +499,36 @@ class PortServer:
             sys.modules["__main__"] = main
         return main.__dict__
 
-    def _exec(self, id: Any, code: Any) -> None:
+    def _source(self, id: Any, kind: str, text: Any) -> None:
+        frame = self.bridge.enter_frame(id, None)
         try:
-            exec(compile(code, "<erlang exec>", "exec"), self._main_namespace())
-        except Exception as exc:
-            self._fail(id, True, "exec", exc)
+            if not isinstance(text, str):
+                raise TypeError(f"{kind} source must be a string, not {type(text).__name__}")
+            code = compile(text, f"<erlang {kind}>", kind)
+            value = eval(code, self._main_namespace())
+        except asyncio.CancelledError:
+            self._reply_error(id, Atom(frame.reason or _CANCELLED))
             return
-        self._reply_ok(id, None)
+        except Exception as exc:
+            self._fail(id, True, kind, exc)
+            return
+        finally:
+            self.bridge.leave_frame(frame)
+        self._reply_ok(id, None if kind == "exec" else value)
+
+    def _exec(self, id: Any, code: Any) -> None:
+        self._source(id, "exec", code)
 
     def _eval(self, id: Any, expr: Any) -> None:
-        try:
-            value = eval(compile(expr, "<erlang eval>", "eval"), self._main_namespace())
-        except Exception as exc:
-            self._fail(id, True, "eval", exc)
-            return
-        self._reply_ok(id, value)
+        self._source(id, "eval", expr)
 
     def _call_reply(self, call_id: Any, reply: Any) -> None:
-        # erlang.call() is not implemented yet, so no call can be pending.
-        self._log("warning", f"call_reply for unknown call {call_id!r}: {reply!r}")
+        self.bridge.on_reply(call_id, reply)
 
 
 # -- Python logging -> {log, Level, Logger, Message} ----------------------------
 
-_LEVELS = ((logging.CRITICAL, "critical"), (logging.ERROR, "error"),
-           (logging.WARNING, "warning"), (logging.INFO, "info"))
-
-
-def _level_name(levelno: int) -> str:
-    for threshold, name in _LEVELS:
-        if levelno >= threshold:
-            return name
-    return "debug"
+_level_name = level_name
 
 
 class ChannelLogHandler(logging.Handler):
@@ -517,6 +571,17 @@ def _parse_args(argv: Sequence[str]) -> argparse.Namespace:
                         metavar="BYTES", help="largest packet accepted (default 64 MiB)")
     parser.add_argument("--path", action="append", default=[], metavar="DIR",
                         help="prepend DIR to sys.path (repeatable, order kept)")
+    parser.add_argument("--venv", metavar="DIR",
+                        help="make the virtualenv DIR's site-packages importable")
+    parser.add_argument("--preload", action="append", default=[], metavar="MODULE",
+                        help="import MODULE before reporting ready (repeatable)")
+    parser.add_argument("--max-atoms", type=int, metavar="N",
+                        help="distinct atoms Python may create (default 10000)")
+    parser.add_argument("--log-level", metavar="OTP_LEVEL",
+                        help="root logger level, as an OTP level (debug, info, "
+                             "notice, warning, error, ...)")
+    parser.add_argument("--capture-output", action="store_true",
+                        help="send what is written to fds 1/2 to Erlang, line by line")
     return parser.parse_args(args)
 
 
@@ -544,17 +609,40 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the port: ``argv`` are the options after ``pyport port``."""
     args = _parse_args(sys.argv[1:] if argv is None else argv)
     _fix_sys_executable()
-    if args.path:
-        sys.path[0:0] = [os.path.abspath(p) for p in args.path]
+    if args.max_atoms is not None:
+        _pyport.set_max_atoms(max(args.max_atoms, 0))
     loop = new_event_loop()
     asyncio.set_event_loop(loop)
     channel = _pyport.Channel(3, 4, args.max_packet)
     server = PortServer(loop, channel)
+    forwarder = OutputForwarder(loop, server._send) if args.capture_output else None
+    if forwarder is not None:
+        forwarder.start()
     handler = ChannelLogHandler(server)
     root = logging.getLogger()
     root.addHandler(handler)
     try:
+        try:
+            if args.log_level is not None:
+                root.setLevel(python_level(args.log_level))
+            if args.venv:
+                try:
+                    _env.activate_venv(args.venv)
+                except ValueError as exc:
+                    raise _env.StartError((Atom("bad_venv"), args.venv, str(exc)),
+                                          f"venv: {exc}") from exc
+            _env.add_python_path(args.path)
+            _env.preload(args.preload)
+        except (_env.StartError, ValueError) as exc:
+            reason = exc.reason if isinstance(exc, _env.StartError) else str(exc)
+            print(f"pyport: cannot start: {exc}", file=sys.stderr, flush=True)
+            if forwarder is not None:
+                forwarder.stop()
+            server.fail_start(reason)
+            return 1
         return server.serve_forever()
     finally:
+        if forwarder is not None and not loop.is_closed():
+            forwarder.stop()
         root.removeHandler(handler)
         asyncio.set_event_loop(None)

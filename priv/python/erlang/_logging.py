@@ -1,0 +1,105 @@
+"""Port mode: Python's output and log levels, for the OTP logger.
+
+- :class:`OutputForwarder` catches what Python code and C extensions write to
+  fds 1 and 2 (``print``, ``os.write(1, ...)``, ``write(2, ...)`` in C) with
+  ``_pyport.OutputCapture`` and sends it to Erlang line by line as
+  ``{output, stdout | stderr, Line}``; the worker logs stdout lines at
+  ``info`` and stderr lines at ``warning`` (or writes them to the node's
+  stderr, application env ``output``). Nothing reaches the packet channel
+  on fds 3/4.
+- :func:`python_level` maps an OTP logger level (the worker passes
+  ``--log-level``) onto the root logger's level, so that records the OTP
+  logger would drop are not sent at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, Callable
+
+from ._native import _pyport
+from ._types import Atom
+
+__all__ = ["OTP_LEVELS", "OutputForwarder", "level_name", "python_level"]
+
+#: OTP logger level -> Python logging level
+OTP_LEVELS: dict[str, int] = {
+    "all": logging.NOTSET + 1,
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "notice": 25,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+    "critical": logging.CRITICAL,
+    "alert": logging.CRITICAL,
+    "emergency": logging.CRITICAL,
+    "none": logging.CRITICAL + 10,
+}
+
+_NAMES = ((logging.CRITICAL, "critical"), (logging.ERROR, "error"),
+          (logging.WARNING, "warning"), (25, "notice"), (logging.INFO, "info"))
+
+
+def python_level(otp_level: str) -> int:
+    """The Python level matching OTP level ``otp_level`` (ValueError if unknown)."""
+    try:
+        return OTP_LEVELS[otp_level]
+    except KeyError:
+        raise ValueError(f"unknown OTP logger level {otp_level!r}; one of "
+                         f"{', '.join(OTP_LEVELS)}") from None
+
+
+def level_name(levelno: int) -> str:
+    """The OTP level for a Python record's ``levelno``."""
+    for threshold, name in _NAMES:
+        if levelno >= threshold:
+            return name
+    return "debug"
+
+
+_STREAMS = {1: Atom("stdout"), 2: Atom("stderr")}
+_OUTPUT = Atom("output")
+_LOG = Atom("log")
+_WARNING = Atom("warning")
+
+
+class OutputForwarder:
+    """Forwards captured fd 1/2 lines to Erlang as ``{output, Stream, Line}``.
+
+    ``send`` queues one term for Erlang (the port server's ``_send``). The
+    capture's descriptor is a reader on ``loop``; lines wait in Rust while
+    the loop is busy (at most 10000; beyond that the oldest are dropped and
+    a warning says how many).
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, send: Callable[[Any], None],
+                 capture: Any = None) -> None:
+        self.loop = loop
+        self.send = send
+        self.capture = capture if capture is not None else _pyport.OutputCapture([1, 2])
+        self._fd = self.capture.fileno()
+        self._watching = False
+
+    def start(self) -> None:
+        if not self._watching:
+            self.loop.add_reader(self._fd, self.forward)
+            self._watching = True
+
+    def stop(self) -> None:
+        """Stop watching and forward what is left."""
+        if self._watching:
+            self._watching = False
+            if not self.loop.is_closed():
+                self.loop.remove_reader(self._fd)
+        self.forward()
+
+    def forward(self) -> None:
+        lines, dropped = self.capture.drain()
+        send = self.send
+        for fd, line in lines:
+            send((_OUTPUT, _STREAMS.get(fd, Atom(f"fd{fd}")), line))
+        if dropped:
+            send((_LOG, _WARNING, "pyport",
+                  f"{dropped} line(s) of Python output were dropped: the loop was "
+                  f"too busy to forward them"))

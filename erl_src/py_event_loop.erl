@@ -19,10 +19,19 @@
 -export([spawn_task/3]).
 -export([spawn_task/4]).
 -export([spawn_task/5]).
+-export([exec/1]).
+-export([exec/2]).
+-export([exec/3]).
+-export([eval/1]).
+-export([eval/2]).
+-export([eval/3]).
 
 -type py_name() :: atom() | binary().
 -type kwargs() :: #{atom() | binary() => term()}.
 -type run_opts() :: #{timeout => timeout(), kwargs => kwargs()}.
+%% Python source text: a binary or a string (UTF-8 / Unicode).
+-type source() :: unicode:chardata().
+-type source_opts() :: #{timeout => timeout()}.
 %% A loop handle from py_event_loop_pool:get_loop/0. It names the loop, not
 %% its current worker, so it stays valid across port restarts. Treat it as
 %% opaque.
@@ -38,7 +47,8 @@
                 | {python_exit, Status :: integer() | term()}
                 | {worker_down, Reason :: term()}.
 -type result() :: {ok, term()} | {error, reason()}.
--export_type([py_name/0, kwargs/0, run_opts/0, loop/0, reason/0, result/0]).
+-export_type([py_name/0, kwargs/0, run_opts/0, loop/0, reason/0, result/0,
+              source/0, source_opts/0]).
 
 -define(DEFAULT_LOOP, 1).
 -define(DEFAULT_TIMEOUT, 5000).
@@ -103,7 +113,56 @@ spawn_task(Loop, Module, Func, Args, Kwargs) ->
     ok = py_event_task:check_call(Module, Func, Args, Kwargs),
     py_event_task:spawn(Index, Module, Func, Args, Kwargs).
 
+%% Runs Python statements in the loop's `__main__` namespace (e.g. to
+%% define helpers without a file); what they define is visible to later
+%% exec/eval and to tasks naming module `'__main__'`, on that loop, until
+%% its port restarts.
+-spec exec(source()) -> ok | {error, reason()}.
+exec(Code) ->
+    exec({pyport_loop, ?DEFAULT_LOOP}, Code, #{}).
+
+-spec exec(loop(), source()) -> ok | {error, reason()}.
+exec(Loop, Code) ->
+    exec(Loop, Code, #{}).
+
+-spec exec(loop(), source(), source_opts()) -> ok | {error, reason()}.
+exec(Loop, Code, Opts) ->
+    case source(exec, Loop, Code, Opts) of
+        {ok, _} -> ok;
+        {error, _} = Error -> Error
+    end.
+
+%% Evaluates a Python expression in the loop's `__main__` namespace.
+-spec eval(source()) -> result().
+eval(Expr) ->
+    eval({pyport_loop, ?DEFAULT_LOOP}, Expr, #{}).
+
+-spec eval(loop(), source()) -> result().
+eval(Loop, Expr) ->
+    eval(Loop, Expr, #{}).
+
+-spec eval(loop(), source(), source_opts()) -> result().
+eval(Loop, Expr, Opts) ->
+    source(eval, Loop, Expr, Opts).
+
 %% Internal.
+
+source(Kind, Loop, Text, Opts) ->
+    Index = loop_index(Loop),
+    Timeout = source_timeout(Opts),
+    Bin = case unicode:characters_to_binary(Text) of
+              B when is_binary(B) -> B;
+              _ -> error({badarg, {source, Text}})
+          end,
+    py_event_task:run_source(Index, Kind, Bin, Timeout).
+
+source_timeout(Opts) when is_map(Opts) ->
+    maps:foreach(fun(timeout, _) -> ok;
+                    (Key, Value) -> error({badarg, {option, Key, Value}})
+                 end, Opts),
+    py_event_task:check_timeout(maps:get(timeout, Opts, ?DEFAULT_TIMEOUT));
+source_timeout(Opts) ->
+    error({badarg, {options, Opts}}).
 
 loop_index({pyport_loop, Index}) when is_integer(Index), Index > 0 -> Index;
 loop_index(Other) -> error({badarg, {loop, Other}}).

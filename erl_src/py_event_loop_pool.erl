@@ -20,6 +20,10 @@
 -export([await/2]).
 -export([spawn_task/3]).
 -export([spawn_task/4]).
+-export([exec/1]).
+-export([exec/2]).
+-export([eval/1]).
+-export([eval/2]).
 -export([get_loop/0]).
 -export([get_stats/0]).
 -export([loop_index/2]).
@@ -100,6 +104,26 @@ spawn_task(Module, Func, Args) ->
     -> ok | {error, py_event_loop:reason()}.
 spawn_task(Module, Func, Args, Kwargs) ->
     py_event_loop:spawn_task(my_loop(), Module, Func, Args, Kwargs).
+
+%% py_event_loop:exec/eval on the caller's loop. Note that what exec
+%% defines lives on that loop only (other processes may use other loops).
+-spec exec(py_event_loop:source()) -> ok | {error, py_event_loop:reason()}.
+exec(Code) ->
+    exec(Code, #{}).
+
+-spec exec(py_event_loop:source(), py_event_loop:source_opts())
+    -> ok | {error, py_event_loop:reason()}.
+exec(Code, Opts) ->
+    py_event_loop:exec(my_loop(), Code, Opts).
+
+-spec eval(py_event_loop:source()) -> py_event_loop:result().
+eval(Expr) ->
+    eval(Expr, #{}).
+
+-spec eval(py_event_loop:source(), py_event_loop:source_opts())
+    -> py_event_loop:result().
+eval(Expr, Opts) ->
+    py_event_loop:eval(my_loop(), Expr, Opts).
 
 %% The calling process's loop, for the explicit-loop functions of
 %% py_event_loop.

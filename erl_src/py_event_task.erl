@@ -15,6 +15,7 @@
 -export([create/5]).
 -export([await/2]).
 -export([spawn/5]).
+-export([run_source/4]).
 
 %% Pure helpers, exported for the API modules and their unit tests.
 -export([check_call/4]).
@@ -74,6 +75,22 @@ await(Ref, Timeout) ->
             {error, unknown_task}
     end.
 
+%% exec/eval: source text run in the loop's `__main__` namespace
+%% (`{exec, Id, Code, Opts}` / `{eval, Id, Expr, Opts}`, Opts carrying the
+%% caller as for tasks), waited for like run/6.
+-spec run_source(loop_index(), exec | eval, binary(), timeout())
+    -> py_event_loop:result().
+run_source(Index, Kind, Code, Timeout) when Kind =:= exec; Kind =:= eval ->
+    case lookup(Index) of
+        {ok, Loop} ->
+            case start_on(Loop, {Kind, Code}) of
+                {ok, Ref, Handle} -> wait(Ref, Handle, Timeout);
+                {error, _} = Error -> Error
+            end;
+        error ->
+            {error, loop_unavailable}
+    end.
+
 %% Fire and forget: no pending entry, no monitor, and the task is not
 %% cancelled when the caller exits (that is the point of spawning it).
 -spec spawn(loop_index(), py_event_loop:py_name(), py_event_loop:py_name(),
@@ -84,7 +101,7 @@ spawn(Index, Module, Func, Args, Kwargs) ->
     case lookup(Index) of
         {ok, #py_loop{port = Port, max_packet = Max}} ->
             Packet = {task, make_ref(), Module, Func, Args, Kwargs,
-                      #{reply => false}},
+                      #{reply => false, caller => self()}},
             try
                 true = erlang:port_command(Port, encode(Packet, Max)),
                 ok
@@ -158,17 +175,19 @@ lookup(Index) ->
 
 start(Index, Module, Func, Args, Kwargs, Opts) ->
     case lookup(Index) of
-        {ok, Loop} -> start_on(Loop, {task, Module, Func, Args, Kwargs, Opts});
+        %% The caller is what erlang.self() returns in the task.
+        {ok, Loop} -> start_on(Loop, {task, Module, Func, Args, Kwargs,
+                                      Opts#{caller => self()}});
         error -> {error, loop_unavailable}
     end.
 
 start_on(#py_loop{worker = Worker, port = Port, pending = Pending,
                   monitored = Monitored, max_pending = Max,
                   max_packet = MaxPacket, cancel_grace_ms = Grace},
-         {task, Module, Func, Args, Kwargs, Opts}) ->
+         Request) ->
     Ref = erlang:monitor(process, Worker, [{alias, reply_demonitor}]),
     try
-        Bin = encode({task, Ref, Module, Func, Args, Kwargs, Opts}, MaxPacket),
+        Bin = encode(packet(Request, Ref), MaxPacket),
         %% The table may already have gone with a dead worker; that and a
         %% closed port both raise badarg, and both mean the same here.
         case overloaded(Pending, Max) of
@@ -195,6 +214,11 @@ start_on(#py_loop{worker = Worker, port = Port, pending = Pending,
             abandon(Ref, Pending),
             {error, loop_unavailable}
     end.
+
+packet({task, Module, Func, Args, Kwargs, Opts}, Ref) ->
+    {task, Ref, Module, Func, Args, Kwargs, Opts};
+packet({Kind, Code}, Ref) ->
+    {Kind, Ref, Code, #{caller => self()}}.
 
 %% The port would skip an oversized packet without being able to say which
 %% task it was, leaving the caller to time out; refuse it here instead.

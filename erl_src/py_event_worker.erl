@@ -2,10 +2,12 @@
 %%
 %% Callers write task packets to the port themselves (see py_event_task);
 %% this process decodes what the port sends, routes each result to the
-%% caller's reply alias, forwards Python log records to the OTP logger,
-%% cancels the tasks of callers that die, and, when the port exits, fails
-%% every pending task at once and stops so that its supervisor starts a
-%% fresh port.
+%% caller's reply alias, forwards Python log records and output lines to
+%% the OTP logger, serves Python's `erlang.call` (in a fresh process per
+%% call, see py_callback), `erlang.send` and `erlang.whereis`, cancels the
+%% tasks of callers that die, and, when the port exits, fails every
+%% pending task at once and stops so that its supervisor starts a fresh
+%% port.
 -module(py_event_worker).
 -behaviour(gen_server).
 
@@ -35,15 +37,26 @@
     overdue_timer :: {reference(), integer()} | undefined,
     %% Set when this worker killed its port on purpose: what callers are
     %% told instead of the bare exit status.
-    killed :: undefined | unresponsive
+    killed :: undefined | unresponsive,
+    %% Where Python's stdout/stderr lines go.
+    output = logger :: output(),
+    %% The largest packet the port accepts (callback replies included).
+    max_packet = 67108864 :: pos_integer()
 }).
+
+-type output() :: logger | stderr.
 
 -type config() :: #{python_path := [file:filename_all()],
                     max_packet := pos_integer(),
                     max_memory_mb := pos_integer() | infinity,
                     max_pending := pos_integer() | infinity,
                     cancel_grace_ms := non_neg_integer(),
-                    start_timeout := timeout()}.
+                    start_timeout := timeout(),
+                    venv := file:filename_all() | undefined,
+                    preload := [atom() | binary() | string()],
+                    max_atoms := non_neg_integer(),
+                    python_log_level := logger:level() | all | none | undefined,
+                    output := output()}.
 -export_type([config/0]).
 
 %% How long a stopping worker lets Python cancel its tasks and exit
@@ -81,6 +94,8 @@ default_executable() ->
             filename:join(Priv, "pyport")
     end.
 
+%% The command line of the port. Keys other than max_packet and
+%% python_path are optional (absent: the option is left out).
 -spec port_args(#{max_packet := pos_integer(),
                   python_path := [file:filename_all()],
                   max_memory_mb => pos_integer() | infinity,
@@ -91,7 +106,29 @@ port_args(#{max_packet := MaxPacket, python_path := PythonPath} = Config) ->
                infinity -> [];
                MiB -> ["--max-memory-mb", integer_to_list(MiB)]
            end
-        ++ lists:append([["--path", to_list(P)] || P <- PythonPath]).
+        ++ lists:append([["--path", to_list(P)] || P <- PythonPath])
+        ++ case maps:get(venv, Config, undefined) of
+               undefined -> [];
+               Venv -> ["--venv", to_list(Venv)]
+           end
+        ++ lists:append([["--preload", to_list(M)]
+                         || M <- maps:get(preload, Config, [])])
+        ++ case maps:get(max_atoms, Config, undefined) of
+               undefined -> [];
+               N -> ["--max-atoms", integer_to_list(N)]
+           end
+        ++ case maps:get(python_log_level, Config, undefined) of
+               undefined -> [];
+               Level -> ["--log-level", atom_to_list(Level)]
+           end
+        ++ case maps:is_key(output, Config) of
+               true -> ["--capture-output"];
+               false -> []
+           end
+        ++ case maps:get(stderr_file, Config, undefined) of
+               undefined -> [];
+               File -> ["--stderr-file", to_list(File)]
+           end.
 
 %% gen_server.
 
@@ -100,7 +137,7 @@ init(Index) ->
     %% Port exits must arrive as messages, and a shutdown from the
     %% supervisor must run terminate/2 so that Python gets its `stop`.
     process_flag(trap_exit, true),
-    case config() of
+    case config(Index) of
         {ok, Config} -> start_port(Index, Config);
         {error, Reason} -> {stop, Reason}
     end.
@@ -172,19 +209,55 @@ terminate(_Reason, #state{port = Port} = State) ->
 
 %% Internal.
 
-config() ->
+%% The application environment, with the loop's own settings (the
+%% `loops` map: #{Index => #{Key => Value}}) taking precedence.
+config(Index) ->
     Env = fun(Key, Default) -> application:get_env(pyport, Key, Default) end,
-    Config = #{python_path => Env(python_path, []),
+    Global = #{python_path => Env(python_path, []),
                max_packet => Env(max_packet, 67108864),
                max_memory_mb => Env(max_memory_mb, infinity),
                max_pending => Env(max_pending, infinity),
                cancel_grace_ms => Env(cancel_grace_ms, ?DEFAULT_CANCEL_GRACE_MS),
-               start_timeout => Env(start_timeout, 10000)},
-    case [{Key, Value} || {Key, Value} <- maps:to_list(Config),
-                          not valid_config(Key, Value)] of
-        [] -> {ok, Config};
-        [{Key, Value} | _] -> {error, {bad_config, {Key, Value}}}
+               start_timeout => Env(start_timeout, 10000),
+               venv => Env(venv, undefined),
+               preload => Env(preload, []),
+               max_atoms => Env(max_atoms, 10000),
+               python_log_level => Env(python_log_level, undefined),
+               output => Env(output, logger)},
+    case loop_config(Env(loops, #{}), Index) of
+        {ok, Own} ->
+            Config = maps:merge(Global, Own),
+            case [{Key, Value} || {Key, Value} <- maps:to_list(Config),
+                                  not valid_config(Key, Value)] of
+                [] -> {ok, resolve_log_level(Config)};
+                [{Key, Value} | _] -> {error, {bad_config, {Key, Value}}}
+            end;
+        {error, _} = Error ->
+            Error
     end.
+
+loop_config(Loops, Index) when is_map(Loops) ->
+    case maps:get(Index, Loops, #{}) of
+        Own when is_map(Own) ->
+            Known = [python_path, max_packet, max_memory_mb, max_pending,
+                     cancel_grace_ms, start_timeout, venv, preload, max_atoms,
+                     python_log_level, output],
+            case [K || K <- maps:keys(Own), not lists:member(K, Known)] of
+                [] -> {ok, Own};
+                [K | _] -> {error, {bad_config, {{loops, Index, K}, maps:get(K, Own)}}}
+            end;
+        Other ->
+            {error, {bad_config, {{loops, Index}, Other}}}
+    end;
+loop_config(Other, _) ->
+    {error, {bad_config, {loops, Other}}}.
+
+%% Unset: Python logs what the OTP logger would let through now.
+resolve_log_level(#{python_log_level := undefined} = Config) ->
+    #{level := Level} = logger:get_primary_config(),
+    Config#{python_log_level := Level};
+resolve_log_level(Config) ->
+    Config.
 
 valid_config(python_path, Paths) ->
     is_list(Paths) andalso lists:all(fun is_path/1, Paths);
@@ -197,32 +270,94 @@ valid_config(max_pending, N) ->
 valid_config(cancel_grace_ms, T) ->
     is_integer(T) andalso T >= 0;
 valid_config(start_timeout, T) ->
-    T =:= infinity orelse (is_integer(T) andalso T > 0).
+    T =:= infinity orelse (is_integer(T) andalso T > 0);
+valid_config(venv, V) ->
+    V =:= undefined orelse is_path(V);
+valid_config(preload, Modules) ->
+    is_list(Modules) andalso
+        lists:all(fun(M) -> is_atom(M) orelse is_path(M) end, Modules);
+valid_config(max_atoms, N) ->
+    is_integer(N) andalso N >= 0;
+valid_config(python_log_level, L) ->
+    lists:member(L, [undefined, all, none, emergency, alert, critical, error,
+                     warning, notice, info, debug]);
+valid_config(output, O) ->
+    O =:= logger orelse O =:= stderr.
 
 is_path(P) when is_binary(P) -> true;
 is_path(P) -> io_lib:char_list(P) andalso P =/= [].
 
 to_list(P) when is_binary(P) -> unicode:characters_to_list(P);
+to_list(P) when is_atom(P) -> atom_to_list(P);
 to_list(P) -> P.
 
 -spec start_port(pos_integer(), config()) -> {ok, #state{}} | {stop, term()}.
 start_port(Index, #{start_timeout := StartTimeout} = Config) ->
     Exe = executable(),
+    %% Until Python captures its fds 1 and 2, what the port writes there
+    %% (a fatal error while Python initialises, say) goes to this file,
+    %% so that a failed start can say why.
+    StderrFile = stderr_file(Index),
     Options = [{packet, 4}, binary, nouse_stdio, exit_status,
-               {args, port_args(Config)}],
+               {args, port_args(Config#{stderr_file => StderrFile})}],
     try open_port({spawn_executable, Exe}, Options) of
         Port ->
-            case await_ready(Port, Index, deadline(StartTimeout)) of
+            case await_ready(Port, Index, Config, deadline(StartTimeout)) of
                 {ok, Info} ->
+                    startup_output(StderrFile, Index, Config),
+                    ok = send_packet(Port, {setup, #{worker => self(),
+                                                     loop => Index}}),
                     registered(Index, Port, Info, Config);
-                {error, Reason} ->
+                {error, Reason0} ->
                     close(Port),
+                    Reason = with_stderr(Reason0, StderrFile),
+                    logger:error("pyport loop ~b: the port failed to start: ~tp",
+                                 [Index, Reason], #{pyport_loop => Index}),
                     {stop, {port_start_failed, Reason}}
             end
     catch
         error:Reason ->
+            _ = file:delete(StderrFile),
             {stop, {port_start_failed, {open_port, Reason, Exe}}}
     end.
+
+stderr_file(Index) ->
+    Dir = case os:getenv("TMPDIR") of
+              false -> "/tmp";
+              "" -> "/tmp";
+              D -> D
+          end,
+    filename:join(Dir, lists:flatten(
+                         io_lib:format("pyport-~s-~b-~b.stderr",
+                                       [os:getpid(), Index,
+                                        erlang:unique_integer([positive])]))).
+
+%% The port exited before it was ready: what it wrote says why (the last
+%% 8 KiB of it).
+with_stderr({exit_status, Status}, File) ->
+    {exit_status, Status, read_tail(File, 8192)};
+with_stderr(Reason, File) ->
+    _ = file:delete(File),
+    Reason.
+
+read_tail(File, Max) ->
+    Text = case file:read_file(File) of
+               {ok, Bin} when byte_size(Bin) > Max ->
+                   binary:part(Bin, byte_size(Bin) - Max, Max);
+               {ok, Bin} ->
+                   Bin;
+               {error, _} ->
+                   <<>>
+           end,
+    _ = file:delete(File),
+    Text.
+
+%% Anything written before Python's capture took over (warnings while
+%% importing, say) is logged like later stderr lines.
+startup_output(File, Index, #{output := Mode}) ->
+    Text = read_tail(File, 65536),
+    lists:foreach(fun(Line) -> output(stderr, Line, Index, Mode) end,
+                  [L || L <- binary:split(Text, <<"\n">>, [global]), L =/= <<>>]).
 
 deadline(infinity) -> infinity;
 deadline(Ms) -> erlang:monotonic_time(millisecond) + Ms.
@@ -231,7 +366,7 @@ remaining(infinity) -> infinity;
 remaining(Deadline) ->
     max(0, Deadline - erlang:monotonic_time(millisecond)).
 
-await_ready(Port, Index, Deadline) ->
+await_ready(Port, Index, Config, Deadline) ->
     receive
         {Port, {data, Bin}} ->
             case decode(Bin) of
@@ -239,10 +374,17 @@ await_ready(Port, Index, Deadline) ->
                     {ok, Info};
                 {ready, Info} ->
                     {error, {protocol_mismatch, Info}};
+                {start_failed, Reason} ->
+                    %% Python started but refused to serve: a bad
+                    %% python_path entry or venv, a preload that failed.
+                    {error, Reason};
                 {log, _, _, _} = Log ->
                     %% Start-up diagnostics are worth keeping.
                     log(Log, Index),
-                    await_ready(Port, Index, Deadline);
+                    await_ready(Port, Index, Config, Deadline);
+                {output, Stream, Line} ->
+                    output(Stream, Line, Index, maps:get(output, Config)),
+                    await_ready(Port, Index, Config, Deadline);
                 Other ->
                     {error, {unexpected_packet, Other}}
             end;
@@ -256,7 +398,8 @@ await_ready(Port, Index, Deadline) ->
 
 registered(Index, Port, Info, #{max_pending := MaxPending,
                                 max_packet := MaxPacket,
-                                cancel_grace_ms := Grace}) ->
+                                cancel_grace_ms := Grace,
+                                output := Output}) ->
     Pending = ets:new(py_event_pending,
                       [set, public, {write_concurrency, true}]),
     Monitored = ets:new(py_event_monitored,
@@ -272,7 +415,8 @@ registered(Index, Port, Info, #{max_pending := MaxPending,
     ok = py_event_loop_pool:register_loop(Index, Loop),
     {ok, #state{index = Index, port = Port, pending = Pending,
                 monitored = Monitored, os_pid = OsPid,
-                cancel_grace_ms = Grace}}.
+                cancel_grace_ms = Grace, output = Output,
+                max_packet = MaxPacket}}.
 
 port_os_pid(Port) ->
     case erlang:port_info(Port, os_pid) of
@@ -298,9 +442,27 @@ handle_packet({result, Ref, Result}, #state{pending = Pending}) ->
     end;
 handle_packet({log, _, _, _} = Log, #state{index = Index}) ->
     log(Log, Index);
-handle_packet({send, Dest, Msg}, _State) when is_pid(Dest);
-                                              is_reference(Dest) ->
-    _ = erlang:send(Dest, Msg),
+handle_packet({output, Stream, Line}, #state{index = Index, output = Mode}) ->
+    output(Stream, Line, Index, Mode);
+handle_packet({call, CallId, Name, Args},
+              #state{port = Port, max_packet = MaxPacket}) ->
+    %% erlang.call / async_call: the callback runs in a fresh process that
+    %% answers the port itself.
+    _ = py_callback:spawn_call(Port, CallId, Name, Args, MaxPacket),
+    ok;
+handle_packet({send, CallId, Dest, Msg}, #state{port = Port}) ->
+    %% erlang.send: delivered here, so that messages from one loop keep
+    %% their order; the answer says whether the destination existed.
+    _ = send_packet(Port, {call_reply, CallId, py_callback:deliver(Dest, Msg)}),
+    ok;
+handle_packet({whereis, CallId, Name}, #state{port = Port}) ->
+    _ = send_packet(Port, {call_reply, CallId,
+                           {ok, py_callback:whereis_name(Name)}}),
+    ok;
+handle_packet({send, Dest, Msg}, _State) ->
+    %% Fire and forget (protocol v1): a destination that does not exist
+    %% is ignored, as with `!`.
+    _ = py_callback:deliver(Dest, Msg),
     ok;
 handle_packet({error, {bad_packet, Reason}}, #state{index = Index}) ->
     logger:warning("pyport loop ~b could not decode a packet (bad_packet): ~tp",
@@ -322,6 +484,32 @@ log({log, Level, Logger, Message}, Index) ->
         _ ->
             logger:log(level(Level), "~tp", [Message], Meta)
     end.
+
+%% A line Python (or C code in the port) wrote to fd 1 or 2.
+output(Stream, Line, Index, logger) ->
+    Level = case Stream of
+                stderr -> warning;
+                _ -> info
+            end,
+    Meta = #{pyport_loop => Index, pyport_stream => Stream,
+             python_logger => atom_to_binary(stream(Stream), utf8)},
+    logger:log(Level, "~ts", [text(Line)], Meta);
+output(Stream, Line, Index, stderr) ->
+    io:put_chars(standard_error,
+                 [io_lib:format("[pyport ~b ~s] ", [Index, stream(Stream)]),
+                  text(Line), $\n]).
+
+stream(Stream) when is_atom(Stream) -> Stream;
+stream(_) -> unknown.
+
+%% Output is bytes: UTF-8 when it is, Latin-1 otherwise, never a crash.
+text(Line) when is_binary(Line) ->
+    case unicode:characters_to_binary(Line) of
+        Text when is_binary(Text) -> Text;
+        _ -> unicode:characters_to_binary(Line, latin1)
+    end;
+text(Other) ->
+    iolist_to_binary(io_lib:format("~tp", [Other])).
 
 %% Python's level names, and anything unexpected, mapped onto the OTP
 %% logger's levels.

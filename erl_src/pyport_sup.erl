@@ -1,6 +1,7 @@
 %% rest_for_one: the pool owns the loop registry, so when it restarts the
 %% workers must restart too and register again; a worker crash touches
-%% nothing but its own loop (see py_event_loop_sup).
+%% nothing but its own loop (see py_event_loop_sup). The callback registry
+%% (py_callback) comes first, so that neither restart loses callbacks.
 -module(pyport_sup).
 -behaviour(supervisor).
 
@@ -37,6 +38,12 @@ init(N) ->
     %% forever.
     Flags = #{strategy => rest_for_one, intensity => 3, period => 60},
     Children = [
+        %% First: a restart of the pool or of the loops keeps the
+        %% registered callbacks.
+        #{id => py_callback,
+          start => {py_callback, start_link, []},
+          type => worker,
+          shutdown => 5000},
         #{id => py_event_loop_pool,
           start => {py_event_loop_pool, start_link, [N]},
           type => worker,

@@ -14,8 +14,9 @@ message (as ``Channel.read()`` yields it)    effect
 ``('task', Id, M, F, Args, Kwargs, Opts)``   ``M.F(*Args, **Kwargs)``; an awaitable result
                                              runs as a Task; reply ``{result, Id, _}``
 ``('cancel', Id)``                           ``Task.cancel()``; reply ``{error, cancelled}``
-``('exec', Id, Code)``                       ``exec`` in ``__main__``; reply ``{ok, none}``
-``('eval', Id, Expr)``                       ``eval`` in ``__main__``; reply ``{ok, Value}``
+``('exec', Id, Code[, Opts])``               ``exec`` in ``__main__``; reply ``{ok, none}``
+``('eval', Id, Expr[, Opts])``               ``eval`` in ``__main__``; reply ``{ok, Value}``
+                                             (``Opts``: ``caller`` as for tasks)
 ``('call_reply', CallId, Reply)``            answer to ``erlang.call``/``async_call``/
                                              ``send``/``whereis`` (see ``_interop``)
 ``('setup', #{worker => Pid, loop => I})``   who ``erlang.self()`` is outside a task
@@ -307,11 +308,9 @@ class PortServer:
             if tag == "cancel" and size == 2:
                 self._cancel(message[1])
                 return
-            if tag == "exec" and size == 3:
-                self._exec(message[1], message[2])
-                return
-            if tag == "eval" and size == 3:
-                self._eval(message[1], message[2])
+            if tag in ("exec", "eval") and size in (3, 4):
+                self._source(message[1], tag, message[2],
+                             message[3] if size == 4 else None)
                 return
             if tag == "call_reply" and size == 3:
                 self._call_reply(message[1], message[2])
@@ -499,7 +498,9 @@ class PortServer:
             sys.modules["__main__"] = main
         return main.__dict__
 
-    def _source(self, id: Any, kind: str, text: Any) -> None:
+    def _source(self, id: Any, kind: str, text: Any, opts: Any = None) -> None:
+        caller = opts.get("caller") if isinstance(opts, dict) else None
+        token = current_caller.set(caller if isinstance(caller, Pid) else None)
         frame = self.bridge.enter_frame(id, None)
         try:
             if not isinstance(text, str):
@@ -514,6 +515,7 @@ class PortServer:
             return
         finally:
             self.bridge.leave_frame(frame)
+            current_caller.reset(token)
         self._reply_ok(id, None if kind == "exec" else value)
 
     def _exec(self, id: Any, code: Any) -> None:

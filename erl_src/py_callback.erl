@@ -1,0 +1,278 @@
+%% Erlang functions Python may call: `erlang.call(Name, *Args)` and
+%% `await erlang.async_call(Name, *Args)` run the fun registered here as
+%% `Fun(Args)`.
+%%
+%% The registry is a protected named ETS table owned by this gen_server
+%% (first child of pyport_sup), so lookups never go through a process.
+%% Each call from Python runs in a fresh process (see run/5), which
+%% answers the port itself: a slow callback holds up nobody, and a
+%% callback may run Python on any loop, including the one that called it.
+%%
+%% The helpers deliver/2 and whereis_name/1 serve `erlang.send` and
+%% `erlang.whereis` for py_event_worker.
+-module(py_callback).
+-behaviour(gen_server).
+
+-compile({no_auto_import, [register/2, unregister/1]}).
+
+%% API.
+-export([register/2]).
+-export([unregister/1]).
+-export([lookup/1]).
+-export([registered/0]).
+
+%% For py_event_worker.
+-export([start_link/0]).
+-export([spawn_call/5]).
+-export([run/5]).
+-export([deliver/2]).
+-export([whereis_name/1]).
+-export([python_safe/1]).
+-export([callback_process/2]).
+
+%% gen_server.
+-export([init/1]).
+-export([handle_call/3]).
+-export([handle_cast/2]).
+
+-define(TABLE, py_callbacks).
+%% Deeper reasons are sent as text: the port refuses terms nested over
+%% 1000 levels, and nobody reads a reason that deep anyway.
+-define(MAX_SAFE_DEPTH, 100).
+
+-type name() :: atom() | binary().
+-type callback() :: fun((list()) -> term()) | {module(), atom()}.
+-type reply() :: {ok, term()}
+               | {error, {erlang, error | exit | throw, term(), binary()}
+                       | {unknown_callback, binary()}}.
+-export_type([name/0, callback/0, reply/0]).
+
+%% API.
+
+%% Registers Fun under Name, replacing what was there. Python's
+%% `erlang.call('name', A, B)` then runs `Fun([A, B])` (or `M:F([A, B])`
+%% for {M, F}); an atom and the binary of its name are the same name.
+-spec register(name(), callback()) -> ok | {error, not_started}.
+register(Name, Fun) ->
+    Key = key(Name),
+    check_callback(Fun),
+    server_call({register, Key, Fun}).
+
+-spec unregister(name()) -> ok | {error, not_started}.
+unregister(Name) ->
+    server_call({unregister, key(Name)}).
+
+-spec lookup(name()) -> {ok, callback()} | error.
+lookup(Name) ->
+    try ets:lookup(?TABLE, key(Name)) of
+        [{_, Fun}] -> {ok, Fun};
+        [] -> error
+    catch
+        error:badarg -> error
+    end.
+
+%% The registered names, as binaries, sorted.
+-spec registered() -> [binary()].
+registered() ->
+    try
+        lists:sort(ets:select(?TABLE, [{{'$1', '_'}, [], ['$1']}]))
+    catch
+        error:badarg -> []
+    end.
+
+%% For py_event_worker.
+
+-spec start_link() -> {ok, pid()} | {error, term()}.
+start_link() ->
+    gen_server:start_link({local, ?MODULE}, ?MODULE, [], []).
+
+%% Starts run/5 in a fresh process for `{call, CallId, Name, Args}`.
+-spec spawn_call(port(), term(), term(), term(), pos_integer()) -> pid().
+spawn_call(Port, CallId, Name, Args, MaxPacket) ->
+    spawn(?MODULE, run, [Port, CallId, Name, Args, MaxPacket]).
+
+%% Runs the callback for one Python call and writes
+%% `{call_reply, CallId, Reply}` to Port. The callback runs in a process of
+%% its own, monitored: an exception, and even a kill, becomes an error
+%% reply, so the Python side is always answered.
+-spec run(port(), term(), term(), term(), pos_integer()) -> ok.
+run(Port, CallId, Name, Args, MaxPacket) ->
+    Reply = case lookup_name(Name) of
+                {ok, Fun} -> supervised(Fun, args(Args));
+                error -> {error, {unknown_callback, name_binary(Name)}}
+            end,
+    Bin = encode_reply(CallId, Reply, MaxPacket),
+    try erlang:port_command(Port, Bin) of
+        true -> ok
+    catch
+        %% The port died meanwhile; its caller is gone with it.
+        error:badarg -> ok
+    end.
+
+%% `erlang.send(Dest, Msg)`: {ok, true} once delivered (or handed to the
+%% distribution), {error, noproc} when the destination does not exist.
+-spec deliver(term(), term()) -> {ok, true} | {error, noproc | badarg}.
+deliver(Pid, Msg) when is_pid(Pid) ->
+    case node(Pid) =:= node() andalso not is_process_alive(Pid) of
+        true -> {error, noproc};
+        false -> erlang:send(Pid, Msg), {ok, true}
+    end;
+deliver(Name, Msg) when is_atom(Name) ->
+    case whereis(Name) of
+        undefined -> {error, noproc};
+        Pid -> deliver(Pid, Msg)
+    end;
+deliver(Alias, Msg) when is_reference(Alias) ->
+    %% An alias: whether it is active cannot be told; like `!`.
+    erlang:send(Alias, Msg),
+    {ok, true};
+deliver({Name, Node}, Msg) when is_atom(Name), Node =:= node() ->
+    deliver(Name, Msg);
+deliver({Name, Node} = Dest, Msg) when is_atom(Name), is_atom(Node) ->
+    erlang:send(Dest, Msg),
+    {ok, true};
+deliver(_, _) ->
+    {error, badarg}.
+
+%% `erlang.whereis(Name)`: a name that is not an atom yet cannot be
+%% registered, and is not made an atom by asking.
+-spec whereis_name(term()) -> pid() | port() | undefined.
+whereis_name(Name) when is_atom(Name) ->
+    whereis(Name);
+whereis_name(Name) when is_binary(Name) ->
+    try binary_to_existing_atom(Name, utf8) of
+        Atom -> whereis(Atom)
+    catch
+        error:badarg -> undefined
+    end;
+whereis_name(_) ->
+    undefined.
+
+%% Term itself when the port can give it to Python (the type table, with
+%% hashable map keys, not too deep); its printed form as a binary otherwise.
+-spec python_safe(term()) -> term().
+python_safe(Term) ->
+    case safe(Term, 0) of
+        true -> Term;
+        false -> iolist_to_binary(io_lib:format("~0tp", [Term]))
+    end.
+
+%% gen_server.
+
+-spec init([]) -> {ok, undefined}.
+init([]) ->
+    _ = ets:new(?TABLE, [named_table, protected, set, {read_concurrency, true}]),
+    {ok, undefined}.
+
+-spec handle_call(term(), gen_server:from(), undefined)
+    -> {reply, ok | {error, {unknown_call, term()}}, undefined}.
+handle_call({register, Key, Fun}, _From, State) ->
+    true = ets:insert(?TABLE, {Key, Fun}),
+    {reply, ok, State};
+handle_call({unregister, Key}, _From, State) ->
+    true = ets:delete(?TABLE, Key),
+    {reply, ok, State};
+handle_call(Request, _From, State) ->
+    {reply, {error, {unknown_call, Request}}, State}.
+
+-spec handle_cast(term(), undefined) -> {noreply, undefined}.
+handle_cast(_Msg, State) ->
+    {noreply, State}.
+
+%% Internal.
+
+key(Name) when is_atom(Name) -> atom_to_binary(Name, utf8);
+key(Name) when is_binary(Name) -> Name;
+key(Name) -> error({badarg, {name, Name}}).
+
+check_callback(Fun) when is_function(Fun, 1) -> ok;
+check_callback({M, F}) when is_atom(M), is_atom(F) -> ok;
+check_callback(Other) -> error({badarg, {callback, Other}}).
+
+server_call(Request) ->
+    try
+        gen_server:call(?MODULE, Request)
+    catch
+        exit:{noproc, _} -> {error, not_started}
+    end.
+
+lookup_name(Name) when is_atom(Name); is_binary(Name) -> lookup(Name);
+lookup_name(_) -> error.
+
+name_binary(Name) when is_binary(Name) -> Name;
+name_binary(Name) when is_atom(Name) -> atom_to_binary(Name, utf8);
+name_binary(Name) -> iolist_to_binary(io_lib:format("~0tp", [Name])).
+
+args(Args) when is_list(Args) -> Args;
+args(Arg) -> [Arg].
+
+%% The process a callback runs in: its exit reason carries the reply.
+-spec callback_process(callback(), list()) -> no_return().
+callback_process(Fun, Args) ->
+    exit({?MODULE, apply_callback(Fun, Args)}).
+
+supervised(Fun, Args) ->
+    {Pid, MRef} = spawn_monitor(?MODULE, callback_process, [Fun, Args]),
+    receive
+        {'DOWN', MRef, process, Pid, {?MODULE, Reply}} ->
+            Reply;
+        {'DOWN', MRef, process, Pid, Reason} ->
+            %% Killed, or exited from a process it spawned and linked.
+            {error, {erlang, exit, python_safe(Reason),
+                     format(exit, Reason, [])}}
+    end.
+
+apply_callback(Fun, Args) ->
+    try call_fun(Fun, Args) of
+        Result -> {ok, Result}
+    catch
+        Class:Reason:Stack ->
+            {error, {erlang, Class, python_safe(Reason), format(Class, Reason, Stack)}}
+    end.
+
+call_fun({M, F}, Args) -> M:F(Args);
+call_fun(Fun, Args) -> Fun(Args).
+
+format(Class, Reason, Stack) ->
+    Text = erl_error:format_exception(Class, Reason, Stack),
+    case unicode:characters_to_binary(Text) of
+        Bin when is_binary(Bin) -> Bin;
+        _ -> iolist_to_binary(io_lib:format("~0tp:~0tp", [Class, Reason]))
+    end.
+
+%% A reply larger than the port accepts would be skipped by the port,
+%% leaving the Python call waiting for ever; it gets an error instead.
+encode_reply(CallId, Reply, MaxPacket) ->
+    Bin = term_to_binary({call_reply, CallId, Reply}),
+    case byte_size(Bin) of
+        Size when Size > MaxPacket ->
+            Reason = {reply_too_large, Size, MaxPacket},
+            term_to_binary({call_reply, CallId,
+                            {error, {erlang, error, Reason,
+                                     format(error, Reason, [])}}});
+        _ ->
+            Bin
+    end.
+
+safe(_, Depth) when Depth > ?MAX_SAFE_DEPTH -> false;
+safe(T, _) when is_atom(T); is_number(T); is_pid(T); is_reference(T) -> true;
+safe(T, _) when is_binary(T) -> true;
+safe(T, Depth) when is_list(T) -> safe_list(T, Depth + 1);
+safe(T, Depth) when is_tuple(T) -> safe_list(tuple_to_list(T), Depth + 1);
+safe(T, Depth) when is_map(T) ->
+    maps:fold(fun(K, V, Acc) ->
+                      Acc andalso hashable(K, Depth + 1) andalso safe(V, Depth + 1)
+              end, true, T);
+safe(_, _) -> false.
+
+safe_list([], _) -> true;
+safe_list([H | T], Depth) -> safe(H, Depth) andalso safe_list(T, Depth);
+safe_list(_, _) -> false.
+
+%% Map keys become dict keys: lists and maps are not hashable in Python.
+hashable(_, Depth) when Depth > ?MAX_SAFE_DEPTH -> false;
+hashable(T, _) when is_atom(T); is_number(T); is_pid(T); is_reference(T);
+                    is_binary(T) -> true;
+hashable(T, Depth) when is_tuple(T) ->
+    lists:all(fun(E) -> hashable(E, Depth + 1) end, tuple_to_list(T));
+hashable(_, _) -> false.

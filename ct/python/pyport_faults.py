@@ -155,8 +155,8 @@ def rss_kb():
 # -- load ----------------------------------------------------------------------
 
 
-def blob(size):
-    """``size`` bytes: a large result."""
+def blob(size, _padding=None):
+    """``size`` bytes: a large result (``_padding`` makes the task large too)."""
     return b"r" * size
 
 

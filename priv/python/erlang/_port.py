@@ -273,7 +273,12 @@ class PortServer:
             # Not while a blocking call waits: its reply comes on fd 3.
             self._pause_reading()
         elif left < self.low_water:
-            self._resume_reading()
+            if self._inbox:
+                # Messages read before the pause go first; reading resumes
+                # once they are all dispatched, so input stays bounded too.
+                self.loop.call_soon(self._drain_inbox)
+            else:
+                self._resume_reading()
 
     # -- input -------------------------------------------------------------
 
@@ -296,7 +301,15 @@ class PortServer:
         in ``erlang.call`` lets nested levels dispatch the rest meanwhile."""
         inbox = self._inbox
         while inbox and not self._stopping:
+            if self.channel.pending() > self.high_water and not self._waiting:
+                # Backpressure: one read can bring thousands of tasks;
+                # the rest waits until Erlang has read the backlog
+                # (``_flush`` drains it again under the low-water mark).
+                self._pause_reading()
+                return
             self.dispatch(inbox.popleft())
+        if not inbox and self.channel.pending() < self.low_water:
+            self._resume_reading()
 
     def dispatch(self, message: Any) -> None:
         """Handle one message as ``Channel.read()`` returns it."""

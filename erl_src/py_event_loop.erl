@@ -150,9 +150,11 @@ eval(Loop, Expr, Opts) ->
 source(Kind, Loop, Text, Opts) ->
     Index = loop_index(Loop),
     Timeout = source_timeout(Opts),
-    Bin = case unicode:characters_to_binary(Text) of
+    Bin = try unicode:characters_to_binary(Text) of
               B when is_binary(B) -> B;
               _ -> error({badarg, {source, Text}})
+          catch
+              error:badarg -> error({badarg, {source, Text}})
           end,
     py_event_task:run_source(Index, Kind, Bin, Timeout).
 

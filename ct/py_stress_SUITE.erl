@@ -52,6 +52,7 @@ stampede_with_random_port_kills(_) ->
     %% Nothing hung (each wait is bounded and counted as `hung`), nothing
     %% came back that is neither a result nor an explicit error.
     ?assertEqual(0, maps:get(hung, Total, 0)),
+    ?assertEqual(0, maps:get(crashed, Total, 0)),
     ?assertEqual(0, maps:get(malformed, Total, 0)),
     ?assert(maps:get(ok, Total, 0) > 0),
     ?assert(Kills > 0),
@@ -92,8 +93,12 @@ one_task(N) ->
            end,
     {Pid, MRef} = spawn_monitor(fun() -> exit({outcome, Call()}) end),
     receive
-        {'DOWN', MRef, process, Pid, {outcome, Result}} -> classify(Result)
+        {'DOWN', MRef, process, Pid, {outcome, Result}} -> classify(Result);
+        {'DOWN', MRef, process, Pid, Crash} ->
+            ct:pal("task kind ~b raised: ~p", [N, Crash]),
+            crashed
     after 20000 ->
+        ct:pal("hung: task kind ~b: ~p", [N, process_info(Pid, [current_stacktrace, status])]),
         exit(Pid, kill),
         hung
     end.

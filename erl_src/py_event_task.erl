@@ -266,15 +266,22 @@ wait(Ref, Handle, Timeout) ->
 %% period (a task that ignores cancellation, or a stuck interpreter).
 cancel(Ref, {task, Port, Pending, Worker, Grace}) ->
     KillAt = erlang:monotonic_time(millisecond) + Grace,
-    try ets:update_element(Pending, Ref, {2, {cancelled, KillAt}}) of
+    Marked = try
+                 ets:update_element(Pending, Ref, {2, {cancelled, KillAt}})
+             catch
+                 %% The table is gone with its worker, and the task too.
+                 error:badarg -> false
+             end,
+    case Marked of
         true ->
             gen_server:cast(Worker, {cancelled, KillAt}),
-            _ = erlang:port_command(Port, term_to_binary({cancel, Ref})),
-            ok;
+            try erlang:port_command(Port, term_to_binary({cancel, Ref})) of
+                true -> ok
+            catch
+                %% The port is gone, and the task with it.
+                error:badarg -> ok
+            end;
         false ->
             %% The worker took the entry: the task has finished.
             ok
-    catch
-        %% The table or the port is gone, and the task with them.
-        error:badarg -> ok
     end.

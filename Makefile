@@ -9,7 +9,7 @@ PORT    := priv/pyport
 ERL_PA  := -pa _build/default/lib/pyport/ebin
 
 .PHONY: all deps deps-apt deps-pip build demo test test-rust lint-rust \
-        lint-python test-python eunit ct erl-checks conformance bench bench-loop clean
+        lint-python test-python eunit ct erl-checks conformance bench bench-loop soak clean
 
 all: build
 
@@ -79,6 +79,14 @@ bench: build
 bench-loop: build
 	@$(PYTHON) -c "import uvloop" 2>/dev/null || $(PYTHON) -m pip install -q uvloop
 	$(PYTHON) bench/loop_bench.py
+
+# A million tasks with random faults through the pool; resources before
+# and after (docs/robustness.md). Not part of `make test`.
+# SOAK_TASKS=100000 make soak  to scale it down.
+soak: build
+	@mkdir -p _build/soak
+	erlc -o _build/soak bench/soak.erl
+	erl -noshell $(ERL_PA) -pa _build/soak -eval 'soak:main()'
 
 clean:
 	cargo clean

@@ -34,7 +34,8 @@ all() ->
      caller_death_on_ignored_cancel_kills_port,
      cancel_honoured_within_grace_keeps_port, stuck_port_recovers_repeatedly,
      stdout_spam_keeps_serving, unbounded_allocation_under_memory_limit,
-     unknown_message_reply_shape, valid_term_as_task_fields_is_task_error].
+     unknown_message_reply_shape, valid_term_as_task_fields_is_task_error,
+     dead_loop_is_unavailable_not_overloaded].
 
 -spec init_per_suite(ct_suite:ct_config()) -> ct_suite:ct_config().
 init_per_suite(Config) ->
@@ -51,6 +52,7 @@ init_per_testcase(Case, Config) ->
 
 -spec case_env(atom()) -> [{atom(), term()}].
 case_env(memory_limit) -> [{max_memory_mb, 1024}];
+case_env(dead_loop_is_unavailable_not_overloaded) -> [{max_pending, 100}];
 case_env(unbounded_allocation_under_memory_limit) -> [{max_memory_mb, 1024}];
 case_env(cancel_honoured_within_grace_keeps_port) -> [{cancel_grace_ms, 10000}];
 case_env(Case) when Case =:= ignored_cancel_kills_port;
@@ -503,6 +505,26 @@ valid_term_as_task_fields_is_task_error(_) ->
     true = port_command(Port, term_to_binary({task, 5, math, sqrt, [4.0], #{}, #{}})),
     ?assertEqual({result, 5, {ok, 2.0}}, receive_packet(Port)),
     port_close(Port).
+
+-spec dead_loop_is_unavailable_not_overloaded() -> [{doc, string()}].
+dead_loop_is_unavailable_not_overloaded() -> [{doc, "With max_pending set, a task submitted while the loop's worker is dead but still registered gets {error, loop_unavailable}, not a false {error, overloaded}."}].
+-spec dead_loop_is_unavailable_not_overloaded(ct_suite:ct_config()) -> term().
+dead_loop_is_unavailable_not_overloaded(_) ->
+    #{worker := Worker} = pyport_ct:loop_stats(1),
+    %% The pool cannot take the dead worker's record out meanwhile.
+    ok = sys:suspend(py_event_loop_pool),
+    try
+        MRef = erlang:monitor(process, Worker),
+        exit(Worker, kill),
+        receive {'DOWN', MRef, process, Worker, _} -> ok end,
+        ?assertEqual({error, loop_unavailable}, py_event_loop:run(math, sqrt, [4.0])),
+        ?assertEqual({error, loop_unavailable},
+                     py_event_loop:await(py_event_loop:create_task(math, sqrt, [4.0])))
+    after
+        ok = sys:resume(py_event_loop_pool)
+    end,
+    ok = pyport_ct:wait_until(
+           fun() -> py_event_loop:run(math, sqrt, [4.0]) =:= {ok, 2.0} end, 15000).
 
 %% Internal.
 

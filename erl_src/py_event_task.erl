@@ -230,7 +230,13 @@ encode(Packet, Max) ->
     end.
 
 overloaded(_, infinity) -> false;
-overloaded(Pending, Max) -> ets:info(Pending, size) >= Max.
+overloaded(Pending, Max) ->
+    case ets:info(Pending, size) of
+        %% The worker, and its table with it, is gone (`undefined` would
+        %% compare greater than any number and read as overloaded).
+        undefined -> error(badarg);
+        Size -> Size >= Max
+    end.
 
 %% Forgets a task that will never be answered: after the demonitor the
 %% alias is inactive, so only a reply already delivered can be left, and

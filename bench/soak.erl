@@ -1,0 +1,258 @@
+%% `make soak`: a million tasks (SOAK_TASKS to scale) through the pool with
+%% random faults, and the resources that must stay flat, before and after.
+%%
+%% Faults mixed in: about 1% of tasks raise, 1% time out (the deadline
+%% cancels them in Python), and every ~20000th task SIGKILLs its own port
+%% (at most one kill per second, which keeps every loop well under
+%% py_event_loop_sup's 10 restarts in 5 s). Callers are short-lived (each
+%% submits SOAK_PER_CALLER tasks, then exits and is replaced), so the
+%% worker's monitor table and the caller-death path are soaked too.
+%%
+%% Measured after a warm-up and again at the end: the BEAM's RSS, open fds,
+%% process and port counts, ETS tables, erlang:memory(total); each port's
+%% RSS and open fds; every loop's pending and monitored table sizes.
+%% Exits non-zero if a result was malformed, a caller crashed, or a table
+%% did not drain back (every wait is bounded, so a hang shows as a soak
+%% that never ends).
+-module(soak).
+
+-export([main/0]).
+
+-include("../erl_src/py_event_loop.hrl").
+
+-define(H, pyport_ct_helpers).
+-define(OUTCOMES, [ok, python_error, timeout, python_exit, loop_unavailable,
+                   worker_down, overloaded, malformed]).
+
+-spec main() -> no_return().
+main() ->
+    Total = env_int("SOAK_TASKS", 1000000),
+    Callers = env_int("SOAK_CALLERS", 64),
+    PerCaller = env_int("SOAK_PER_CALLER", 1000),
+    Loops = env_int("SOAK_LOOPS", 4),
+    ok = application:load(pyport),
+    Ct = filename:join(root(), "ct/python"),
+    [ok = application:set_env(pyport, K, V)
+     || {K, V} <- [{event_loop_pool_size, Loops}, {python_path, [Ct]},
+                   {cancel_grace_ms, 2000}, {max_pending, 100000}]],
+    logger:set_primary_config(level, critical),
+    {ok, _} = application:ensure_all_started(pyport),
+    io:format("soak: ~b tasks, ~b concurrent callers (~b tasks each, then replaced), "
+              "~b loops~n", [Total, Callers, PerCaller, Loops]),
+    %% Warm-up: every loop imports its modules and reaches its working size.
+    Warm = min(20000, max(Total div 50, 1000)),
+    _ = run(Warm, Callers, PerCaller, false),
+    settle(),
+    Before = measure(),
+    T0 = erlang:monotonic_time(millisecond),
+    Outcomes = run(Total, Callers, PerCaller, true),
+    Secs = (erlang:monotonic_time(millisecond) - T0) / 1000,
+    settle(),
+    After = measure(),
+    report(Total, Secs, Outcomes, Before, After),
+    halt(verdict(Outcomes, After)).
+
+%% -- the load ----------------------------------------------------------------
+
+run(Total, Callers, PerCaller, Faults) ->
+    Next = atomics:new(1, []),
+    Counts = counters:new(length(?OUTCOMES), [write_concurrency]),
+    LastKill = atomics:new(1, [{signed, true}]),
+    atomics:put(LastKill, 1, erlang:monotonic_time(millisecond)),
+    Ctx = #{total => Total, next => Next, counts => Counts, per_caller => PerCaller,
+            faults => Faults, last_kill => LastKill},
+    Progress = spawn_link(fun() -> progress(Next, Total, 0) end),
+    MRefs = [spawn_caller(Ctx) || _ <- lists:seq(1, Callers)],
+    wait_callers(MRefs, Ctx),
+    unlink(Progress),
+    exit(Progress, kill),
+    maps:from_list([{O, counters:get(Counts, I)}
+                    || {I, O} <- lists:zip(lists:seq(1, length(?OUTCOMES)), ?OUTCOMES)]).
+
+spawn_caller(Ctx) ->
+    {_, MRef} = spawn_monitor(fun() -> caller(Ctx, 0) end),
+    MRef.
+
+%% A caller ends after PerCaller tasks (replaced by a fresh one) or when
+%% the work runs out (not replaced).
+wait_callers([], _Ctx) ->
+    ok;
+wait_callers(MRefs, Ctx) ->
+    receive
+        {'DOWN', MRef, process, _, more} ->
+            wait_callers([spawn_caller(Ctx) | lists:delete(MRef, MRefs)], Ctx);
+        {'DOWN', MRef, process, _, done} ->
+            wait_callers(lists:delete(MRef, MRefs), Ctx);
+        {'DOWN', _, process, _, Other} ->
+            io:format("soak: a caller crashed: ~p~n", [Other]),
+            halt(3)
+    end.
+
+caller(#{per_caller := PerCaller}, PerCaller) ->
+    exit(more);
+caller(#{total := Total, next := Next, counts := Counts} = Ctx, Done) ->
+    case atomics:add_get(Next, 1, 1) of
+        N when N > Total ->
+            exit(done);
+        _ ->
+            Outcome = classify(one_task(Ctx)),
+            counters:add(Counts, index(Outcome), 1),
+            %% A sane client backs off while a loop restarts.
+            Outcome =:= loop_unavailable andalso timer:sleep(10),
+            caller(Ctx, Done + 1)
+    end.
+
+one_task(#{faults := Faults} = Ctx) ->
+    R = rand:uniform(20000),
+    if
+        Faults, R =< 200 ->
+            py_event_loop_pool:run(?H, raise_value_error, [<<"soak">>]);
+        Faults, R =< 400 ->
+            %% Python cancels it at the deadline; the caller stops waiting.
+            py_event_loop_pool:run(?H, sleep_then, [10, late], #{timeout => 5});
+        Faults, R =:= 401 ->
+            maybe_kill(Ctx);
+        R =< 4000 ->
+            Ref = py_event_loop_pool:create_task(?H, sleep_then, [0, R]),
+            py_event_loop_pool:await(Ref, 30000);
+        true ->
+            py_event_loop_pool:run(?H, identity, [R], #{timeout => 30000})
+    end.
+
+%% Kills the caller's port from inside, at most once a second overall.
+maybe_kill(#{last_kill := LastKill}) ->
+    Now = erlang:monotonic_time(millisecond),
+    Last = atomics:get(LastKill, 1),
+    case Now - Last >= 1000 andalso
+         atomics:compare_exchange(LastKill, 1, Last, Now) =:= ok of
+        true -> py_event_loop_pool:run(?H, kill_process, []);
+        false -> py_event_loop_pool:run(?H, identity, [kill_skipped])
+    end.
+
+classify({ok, _}) -> ok;
+classify({error, {python, _, _, _}}) -> python_error;
+classify({error, timeout}) -> timeout;
+classify({error, {python_exit, _}}) -> python_exit;
+classify({error, loop_unavailable}) -> loop_unavailable;
+classify({error, {worker_down, _}}) -> worker_down;
+classify({error, overloaded}) -> overloaded;
+classify(_) -> malformed.
+
+index(Outcome) ->
+    index(Outcome, ?OUTCOMES, 1).
+
+index(O, [O | _], I) -> I;
+index(O, [_ | Rest], I) -> index(O, Rest, I + 1).
+
+progress(Next, Total, Last) ->
+    timer:sleep(5000),
+    Done = min(atomics:get(Next, 1), Total),
+    Pct = Done * 100 div max(Total, 1),
+    case Pct div 10 > Last div 10 of
+        true -> io:format("soak: ~b% (~b tasks)~n", [Pct, Done]);
+        false -> ok
+    end,
+    progress(Next, Total, max(Pct, Last)).
+
+%% -- measuring ---------------------------------------------------------------
+
+%% Lets the pool finish restarts and answers, and the node collect garbage.
+settle() ->
+    wait_for(fun() ->
+                     #{loops := Ls, pending := P} = py_event_loop_pool:get_stats(),
+                     P =:= 0 andalso length(Ls) =:= application:get_env(pyport, event_loop_pool_size, 0)
+             end, 60000),
+    timer:sleep(2000),
+    [erlang:garbage_collect(P) || P <- processes()],
+    timer:sleep(500).
+
+wait_for(Fun, Timeout) when Timeout =< 0 ->
+    Fun() orelse io:format("soak: the pool did not settle~n");
+wait_for(Fun, Timeout) ->
+    case Fun() of
+        true -> true;
+        false -> timer:sleep(100), wait_for(Fun, Timeout - 100)
+    end.
+
+measure() ->
+    Beam = list_to_integer(os:getpid()),
+    #{restarts := Restarts, loops := Loops} = py_event_loop_pool:get_stats(),
+    Tables = [{I, ets:info(Pending, size), ets:info(Monitored, size)}
+              || {I, #py_loop{pending = Pending, monitored = Monitored}}
+                     <- lists:sort(ets:tab2list(?PY_LOOP_REGISTRY))],
+    #{beam_rss_kb => rss_kb(Beam),
+      beam_fds => fds(Beam),
+      erlang_memory_kb => erlang:memory(total) div 1024,
+      processes => erlang:system_info(process_count),
+      ports => erlang:system_info(port_count),
+      ets_tables => length(ets:all()),
+      restarts => Restarts,
+      loops => [#{index => I, os_pid => P, rss_kb => rss_kb(P), fds => fds(P)}
+                || #{index := I, os_pid := P} <- lists:sort(Loops)],
+      tables => Tables}.
+
+rss_kb(OsPid) ->
+    case file:read_file("/proc/" ++ integer_to_list(OsPid) ++ "/status") of
+        {ok, S} ->
+            {match, [Kb]} = re:run(S, <<"VmRSS:\\s+(\\d+)">>, [{capture, all_but_first, binary}]),
+            binary_to_integer(Kb);
+        {error, _} ->
+            -1
+    end.
+
+fds(OsPid) ->
+    case file:list_dir("/proc/" ++ integer_to_list(OsPid) ++ "/fd") of
+        {ok, L} -> length(L);
+        {error, _} -> -1
+    end.
+
+report(Total, Secs, Outcomes, B, A) ->
+    io:format("~nsoak: ~b tasks in ~.1f s (~b tasks/s)~n",
+              [Total, Secs, round(Total / max(Secs, 0.001))]),
+    io:format("outcomes: ~p~n~n", [maps:filter(fun(_, V) -> V > 0 end, Outcomes)]),
+    io:format("~-28s ~14s ~14s~n", ["", "before", "after"]),
+    Row = fun(Label, K) ->
+                  io:format("~-28s ~14w ~14w~n", [Label, maps:get(K, B), maps:get(K, A)])
+          end,
+    Row("BEAM RSS (KiB)", beam_rss_kb),
+    Row("BEAM open fds", beam_fds),
+    Row("erlang:memory(total) (KiB)", erlang_memory_kb),
+    Row("Erlang processes", processes),
+    Row("Erlang ports", ports),
+    Row("ETS tables", ets_tables),
+    Row("port restarts (total)", restarts),
+    lists:foreach(
+      fun({#{index := I} = LB, LA}) ->
+              io:format("~-28s ~14w ~14w~n",
+                        [io_lib:format("loop ~b port RSS (KiB)", [I]),
+                         maps:get(rss_kb, LB), maps:get(rss_kb, LA)]),
+              io:format("~-28s ~14w ~14w~n",
+                        [io_lib:format("loop ~b port open fds", [I]),
+                         maps:get(fds, LB), maps:get(fds, LA)])
+      end, lists:zip(maps:get(loops, B), maps:get(loops, A))),
+    lists:foreach(
+      fun({{I, PB, MB}, {I, PA, MA}}) ->
+              io:format("~-28s ~14w ~14w~n",
+                        [io_lib:format("loop ~b pending table", [I]), PB, PA]),
+              io:format("~-28s ~14w ~14w~n",
+                        [io_lib:format("loop ~b monitored table", [I]), MB, MA])
+      end, lists:zip(maps:get(tables, B), maps:get(tables, A))).
+
+verdict(Outcomes, After) ->
+    Bad = [{malformed, V} || V <- [maps:get(malformed, Outcomes, 0)], V > 0]
+        ++ [{undrained, I} || {I, P, M} <- maps:get(tables, After), P + M > 0],
+    case Bad of
+        [] -> io:format("~nsoak: ok~n"), 0;
+        _ -> io:format("~nsoak: FAILED ~p~n", [Bad]), 1
+    end.
+
+env_int(Name, Default) ->
+    case os:getenv(Name) of
+        false -> Default;
+        V -> list_to_integer(V)
+    end.
+
+%% `make soak` runs from the repository's root.
+root() ->
+    {ok, Cwd} = file:get_cwd(),
+    Cwd.

@@ -657,7 +657,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 1
         return server.serve_forever()
     finally:
-        if forwarder is not None and not loop.is_closed():
+        if forwarder is not None:
+            # The last lines (written while shutting down) go out too.
             forwarder.stop()
+            server._drain(1.0)
         root.removeHandler(handler)
         asyncio.set_event_loop(None)

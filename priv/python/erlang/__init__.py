@@ -12,7 +12,10 @@ or standalone (``priv/pyport run ...``, which behaves like ``python3``)::
     assert erlang.run(main()) == 42
 
 See docs/event-loop.md for the loop's design and how it differs from stdlib
-asyncio and from the NIF-based bridge whose API this follows.
+asyncio and from the NIF-based bridge whose API this follows. In port mode,
+code can talk back to Erlang (``send``, ``call``, ``async_call``, ``self``,
+``whereis``, ``atom``, ``schedule``, ``schedule_py``,
+``consume_time_slice``): see docs/interop.md.
 """
 
 from __future__ import annotations

@@ -305,8 +305,10 @@ start_port(Index, #{start_timeout := StartTimeout} = Config) ->
             case await_ready(Port, Index, Config, deadline(StartTimeout)) of
                 {ok, Info} ->
                     startup_output(StderrFile, Index, Config),
-                    ok = send_packet(Port, {setup, #{worker => self(),
-                                                     loop => Index}}),
+                    %% (A port that died meanwhile is noticed by its
+                    %% exit status, like any crash.)
+                    _ = send_packet(Port, {setup, #{worker => self(),
+                                                    loop => Index}}),
                     registered(Index, Port, Info, Config);
                 {error, Reason0} ->
                     close(Port),

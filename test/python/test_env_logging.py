@@ -280,3 +280,32 @@ def test_capture_output_and_log_level(tmp_path):
     finally:
         out, err = port.cleanup()
     assert b"to stdout" not in out and b"to stderr" not in err
+
+
+@pytestmark_exe
+def test_the_port_keeps_its_own_atoms_when_the_bound_is_used_up(tmp_path):
+    (tmp_path / "atom_tasks.py").write_text(textwrap.dedent("""
+        import asyncio, erlang
+
+        def use_up():
+            try:
+                erlang.atom("atom_tasks_one_too_many")
+            except erlang.AtomLimitError:
+                return "limit"
+            return "made"
+
+        async def forever():
+            await asyncio.sleep(100)
+    """))
+    port = PortProcess("--path", str(tmp_path), "--max-atoms", "0", "--capture-output")
+    try:
+        assert port.recv()[0] == "ready"
+        id1, id2 = make_ref(1), make_ref(2)
+        port.send(task(id1, "atom_tasks", "use_up"))
+        assert port.recv() == ("result", id1, ("ok", "limit"))
+        port.send(task(id2, "atom_tasks", "forever", deadline_ms=10))
+        assert port.recv() == ("result", id2, ("error", "timeout"))
+        port.send((Atom("stop"),))
+        assert port.wait() == 0
+    finally:
+        port.cleanup()

@@ -620,10 +620,24 @@ def _fix_sys_executable() -> None:
         sys._base_executable = exe  # type: ignore[attr-defined]
 
 
+#: Every atom the port itself may send. They are made before the bound on
+#: atoms (``--max-atoms``) applies, so that user code using up the bound
+#: cannot keep the port from saying ``timeout`` or logging a warning.
+_PORT_ATOMS = (
+    "ready", "protocol", "python", "os_pid", "mode", "shared_gil", "subinterp",
+    "free_threaded", "result", "ok", "error", "log", "output", "stdout", "stderr",
+    "start_failed", "unknown_message", "bad_python_path", "bad_venv",
+    "preload_failed", "timeout", "cancelled", "call", "send", "whereis", "debug",
+    "info", "notice", "warning", "critical", "alert", "emergency",
+)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the port: ``argv`` are the options after ``pyport port``."""
     args = _parse_args(sys.argv[1:] if argv is None else argv)
     _fix_sys_executable()
+    for name in _PORT_ATOMS:
+        Atom(name)
     if args.max_atoms is not None:
         _pyport.set_max_atoms(max(args.max_atoms, 0))
     loop = new_event_loop()

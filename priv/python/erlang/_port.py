@@ -73,6 +73,10 @@ LOW_WATER = 1 << 20
 #: the last replies still queued for Erlang
 SHUTDOWN_GRACE = 5.0
 
+#: Results that are certainly not awaitable: skips ``inspect.isawaitable``
+#: (an ABC check) on the hot path of plain functions.
+_PLAIN_RESULTS = frozenset({type(None), bool, int, float, str, bytes, list, tuple, dict})
+
 _RESULT = Atom("result")
 _ERROR = Atom("error")
 _PYTHON = Atom("python")
@@ -384,7 +388,11 @@ class PortServer:
             module = importlib.import_module(module_name)
             self._modules[module_name] = module
         # A dotted name reaches into the module: 'path.join' on os, 'Cls.meth'.
-        target: object = functools.reduce(getattr, func_name.split("."), module)
+        target: object
+        if "." in func_name:
+            target = functools.reduce(getattr, func_name.split("."), module)
+        else:
+            target = getattr(module, func_name)
         if not callable(target):
             raise TypeError(f"{module_name}.{func_name} is not callable "
                             f"({type(target).__name__})")
@@ -409,11 +417,15 @@ class PortServer:
     def _run_task(self, id: Any, module_name: Any, func_name: Any,
                   args: Any, kwargs: Any, opts: Any) -> None:
         label = f"{module_name}.{func_name}"
-        try:
-            reply, deadline = self._options(opts)
-        except _OptionError as exc:
-            self._reply_error(id, (_PYTHON, "TypeError", str(exc), ""))
-            return
+        if not opts:
+            # The common case (create_task/await): no deadline, a reply.
+            reply, deadline = True, None
+        else:
+            try:
+                reply, deadline = self._options(opts)
+            except _OptionError as exc:
+                self._reply_error(id, (_PYTHON, "TypeError", str(exc), ""))
+                return
         caller = opts.get("caller") if isinstance(opts, dict) else None
         token = current_caller.set(caller if isinstance(caller, Pid) else None)
         bridge = self.bridge
@@ -432,7 +444,7 @@ class PortServer:
             if _interop.is_marker(result):
                 # erlang.schedule()/schedule_py(): continue as a Task.
                 result = _interop.run_marker(result)
-            if inspect.isawaitable(result):
+            if type(result) not in _PLAIN_RESULTS and inspect.isawaitable(result):
                 if inspect.iscoroutine(result):
                     task = self.loop.create_task(result, name=f"pyport:{label}")
                 else:

@@ -35,7 +35,7 @@ all() ->
      cancel_honoured_within_grace_keeps_port, stuck_port_recovers_repeatedly,
      stdout_spam_keeps_serving, unbounded_allocation_under_memory_limit,
      unknown_message_reply_shape, valid_term_as_task_fields_is_task_error,
-     dead_loop_is_unavailable_not_overloaded].
+     dead_loop_is_unavailable_not_overloaded, stuck_port_closed_when_kill_fails].
 
 -spec init_per_suite(ct_suite:ct_config()) -> ct_suite:ct_config().
 init_per_suite(Config) ->
@@ -62,7 +62,8 @@ case_env(Case) when Case =:= ignored_cancel_kills_port;
                     Case =:= ctypes_sleep_kills_port;
                     Case =:= await_timeout_on_stuck_task_kills_port;
                     Case =:= caller_death_on_ignored_cancel_kills_port;
-                    Case =:= stuck_port_recovers_repeatedly ->
+                    Case =:= stuck_port_recovers_repeatedly;
+                    Case =:= stuck_port_closed_when_kill_fails ->
     [{cancel_grace_ms, ?GRACE}];
 case_env(oversized_packet_refused) -> [{max_packet, 4096}];
 case_env(_) -> [].
@@ -525,6 +526,18 @@ dead_loop_is_unavailable_not_overloaded(_) ->
     end,
     ok = pyport_ct:wait_until(
            fun() -> py_event_loop:run(math, sqrt, [4.0]) =:= {ok, 2.0} end, 15000).
+
+-spec stuck_port_closed_when_kill_fails() -> [{doc, string()}].
+stuck_port_closed_when_kill_fails() -> [{doc, "When the worker cannot SIGKILL a stuck port (no kill(1) on the PATH), it closes the port after a fallback delay: the port's GIL-free watcher ends it, callers get {python_exit, {killed, unresponsive}}, and the loop restarts."}].
+-spec stuck_port_closed_when_kill_fails(ct_suite:ct_config()) -> term().
+stuck_port_closed_when_kill_fails(_) ->
+    Path = os:getenv("PATH"),
+    true = os:putenv("PATH", "/nonexistent"),
+    try
+        stuck_kills_port(fun() -> py_event_loop:run(?F, blocking_sleep, [600], #{timeout => 300}) end)
+    after
+        true = os:putenv("PATH", Path)
+    end.
 
 %% Internal.
 

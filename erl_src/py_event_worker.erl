@@ -66,6 +66,9 @@
 %% How long Python has to answer a cancel Erlang sent (deadline passed,
 %% await timed out, caller died) before the worker kills the port.
 -define(DEFAULT_CANCEL_GRACE_MS, 2000).
+%% How long a killed port has to report its exit before the worker closes
+%% it and gives up on it anyway.
+-define(KILL_FALLBACK_MS, 5000).
 
 %% API.
 
@@ -193,6 +196,11 @@ handle_info({'DOWN', MRef, process, Pid, _},
 handle_info({timeout, TRef, overdue_check},
             #state{overdue_timer = {TRef, _}} = State) ->
     overdue_check(State#state{overdue_timer = undefined});
+handle_info({kill_fallback, Port}, #state{port = Port} = State) ->
+    %% The SIGKILL did not end the port (no exit status since): closing
+    %% it makes the port's GIL-free watcher end the process instead.
+    close(Port),
+    port_exited(not_killed, State);
 handle_info(_Info, State) ->
     {noreply, State}.
 
@@ -586,6 +594,8 @@ overdue_check(#state{pending = Pending, index = Index, os_pid = OsPid,
                          #{pyport_loop => Index}),
             kill_os_process(OsPid),
             %% The exit status arrives next and fails the other callers.
+            _ = erlang:send_after(?KILL_FALLBACK_MS, self(),
+                                  {kill_fallback, State#state.port}),
             {noreply, State#state{killed = unresponsive}}
     end.
 

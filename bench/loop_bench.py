@@ -57,7 +57,8 @@ def rate(count: int, started: float) -> float:
     return count / (time.perf_counter() - started)
 
 
-async def callbacks(n: int = 200_000) -> float:
+async def scheduled(how: str, n: int) -> float:
+    """Rate of `n` callbacks scheduled with call_soon, or call_later(0)."""
     loop = asyncio.get_running_loop()
     done = loop.create_future()
     left = [n]
@@ -68,25 +69,12 @@ async def callbacks(n: int = 200_000) -> float:
             done.set_result(None)
 
     t0 = time.perf_counter()
-    for _ in range(n):
-        loop.call_soon(cb)
-    await done
-    return rate(n, t0)
-
-
-async def timers(n: int = 100_000) -> float:
-    loop = asyncio.get_running_loop()
-    done = loop.create_future()
-    left = [n]
-
-    def cb() -> None:
-        left[0] -= 1
-        if left[0] == 0:
-            done.set_result(None)
-
-    t0 = time.perf_counter()
-    for _ in range(n):
-        loop.call_later(0, cb)
+    if how == "call_soon":
+        for _ in range(n):
+            loop.call_soon(cb)
+    else:
+        for _ in range(n):
+            loop.call_later(0, cb)
     await done
     return rate(n, t0)
 
@@ -188,8 +176,8 @@ def child(name: str) -> dict[str, float]:
         with asyncio.Runner(loop_factory=factory) as runner:
             return runner.run(coro)  # type: ignore[arg-type]
 
-    out["call_soon callbacks"] = run(callbacks())
-    out["call_later(0) timers"] = run(timers())
+    out["call_soon callbacks"] = run(scheduled("call_soon", 200_000))
+    out["call_later(0) timers"] = run(scheduled("call_later", 100_000))
     out["create_task + completion"] = run(tasks())
     out["sleep(0.001) p50"], out["sleep(0.001) p99"] = run(sleeps())
     out["TCP echo 1 B"] = run(tcp_echo(1))

@@ -130,7 +130,7 @@ port_sigkill_fails_inflight_callers(_) ->
      after ?PROMPTLY ->
          ct:fail({no_answer, C})
      end || C <- Callers],
-    NewOsPid = await_restart(1, OldOsPid),
+    NewOsPid = pyport_ct:await_restart(1, OldOsPid),
     ?assertEqual({ok, NewOsPid}, py_event_loop:run(?H, getpid, [])),
     ?assertEqual({ok, 4.0}, py_event_loop:run(math, sqrt, [16.0])),
     ok = pyport_ct:wait_until(fun() -> not pyport_ct:os_pid_alive(OldOsPid) end, 5000),
@@ -142,7 +142,7 @@ port_exit_status_reported() -> [{doc, "os._exit(3) in a task is reported as {err
 port_exit_status_reported(_) ->
     #{os_pid := OldOsPid} = pyport_ct:loop_stats(1),
     ?assertEqual({error, {python_exit, 3}}, py_event_loop:run(?H, exit_process, [3])),
-    _ = await_restart(1, OldOsPid),
+    _ = pyport_ct:await_restart(1, OldOsPid),
     ?assertEqual({ok, 2.0}, py_event_loop:run(math, sqrt, [4.0])).
 
 -spec crash_fails_created_tasks() -> [{doc, string()}].
@@ -154,7 +154,7 @@ crash_fails_created_tasks(_) ->
     ok = py_event_loop:spawn_task(?H, kill_process_after, [0.05]),
     [?assertEqual({error, {python_exit, 137}}, py_event_loop:await(R, ?PROMPTLY))
      || R <- Refs],
-    _ = await_restart(1, OldOsPid),
+    _ = pyport_ct:await_restart(1, OldOsPid),
     ?assertEqual([], pyport_ct:mailbox()).
 
 -spec restarts_counted() -> [{doc, string()}].
@@ -166,7 +166,7 @@ restarts_counted(_) ->
       fun(N) ->
               #{os_pid := Old} = pyport_ct:loop_stats(1),
               {error, {python_exit, _}} = py_event_loop:run(?H, exit_process, [1]),
-              _ = await_restart(1, Old),
+              _ = pyport_ct:await_restart(1, Old),
               ?assertMatch(#{restarts := N}, py_event_loop_pool:get_stats()),
               ?assertMatch(#{restarts := N}, pyport_ct:loop_stats(1)),
               ?assertMatch(#{restarts := 0}, pyport_ct:loop_stats(2))
@@ -181,7 +181,7 @@ other_loops_unaffected(_) ->
     Ref = py_event_loop:create_task({pyport_loop, 2}, ?H, sleep_then, [0.5, survived], #{}),
     {error, {python_exit, _}} = py_event_loop:run(?H, exit_process, [7]),
     ?assertEqual({ok, <<"survived">>}, py_event_loop:await(Ref)),
-    _ = await_restart(1, Os1),
+    _ = pyport_ct:await_restart(1, Os1),
     ?assertMatch(#{os_pid := Os2, restarts := 0}, pyport_ct:loop_stats(2)).
 
 -spec worker_killed() -> [{doc, string()}].
@@ -195,7 +195,7 @@ worker_killed(_) ->
     exit(Worker, kill),
     ?assertEqual({error, {worker_down, killed}}, py_event_loop:await(Ref, ?PROMPTLY)),
     ok = pyport_ct:wait_until(fun() -> not pyport_ct:os_pid_alive(OldOsPid) end, 5000),
-    _ = await_restart(1, OldOsPid),
+    _ = pyport_ct:await_restart(1, OldOsPid),
     ?assertEqual({ok, 4.0}, py_event_loop:run(math, sqrt, [16.0])).
 
 -spec garbage_packet() -> [{doc, string()}].
@@ -337,7 +337,7 @@ segfault_reported() -> [{doc, "A segfault in Python (ctypes.string_at(0)) fails 
 segfault_reported(_) ->
     #{os_pid := Old} = pyport_ct:loop_stats(1),
     ?assertEqual({error, {python_exit, 128 + 11}}, py_event_loop:run(?F, segfault, [])),
-    _ = await_restart(1, Old),
+    _ = pyport_ct:await_restart(1, Old),
     ?assertEqual({ok, 4.0}, py_event_loop:run(math, sqrt, [16.0])).
 
 -spec abort_reported() -> [{doc, string()}].
@@ -346,7 +346,7 @@ abort_reported() -> [{doc, "os.abort() fails the task with {error, {python_exit,
 abort_reported(_) ->
     #{os_pid := Old} = pyport_ct:loop_stats(1),
     ?assertEqual({error, {python_exit, 128 + 6}}, py_event_loop:run(?F, abort, [])),
-    _ = await_restart(1, Old),
+    _ = pyport_ct:await_restart(1, Old),
     ?assertEqual({ok, 4.0}, py_event_loop:run(math, sqrt, [16.0])).
 
 -spec ignored_cancel_kills_port() -> [{doc, string()}].
@@ -432,7 +432,7 @@ stuck_port_recovers_repeatedly(_) ->
               #{os_pid := Old} = pyport_ct:loop_stats(1),
               ?assertEqual({error, timeout},
                            py_event_loop:run(?F, blocking_sleep, [600], #{timeout => 200})),
-              _ = await_restart(1, Old),
+              _ = pyport_ct:await_restart(1, Old),
               ?assertEqual({ok, 4.0}, py_event_loop:run(math, sqrt, [16.0])),
               ?assertMatch(#{restarts := N}, pyport_ct:loop_stats(1))
       end, [1, 2, 3]).
@@ -460,7 +460,7 @@ unbounded_allocation_under_memory_limit(_) ->
         {error, {python, <<"MemoryError">>, _, _}} ->
             ?assertMatch(#{os_pid := OsPid}, pyport_ct:loop_stats(1));
         {error, {python_exit, _}} ->
-            _ = await_restart(1, OsPid)
+            _ = pyport_ct:await_restart(1, OsPid)
     end,
     ?assertEqual({ok, 4.0}, py_event_loop:run(math, sqrt, [16.0])),
     %% The port's gigabyte never touched the node's heap.
@@ -562,7 +562,7 @@ stuck_kills_port(Stuck) ->
     after 30000 ->
         ct:fail(bystander_not_answered)
     end,
-    New = await_restart(1, Old),
+    New = pyport_ct:await_restart(1, Old),
     ?assertEqual({ok, New}, py_event_loop:run(?H, getpid, [])),
     ok = pyport_ct_os:await_gone([Old], 5000),
     ?assertMatch(#{restarts := 1}, pyport_ct:loop_stats(1)),
@@ -592,19 +592,6 @@ expected_unknown(T) -> T.
 call(Func, Args) ->
     {ok, Value} = py_event_loop:run(?H, Func, Args, #{timeout => 10000}),
     Value.
-
-%% Waits for loop Index to be served by a new OS process; returns its pid.
--spec await_restart(pos_integer(), integer()) -> integer().
-await_restart(Index, OldOsPid) ->
-    ok = pyport_ct:wait_until(
-           fun() ->
-                   case pyport_ct:loop_stats(Index) of
-                       #{os_pid := P} -> P =/= OldOsPid;
-                       undefined -> false
-                   end
-           end, 15000),
-    #{os_pid := New} = pyport_ct:loop_stats(Index),
-    New.
 
 -spec key() -> binary().
 key() ->

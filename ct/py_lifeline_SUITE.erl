@@ -116,13 +116,7 @@ spawn_children(Index) ->
 
 -spec serves_again(pos_integer(), integer()) -> ok.
 serves_again(Index, OldOsPid) ->
-    ok = pyport_ct:wait_until(
-           fun() ->
-                   case pyport_ct:loop_stats(Index) of
-                       #{os_pid := P} -> P =/= OldOsPid;
-                       undefined -> false
-                   end
-           end, 15000),
+    _ = pyport_ct:await_restart(Index, OldOsPid),
     ?assertEqual({ok, 4.0}, py_event_loop:run(math, sqrt, [16.0])),
     ok.
 

@@ -10,6 +10,7 @@
 -export([wait_until/2]).
 -export([os_pid_alive/1]).
 -export([loop_stats/1]).
+-export([await_restart/2]).
 -export([capture_logs/0]).
 -export([release_logs/0]).
 -export([await_log/2]).
@@ -145,6 +146,19 @@ log(Event, #{config := #{pid := Pid}}) ->
 
 contains(Chars, Needle) ->
     binary:match(unicode:characters_to_binary(Chars), Needle) =/= nomatch.
+
+%% Waits for loop Index to be served by a new OS process; returns its pid.
+-spec await_restart(pos_integer(), integer()) -> integer().
+await_restart(Index, OldOsPid) ->
+    ok = wait_until(
+           fun() ->
+                   case loop_stats(Index) of
+                       #{os_pid := P} -> P =/= OldOsPid;
+                       undefined -> false
+                   end
+           end, 15000),
+    #{os_pid := New} = loop_stats(Index),
+    New.
 
 %% Loaded first, so that set_env is not undone by the load.
 load() ->

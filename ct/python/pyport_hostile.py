@@ -1,0 +1,239 @@
+"""Hostile Python for ct/py_hostile_SUITE.erl (muontrap style).
+
+Each function does one thing that careless or hostile task code can do to
+the port and the node behind it: forge packets, flood the node with atoms,
+raise what is not an ``Exception``, exit, stop or close the loop, fork,
+spin, hand back integers the BEAM cannot hold. The suite checks that the
+node stays up, every caller gets an answer in time, and only the
+misbehaving task pays.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import os
+import signal
+import struct
+import sys
+import time
+import zlib
+from typing import Any
+
+import erlang
+from erlang import _native
+
+_pyport: Any = _native._pyport
+
+
+# -- the raw output channel -----------------------------------------------------
+
+
+def _channel_fd() -> int:
+    """The descriptor the port writes packets to, found as hostile code
+    would: by looking for the live channel object."""
+    for obj in gc.get_objects():
+        if type(obj).__name__ == "Channel" and hasattr(obj, "fd_out"):
+            return int(obj.fd_out)
+    raise RuntimeError("no channel object found")
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        try:
+            n = os.write(fd, view)
+        except BlockingIOError:
+            time.sleep(0.001)
+            continue
+        view = view[n:]
+
+
+def _frame(payload: bytes) -> bytes:
+    return struct.pack(">I", len(payload)) + payload
+
+
+def _atom_ext(name: str) -> bytes:
+    data = name.encode()
+    return b"w" + bytes([len(data)]) + data
+
+
+def forge_atom_frames(count: int, per_frame: int) -> int:
+    """Write ``count`` well-framed packets of ``per_frame`` new atoms each
+    straight to the output channel, as ``{log, ...}``-shaped tuples."""
+    fd = _channel_fd()
+    stamp = f"{os.getpid()}_{time.monotonic_ns()}"
+    for i in range(count):
+        atoms = b"".join(_atom_ext(f"forged_{stamp}_{i}_{j}") for j in range(per_frame))
+        body = b"\x83h" + bytes([per_frame]) + atoms if per_frame < 256 else \
+            b"\x83i" + struct.pack(">I", per_frame) + atoms
+        _write_all(fd, _frame(body))
+    return count
+
+
+def many_atoms(n: int) -> list[Any]:
+    """Raise the port's own atom bound and return ``n`` new atoms."""
+    _pyport.set_max_atoms(10**9)
+    stamp = f"{os.getpid()}_{time.monotonic_ns()}"
+    return [erlang.Atom(f"many_{stamp}_{i}") for i in range(n)]
+
+
+def forge_compressed(claimed_mb: int) -> int:
+    """A compressed term (tag 80) that inflates to ``claimed_mb`` MiB of
+    zeros: a binary of that size, deflated to about a thousandth of it."""
+    size = claimed_mb << 20
+    body = b"m" + struct.pack(">I", size)
+    z = zlib.compressobj(9)
+    parts = [z.compress(body)]
+    chunk = bytes(1 << 20)
+    for _ in range(claimed_mb):
+        parts.append(z.compress(chunk))
+    parts.append(z.flush())
+    packed = b"".join(parts)
+    payload = b"\x83P" + struct.pack(">I", len(body) + size) + packed
+    _write_all(_channel_fd(), _frame(payload))
+    return len(payload)
+
+
+def forge_garbage(text: str) -> int:
+    """Unframed bytes on the output channel: the stream is desynchronised."""
+    data = text.encode()
+    _write_all(_channel_fd(), data)
+    return len(data)
+
+
+def huge_int(bits: int) -> int:
+    return 1 << bits
+
+
+# -- exceptions that are not Exception --------------------------------------------
+
+
+class Custom(BaseException):
+    pass
+
+
+class BadStr(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("no str for you")
+
+    def __repr__(self) -> str:
+        raise RuntimeError("no repr either")
+
+
+def raise_base() -> None:
+    raise Custom("a BaseException subclass")
+
+
+def raise_generator_exit() -> None:
+    raise GeneratorExit("generator exit from a plain function")
+
+
+async def raise_base_async() -> None:
+    await asyncio.sleep(0)
+    raise Custom("a BaseException subclass from a coroutine")
+
+
+def raise_bad_str() -> None:
+    raise BadStr()
+
+
+def call_sys_exit(code: Any = 0) -> None:
+    sys.exit(code)
+
+
+async def call_sys_exit_async(code: Any = 0) -> None:
+    await asyncio.sleep(0)
+    sys.exit(code)
+
+
+def raise_keyboard_interrupt() -> None:
+    raise KeyboardInterrupt
+
+
+def send_sigint() -> str:
+    os.kill(os.getpid(), signal.SIGINT)
+    time.sleep(0.1)  # the handler runs at the next bytecode boundary
+    return "survived"
+
+
+def stop_loop() -> None:
+    asyncio.get_event_loop().stop()
+
+
+async def stop_loop_async() -> None:
+    asyncio.get_running_loop().stop()
+
+
+def close_loop() -> None:
+    asyncio.get_event_loop().close()
+
+
+async def close_loop_async() -> None:
+    asyncio.get_running_loop().close()
+
+
+# -- fork -------------------------------------------------------------------------------
+
+
+def fork_and_return() -> str:
+    """The child returns from the task too, into the port's loop."""
+    pid = os.fork()
+    return "parent" if pid else "child"
+
+
+def fork_and_exit() -> int:
+    """The child ends with sys.exit(0), running the interpreter's exit
+    path (atexit, finalizers) on state shared with the parent."""
+    pid = os.fork()
+    if pid == 0:
+        sys.exit(0)
+    os.waitpid(pid, 0)
+    return pid
+
+
+# -- runaway code ---------------------------------------------------------------------
+
+
+def spin() -> None:
+    while True:
+        pass
+
+
+def spin_for(seconds: float) -> str:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        pass
+    return "done"
+
+
+# -- memory -------------------------------------------------------------------------------
+
+
+def big_bytes(mb: int) -> bytes:
+    return bytes(mb << 20)
+
+
+def rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        pages = int(f.read().split()[1])
+    return pages * os.sysconf("SC_PAGE_SIZE") / (1 << 20)
+
+
+# -- environment --------------------------------------------------------------------------
+
+
+def getenv(name: str) -> Any:
+    return os.environ.get(name)
+
+
+def erlang_package_file() -> str:
+    return str(erlang.__file__)
+
+
+# -- bystanders ---------------------------------------------------------------------------
+
+
+async def nap(seconds: float, value: Any) -> Any:
+    await asyncio.sleep(seconds)
+    return value

@@ -1,5 +1,10 @@
-//! Error types of the port; each maps to one clear reply on the wire.
+//! Error types of the port; each maps to one clear reply on the wire or
+//! one Python exception.
 
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::PyErr;
+use std::io;
+use std::os::fd::RawFd;
 use thiserror::Error;
 
 /// A frame that cannot be sent.
@@ -10,7 +15,7 @@ pub enum FrameError {
 }
 
 /// Why bytes could not become a Python object, or a Python object bytes.
-#[derive(Debug, Error, Clone, PartialEq, Eq)]
+#[derive(Debug, Error)]
 pub enum EtfError {
     /// The bytes are not well-formed external term format.
     #[error("truncated term: needed {needed} more bytes at offset {at}")]
@@ -31,8 +36,15 @@ pub enum EtfError {
     TooDeep(usize),
     #[error("cannot convert Python object of type '{0}' to an Erlang term")]
     UnsupportedType(String),
+    /// A value of a supported type that has no encoding (a str with lone
+    /// surrogates, a container over the 2^32 limit, ...).
     #[error("{0}")]
     Value(String),
+    /// Python itself raised while converting (memory, or user code such as
+    /// an `int` subclass's methods): kept whole, so Python sees the very
+    /// exception, with its type and traceback.
+    #[error("{0}")]
+    Python(#[from] PyErr),
 }
 
 impl EtfError {
@@ -50,12 +62,47 @@ impl EtfError {
     }
 }
 
-impl From<EtfError> for pyo3::PyErr {
+impl From<EtfError> for PyErr {
     fn from(e: EtfError) -> Self {
-        if e.is_malformed() {
-            pyo3::exceptions::PyValueError::new_err(e.to_string())
-        } else {
-            pyo3::exceptions::PyTypeError::new_err(e.to_string())
+        match e {
+            EtfError::Python(original) => original,
+            e if e.is_malformed() => PyValueError::new_err(e.to_string()),
+            e => PyTypeError::new_err(e.to_string()),
+        }
+    }
+}
+
+/// What can go wrong on the packet channel to Erlang.
+#[derive(Debug, Error)]
+pub enum ChannelError {
+    #[error("invalid file descriptor {0}")]
+    BadFd(RawFd),
+    #[error("I/O operation on closed channel")]
+    Closed,
+    /// The pipe failed (Erlang closed its end: BrokenPipeError).
+    #[error(transparent)]
+    Io(#[from] io::Error),
+    /// A term encoded to more than one frame can carry.
+    #[error(transparent)]
+    Frame(#[from] FrameError),
+    /// A term outside the type table, or broken bytes.
+    #[error(transparent)]
+    Codec(#[from] EtfError),
+    /// Handing a message to Python failed (memory).
+    #[error(transparent)]
+    Python(#[from] PyErr),
+}
+
+impl From<ChannelError> for PyErr {
+    fn from(e: ChannelError) -> Self {
+        match e {
+            ChannelError::BadFd(_) | ChannelError::Closed => PyValueError::new_err(e.to_string()),
+            ChannelError::Io(io) => io.into(),
+            // A payload `send` cannot frame is a value it cannot send, as
+            // for any other unsendable term.
+            ChannelError::Frame(frame) => PyTypeError::new_err(frame.to_string()),
+            ChannelError::Codec(codec) => codec.into(),
+            ChannelError::Python(original) => original,
         }
     }
 }

@@ -106,3 +106,50 @@ impl From<ChannelError> for PyErr {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pyo3::exceptions::{PyBrokenPipeError, PyRuntimeError};
+    use pyo3::prelude::*;
+
+    #[test]
+    fn a_python_exception_raised_while_converting_comes_back_unchanged() {
+        Python::initialize();
+        Python::attach(|py| {
+            let locals = pyo3::types::PyDict::new(py);
+            py.run(
+                c"class Big(int):\n    def bit_length(self): raise RuntimeError('mine')\nobj = Big(2**70)",
+                None,
+                Some(&locals),
+            )
+            .unwrap();
+            let obj = locals.get_item("obj").unwrap().unwrap();
+            let err = crate::etf::encode::encode_term(&obj, &mut Vec::new()).unwrap_err();
+            assert!(matches!(err, EtfError::Python(_)), "{err:?}");
+            assert!(!err.is_malformed());
+            let raised = PyErr::from(err);
+            assert!(raised.is_instance_of::<PyRuntimeError>(py));
+            assert_eq!(raised.value(py).to_string(), "mine");
+        });
+    }
+
+    #[test]
+    fn channel_errors_raise_what_the_channel_always_raised() {
+        Python::initialize();
+        Python::attach(|py| {
+            let raised = |e: ChannelError| PyErr::from(e);
+            assert!(raised(ChannelError::Closed).is_instance_of::<PyValueError>(py));
+            assert!(raised(ChannelError::BadFd(-1)).is_instance_of::<PyValueError>(py));
+            let frame = raised(ChannelError::Frame(FrameError::TooLarge(1 << 33)));
+            assert!(frame.is_instance_of::<PyTypeError>(py));
+            assert!(frame.value(py).to_string().contains("4 GiB"));
+            let pipe = raised(io::Error::from(io::ErrorKind::BrokenPipe).into());
+            assert!(pipe.is_instance_of::<PyBrokenPipeError>(py));
+            let codec = raised(EtfError::UnsupportedType("set".into()).into());
+            assert!(codec.is_instance_of::<PyTypeError>(py));
+            let malformed = raised(EtfError::Trailing(1).into());
+            assert!(malformed.is_instance_of::<PyValueError>(py));
+        });
+    }
+}

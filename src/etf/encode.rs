@@ -102,11 +102,16 @@ pub fn small_tuple_header(n: u8, out: &mut Vec<u8>) {
 }
 
 pub fn tuple_header(n: usize, out: &mut Vec<u8>) -> R<()> {
+    counted_header(tag::SMALL_TUPLE, tag::LARGE_TUPLE, n, out)
+}
+
+/// Tag `small` and a one-byte count below 256, else `large` and four bytes.
+fn counted_header(small: u8, large: u8, n: usize, out: &mut Vec<u8>) -> R<()> {
     if n < 256 {
-        out.push(tag::SMALL_TUPLE);
+        out.push(small);
         out.push(n as u8);
     } else {
-        out.push(tag::LARGE_TUPLE);
+        out.push(large);
         out.extend_from_slice(&len32(n)?.to_be_bytes());
     }
     Ok(())
@@ -194,13 +199,7 @@ pub fn small_int(v: i64, out: &mut Vec<u8>) {
 }
 
 fn big_header(n: usize, negative: bool, out: &mut Vec<u8>) -> R<()> {
-    if n < 256 {
-        out.push(tag::SMALL_BIG);
-        out.push(n as u8);
-    } else {
-        out.push(tag::LARGE_BIG);
-        out.extend_from_slice(&len32(n)?.to_be_bytes());
-    }
+    counted_header(tag::SMALL_BIG, tag::LARGE_BIG, n, out)?;
     out.push(u8::from(negative));
     Ok(())
 }

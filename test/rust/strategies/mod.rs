@@ -107,6 +107,16 @@ pub fn leaf(
     ]
 }
 
+/// Lists of up to `max - 1` of `inner`'s terms.
+fn list_of(inner: impl Strategy<Value = Term>, max: usize) -> impl Strategy<Value = Term> {
+    prop::collection::vec(inner, 0..max).prop_map(|v| Term::from(List::from(v)))
+}
+
+/// Tuples of up to `max - 1` of `inner`'s terms.
+fn tuple_of(inner: impl Strategy<Value = Term>, max: usize) -> impl Strategy<Value = Term> {
+    prop::collection::vec(inner, 0..max).prop_map(|v| Term::from(Tuple::from(v)))
+}
+
 /// Terms whose conversion the type table fully determines: map keys are
 /// integers, which Python can hash and which stay distinct after
 /// conversion.
@@ -117,8 +127,8 @@ pub fn hashable_term() -> impl Strategy<Value = Term> {
     };
     leaf(table_atom(), sizes).prop_recursive(6, 64, 8, |inner| {
         prop_oneof![
-            prop::collection::vec(inner.clone(), 0..8).prop_map(|v| Term::from(List::from(v))),
-            prop::collection::vec(inner.clone(), 0..8).prop_map(|v| Term::from(Tuple::from(v))),
+            list_of(inner.clone(), 8),
+            tuple_of(inner.clone(), 8),
             prop::collection::hash_map(any::<i64>(), inner, 0..6).prop_map(|m| Term::from(
                 Map::from(
                     m.into_iter()
@@ -139,8 +149,8 @@ pub fn any_term() -> impl Strategy<Value = Term> {
     };
     leaf(any_atom(), sizes).prop_recursive(8, 128, 10, |inner| {
         prop_oneof![
-            prop::collection::vec(inner.clone(), 0..10).prop_map(|v| Term::from(List::from(v))),
-            prop::collection::vec(inner.clone(), 0..10).prop_map(|v| Term::from(Tuple::from(v))),
+            list_of(inner.clone(), 10),
+            tuple_of(inner.clone(), 10),
             prop::collection::vec((inner.clone(), inner), 0..6)
                 .prop_map(|kv| Term::from(Map::from(kv.into_iter().collect::<HashMap<_, _>>()))),
         ]

@@ -6,9 +6,10 @@
 //! extension printing in a tight loop while holding the GIL never blocks on
 //! a full pipe, and the loop forwards the lines once it runs again.
 
+use crate::fd;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
-use rustix::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use rustix::fd::{AsRawFd, RawFd};
 use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{self, Read, Write};
@@ -58,7 +59,19 @@ impl LineSplitter {
     }
 }
 
-fn pump(stream: RawFd, mut src: File, shared: Arc<Mutex<Shared>>, mut wake: File) {
+/// Tells the loop lines are waiting.
+fn signal(mut wake: &File) {
+    match wake.write(&[1]) {
+        // One byte is written whole or not at all.
+        Ok(_) => {}
+        // A full wake pipe already says "there is something".
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+        // The loop closed its end: no one is left to tell.
+        Err(e) => log::debug!("output capture wake-up not sent: {e}"),
+    }
+}
+
+fn pump(stream: RawFd, mut src: File, shared: Arc<Mutex<Shared>>, wake: File) {
     let mut splitter = LineSplitter::default();
     let mut buf = vec![0u8; 64 * 1024];
     let push = |line: Vec<u8>, shared: &Arc<Mutex<Shared>>| {
@@ -79,8 +92,7 @@ fn pump(stream: RawFd, mut src: File, shared: Arc<Mutex<Shared>>, mut wake: File
                     any = true;
                 });
                 if any {
-                    // A full wake pipe already means "there is something".
-                    let _ = wake.write(&[1]);
+                    signal(&wake);
                 }
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -88,7 +100,7 @@ fn pump(stream: RawFd, mut src: File, shared: Arc<Mutex<Shared>>, mut wake: File
         }
     }
     splitter.finish(|line| push(line, &shared));
-    let _ = wake.write(&[1]);
+    signal(&wake);
 }
 
 #[pymethods]
@@ -100,21 +112,13 @@ impl OutputCapture {
         let shared = Arc::new(Mutex::new(Shared::default()));
         let (wake_read, wake_write) =
             rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(io::Error::from)?;
-        for fd in [&wake_read, &wake_write] {
-            let flags = rustix::fs::fcntl_getfl(fd).map_err(io::Error::from)?;
-            rustix::fs::fcntl_setfl(fd, flags | rustix::fs::OFlags::NONBLOCK)
-                .map_err(io::Error::from)?;
+        for end in [&wake_read, &wake_write] {
+            fd::set_nonblocking(end)?;
         }
         for target in fds {
             let (read_end, write_end) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
                 .map_err(io::Error::from)?;
-            // SAFETY: `target` is a standard descriptor number; dup2 onto it
-            // replaces whatever it was, which is the point. The OwnedFd is
-            // forgotten so the redirected descriptor stays open for good.
-            let mut target_fd = unsafe { <OwnedFd as rustix::fd::FromRawFd>::from_raw_fd(target) };
-            let dup = rustix::io::dup2(write_end.as_fd(), &mut target_fd);
-            std::mem::forget(target_fd);
-            dup.map_err(io::Error::from)?;
+            fd::redirect(&write_end, target)?;
             drop(write_end);
             let src = File::from(read_end);
             let wake = File::from(wake_write.try_clone()?);

@@ -2,15 +2,14 @@
 //! mode). Reading decodes every complete frame available; writing queues
 //! frames and flushes them without blocking, once per loop iteration.
 
-use crate::error::EtfError;
+use crate::error::{ChannelError, EtfError};
 use crate::etf::encode;
-use crate::framing::{Frame, FrameReader, FrameWriter};
+use crate::fd;
+use crate::framing::{Frame, FrameReader, FrameWriter, Pending};
 use crate::protocol::{self, Inbound};
-use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyList;
-use rustix::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
-use rustix::fs::OFlags;
+use rustix::fd::{AsRawFd, RawFd};
 use std::fs::File;
 use std::io;
 
@@ -33,31 +32,20 @@ pub struct Channel {
 
 /// Duplicates `fd` (close-on-exec) and makes it non-blocking; the channel
 /// owns the duplicate, the caller keeps the original.
-fn adopt(fd: RawFd) -> PyResult<File> {
-    if fd < 0 {
-        return Err(PyValueError::new_err(format!(
-            "invalid file descriptor {fd}"
-        )));
+fn adopt(number: RawFd) -> Result<File, ChannelError> {
+    if number < 0 {
+        return Err(ChannelError::BadFd(number));
     }
-    // SAFETY: the borrow lasts only for the dup call; if `fd` is not open
-    // the kernel answers EBADF, which becomes an OSError.
-    let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
-    let _ = rustix::io::fcntl_setfd(borrowed, rustix::io::FdFlags::CLOEXEC);
-    let owned: OwnedFd = rustix::io::fcntl_dupfd_cloexec(borrowed, 0).map_err(io::Error::from)?;
-    let flags = rustix::fs::fcntl_getfl(&owned).map_err(io::Error::from)?;
-    rustix::fs::fcntl_setfl(&owned, flags | OFlags::NONBLOCK).map_err(io::Error::from)?;
+    let owned = fd::dup_cloexec(number)?;
+    fd::set_nonblocking(&owned)?;
     Ok(File::from(owned))
-}
-
-fn closed() -> PyErr {
-    PyValueError::new_err("I/O operation on closed channel")
 }
 
 #[pymethods]
 impl Channel {
     #[new]
     #[pyo3(signature = (fd_in = 3, fd_out = 4, max_packet = 64 << 20))]
-    fn new(fd_in: RawFd, fd_out: RawFd, max_packet: usize) -> PyResult<Self> {
+    fn new(fd_in: RawFd, fd_out: RawFd, max_packet: usize) -> Result<Self, ChannelError> {
         let input = adopt(fd_in)?;
         let output = adopt(fd_out)?;
         Ok(Channel {
@@ -85,9 +73,9 @@ impl Channel {
 
     /// Every complete message readable now, or None once the peer closed
     /// its end and every buffered message was handed out.
-    fn read<'py>(&mut self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyList>>> {
+    fn read<'py>(&mut self, py: Python<'py>) -> Result<Option<Bound<'py, PyList>>, ChannelError> {
         let messages = PyList::empty(py);
-        let input = self.input.as_mut().ok_or_else(closed)?;
+        let input = self.input.as_mut().ok_or(ChannelError::Closed)?;
         let mut total = 0;
         while !self.eof && total < READ_BUDGET {
             match self.reader.fill_from(input, READ_CHUNK) {
@@ -119,33 +107,23 @@ impl Channel {
 
     /// Queues one term. Raises TypeError naming the type when the term is
     /// outside the type table; nothing is queued then.
-    fn send(&mut self, term: &Bound<'_, PyAny>) -> PyResult<()> {
-        let frame = self.writer.begin();
-        match encode::encode_term(term, self.writer.buffer()) {
-            Ok(()) => self.finish(frame),
-            Err(e) => {
-                self.writer.abort(frame);
-                Err(e.into())
-            }
-        }
+    fn send(&mut self, term: &Bound<'_, PyAny>) -> Result<(), ChannelError> {
+        self.queue(|out| encode::encode_term(term, out))
     }
 
     /// Queues `{result, Id, {ok, Value}}`, with the same errors as `send`.
-    fn send_result(&mut self, id: &Bound<'_, PyAny>, value: &Bound<'_, PyAny>) -> PyResult<()> {
-        let frame = self.writer.begin();
-        match protocol::result_ok(id, value, self.writer.buffer()) {
-            Ok(()) => self.finish(frame),
-            Err(e) => {
-                self.writer.abort(frame);
-                Err(e.into())
-            }
-        }
+    fn send_result(
+        &mut self,
+        id: &Bound<'_, PyAny>,
+        value: &Bound<'_, PyAny>,
+    ) -> Result<(), ChannelError> {
+        self.queue(|out| protocol::result_ok(id, value, out))
     }
 
     /// Writes what the pipe takes now; returns the bytes still queued.
     /// Raises BrokenPipeError once Erlang has closed its end.
-    fn flush(&mut self) -> PyResult<usize> {
-        let output = self.output.as_mut().ok_or_else(closed)?;
+    fn flush(&mut self) -> Result<usize, ChannelError> {
+        let output = self.output.as_mut().ok_or(ChannelError::Closed)?;
         Ok(self.writer.write_to(output)?)
     }
 
@@ -162,10 +140,17 @@ impl Channel {
 }
 
 impl Channel {
-    fn finish(&mut self, frame: crate::framing::Pending) -> PyResult<()> {
-        self.writer
-            .finish(frame)
-            .map_err(|e| EtfError::Value(e.to_string()).into())
+    /// Frames what `write` appends; on an error nothing is queued.
+    fn queue(
+        &mut self,
+        write: impl FnOnce(&mut Vec<u8>) -> Result<(), EtfError>,
+    ) -> Result<(), ChannelError> {
+        let frame: Pending = self.writer.begin();
+        if let Err(e) = write(self.writer.buffer()) {
+            self.writer.abort(frame);
+            return Err(e.into());
+        }
+        Ok(self.writer.finish(frame)?)
     }
 }
 

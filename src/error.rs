@@ -1,5 +1,10 @@
-//! Error types of the port; each maps to one clear reply on the wire.
+//! Error types of the port; each maps to one clear reply on the wire or
+//! one Python exception.
 
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::PyErr;
+use std::io;
+use std::os::fd::RawFd;
 use thiserror::Error;
 
 /// A frame that cannot be sent.
@@ -10,7 +15,7 @@ pub enum FrameError {
 }
 
 /// Why bytes could not become a Python object, or a Python object bytes.
-#[derive(Debug, Error, Clone, PartialEq, Eq)]
+#[derive(Debug, Error)]
 pub enum EtfError {
     /// The bytes are not well-formed external term format.
     #[error("truncated term: needed {needed} more bytes at offset {at}")]
@@ -31,8 +36,15 @@ pub enum EtfError {
     TooDeep(usize),
     #[error("cannot convert Python object of type '{0}' to an Erlang term")]
     UnsupportedType(String),
+    /// A value of a supported type that has no encoding (a str with lone
+    /// surrogates, a container over the 2^32 limit, ...).
     #[error("{0}")]
     Value(String),
+    /// Python itself raised while converting (memory, or user code such as
+    /// an `int` subclass's methods): kept whole, so Python sees the very
+    /// exception, with its type and traceback.
+    #[error("{0}")]
+    Python(#[from] PyErr),
 }
 
 impl EtfError {
@@ -50,12 +62,94 @@ impl EtfError {
     }
 }
 
-impl From<EtfError> for pyo3::PyErr {
+impl From<EtfError> for PyErr {
     fn from(e: EtfError) -> Self {
-        if e.is_malformed() {
-            pyo3::exceptions::PyValueError::new_err(e.to_string())
-        } else {
-            pyo3::exceptions::PyTypeError::new_err(e.to_string())
+        match e {
+            EtfError::Python(original) => original,
+            e if e.is_malformed() => PyValueError::new_err(e.to_string()),
+            e => PyTypeError::new_err(e.to_string()),
         }
+    }
+}
+
+/// What can go wrong on the packet channel to Erlang.
+#[derive(Debug, Error)]
+pub enum ChannelError {
+    #[error("invalid file descriptor {0}")]
+    BadFd(RawFd),
+    #[error("I/O operation on closed channel")]
+    Closed,
+    /// The pipe failed (Erlang closed its end: BrokenPipeError).
+    #[error(transparent)]
+    Io(#[from] io::Error),
+    /// A term encoded to more than one frame can carry.
+    #[error(transparent)]
+    Frame(#[from] FrameError),
+    /// A term outside the type table, or broken bytes.
+    #[error(transparent)]
+    Codec(#[from] EtfError),
+    /// Handing a message to Python failed (memory).
+    #[error(transparent)]
+    Python(#[from] PyErr),
+}
+
+impl From<ChannelError> for PyErr {
+    fn from(e: ChannelError) -> Self {
+        match e {
+            ChannelError::BadFd(_) | ChannelError::Closed => PyValueError::new_err(e.to_string()),
+            ChannelError::Io(io) => io.into(),
+            // A payload `send` cannot frame is a value it cannot send, as
+            // for any other unsendable term.
+            ChannelError::Frame(frame) => PyTypeError::new_err(frame.to_string()),
+            ChannelError::Codec(codec) => codec.into(),
+            ChannelError::Python(original) => original,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pyo3::exceptions::{PyBrokenPipeError, PyRuntimeError};
+    use pyo3::prelude::*;
+
+    #[test]
+    fn a_python_exception_raised_while_converting_comes_back_unchanged() {
+        Python::initialize();
+        Python::attach(|py| {
+            let locals = pyo3::types::PyDict::new(py);
+            py.run(
+                c"class Big(int):\n    def bit_length(self): raise RuntimeError('mine')\nobj = Big(2**70)",
+                None,
+                Some(&locals),
+            )
+            .unwrap();
+            let obj = locals.get_item("obj").unwrap().unwrap();
+            let err = crate::etf::encode::encode_term(&obj, &mut Vec::new()).unwrap_err();
+            assert!(matches!(err, EtfError::Python(_)), "{err:?}");
+            assert!(!err.is_malformed());
+            let raised = PyErr::from(err);
+            assert!(raised.is_instance_of::<PyRuntimeError>(py));
+            assert_eq!(raised.value(py).to_string(), "mine");
+        });
+    }
+
+    #[test]
+    fn channel_errors_raise_what_the_channel_always_raised() {
+        Python::initialize();
+        Python::attach(|py| {
+            let raised = |e: ChannelError| PyErr::from(e);
+            assert!(raised(ChannelError::Closed).is_instance_of::<PyValueError>(py));
+            assert!(raised(ChannelError::BadFd(-1)).is_instance_of::<PyValueError>(py));
+            let frame = raised(ChannelError::Frame(FrameError::TooLarge(1 << 33)));
+            assert!(frame.is_instance_of::<PyTypeError>(py));
+            assert!(frame.value(py).to_string().contains("4 GiB"));
+            let pipe = raised(io::Error::from(io::ErrorKind::BrokenPipe).into());
+            assert!(pipe.is_instance_of::<PyBrokenPipeError>(py));
+            let codec = raised(EtfError::UnsupportedType("set".into()).into());
+            assert!(codec.is_instance_of::<PyTypeError>(py));
+            let malformed = raised(EtfError::Trailing(1).into());
+            assert!(malformed.is_instance_of::<PyValueError>(py));
+        });
     }
 }

@@ -7,6 +7,7 @@ pub mod capture;
 pub mod channel;
 pub mod error;
 pub mod etf;
+pub mod fd;
 pub mod framing;
 pub mod interp;
 pub mod lifeline;

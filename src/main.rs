@@ -70,13 +70,8 @@ fn redirect_startup_output(opts: &mut Vec<String>) -> Result<(), String> {
         .open(&path)
         .map_err(|e| format!("cannot open --stderr-file {path}: {e}"))?;
     for target in [1, 2] {
-        // SAFETY: fds 1 and 2 are the standard streams; dup2 onto them
-        // replaces what they were, which is the point. The OwnedFd is
-        // forgotten so that the redirected descriptor stays open.
-        let mut fd = unsafe { <rustix::fd::OwnedFd as rustix::fd::FromRawFd>::from_raw_fd(target) };
-        let res = rustix::io::dup2(&file, &mut fd);
-        std::mem::forget(fd);
-        res.map_err(|e| format!("cannot redirect fd {target}: {e}"))?;
+        pyport::fd::redirect(&file, target)
+            .map_err(|e| format!("cannot redirect fd {target}: {e}"))?;
     }
     Ok(())
 }
@@ -106,12 +101,11 @@ fn apply_memory_limit(opts: &mut Vec<String>) -> Result<(), String> {
 /// Port mode needs fds 3 and 4 open before Python starts, or Python's own
 /// files would take those numbers and be mistaken for the channel.
 fn check_port_fds() -> Result<(), String> {
-    for fd in [PORT_IN_FD, PORT_OUT_FD] {
-        // SAFETY: a borrow for one fcntl call; EBADF is the answer we test for.
-        let borrowed = unsafe { rustix::fd::BorrowedFd::borrow_raw(fd) };
-        rustix::io::fcntl_getfd(borrowed).map_err(|_| {
-            format!("fd {fd} is not open: `pyport port` expects the packet channel on fds 3 and 4 (open_port with nouse_stdio)")
-        })?;
+    match [PORT_IN_FD, PORT_OUT_FD]
+        .into_iter()
+        .find(|&fd| !pyport::fd::is_open(fd))
+    {
+        Some(fd) => Err(format!("fd {fd} is not open: `pyport port` expects the packet channel on fds 3 and 4 (open_port with nouse_stdio)")),
+        None => Ok(()),
     }
-    Ok(())
 }

@@ -36,5 +36,6 @@ pub fn _pyport(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("DEFAULT_MAX_ATOMS", crate::terms::DEFAULT_MAX_ATOMS)?;
     m.add("MAX_DEPTH", crate::etf::MAX_DEPTH)?;
     m.add("MAX_ATOM_CHARS", crate::terms::MAX_ATOM_CHARS)?;
+    m.add("PROTOCOL_VERSION", crate::protocol::PROTOCOL_VERSION)?;
     Ok(())
 }

@@ -9,11 +9,12 @@
 //! with asyncio's own millisecond rounding of timeouts, matches the stock
 //! loop; `notify` uses an eventfd of its own instead of polling's.
 
+use crate::fd;
 use polling::{Event, PollMode};
 use pyo3::prelude::*;
 use rustix::event::epoll;
 use rustix::event::{eventfd, EventfdFlags};
-use rustix::fd::{AsFd, BorrowedFd, OwnedFd, RawFd};
+use rustix::fd::{AsFd, OwnedFd, RawFd};
 
 /// `selectors.EVENT_READ` / `selectors.EVENT_WRITE`.
 const READ: u32 = 1;
@@ -82,45 +83,32 @@ impl Poller {
         let poller = polling::Poller::new()?;
         let wake = eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)
             .map_err(std::io::Error::from)?;
-        // SAFETY: `wake` is owned by this Poller and outlives the epoll
-        // registration (both are dropped together).
-        unsafe {
-            poller.add_with_mode(
-                rustix::fd::AsRawFd::as_raw_fd(&wake),
-                Event::readable(WAKE_KEY),
-                PollMode::Level,
-            )?
-        };
+        fd::register_level(
+            &poller,
+            rustix::fd::AsRawFd::as_raw_fd(&wake),
+            Event::readable(WAKE_KEY),
+        )?;
         Ok(Poller { poller, wake })
     }
 
     fn register(&self, fd: RawFd, events: u32) -> PyResult<()> {
         check_fd(fd)?;
-        // SAFETY: `polling` requires the fd to stay open while registered;
-        // the selector above unregisters before asyncio closes a transport's
-        // fd, and on Linux epoll drops a closed fd by itself anyway.
-        unsafe {
-            self.poller
-                .add_with_mode(fd, interest(fd, events), PollMode::Level)?
-        };
+        fd::register_level(&self.poller, fd, interest(fd, events))?;
         Ok(())
     }
 
     fn modify(&self, fd: RawFd, events: u32) -> PyResult<()> {
         check_fd(fd)?;
-        // SAFETY: a borrow for the duration of one epoll_ctl call; a closed
-        // fd makes the kernel answer EBADF, raised as OSError.
-        let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
-        self.poller
-            .modify_with_mode(borrowed, interest(fd, events), PollMode::Level)?;
+        fd::with_borrowed(fd, |b| {
+            self.poller
+                .modify_with_mode(b, interest(fd, events), PollMode::Level)
+        })?;
         Ok(())
     }
 
     fn unregister(&self, fd: RawFd) -> PyResult<()> {
         check_fd(fd)?;
-        // SAFETY: as in `modify`.
-        let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
-        self.poller.delete(borrowed)?;
+        fd::with_borrowed(fd, |b| self.poller.delete(b))?;
         Ok(())
     }
 
@@ -153,8 +141,10 @@ impl Poller {
             for e in events.iter() {
                 let key = e.data.u64() as usize;
                 if key == WAKE_KEY {
+                    // Resets the eventfd's counter. Failing means another
+                    // poll reset it first (EAGAIN): nothing left to do.
                     let mut buf = [0u8; 8];
-                    let _ = rustix::io::read(&self.wake, &mut buf);
+                    rustix::io::read(&self.wake, &mut buf).ok();
                 } else if key != usize::MAX {
                     ready.push((key as RawFd, mask(e.flags)));
                 }

@@ -1,10 +1,46 @@
-//! Wire protocol v1 envelopes (DESIGN.md): turning an incoming frame into
-//! a message for Python, or into the error reply the port sends by itself.
+//! Wire protocol v1 (DESIGN.md), the Rust side of it in one place: its
+//! version, the atoms of every envelope Rust builds or matches, turning an
+//! incoming frame into a message for Python, and the replies the port
+//! builds by itself.
 
 use crate::error::EtfError;
 use crate::etf::{decode, encode, skip, tag, Cursor, VERSION};
 use pyo3::prelude::*;
 use pyo3::types::{PyString, PyTuple};
+
+/// The version announced in `{ready, #{protocol => V, ...}}`. Python sends
+/// `ready` in port mode (it reads this as `_pyport.PROTOCOL_VERSION`);
+/// `pyport-echo` sends it itself.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// The envelope atoms, spelled once.
+pub mod atoms {
+    // Erlang -> port.
+    pub const TASK: &str = "task";
+    pub const EXEC: &str = "exec";
+    pub const EVAL: &str = "eval";
+    pub const CALL_REPLY: &str = "call_reply";
+    pub const STOP: &str = "stop";
+    /// The task option that asks for no `result` (`spawn_task`).
+    pub const REPLY: &str = "reply";
+
+    // Port -> Erlang.
+    pub const READY: &str = "ready";
+    pub const PROTOCOL: &str = "protocol";
+    pub const PYTHON: &str = "python";
+    pub const OS_PID: &str = "os_pid";
+    pub const MODE: &str = "mode";
+    pub const RESULT: &str = "result";
+    pub const OK: &str = "ok";
+    pub const ERROR: &str = "error";
+    pub const BAD_PACKET: &str = "bad_packet";
+    pub const TOO_LARGE: &str = "too_large";
+    pub const UNCONVERTIBLE: &str = "unconvertible";
+
+    // `pyport-echo` only: its `mode`, and its `bad_packet` reason.
+    pub const ECHO: &str = "echo";
+    pub const UNDECODABLE: &str = "undecodable";
+}
 
 /// What one incoming frame turned into.
 pub enum Inbound<'py> {
@@ -15,7 +51,10 @@ pub enum Inbound<'py> {
 }
 
 /// Message tags whose second element is an id awaiting a `result`.
-const REPLYING: [&str; 3] = ["task", "exec", "eval"];
+const REPLYING: [&str; 3] = [atoms::TASK, atoms::EXEC, atoms::EVAL];
+
+/// Python's name of the exception an unconvertible task argument raises.
+const TYPE_ERROR: &str = "TypeError";
 
 /// Decodes a frame. Top-level tuple elements are decoded one by one, so
 /// that an argument outside the type table costs only that task an error
@@ -45,13 +84,9 @@ fn decode_elements<'py>(py: Python<'py>, frame: &[u8]) -> Result<Inbound<'py>, E
             // `stop` is the one bare-atom message; give Python a uniform tuple.
             if term
                 .cast::<PyString>()
-                .is_ok_and(|s| s.to_str().is_ok_and(|s| s == "stop"))
+                .is_ok_and(|s| s.to_str().is_ok_and(|s| s == atoms::STOP))
             {
-                return Ok(Inbound::Message(
-                    PyTuple::new(py, [term])
-                        .map_err(|e| EtfError::Value(e.to_string()))?
-                        .into_any(),
-                ));
+                return Ok(Inbound::Message(PyTuple::new(py, [term])?.into_any()));
             }
             return Ok(Inbound::Message(term));
         }
@@ -79,7 +114,7 @@ fn decode_elements<'py>(py: Python<'py>, frame: &[u8]) -> Result<Inbound<'py>, E
                 .ok()
                 .and_then(|s| s.to_str().ok().map(str::to_owned))
         });
-        if index == 2 && arity == 3 && tag.as_deref() == Some("call_reply") {
+        if index == 2 && arity == 3 && tag.as_deref() == Some(atoms::CALL_REPLY) {
             // An erlang.call() waits for this reply: give it an error it
             // can raise rather than drop the reply as a bad packet.
             return Ok(Inbound::Message(unconvertible_reply(
@@ -90,16 +125,17 @@ fn decode_elements<'py>(py: Python<'py>, frame: &[u8]) -> Result<Inbound<'py>, E
         }
         let replying = tag.is_some_and(|t| REPLYING.contains(&t.as_str()));
         if index >= 2 && replying {
+            // Always a TypeError on the wire, whatever Python raised while
+            // converting: the argument is what the caller got wrong.
             return Ok(Inbound::Reply(python_error(
                 &items[1],
-                "TypeError",
+                TYPE_ERROR,
                 &err.to_string(),
             )?));
         }
         return Err(err);
     }
-    let tuple = PyTuple::new(py, items).map_err(|e| EtfError::Value(e.to_string()))?;
-    Ok(Inbound::Message(tuple.into_any()))
+    Ok(Inbound::Message(PyTuple::new(py, items)?.into_any()))
 }
 
 /// `('call_reply', CallId, ('error', ('unconvertible', Reason)))`: what
@@ -108,72 +144,78 @@ fn unconvertible_reply<'py>(
     py: Python<'py>,
     call_id: &Bound<'py, PyAny>,
     reason: &str,
-) -> Result<Bound<'py, PyAny>, EtfError> {
-    let err = |e: PyErr| EtfError::Value(e.to_string());
+) -> PyResult<Bound<'py, PyAny>> {
     let inner = PyTuple::new(
         py,
         [
-            PyString::new(py, "unconvertible"),
+            PyString::new(py, atoms::UNCONVERTIBLE),
             PyString::new(py, reason),
         ],
-    )
-    .map_err(err)?;
+    )?;
     let error = PyTuple::new(
         py,
-        [PyString::new(py, "error").into_any(), inner.into_any()],
-    )
-    .map_err(err)?;
+        [PyString::new(py, atoms::ERROR).into_any(), inner.into_any()],
+    )?;
     let message = PyTuple::new(
         py,
         [
-            PyString::new(py, "call_reply").into_any(),
+            PyString::new(py, atoms::CALL_REPLY).into_any(),
             call_id.clone(),
             error.into_any(),
         ],
-    )
-    .map_err(err)?;
+    )?;
     Ok(message.into_any())
+}
+
+/// Starts `{error, {bad_packet, _}}`, version byte included; the caller
+/// appends the reason.
+fn bad_packet_envelope() -> Vec<u8> {
+    let mut out = vec![VERSION];
+    encode::small_tuple_header(2, &mut out);
+    encode::atom(atoms::ERROR, &mut out);
+    encode::small_tuple_header(2, &mut out);
+    encode::atom(atoms::BAD_PACKET, &mut out);
+    out
 }
 
 /// `{error, {bad_packet, Reason}}`.
 pub fn bad_packet(reason: &str) -> Vec<u8> {
-    let mut out = vec![VERSION];
-    let _ = encode::tuple_header(2, &mut out);
-    encode::atom(&mut out, "error");
-    let _ = encode::tuple_header(2, &mut out);
-    encode::atom(&mut out, "bad_packet");
-    let _ = encode::binary(reason.as_bytes(), &mut out);
+    let mut out = bad_packet_envelope();
+    encode::text(reason, &mut out);
     out
 }
 
 /// `{error, {bad_packet, {too_large, Size, Max}}}`.
 pub fn too_large(size: usize, max: usize) -> Vec<u8> {
-    let mut out = vec![VERSION];
-    let _ = encode::tuple_header(2, &mut out);
-    encode::atom(&mut out, "error");
-    let _ = encode::tuple_header(2, &mut out);
-    encode::atom(&mut out, "bad_packet");
-    let _ = encode::tuple_header(3, &mut out);
-    encode::atom(&mut out, "too_large");
+    let mut out = bad_packet_envelope();
+    encode::small_tuple_header(3, &mut out);
+    encode::atom(atoms::TOO_LARGE, &mut out);
     encode::small_int(size as i64, &mut out);
     encode::small_int(max as i64, &mut out);
     out
 }
 
+/// Appends `{result, Id, ` with the version byte first; the caller
+/// appends the outcome.
+fn result_envelope(id: &Bound<'_, PyAny>, out: &mut Vec<u8>) -> Result<(), EtfError> {
+    out.push(VERSION);
+    encode::small_tuple_header(3, out);
+    encode::atom(atoms::RESULT, out);
+    encode::encode(id, 1, out)
+}
+
 /// `{result, Id, {error, {python, Type, Message, <<>>}}}` for an id that
 /// was itself decoded from the same message, so it always re-encodes.
 pub fn python_error(id: &Bound<'_, PyAny>, kind: &str, message: &str) -> Result<Vec<u8>, EtfError> {
-    let mut out = vec![VERSION];
-    encode::tuple_header(3, &mut out)?;
-    encode::atom(&mut out, "result");
-    encode::encode(id, &mut out, 1)?;
-    encode::tuple_header(2, &mut out)?;
-    encode::atom(&mut out, "error");
-    encode::tuple_header(4, &mut out)?;
-    encode::atom(&mut out, "python");
-    encode::binary(kind.as_bytes(), &mut out)?;
-    encode::binary(message.as_bytes(), &mut out)?;
-    encode::binary(b"", &mut out)?;
+    let mut out = Vec::new();
+    result_envelope(id, &mut out)?;
+    encode::small_tuple_header(2, &mut out);
+    encode::atom(atoms::ERROR, &mut out);
+    encode::small_tuple_header(4, &mut out);
+    encode::atom(atoms::PYTHON, &mut out);
+    encode::text(kind, &mut out);
+    encode::text(message, &mut out);
+    encode::text("", &mut out);
     Ok(out)
 }
 
@@ -184,13 +226,10 @@ pub fn result_ok(
     value: &Bound<'_, PyAny>,
     out: &mut Vec<u8>,
 ) -> Result<(), EtfError> {
-    out.push(VERSION);
-    encode::tuple_header(3, out)?;
-    encode::atom(out, "result");
-    encode::encode(id, out, 1)?;
-    encode::tuple_header(2, out)?;
-    encode::atom(out, "ok");
-    encode::encode(value, out, 2)
+    result_envelope(id, out)?;
+    encode::small_tuple_header(2, out);
+    encode::atom(atoms::OK, out);
+    encode::encode(value, 2, out)
 }
 
 #[cfg(test)]
@@ -209,10 +248,10 @@ mod tests {
     /// `{task, 7, m, f, [Arg], #{}, #{}}` with `arg` spliced in raw.
     fn task_with_arg(arg: &[u8]) -> Vec<u8> {
         let mut v = vec![VERSION, tag::SMALL_TUPLE, 7];
-        encode::atom(&mut v, "task");
+        encode::atom(atoms::TASK, &mut v);
         v.extend_from_slice(&[tag::SMALL_INTEGER, 7]);
-        encode::atom(&mut v, "m");
-        encode::atom(&mut v, "f");
+        encode::atom("m", &mut v);
+        encode::atom("f", &mut v);
         v.extend_from_slice(&[tag::LIST, 0, 0, 0, 1]);
         v.extend_from_slice(arg);
         v.push(tag::NIL);
@@ -232,7 +271,7 @@ mod tests {
     #[test]
     fn stop_becomes_a_one_element_tuple() {
         let mut frame = vec![VERSION];
-        encode::atom(&mut frame, "stop");
+        encode::atom(atoms::STOP, &mut frame);
         assert_eq!(reply_of(&frame), "message ('stop',)");
     }
 
@@ -240,7 +279,7 @@ mod tests {
     fn an_unconvertible_argument_costs_only_that_task_a_type_error() {
         // A port identifier: well-formed, but outside the type table.
         let mut port = vec![tag::NEW_PORT];
-        encode::atom(&mut port, "n@h");
+        encode::atom("n@h", &mut port);
         port.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0]);
         assert_eq!(
             reply_of(&task_with_arg(&port)),
@@ -252,11 +291,11 @@ mod tests {
     fn a_call_reply_without_a_python_form_becomes_an_error_reply() {
         // {call_reply, 9, {ok, Port}}
         let mut frame = vec![VERSION, tag::SMALL_TUPLE, 3];
-        encode::atom(&mut frame, "call_reply");
+        encode::atom(atoms::CALL_REPLY, &mut frame);
         frame.extend_from_slice(&[tag::SMALL_INTEGER, 9, tag::SMALL_TUPLE, 2]);
-        encode::atom(&mut frame, "ok");
+        encode::atom(atoms::OK, &mut frame);
         frame.push(tag::NEW_PORT);
-        encode::atom(&mut frame, "n@h");
+        encode::atom("n@h", &mut frame);
         frame.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0]);
         assert_eq!(
             reply_of(&frame),

@@ -6,9 +6,9 @@
 
 use eetf::{Atom, FixInteger, List, Map, Term, Tuple};
 use pyport::framing::{Frame, FrameReader, FrameWriter};
+use pyport::protocol::{atoms, PROTOCOL_VERSION};
 use std::fs::File;
 use std::io::{self, Write};
-use std::os::fd::FromRawFd;
 
 fn atom(name: &str) -> Term {
     Term::from(Atom::from(name))
@@ -28,7 +28,7 @@ fn wants_reply(task: &[Term]) -> bool {
     let Some(Term::Map(opts)) = task.get(6) else {
         return true;
     };
-    opts.map.get(&atom("reply")) != Some(&atom("false"))
+    opts.map.get(&atom(atoms::REPLY)) != Some(&atom("false"))
 }
 
 enum Answer {
@@ -40,23 +40,26 @@ enum Answer {
 fn reply(packet: &[u8]) -> Answer {
     let decoded = Term::decode(packet);
     if let Ok(Term::Atom(a)) = &decoded {
-        if a.name == "stop" {
+        if a.name == atoms::STOP {
             return Answer::Stop;
         }
     }
     let Ok(Term::Tuple(Tuple { elements })) = decoded else {
         return Answer::Reply(Term::from(Tuple::from(vec![
-            atom("error"),
-            Term::from(Tuple::from(vec![atom("bad_packet"), atom("undecodable")])),
+            atom(atoms::ERROR),
+            Term::from(Tuple::from(vec![
+                atom(atoms::BAD_PACKET),
+                atom(atoms::UNDECODABLE),
+            ])),
         ])));
     };
     match (elements.first(), elements.get(1), elements.get(4)) {
         (Some(Term::Atom(tag)), Some(_), Some(_))
-            if tag.name == "task" && !wants_reply(&elements) =>
+            if tag.name == atoms::TASK && !wants_reply(&elements) =>
         {
             Answer::Nothing
         }
-        (Some(Term::Atom(tag)), Some(id), Some(args)) if tag.name == "task" => {
+        (Some(Term::Atom(tag)), Some(id), Some(args)) if tag.name == atoms::TASK => {
             let value = match args {
                 Term::List(List { elements }) if elements.len() == 1 => elements[0].clone(),
                 // term_to_binary packs a list of small integers as bytes.
@@ -64,9 +67,9 @@ fn reply(packet: &[u8]) -> Answer {
                 other => other.clone(),
             };
             Answer::Reply(Term::from(Tuple::from(vec![
-                atom("result"),
+                atom(atoms::RESULT),
                 id.clone(),
-                Term::from(Tuple::from(vec![atom("ok"), value])),
+                Term::from(Tuple::from(vec![atom(atoms::OK), value])),
             ])))
         }
         _ => Answer::Nothing,
@@ -74,23 +77,30 @@ fn reply(packet: &[u8]) -> Answer {
 }
 
 fn main() -> io::Result<()> {
-    // SAFETY: the Erlang VM opens fds 3 and 4 for a `nouse_stdio` port and
-    // nothing else in this process uses them.
-    let (mut input, mut output) = unsafe { (File::from_raw_fd(3), File::from_raw_fd(4)) };
+    // The Erlang VM opens fds 3 and 4 for a `nouse_stdio` port; duplicates
+    // share their pipes (and blocking mode), so this reads and writes them.
+    let mut input = File::from(pyport::fd::dup_cloexec(3)?);
+    let mut output = File::from(pyport::fd::dup_cloexec(4)?);
     let mut reader = FrameReader::new(64 << 20);
     let mut writer = FrameWriter::new();
     let info = Map::from([
-        (atom("protocol"), Term::from(FixInteger::from(1))),
-        (atom("python"), Term::from(eetf::Binary::from(&b"none"[..]))),
         (
-            atom("os_pid"),
+            atom(atoms::PROTOCOL),
+            Term::from(FixInteger::from(PROTOCOL_VERSION as i32)),
+        ),
+        (
+            atom(atoms::PYTHON),
+            Term::from(eetf::Binary::from(&b"none"[..])),
+        ),
+        (
+            atom(atoms::OS_PID),
             Term::from(FixInteger::from(std::process::id() as i32)),
         ),
-        (atom("mode"), atom("echo")),
+        (atom(atoms::MODE), atom(atoms::ECHO)),
     ]);
     queue(
         &mut writer,
-        &Term::from(Tuple::from(vec![atom("ready"), Term::from(info)])),
+        &Term::from(Tuple::from(vec![atom(atoms::READY), Term::from(info)])),
     )?;
     writer.write_to(&mut output)?;
     loop {

@@ -8,10 +8,6 @@ use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyT
 
 type R<T> = Result<T, EtfError>;
 
-fn py_err(e: PyErr) -> EtfError {
-    EtfError::Value(e.to_string())
-}
-
 /// Decodes a whole `term_to_binary` output (version byte included).
 pub fn decode_term<'py>(py: Python<'py>, data: &[u8]) -> R<Bound<'py, PyAny>> {
     let mut c = Cursor::new(data);
@@ -64,6 +60,8 @@ pub fn term<'py>(py: Python<'py>, c: &mut Cursor<'_>, depth: usize) -> R<Bound<'
             for _ in 0..n {
                 let k = term(py, c, depth + 1)?;
                 let v = term(py, c, depth + 1)?;
+                // The one Python error a decoded key can cause; the type
+                // table's wording names the Erlang side's mistake.
                 d.set_item(&k, v).map_err(|_| {
                     EtfError::Value(format!(
                         "map key of Python type '{}' is unhashable",
@@ -78,9 +76,7 @@ pub fn term<'py>(py: Python<'py>, c: &mut Cursor<'_>, depth: usize) -> R<Bound<'
             // A list of small integers that Erlang packed as bytes.
             let n = c.u16()? as usize;
             let b = c.take(n)?;
-            PyList::new(py, b.iter().copied())
-                .map_err(py_err)?
-                .into_any()
+            PyList::new(py, b.iter().copied())?.into_any()
         }
         tag::LIST => {
             let n = c.u32()? as usize;
@@ -92,7 +88,7 @@ pub fn term<'py>(py: Python<'py>, c: &mut Cursor<'_>, depth: usize) -> R<Bound<'
             if c.u8()? != tag::NIL {
                 return Err(EtfError::UnsupportedTerm("improper list"));
             }
-            PyList::new(py, items).map_err(py_err)?.into_any()
+            PyList::new(py, items)?.into_any()
         }
         tag::BINARY => {
             let n = c.u32()? as usize;
@@ -123,8 +119,7 @@ pub fn term<'py>(py: Python<'py>, c: &mut Cursor<'_>, depth: usize) -> R<Bound<'
                     serial,
                     creation,
                 },
-            )
-            .map_err(py_err)?
+            )?
             .into_any()
         }
         tag::NEWER_REFERENCE | tag::NEW_REFERENCE | tag::REFERENCE => {
@@ -148,8 +143,7 @@ pub fn term<'py>(py: Python<'py>, c: &mut Cursor<'_>, depth: usize) -> R<Bound<'
                     creation,
                     ids,
                 },
-            )
-            .map_err(py_err)?
+            )?
             .into_any()
         }
         tag::PORT | tag::NEW_PORT | tag::V4_PORT => return Err(EtfError::UnsupportedTerm("port")),
@@ -199,7 +193,7 @@ fn tuple<'py>(py: Python<'py>, c: &mut Cursor<'_>, n: usize, depth: usize) -> R<
     for _ in 0..n {
         items.push(term(py, c, depth + 1)?);
     }
-    Ok(PyTuple::new(py, items).map_err(py_err)?.into_any())
+    Ok(PyTuple::new(py, items)?.into_any())
 }
 
 /// `{bytes, Binary}` is how Erlang says "these are bytes, not text".
@@ -242,12 +236,11 @@ fn big<'py>(py: Python<'py>, c: &mut Cursor<'_>, n: usize) -> R<Bound<'py, PyAny
     } else {
         let m = py
             .get_type::<PyInt>()
-            .call_method1("from_bytes", (PyBytes::new(py, mag), "little"))
-            .map_err(py_err)?;
+            .call_method1("from_bytes", (PyBytes::new(py, mag), "little"))?;
         if sign == 0 {
             m
         } else {
-            m.neg().map_err(py_err)?
+            m.neg()?
         }
     };
     Ok(v)

@@ -17,11 +17,11 @@ type R<T> = Result<T, EtfError>;
 /// Encodes a whole term, version byte first, appending to `out`.
 pub fn encode_term(obj: &Bound<'_, PyAny>, out: &mut Vec<u8>) -> R<()> {
     out.push(VERSION);
-    encode(obj, out, 0)
+    encode(obj, 0, out)
 }
 
 /// Appends one term (no version byte).
-pub fn encode(obj: &Bound<'_, PyAny>, out: &mut Vec<u8>, depth: usize) -> R<()> {
+pub fn encode(obj: &Bound<'_, PyAny>, depth: usize, out: &mut Vec<u8>) -> R<()> {
     if depth > MAX_DEPTH {
         return Err(EtfError::TooDeep(MAX_DEPTH));
     }
@@ -39,9 +39,9 @@ pub fn encode(obj: &Bound<'_, PyAny>, out: &mut Vec<u8>, depth: usize) -> R<()> 
         }
     }
     if obj.is_none() {
-        atom(out, "none");
+        atom("none", out);
     } else if let Ok(b) = obj.cast::<PyBool>() {
-        atom(out, if b.is_true() { "true" } else { "false" });
+        atom(if b.is_true() { "true" } else { "false" }, out);
     } else if let Ok(i) = obj.cast::<PyInt>() {
         int(i, out)?;
     } else if let Ok(f) = obj.cast::<PyFloat>() {
@@ -62,24 +62,24 @@ pub fn encode(obj: &Bound<'_, PyAny>, out: &mut Vec<u8>, depth: usize) -> R<()> 
             out.push(tag::LIST);
             out.extend_from_slice(&len32(l.len())?.to_be_bytes());
             for item in l.iter() {
-                encode(&item, out, depth + 1)?;
+                encode(&item, depth + 1, out)?;
             }
             out.push(tag::NIL);
         }
     } else if let Ok(t) = obj.cast::<PyTuple>() {
         tuple_header(t.len(), out)?;
         for item in t.iter() {
-            encode(&item, out, depth + 1)?;
+            encode(&item, depth + 1, out)?;
         }
     } else if let Ok(d) = obj.cast::<PyDict>() {
         out.push(tag::MAP);
         out.extend_from_slice(&len32(d.len())?.to_be_bytes());
         for (k, v) in d.iter() {
-            encode(&k, out, depth + 1)?;
-            encode(&v, out, depth + 1)?;
+            encode(&k, depth + 1, out)?;
+            encode(&v, depth + 1, out)?;
         }
     } else if let Ok(a) = obj.cast::<Atom>() {
-        atom(out, &a.get().name);
+        atom(&a.get().name, out);
     } else if let Ok(p) = obj.cast::<Pid>() {
         pid(p.get(), out);
     } else if let Ok(r) = obj.cast::<Ref>() {
@@ -94,12 +94,24 @@ fn len32(n: usize) -> R<u32> {
     u32::try_from(n).map_err(|_| EtfError::Value(format!("{n} elements exceed the 2^32 limit")))
 }
 
+/// A tuple header of the port's own envelopes, which never have more than
+/// 255 elements.
+pub fn small_tuple_header(n: u8, out: &mut Vec<u8>) {
+    out.push(tag::SMALL_TUPLE);
+    out.push(n);
+}
+
 pub fn tuple_header(n: usize, out: &mut Vec<u8>) -> R<()> {
+    counted_header(tag::SMALL_TUPLE, tag::LARGE_TUPLE, n, out)
+}
+
+/// Tag `small` and a one-byte count below 256, else `large` and four bytes.
+fn counted_header(small: u8, large: u8, n: usize, out: &mut Vec<u8>) -> R<()> {
     if n < 256 {
-        out.push(tag::SMALL_TUPLE);
+        out.push(small);
         out.push(n as u8);
     } else {
-        out.push(tag::LARGE_TUPLE);
+        out.push(large);
         out.extend_from_slice(&len32(n)?.to_be_bytes());
     }
     Ok(())
@@ -107,7 +119,7 @@ pub fn tuple_header(n: usize, out: &mut Vec<u8>) -> R<()> {
 
 /// Atoms the port writes itself are short UTF-8; names from Python were
 /// checked by `Atom::new`.
-pub fn atom(out: &mut Vec<u8>, name: &str) {
+pub fn atom(name: &str, out: &mut Vec<u8>) {
     let b = name.as_bytes();
     if b.len() < 256 {
         out.push(tag::SMALL_ATOM_UTF8);
@@ -126,11 +138,21 @@ pub fn binary(b: &[u8], out: &mut Vec<u8>) -> R<()> {
     Ok(())
 }
 
+/// Text the port writes itself (error messages, type names) as a binary.
+/// Such text is far below the 4 GiB a binary can hold; anything longer is
+/// cut there rather than leaving the reply unsent.
+pub fn text(s: &str, out: &mut Vec<u8>) {
+    let b = &s.as_bytes()[..s.len().min(u32::MAX as usize)];
+    out.push(tag::BINARY);
+    out.extend_from_slice(&(b.len() as u32).to_be_bytes());
+    out.extend_from_slice(b);
+}
+
 fn float(f: f64, out: &mut Vec<u8>) {
     if f.is_nan() {
-        atom(out, "nan");
+        atom("nan", out);
     } else if f.is_infinite() {
-        atom(out, if f > 0.0 { "infinity" } else { "neg_infinity" });
+        atom(if f > 0.0 { "infinity" } else { "neg_infinity" }, out);
     } else {
         out.push(tag::NEW_FLOAT);
         out.extend_from_slice(&f.to_bits().to_be_bytes());
@@ -142,23 +164,18 @@ pub fn int(i: &Bound<'_, PyInt>, out: &mut Vec<u8>) -> R<()> {
         small_int(v, out);
         return Ok(());
     }
-    // Beyond 64 bits: let Python produce the magnitude bytes.
-    let py_err = |e: PyErr| EtfError::Value(e.to_string());
-    let negative = i.lt(0).map_err(py_err)?;
+    // Beyond 64 bits: let Python produce the magnitude bytes. What it
+    // raises (an `int` subclass may override these) reaches the caller.
+    let negative = i.lt(0)?;
     let mag = if negative {
-        i.neg().map_err(py_err)?
+        i.neg()?
     } else {
         i.clone().into_any()
     };
-    let bits: usize = mag
-        .call_method0("bit_length")
-        .and_then(|b| b.extract())
-        .map_err(py_err)?;
+    let bits: usize = mag.call_method0("bit_length")?.extract()?;
     let n = bits.div_ceil(8);
-    let bytes = mag
-        .call_method1("to_bytes", (n, "little"))
-        .map_err(py_err)?;
-    let bytes = bytes.cast::<PyBytes>().map_err(|e| py_err(e.into()))?;
+    let bytes = mag.call_method1("to_bytes", (n, "little"))?;
+    let bytes = bytes.cast::<PyBytes>().map_err(PyErr::from)?;
     big_header(n, negative, out)?;
     out.extend_from_slice(bytes.as_bytes());
     Ok(())
@@ -182,20 +199,14 @@ pub fn small_int(v: i64, out: &mut Vec<u8>) {
 }
 
 fn big_header(n: usize, negative: bool, out: &mut Vec<u8>) -> R<()> {
-    if n < 256 {
-        out.push(tag::SMALL_BIG);
-        out.push(n as u8);
-    } else {
-        out.push(tag::LARGE_BIG);
-        out.extend_from_slice(&len32(n)?.to_be_bytes());
-    }
+    counted_header(tag::SMALL_BIG, tag::LARGE_BIG, n, out)?;
     out.push(u8::from(negative));
     Ok(())
 }
 
 fn pid(p: &Pid, out: &mut Vec<u8>) {
     out.push(tag::NEW_PID);
-    atom(out, &p.node);
+    atom(&p.node, out);
     out.extend_from_slice(&p.id.to_be_bytes());
     out.extend_from_slice(&p.serial.to_be_bytes());
     out.extend_from_slice(&p.creation.to_be_bytes());
@@ -206,7 +217,7 @@ fn reference(r: &Ref, out: &mut Vec<u8>) -> R<()> {
         .map_err(|_| EtfError::Value("reference with too many id words".into()))?;
     out.push(tag::NEWER_REFERENCE);
     out.extend_from_slice(&n.to_be_bytes());
-    atom(out, &r.node);
+    atom(&r.node, out);
     out.extend_from_slice(&r.creation.to_be_bytes());
     for id in &r.ids {
         out.extend_from_slice(&id.to_be_bytes());

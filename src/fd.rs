@@ -1,0 +1,118 @@
+//! Raw file descriptor handling, in one place: the port works with
+//! descriptor numbers it did not open (fds 1 to 4, and the ones Python's
+//! selectors register), which Rust's I/O safety can only take on trust.
+//! Everything here is a safe function; the `unsafe` is confined to this
+//! module, each block with the reason it holds.
+
+use rustix::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use rustix::fs::OFlags;
+use rustix::io::FdFlags;
+use std::io;
+
+/// Runs `f` with `fd` borrowed for the duration of the call.
+///
+/// For system calls on a descriptor number handed in from outside (by
+/// Python, or by the Erlang VM): if it is not open, the kernel answers
+/// EBADF, which `f` reports like any other error; a negative number is
+/// EBADF without a call.
+pub fn with_borrowed<T>(
+    fd: RawFd,
+    f: impl FnOnce(BorrowedFd<'_>) -> io::Result<T>,
+) -> io::Result<T> {
+    if fd < 0 {
+        return Err(rustix::io::Errno::BADF.into());
+    }
+    // SAFETY: `fd` is not -1 (which `borrow_raw` forbids); the borrow
+    // cannot outlive `f`, and within it the descriptor is only passed to
+    // system calls, which check it themselves.
+    let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+    f(borrowed)
+}
+
+/// True when `fd` is an open descriptor.
+pub fn is_open(fd: RawFd) -> bool {
+    with_borrowed(fd, |b| Ok(rustix::io::fcntl_getfd(b)?)).is_ok()
+}
+
+/// A close-on-exec duplicate of `fd`, which stays open and becomes
+/// close-on-exec as well, so children never inherit either.
+pub fn dup_cloexec(fd: RawFd) -> io::Result<OwnedFd> {
+    with_borrowed(fd, |b| {
+        rustix::io::fcntl_setfd(b, FdFlags::CLOEXEC)?;
+        Ok(rustix::io::fcntl_dupfd_cloexec(b, 0)?)
+    })
+}
+
+/// Puts `fd` in non-blocking mode.
+pub fn set_nonblocking(fd: impl AsFd) -> io::Result<()> {
+    let flags = rustix::fs::fcntl_getfl(&fd)?;
+    rustix::fs::fcntl_setfl(&fd, flags | OFlags::NONBLOCK)?;
+    Ok(())
+}
+
+/// Makes descriptor number `target` (a standard stream) refer to what
+/// `src` refers to, for good.
+pub fn redirect(src: impl AsFd, target: RawFd) -> io::Result<()> {
+    // SAFETY: dup2 onto `target` replaces whatever it was, which is the
+    // point; the OwnedFd is forgotten below, never dropped, so this
+    // function never closes `target`, open or not.
+    let mut target_fd = unsafe { OwnedFd::from_raw_fd(target) };
+    let result = rustix::io::dup2(src.as_fd(), &mut target_fd);
+    std::mem::forget(target_fd);
+    Ok(result?)
+}
+
+/// Adds `fd` to `poller`'s epoll set, level-triggered.
+///
+/// `polling` asks that the descriptor stay open while registered. The
+/// Poller's own eventfd is dropped with it; the selector above it
+/// unregisters before asyncio closes a transport's fd. Should a caller
+/// close one first, Linux epoll drops a closed descriptor by itself: a
+/// stale registration, never a use of freed memory.
+pub fn register_level(
+    poller: &polling::Poller,
+    fd: RawFd,
+    interest: polling::Event,
+) -> io::Result<()> {
+    // SAFETY: as above; `polling` only passes `fd` to epoll_ctl.
+    unsafe { poller.add_with_mode(fd, interest, polling::PollMode::Level) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rustix::fd::AsRawFd;
+
+    #[test]
+    fn a_duplicate_is_a_new_close_on_exec_descriptor() {
+        let (read_end, _write_end) = rustix::pipe::pipe().unwrap();
+        let dup = dup_cloexec(read_end.as_raw_fd()).unwrap();
+        assert_ne!(dup.as_raw_fd(), read_end.as_raw_fd());
+        assert!(rustix::io::fcntl_getfd(&dup)
+            .unwrap()
+            .contains(FdFlags::CLOEXEC));
+        assert!(rustix::io::fcntl_getfd(&read_end)
+            .unwrap()
+            .contains(FdFlags::CLOEXEC));
+        set_nonblocking(&dup).unwrap();
+        assert!(rustix::fs::fcntl_getfl(&dup)
+            .unwrap()
+            .contains(OFlags::NONBLOCK));
+    }
+
+    #[test]
+    fn closed_and_negative_descriptors_are_reported_not_used() {
+        let (read_end, _write_end) = rustix::pipe::pipe().unwrap();
+        assert!(is_open(read_end.as_raw_fd()));
+        // Far above any descriptor the tests open (numbers are allocated
+        // lowest first), so never open, even with tests in parallel.
+        let unused = 999_999;
+        assert!(!is_open(unused));
+        assert!(!is_open(-1));
+        assert_eq!(
+            dup_cloexec(unused).unwrap_err().raw_os_error(),
+            Some(rustix::io::Errno::BADF.raw_os_error())
+        );
+        assert!(dup_cloexec(-1).is_err());
+    }
+}

@@ -1,19 +1,9 @@
 """Where Python finds code: ``python_path`` entries, a virtualenv, preloads.
 
 The port applies these before it tells Erlang it is ready; a problem makes
-the port refuse to start with a reason the worker reports from its
-``start_link`` (``{error, {port_start_failed, Reason}}``):
-
-=================================  ===================================================
-problem                            Reason
-=================================  ===================================================
-a ``python_path`` entry is not a   ``{bad_python_path, Dir}``
-directory
-``venv`` has no site-packages for  ``{bad_venv, Dir, Why}``
-this Python
-a ``preload`` module fails to      ``{preload_failed, Module, {python, Type, Msg, Tb}}``
-import
-=================================  ===================================================
+the port refuse to start (``{start_failed, Reason}``, reasons in
+docs/protocol.md), which the worker reports from its ``start_link``
+(``{error, {port_start_failed, Reason}}``).
 """
 
 from __future__ import annotations

@@ -1,20 +1,14 @@
 """Port mode: serve Erlang's task packets on fds 3/4 from an ErlangEventLoop.
 
 ``pyport port ...`` runs ``erlang._main.main``, which serves with a
-:class:`PortServer`. The server reads messages from ``_pyport.Channel`` (fd 3) as a loop
-reader, runs each task as a plain call or an asyncio Task, and queues replies
-on the channel; the loop's iteration hook flushes them to fd 4 once per loop
-iteration with non-blocking writes.
+:class:`PortServer`. The server reads messages from ``_pyport.Channel``
+(fd 3) as a loop reader, runs each task as a plain call or an asyncio Task,
+and queues replies on the channel; the loop's iteration hook flushes them to
+fd 4 once per loop iteration with non-blocking writes.
 
-The messages, their replies and the options of tasks are described in
-docs/protocol.md; ``erlang._wire`` builds and names them.
-
-Task options: ``deadline_ms`` (number, or ``infinity``/``none``) cancels the
-Task after that many milliseconds with reply ``{error, timeout}`` (a plain
-function blocked in ``erlang.call`` stops waiting then too); ``caller``
-(a pid) is what ``erlang.self()`` returns inside the task;
-``reply => false`` sends nothing on success and reports a failure as
-``{log, error, <<"erlang">>, Message}``.
+The messages, their replies and the task options (``deadline_ms``,
+``caller``, ``reply``) are described in docs/protocol.md; ``erlang._wire``
+builds and names them.
 
 Backpressure: when more than ``high_water`` bytes (8 MiB) are queued for
 Erlang, the server stops reading fd 3 until the queue is under ``low_water``

@@ -57,15 +57,15 @@ _standalone_slice = TimeSlice()
 
 
 def install(context: PortContext) -> None:
-    """Make ``context`` the running port's (one port per interpreter)."""
+    """Make ``context`` the running port's (one port serves per interpreter;
+    a server started later takes over)."""
     global _current
-    if _current is not None and _current is not context:
-        raise RuntimeError("another port context is installed already")
     _current = context
 
 
 def clear(context: PortContext) -> None:
-    """Remove ``context`` if it is the installed one."""
+    """Remove ``context`` if it is the installed one (a server that shuts
+    down does not clear the context of one that took over)."""
     global _current
     if _current is context:
         _current = None

@@ -539,14 +539,3 @@ class PortServer:
             current_caller.reset(token)
         self._reply_ok(id, None if kind == EXEC else value)
 
-
-def __getattr__(name: str) -> Any:
-    # Transition: src/interp.rs still calls erlang._port.main; the entry point
-    # is erlang._main.main. Imported lazily, so that _port never imports
-    # _main (which imports _port) while loading. Remove once Rust calls
-    # erlang._main.main.
-    if name == "main":
-        from ._main import main
-
-        return main
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -17,10 +17,12 @@ from __future__ import annotations
 import traceback
 from typing import Any
 
+from ._native import _pyport
 from ._types import Atom
 
-#: the version announced in ``{ready, #{protocol => ...}}``
-PROTOCOL_VERSION = 1
+#: the version announced in ``{ready, #{protocol => ...}}``; named once, in
+#: Rust (``src/protocol.rs``), for the whole executable
+PROTOCOL_VERSION: int = _pyport.PROTOCOL_VERSION
 
 _port_atoms: list[str] = []
 

@@ -243,13 +243,12 @@ format(Class, Reason, Stack) ->
 %% A reply larger than the port accepts would be skipped by the port,
 %% leaving the Python call waiting for ever; it gets an error instead.
 encode_reply(CallId, Reply, MaxPacket) ->
-    Bin = term_to_binary({call_reply, CallId, Reply}),
+    Bin = pyport_wire:call_reply(CallId, Reply),
     case byte_size(Bin) of
         Size when Size > MaxPacket ->
             Reason = {reply_too_large, Size, MaxPacket},
-            term_to_binary({call_reply, CallId,
-                            {error, {erlang, error, Reason,
-                                     format(error, Reason, [])}}});
+            pyport_wire:call_reply(CallId, {error, {erlang, error, Reason,
+                                                    format(error, Reason, [])}});
         _ ->
             Bin
     end.

@@ -261,15 +261,8 @@ wait(Ref, Handle, Timeout) ->
 %% drops that answer, and kills the port if none comes within the grace
 %% period (a task that ignores cancellation, or a stuck interpreter).
 cancel(Ref, {task, Port, Pending, Worker, Grace}) ->
-    KillAt = erlang:monotonic_time(millisecond) + Grace,
-    Marked = try
-                 ets:update_element(Pending, Ref, {2, {cancelled, KillAt}})
-             catch
-                 %% The table is gone with its worker, and the task too.
-                 error:badarg -> false
-             end,
-    case Marked of
-        true ->
+    case pyport_overdue:mark(Pending, Ref, Grace) of
+        KillAt when is_integer(KillAt) ->
             gen_server:cast(Worker, {cancelled, KillAt}),
             try erlang:port_command(Port, pyport_wire:cancel(Ref)) of
                 true -> ok

@@ -5,9 +5,10 @@
 %% Callers write task packets to the port themselves (see py_event_task);
 %% this process decodes what the port sends (pyport_wire), routes each
 %% result to the caller's reply alias, hands log records and output lines
-%% to pyport_log, serves Python's `erlang.call` (in a fresh process per
-%% call, see py_callback), `erlang.send` and `erlang.whereis`, cancels the
-%% tasks of callers that die, and, when the port exits, fails every
+%% to pyport_log and Python's `erlang.call`, `erlang.send` and
+%% `erlang.whereis` to py_callback, cancels the tasks of callers that die
+%% (and has the port killed when Python does not answer, see
+%% pyport_overdue), and, when the port exits, fails every
 %% pending task at once and stops so that its supervisor starts a fresh
 %% port.
 -module(py_event_worker).
@@ -32,9 +33,8 @@
     monitored :: ets:tid(),
     os_pid :: integer() | undefined,
     cancel_grace_ms :: non_neg_integer(),
-    %% The one timer armed for the earliest cancelled-task deadline:
-    %% {TimerRef, KillAt} (monotonic milliseconds).
-    overdue_timer :: {reference(), integer()} | undefined,
+    %% The one timer armed for the earliest cancelled-task deadline.
+    overdue_timer :: pyport_overdue:timer(),
     %% Where Python's stdout/stderr lines go.
     output :: pyport_config:output(),
     %% The largest packet the port accepts (callback replies included).
@@ -71,7 +71,7 @@ handle_call(Request, _From, State) ->
 -spec handle_cast(term(), #state{}) -> {noreply, #state{}}.
 handle_cast({cancelled, KillAt}, State) when is_integer(KillAt) ->
     %% A caller gave up on a task and asked Python to cancel it; Python
-    %% has until KillAt to answer (see overdue_check/1).
+    %% has until KillAt to answer (see pyport_overdue).
     {noreply, arm_overdue(KillAt, State)};
 handle_cast({monitor, Pid}, #state{monitored = Monitored} = State)
   when is_pid(Pid) ->
@@ -99,21 +99,19 @@ handle_info({'DOWN', MRef, process, Pid, _},
                    cancel_grace_ms = Grace} = State) ->
     true = ets:delete_object(Monitored, {Pid, MRef}),
     Refs = ets:select(Pending, [{{'$1', Pid}, [], ['$1']}]),
-    KillAt = erlang:monotonic_time(millisecond) + Grace,
-    lists:foreach(
-      fun(Ref) ->
-              %% Kept as cancelled until Python answers, so that a task
-              %% that ignores the cancel is noticed (overdue_check/1).
-              true = ets:update_element(Pending, Ref, {2, {cancelled, KillAt}}),
-              send_packet(Port, pyport_wire:cancel(Ref))
-      end, Refs),
-    {noreply, case Refs of
-                  [] -> State;
-                  _ -> arm_overdue(KillAt, State)
-              end};
+    %% Kept as cancelled until Python answers, so that a task that
+    %% ignores the cancel is noticed.
+    KillAts = [pyport_overdue:mark(Pending, Ref, Grace) || Ref <- Refs],
+    _ = [send_packet(Port, pyport_wire:cancel(Ref)) || Ref <- Refs],
+    {noreply, lists:foldl(fun arm_overdue/2, State, KillAts)};
 handle_info({timeout, TRef, overdue_check},
-            #state{overdue_timer = {TRef, _}} = State) ->
-    overdue_check(State#state{overdue_timer = undefined});
+            #state{overdue_timer = {TRef, _}, pending = Pending} = State0) ->
+    State = State0#state{overdue_timer = undefined},
+    case pyport_overdue:check(Pending) of
+        none -> {noreply, State};
+        {wait, KillAt} -> {noreply, arm_overdue(KillAt, State)};
+        {overdue, N} -> unresponsive(N, State)
+    end;
 handle_info(_Info, State) ->
     {noreply, State}.
 
@@ -279,26 +277,12 @@ handle_packet({log, Level, Logger, Message}, #state{index = Index}) ->
     pyport_log:record(Level, Logger, Message, Index);
 handle_packet({output, Stream, Line}, #state{index = Index, output = Mode}) ->
     pyport_log:output(Stream, Line, Index, Mode);
-handle_packet({call, CallId, Name, Args},
-              #state{port = Port, max_packet = MaxPacket}) ->
-    %% erlang.call / async_call: the callback runs in a fresh process that
-    %% answers the port itself.
-    _ = py_callback:spawn_call(Port, CallId, Name, Args, MaxPacket),
-    ok;
-handle_packet({send, CallId, Dest, Msg}, #state{port = Port}) ->
-    %% erlang.send: delivered here, so that messages from one loop keep
-    %% their order; the answer says whether the destination existed.
-    _ = send_packet(Port, pyport_wire:call_reply(CallId, py_callback:deliver(Dest, Msg))),
-    ok;
-handle_packet({whereis, CallId, Name}, #state{port = Port}) ->
-    _ = send_packet(Port, pyport_wire:call_reply(CallId,
-                                                 {ok, py_callback:whereis_name(Name)})),
-    ok;
-handle_packet({send, Dest, Msg}, _State) ->
-    %% Fire and forget (protocol v1): a destination that does not exist
-    %% is ignored, as with `!`.
-    _ = py_callback:deliver(Dest, Msg),
-    ok;
+handle_packet({Kind, _, _, _} = Request, #state{port = Port, max_packet = Max})
+  when Kind =:= call; Kind =:= send ->
+    py_callback:serve(Request, Port, Max);
+handle_packet({Kind, _, _} = Request, #state{port = Port, max_packet = Max})
+  when Kind =:= whereis; Kind =:= send ->
+    py_callback:serve(Request, Port, Max);
 handle_packet(Other, #state{index = Index}) ->
     %% bad_packet, unknown_message, or one the port should not send now.
     pyport_log:protocol_fault(Other, Index).
@@ -322,44 +306,25 @@ stopped(Status, #state{index = Index, pending = Pending, os_pid = OsPid} = State
                  #{pyport_loop => Index}),
     {stop, {python_exit, Status}, State#state{port = undefined}}.
 
-%% One timer for the earliest deadline: cancels come in deadline order
-%% (now + the same grace), so this rarely re-arms.
-arm_overdue(KillAt, #state{overdue_timer = {_, At}} = State) when At =< KillAt ->
+arm_overdue(false, State) ->
     State;
 arm_overdue(KillAt, #state{overdue_timer = Timer} = State) ->
-    _ = case Timer of
-            {TRef, _} -> erlang:cancel_timer(TRef, [{async, true}, {info, false}]);
-            undefined -> ok
-        end,
-    TRef2 = erlang:start_timer(KillAt, self(), overdue_check, [{abs, true}]),
-    State#state{overdue_timer = {TRef2, KillAt}}.
+    State#state{overdue_timer = pyport_overdue:arm(KillAt, Timer)}.
 
-%% A task Erlang cancelled (deadline passed, await timed out, caller died)
-%% must be answered by Python within cancel_grace_ms. One that is not means
-%% Python ignores the cancel, spins, or is stuck in a C call: the port is
+%% Python has not answered N cancels within cancel_grace_ms: the port is
 %% killed, its callers get {python_exit, {killed, unresponsive}}, and the
 %% supervisor starts a fresh one.
-overdue_check(#state{pending = Pending, index = Index, os_pid = OsPid,
-                     cancel_grace_ms = Grace} = State) ->
-    KillAts = ets:select(Pending, [{{'_', {cancelled, '$1'}}, [], ['$1']}]),
-    Now = erlang:monotonic_time(millisecond),
-    case [At || At <- KillAts, At =< Now] of
-        [] when KillAts =:= [] ->
-            {noreply, State};
-        [] ->
-            {noreply, arm_overdue(lists:min(KillAts), State)};
-        Overdue ->
-            logger:error("pyport loop ~b (OS pid ~tp): ~b cancelled task(s) not "
-                         "finished ~b ms after the cancel (Python ignores "
-                         "cancellation or is stuck); killing the port",
-                         [Index, OsPid, length(Overdue), Grace],
-                         #{pyport_loop => Index}),
-            %% The port ends itself: its GIL-free watcher sees the
-            %% hang-up and, as Python does not answer it, SIGKILLs the
-            %% port's process group (src/lifeline.rs).
-            close(State#state.port),
-            stopped({killed, unresponsive}, State)
-    end.
+unresponsive(N, #state{index = Index, os_pid = OsPid, port = Port,
+                       cancel_grace_ms = Grace} = State) ->
+    logger:error("pyport loop ~b (OS pid ~tp): ~b cancelled task(s) not "
+                 "finished ~b ms after the cancel (Python ignores "
+                 "cancellation or is stuck); killing the port",
+                 [Index, OsPid, N, Grace], #{pyport_loop => Index}),
+    %% The port ends itself: its GIL-free watcher sees the hang-up and,
+    %% as Python does not read it, SIGKILLs the port's process group
+    %% (src/lifeline.rs).
+    close(Port),
+    stopped({killed, unresponsive}, State).
 
 %% SIGKILLs what is left of the exited port's process group (the port
 %% makes itself a group leader with setsid, so the group id is its pid).

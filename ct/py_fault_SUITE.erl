@@ -471,7 +471,7 @@ unknown_message_reply_shape() -> [{doc, "The port answers a valid term that is n
 -spec unknown_message_reply_shape(ct_suite:ct_config()) -> term().
 unknown_message_reply_shape(_) ->
     %% A port of our own, so that the reply reaches this process unrouted.
-    Port = open_port({spawn_executable, py_event_worker:executable()},
+    Port = open_port({spawn_executable, pyport_config:executable()},
                      [{packet, 4}, binary, nouse_stdio, exit_status, {args, ["port"]}]),
     {ready, #{protocol := 1}} = receive_packet(Port),
     Strange = [{hello, <<"world">>}, {task, too, few}, {cancel}, 42, [stop],
@@ -489,7 +489,7 @@ unknown_message_reply_shape(_) ->
 valid_term_as_task_fields_is_task_error() -> [{doc, "A task packet whose fields have the wrong types (args not a list, kwargs not a map, bad deadline_ms) is answered with that task's {python, TypeError, ...} error, and the port keeps serving."}].
 -spec valid_term_as_task_fields_is_task_error(ct_suite:ct_config()) -> term().
 valid_term_as_task_fields_is_task_error(_) ->
-    Port = open_port({spawn_executable, py_event_worker:executable()},
+    Port = open_port({spawn_executable, pyport_config:executable()},
                      [{packet, 4}, binary, nouse_stdio, exit_status, {args, ["port"]}]),
     {ready, _} = receive_packet(Port),
     Bad = [{task, 1, math, sqrt, not_a_list, #{}, #{}},

@@ -4,7 +4,15 @@
 %% Faults mixed in: about 1% of tasks raise, 1% time out (the deadline
 %% cancels them in Python), and every ~20000th task SIGKILLs its own port
 %% (at most one kill per second, which keeps every loop well under
-%% py_event_loop_sup's 10 restarts in 5 s). Callers are short-lived (each
+%% py_event_loop_sup's 10 restarts in 5 s). As often, and sharing that
+%% once-a-second allowance (some of them end the port), a task does what
+%% hostile task code does (ct/python/pyport_hostile.py): raise a
+%% BaseException, call sys.exit, fork and return in both processes, write
+%% garbage on the port's output channel; whatever they get is tolerated
+%% (any {ok, _} or {error, _}), a hang or a crash is not. And about every
+%% 20000th task (at most one every 2 s) is a mass caller death: 200
+%% processes each start a 30 s task and are killed at once, so their tasks
+%% must be cancelled and drained. Callers are short-lived (each
 %% submits SOAK_PER_CALLER tasks, then exits and is replaced), so the
 %% worker's monitor table and the caller-death path are soaked too.
 %%
@@ -21,8 +29,12 @@
 -include("../erl_src/py_event_loop.hrl").
 
 -define(H, pyport_ct_helpers).
+-define(X, pyport_hostile).
+-define(HOSTILE, [{raise_base, []}, {call_sys_exit, [3]}, {fork_and_return, []},
+                  {forge_garbage, [<<"soak garbage">>]}]).
+-define(MASS_DEATH_CALLERS, 200).
 -define(OUTCOMES, [ok, python_error, timeout, python_exit, loop_unavailable,
-                   worker_down, overloaded, malformed]).
+                   worker_down, overloaded, hostile_other, mass_deaths, malformed]).
 
 -spec main() -> no_return().
 main() ->
@@ -59,8 +71,10 @@ run(Total, Callers, PerCaller, Faults) ->
     Counts = counters:new(length(?OUTCOMES), [write_concurrency]),
     LastKill = atomics:new(1, [{signed, true}]),
     atomics:put(LastKill, 1, erlang:monotonic_time(millisecond)),
+    LastDeaths = atomics:new(1, [{signed, true}]),
+    atomics:put(LastDeaths, 1, erlang:monotonic_time(millisecond)),
     Ctx = #{total => Total, next => Next, counts => Counts, per_caller => PerCaller,
-            faults => Faults, last_kill => LastKill},
+            faults => Faults, last_kill => LastKill, last_deaths => LastDeaths},
     Progress = spawn_link(fun() -> progress(Next, Total, 0) end),
     MRefs = [spawn_caller(Ctx) || _ <- lists:seq(1, Callers)],
     wait_callers(MRefs, Ctx),
@@ -112,6 +126,10 @@ one_task(#{faults := Faults} = Ctx) ->
             py_event_loop_pool:run(?H, sleep_then, [10, late], #{timeout => 5});
         Faults, R =:= 401 ->
             maybe_kill(Ctx);
+        Faults, R =:= 402 ->
+            maybe_hostile(Ctx);
+        Faults, R =:= 403 ->
+            maybe_mass_death(Ctx);
         R =< 4000 ->
             Ref = py_event_loop_pool:create_task(?H, sleep_then, [0, R]),
             py_event_loop_pool:await(Ref, 30000);
@@ -121,14 +139,51 @@ one_task(#{faults := Faults} = Ctx) ->
 
 %% Kills the caller's port from inside, at most once a second overall.
 maybe_kill(#{last_kill := LastKill}) ->
-    Now = erlang:monotonic_time(millisecond),
-    Last = atomics:get(LastKill, 1),
-    case Now - Last >= 1000 andalso
-         atomics:compare_exchange(LastKill, 1, Last, Now) =:= ok of
+    case allowed(LastKill, 1000) of
         true -> py_event_loop_pool:run(?H, kill_process, []);
         false -> py_event_loop_pool:run(?H, identity, [kill_skipped])
     end.
 
+%% One hostile fixture, within the kills' allowance (some end the port).
+maybe_hostile(#{last_kill := LastKill}) ->
+    case allowed(LastKill, 1000) of
+        true ->
+            {F, A} = lists:nth(rand:uniform(length(?HOSTILE)), ?HOSTILE),
+            {hostile, py_event_loop_pool:run(?X, F, A, #{timeout => 5000})};
+        false ->
+            py_event_loop_pool:run(?H, identity, [hostile_skipped])
+    end.
+
+%% Callers that die at once with long tasks pending, at most every 2 s.
+maybe_mass_death(#{last_deaths := LastDeaths}) ->
+    case allowed(LastDeaths, 2000) of
+        true ->
+            Self = self(),
+            Pids = [spawn(fun() ->
+                                  Ref = py_event_loop_pool:create_task(?X, nap, [30, never]),
+                                  Self ! {submitted, self()},
+                                  receive never -> Ref end
+                          end) || _ <- lists:seq(1, ?MASS_DEATH_CALLERS)],
+            [receive {submitted, P} -> ok after 30000 -> ok end || P <- Pids],
+            [exit(P, kill) || P <- Pids],
+            mass_deaths;
+        false ->
+            py_event_loop_pool:run(?H, identity, [deaths_skipped])
+    end.
+
+allowed(Last, IntervalMs) ->
+    Now = erlang:monotonic_time(millisecond),
+    Was = atomics:get(Last, 1),
+    Now - Was >= IntervalMs andalso atomics:compare_exchange(Last, 1, Was, Now) =:= ok.
+
+classify(mass_deaths) -> mass_deaths;
+classify({hostile, Result}) ->
+    %% Until every hostile fault is handled, whatever explicit answer it
+    %% gets is tolerated.
+    case {classify(Result), Result} of
+        {malformed, {error, _}} -> hostile_other;
+        {Outcome, _} -> Outcome
+    end;
 classify({ok, _}) -> ok;
 classify({error, {python, _, _, _}}) -> python_error;
 classify({error, timeout}) -> timeout;

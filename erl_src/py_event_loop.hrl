@@ -8,6 +8,11 @@
     port :: port(),
     %% {TaskRef, CallerPid}; public, so callers insert before they send.
     pending :: ets:tid(),
+    %% {{CallerPid, TaskRef}} for every task in `pending` whose caller is
+    %% still waiting (not yet cancelled); ordered by caller, so a dead
+    %% caller's tasks are found by key prefix instead of a scan of
+    %% `pending`. Maintained by callers and worker alike.
+    by_caller :: ets:tid(),
     %% {CallerPid, MonitorRef}; callers check it to ask for a monitor once.
     monitored :: ets:tid(),
     max_pending :: pos_integer() | infinity,

@@ -6,12 +6,18 @@
 %% ETS table that callers read on every submission) and counts restarts.
 %% It sits before py_event_loop_sup under a rest_for_one supervisor: if it
 %% dies, the table goes with it and every worker restarts to re-register.
+%%
+%% While a loop's worker restarts, its entry reads `restarting`, and
+%% callers wait here (await_loop/3) for the fresh port within their own
+%% deadline, at most max_pending of them per loop; `loop_unavailable` only
+%% when there is no such loop or the application is stopping.
 -module(py_event_loop_pool).
 -behaviour(gen_server).
 
 -include("py_event_loop.hrl").
 
-%% The registry: {Index, #py_loop{}} per running loop, and {num_loops, N}.
+%% The registry: {Index, #py_loop{} | restarting} per loop, and
+%% {num_loops, N}.
 %% Only this module touches it; callers go through lookup/1.
 -define(PY_LOOP_REGISTRY, py_event_loops).
 
@@ -36,6 +42,7 @@
 -export([start_link/1]).
 -export([register_loop/2]).
 -export([lookup/1]).
+-export([await_loop/3]).
 
 %% gen_server.
 -export([init/1]).
@@ -64,8 +71,17 @@
     starts = #{} :: #{pos_integer() => pos_integer()},
     %% Worker monitors, so a dead worker's entry leaves the registry even
     %% when the worker was killed before it could clean up.
-    workers = #{} :: #{reference() => {pos_integer(), pid()}}
+    workers = #{} :: #{reference() => {pos_integer(), pid()}},
+    %% Callers waiting for a loop's fresh worker, with their deadlines.
+    waiters = #{} :: #{pos_integer() => [{gen_server:from(), deadline()}]},
+    %% How many may wait per loop: its max_pending when it last ran.
+    bounds = #{} :: #{pos_integer() => pos_integer() | infinity}
 }).
+
+-type deadline() :: integer() | infinity.
+
+%% The longest timeout gen_server:call takes.
+-define(MAX_AFTER, 4294967295).
 
 %% API.
 
@@ -160,16 +176,38 @@ loop_index(Pid, NumLoops) when is_pid(Pid), is_integer(NumLoops),
 start_link(NumLoops) ->
     gen_server:start_link({local, ?MODULE}, ?MODULE, NumLoops, []).
 
-%% What a caller needs to submit to loop Index; error while that loop's
-%% port is restarting or the application is not running.
--spec lookup(pos_integer()) -> {ok, #py_loop{}} | error.
+%% What a caller needs to submit to loop Index; `restarting` while that
+%% loop's port restarts (see await_loop/3), error when there is no such
+%% loop or the application is not running.
+-spec lookup(pos_integer()) -> {ok, #py_loop{}} | restarting | error.
 lookup(Index) ->
     try ets:lookup(?PY_LOOP_REGISTRY, Index) of
         [{Index, #py_loop{} = Loop}] -> {ok, Loop};
+        [{Index, restarting}] -> restarting;
         [] -> error
     catch
         %% No registry: the application is not running.
         error:badarg -> error
+    end.
+
+%% Waits until loop Index has a worker other than Dead (the one a caller
+%% found dead, or none), by Deadline (monotonic milliseconds). Beyond the
+%% loop's max_pending waiters: overloaded. No such loop, or the pool
+%% stopping (the application is going, or its supervisor gave up):
+%% loop_unavailable.
+-spec await_loop(pos_integer(), pid() | none, deadline())
+    -> {ok, #py_loop{}} | {error, timeout | overloaded | loop_unavailable}.
+await_loop(Index, Dead, Deadline) ->
+    Timeout = case Deadline of
+                  infinity -> infinity;
+                  _ -> min(?MAX_AFTER, max(0, Deadline - erlang:monotonic_time(millisecond)))
+              end,
+    try
+        gen_server:call(?MODULE, {await_loop, Index, Dead, Deadline}, Timeout)
+    catch
+        %% A late reply is dropped: the call's alias is gone.
+        exit:{timeout, _} -> {error, timeout};
+        exit:_ -> {error, loop_unavailable}
     end.
 
 -spec register_loop(pos_integer(), #py_loop{}) -> ok.
@@ -187,14 +225,35 @@ init(NumLoops) ->
 
 -spec handle_call(term(), gen_server:from(), #state{})
     -> {reply, term(), #state{}}.
-handle_call({register_loop, #py_loop{index = Index, worker = Pid} = Loop},
-            _From, #state{starts = Starts, workers = Workers} = State) ->
+handle_call({register_loop, #py_loop{index = Index, worker = Pid,
+                                     max_pending = Max} = Loop},
+            _From, #state{starts = Starts, workers = Workers, waiters = Waiters,
+                          bounds = Bounds} = State) ->
     true = ets:insert(?PY_LOOP_REGISTRY, {Index, Loop}),
     MRef = erlang:monitor(process, Pid),
+    {Waiting, Rest} = case maps:take(Index, Waiters) of
+                          error -> {[], Waiters};
+                          Taken -> Taken
+                      end,
+    %% Callers that gave up meanwhile no longer listen: the replies to
+    %% them are dropped by the runtime.
+    _ = [gen_server:reply(From, {ok, Loop}) || {From, _} <- Waiting],
     {reply, ok,
      State#state{starts = maps:update_with(Index, fun(N) -> N + 1 end, 1,
                                            Starts),
-                 workers = Workers#{MRef => {Index, Pid}}}};
+                 workers = Workers#{MRef => {Index, Pid}},
+                 waiters = Rest,
+                 bounds = Bounds#{Index => Max}}};
+handle_call({await_loop, Index, Dead, Deadline}, From, State) ->
+    case ets:lookup(?PY_LOOP_REGISTRY, Index) of
+        [{Index, #py_loop{worker = Worker} = Loop}] when Worker =/= Dead ->
+            {reply, {ok, Loop}, State};
+        [{Index, _}] ->
+            %% Restarting, or the dead worker whose 'DOWN' is on its way.
+            wait_for_loop(Index, From, Deadline, State);
+        [] ->
+            {reply, {error, loop_unavailable}, State}
+    end;
 handle_call(get_stats, _From, State) ->
     {reply, stats(State), State};
 handle_call(Request, _From, State) ->
@@ -211,8 +270,10 @@ handle_info({'DOWN', MRef, process, Pid, _}, #state{workers = Workers} = State) 
             %% Only if no successor has registered in the meantime; this
             %% process is the registry's only writer, so no race.
             case ets:lookup(?PY_LOOP_REGISTRY, Index) of
-                [{Index, #py_loop{worker = Pid}} = Entry] ->
-                    true = ets:delete_object(?PY_LOOP_REGISTRY, Entry);
+                [{Index, #py_loop{worker = Pid}}] ->
+                    %% Its supervisor starts the next one; callers wait
+                    %% for it (await_loop/3).
+                    true = ets:insert(?PY_LOOP_REGISTRY, {Index, restarting});
                 _ ->
                     ok
             end,
@@ -224,6 +285,17 @@ handle_info(_Info, State) ->
     {noreply, State}.
 
 %% Internal.
+
+wait_for_loop(Index, From, Deadline, #state{waiters = Waiters, bounds = Bounds} = State) ->
+    Now = erlang:monotonic_time(millisecond),
+    %% Waiters whose deadline passed have stopped listening.
+    Live = [W || {_, D} = W <- maps:get(Index, Waiters, []), D =:= infinity orelse D > Now],
+    case maps:get(Index, Bounds, infinity) of
+        Max when is_integer(Max), length(Live) >= Max ->
+            {reply, {error, overloaded}, State#state{waiters = Waiters#{Index => Live}}};
+        _ ->
+            {noreply, State#state{waiters = Waiters#{Index => [{From, Deadline} | Live]}}}
+    end.
 
 num_loops() ->
     try ets:lookup(?PY_LOOP_REGISTRY, num_loops) of
@@ -262,7 +334,7 @@ loop_stats(Index, Starts) ->
               python => maps:get(python, Info, undefined),
               mode => maps:get(mode, Info, undefined),
               restarts => maps:get(Index, Starts, 1) - 1};
-        error ->
+        _ ->
             %% Between a crash and the restart.
             down
     end.

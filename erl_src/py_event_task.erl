@@ -6,6 +6,12 @@
 %% so one reference gives the caller its reply channel, notice of a dead
 %% worker, and (via demonitor) a way to make sure a late reply is dropped
 %% by the runtime instead of landing in its mailbox.
+%%
+%% Every wait is bounded by the caller's own deadline: waiting for a loop
+%% that is restarting (py_event_loop_pool:await_loop/3), writing to a port
+%% whose input pipe is full (a stopped or swamped Python), and waiting for
+%% the result. Timeouts of any size are honoured, in chunks of the longest
+%% `receive ... after` the runtime takes.
 -module(py_event_task).
 
 -include("py_event_loop.hrl").
@@ -30,6 +36,15 @@
 %% task reference until the task is awaited.
 -define(KEY(Ref), {?MODULE, Ref}).
 
+%% The longest `receive ... after` (and timer) the runtime accepts.
+-define(MAX_AFTER, 4294967295).
+%% create/spawn have no caller timeout of their own; this bounds how long
+%% their submission may wait for a restarting loop or a full port.
+-define(SUBMIT_MS, 5000).
+%% How often a caller retries a port that is busy (its queue above the
+%% high-water mark, i.e. Python is not reading).
+-define(BUSY_RETRY_MS, 5).
+
 %% API.
 
 %% Submits a task and waits for its result. The deadline travels with the
@@ -38,9 +53,11 @@
           list(), py_event_loop:kwargs(), timeout())
     -> py_event_loop:result().
 run(Index, Module, Func, Args, Kwargs, Timeout) ->
-    case start(Index, Module, Func, Args, Kwargs, task_opts(Timeout)) of
+    Deadline = deadline(Timeout),
+    case submit(Index, task(Module, Func, Args, Kwargs, task_opts(Timeout)),
+                Deadline) of
         {ok, Ref, Handle} ->
-            wait(Ref, Handle, Timeout);
+            wait(Ref, Handle, Deadline);
         {error, _} = Error ->
             Error
     end.
@@ -51,7 +68,8 @@ run(Index, Module, Func, Args, Kwargs, Timeout) ->
 -spec create(loop_index(), py_event_loop:py_name(), py_event_loop:py_name(),
              list(), py_event_loop:kwargs()) -> reference().
 create(Index, Module, Func, Args, Kwargs) ->
-    case start(Index, Module, Func, Args, Kwargs, #{}) of
+    case submit(Index, task(Module, Func, Args, Kwargs, #{}),
+                deadline(?SUBMIT_MS)) of
         {ok, Ref, Handle} ->
             put(?KEY(Ref), Handle),
             Ref;
@@ -64,8 +82,8 @@ create(Index, Module, Func, Args, Kwargs) ->
 -spec await(reference(), timeout()) -> py_event_loop:result().
 await(Ref, Timeout) ->
     case erase(?KEY(Ref)) of
-        {task, _, _, _, _} = Handle ->
-            wait(Ref, Handle, Timeout);
+        {task, #py_loop{}} = Handle ->
+            wait(Ref, Handle, deadline(Timeout));
         {failed, Reason} ->
             {error, Reason};
         undefined ->
@@ -81,36 +99,33 @@ await(Ref, Timeout) ->
 -spec run_source(loop_index(), exec | eval, binary(), timeout())
     -> py_event_loop:result().
 run_source(Index, Kind, Code, Timeout) when Kind =:= exec; Kind =:= eval ->
-    case py_event_loop_pool:lookup(Index) of
-        {ok, Loop} ->
-            case start_on(Loop, {Kind, Code}) of
-                {ok, Ref, Handle} -> wait(Ref, Handle, Timeout);
-                {error, _} = Error -> Error
-            end;
-        error ->
-            {error, loop_unavailable}
+    Deadline = deadline(Timeout),
+    case submit(Index, {Kind, Code}, Deadline) of
+        {ok, Ref, Handle} -> wait(Ref, Handle, Deadline);
+        {error, _} = Error -> Error
     end.
 
 %% Fire and forget: no pending entry, no monitor, and the task is not
 %% cancelled when the caller exits (that is the point of spawning it).
 -spec spawn(loop_index(), py_event_loop:py_name(), py_event_loop:py_name(),
             list(), py_event_loop:kwargs())
-    -> ok | {error, loop_unavailable | {packet_too_large, pos_integer(),
-                                         pos_integer()}}.
+    -> ok | {error, loop_unavailable | overloaded | timeout
+                    | {packet_too_large, pos_integer(), pos_integer()}}.
 spawn(Index, Module, Func, Args, Kwargs) ->
-    case py_event_loop_pool:lookup(Index) of
+    Deadline = deadline(?SUBMIT_MS),
+    case live_loop(Index, Deadline) of
         {ok, #py_loop{port = Port, max_packet = Max}} ->
             Packet = pyport_wire:task(make_ref(), Module, Func, Args, Kwargs,
                                       #{reply => false, caller => self()}),
-            try
-                true = erlang:port_command(Port, checked_size(Packet, Max)),
-                ok
+            try write(Port, checked_size(Packet, Max), Deadline) of
+                ok -> ok;
+                busy -> {error, timeout}
             catch
                 throw:{packet_too_large, _, _} = TooLarge -> {error, TooLarge};
                 error:badarg -> {error, loop_unavailable}
             end;
-        error ->
-            {error, loop_unavailable}
+        {error, _} = Error ->
+            Error
     end.
 
 %% Raises {badarg, {What, Value}} for the first argument that cannot be a
@@ -146,8 +161,11 @@ check_timeout(Ms) when is_integer(Ms), Ms >= 0 -> Ms;
 check_timeout(Other) -> error({badarg, {timeout, Other}}).
 
 %% The Opts element of the task packet for a caller waiting Timeout.
+%% Beyond ?MAX_AFTER (49.7 days) Python gets no deadline of its own: the
+%% caller still cancels the task when its (chunked) wait runs out.
 -spec task_opts(timeout()) -> #{deadline_ms => non_neg_integer()}.
 task_opts(infinity) -> #{};
+task_opts(Ms) when Ms > ?MAX_AFTER -> #{};
 task_opts(Ms) -> #{deadline_ms => Ms}.
 
 %% Internal.
@@ -164,18 +182,44 @@ is_proper_list(List) when is_list(List) ->
 is_proper_list(_) ->
     false.
 
-start(Index, Module, Func, Args, Kwargs, Opts) ->
+task(Module, Func, Args, Kwargs, Opts) ->
+    %% The caller is what erlang.self() returns in the task.
+    {task, Module, Func, Args, Kwargs, Opts#{caller => self()}}.
+
+%% Submits Request to loop Index by Deadline. A loop that is restarting
+%% is waited for; so is one whose worker turns out to be dead when the
+%% caller writes (the registry still names it until the pool notices).
+submit(Index, Request, Deadline) ->
+    case live_loop(Index, Deadline) of
+        {ok, #py_loop{worker = Worker} = Loop} ->
+            case start_on(Loop, Request, Deadline) of
+                {error, stale} ->
+                    case py_event_loop_pool:await_loop(Index, Worker, Deadline) of
+                        {ok, Fresh} -> fresh(start_on(Fresh, Request, Deadline));
+                        {error, _} = Error -> Error
+                    end;
+                Started ->
+                    Started
+            end;
+        {error, _} = Error ->
+            Error
+    end.
+
+%% A loop that fails again right after its restart is not waited for twice.
+fresh({error, stale}) -> {error, loop_unavailable};
+fresh(Started) -> Started.
+
+live_loop(Index, Deadline) ->
     case py_event_loop_pool:lookup(Index) of
-        %% The caller is what erlang.self() returns in the task.
-        {ok, Loop} -> start_on(Loop, {task, Module, Func, Args, Kwargs,
-                                      Opts#{caller => self()}});
+        {ok, Loop} -> {ok, Loop};
+        restarting -> py_event_loop_pool:await_loop(Index, none, Deadline);
         error -> {error, loop_unavailable}
     end.
 
 start_on(#py_loop{worker = Worker, port = Port, pending = Pending,
-                  monitored = Monitored, max_pending = Max,
-                  max_packet = MaxPacket, cancel_grace_ms = Grace},
-         Request) ->
+                  by_caller = ByCaller, monitored = Monitored,
+                  max_pending = Max, max_packet = MaxPacket} = Loop,
+         Request, Deadline) ->
     Ref = erlang:monitor(process, Worker, [{alias, reply_demonitor}]),
     try
         Bin = checked_size(packet(Request, Ref), MaxPacket),
@@ -191,19 +235,47 @@ start_on(#py_loop{worker = Worker, port = Port, pending = Pending,
         end,
         %% Pending first: the result may come back before port_command
         %% returns, and the worker must already know where to send it.
+        %% The caller index before that: should this process be killed
+        %% in between, the worker's 'DOWN' handling finds the entry.
+        true = ets:insert(ByCaller, {{self(), Ref}}),
         true = ets:insert(Pending, {Ref, self()}),
-        true = erlang:port_command(Port, Bin),
-        {ok, Ref, {task, Port, Pending, Worker, Grace}}
+        case write(Port, Bin, Deadline) of
+            ok -> {ok, Ref, {task, Loop}};
+            %% Nothing was written: there is nothing to cancel.
+            busy -> throw(timeout)
+        end
     catch
         throw:overloaded ->
-            abandon(Ref, Pending),
+            abandon(Ref, Loop),
             {error, overloaded};
+        throw:timeout ->
+            abandon(Ref, Loop),
+            {error, timeout};
         throw:{packet_too_large, _, _} = TooLarge ->
-            abandon(Ref, Pending),
+            abandon(Ref, Loop),
             {error, TooLarge};
         error:badarg ->
-            abandon(Ref, Pending),
-            {error, loop_unavailable}
+            abandon(Ref, Loop),
+            {error, stale}
+    end.
+
+%% Writes Bin to Port without letting the runtime suspend the caller on a
+%% busy port (its queue over the high-water mark: Python is not reading,
+%% e.g. stopped or swamped): retries until Deadline, then reports `busy`
+%% with nothing written. Raises badarg if the port is closed.
+-spec write(port(), iodata(), integer() | infinity) -> ok | busy.
+write(Port, Bin, Deadline) ->
+    case erlang:port_command(Port, Bin, [nosuspend]) of
+        true ->
+            ok;
+        false ->
+            case after_ms(Deadline) of
+                0 ->
+                    busy;
+                Ms ->
+                    timer:sleep(min(Ms, ?BUSY_RETRY_MS)),
+                    write(Port, Bin, Deadline)
+            end
     end.
 
 packet({task, Module, Func, Args, Kwargs, Opts}, Ref) ->
@@ -231,41 +303,54 @@ overloaded(Pending, Max) ->
 %% Forgets a task that will never be answered: after the demonitor the
 %% alias is inactive, so only a reply already delivered can be left, and
 %% the receive removes it.
-abandon(Ref, Pending) ->
+abandon(Ref, #py_loop{pending = Pending, by_caller = ByCaller}) ->
     erlang:demonitor(Ref, [flush]),
     catch ets:delete(Pending, Ref),
+    catch ets:delete(ByCaller, {self(), Ref}),
     receive
         {Ref, _} -> ok
     after 0 -> ok
     end.
 
-wait(Ref, Handle, Timeout) ->
+wait(Ref, Handle, Deadline) ->
     receive
         {Ref, Result} ->
             Result;
         {'DOWN', Ref, process, _, Reason} ->
             {error, {worker_down, Reason}}
-    after Timeout ->
-        erlang:demonitor(Ref, [flush]),
-        receive
-            %% Arrived between the timeout and the demonitor: use it rather
-            %% than cancel a task that has already finished.
-            {Ref, Result} -> Result
-        after 0 ->
-            cancel(Ref, Handle),
-            {error, timeout}
+    after after_ms(Deadline) ->
+        case after_ms(Deadline) of
+            %% Only a chunk of a longer wait has passed.
+            Left when Left =/= 0 -> wait(Ref, Handle, Deadline);
+            0 -> timed_out(Ref, Handle)
         end
+    end.
+
+timed_out(Ref, Handle) ->
+    erlang:demonitor(Ref, [flush]),
+    receive
+        %% Arrived between the timeout and the demonitor: use it rather
+        %% than cancel a task that has already finished.
+        {Ref, Result} -> Result
+    after 0 ->
+        cancel(Ref, Handle),
+        {error, timeout}
     end.
 
 %% The entry stays, marked cancelled, until Python answers: the worker
 %% drops that answer, and kills the port if none comes within the grace
-%% period (a task that ignores cancellation, or a stuck interpreter).
-cancel(Ref, {task, Port, Pending, Worker, Grace}) ->
+%% period while the port makes no progress at all (see pyport_overdue).
+cancel(Ref, {task, #py_loop{worker = Worker, port = Port, pending = Pending,
+                            by_caller = ByCaller, cancel_grace_ms = Grace}}) ->
     case pyport_overdue:mark(Pending, Ref, Grace) of
         KillAt when is_integer(KillAt) ->
+            catch ets:delete(ByCaller, {self(), Ref}),
             gen_server:cast(Worker, {cancelled, KillAt}),
-            try erlang:port_command(Port, pyport_wire:cancel(Ref)) of
-                true -> ok
+            try erlang:port_command(Port, pyport_wire:cancel(Ref), [nosuspend]) of
+                true -> ok;
+                %% Python is not reading: the worker sends it once the
+                %% port takes input again, and the caller returns now.
+                false -> gen_server:cast(Worker, {cancel, Ref})
             catch
                 %% The port is gone, and the task with it.
                 error:badarg -> ok
@@ -274,3 +359,11 @@ cancel(Ref, {task, Port, Pending, Worker, Grace}) ->
             %% The worker took the entry: the task has finished.
             ok
     end.
+
+deadline(infinity) -> infinity;
+deadline(Ms) -> erlang:monotonic_time(millisecond) + Ms.
+
+%% What is left of Deadline, as one `after` can wait it.
+after_ms(infinity) -> infinity;
+after_ms(Deadline) ->
+    min(?MAX_AFTER, max(0, Deadline - erlang:monotonic_time(millisecond))).

@@ -30,11 +30,19 @@
     index :: pos_integer(),
     port :: port() | undefined,
     pending :: ets:tid(),
+    by_caller :: ets:tid(),
     monitored :: ets:tid(),
     os_pid :: integer() | undefined,
     cancel_grace_ms :: non_neg_integer(),
     %% The one timer armed for the earliest cancelled-task deadline.
     overdue_timer :: pyport_overdue:timer(),
+    %% When the port last sent anything: a port still sending is making
+    %% progress and is not killed for cancels it has yet to answer.
+    last_output :: integer(),
+    %% Cancels the port was too busy to take (Python not reading), oldest
+    %% first, and the timer that retries them.
+    backlog = queue:new() :: queue:queue(binary()),
+    backlog_timer :: reference() | undefined,
     %% Where Python's stdout/stderr lines go.
     output :: pyport_config:output(),
     %% The largest packet the port accepts (callback replies included).
@@ -44,6 +52,8 @@
 %% How long a stopping worker lets Python cancel its tasks and exit
 %% before it closes the port (EOF then ends the process anyway).
 -define(STOP_GRACE_MS, 2000).
+%% How soon the worker retries cancels a busy port did not take.
+-define(BACKLOG_RETRY_MS, 20).
 
 %% API.
 
@@ -73,6 +83,10 @@ handle_cast({cancelled, KillAt}, State) when is_integer(KillAt) ->
     %% A caller gave up on a task and asked Python to cancel it; Python
     %% has until KillAt to answer (see pyport_overdue).
     {noreply, arm_overdue(KillAt, State)};
+handle_cast({cancel, Ref}, State) when is_reference(Ref) ->
+    %% A caller's cancel the busy port did not take; it is not kept
+    %% waiting for the port, the worker sends it later.
+    {noreply, send_cancels([Ref], State)};
 handle_cast({monitor, Pid}, #state{monitored = Monitored} = State)
   when is_pid(Pid) ->
     %% Callers ask before their first task, and may ask twice in a race.
@@ -88,26 +102,38 @@ handle_cast(_Msg, State) ->
     -> {noreply, #state{}} | {stop, {python_exit, term()}, #state{}}.
 handle_info({Port, {data, Bin}}, #state{port = Port} = State) ->
     handle_packet(pyport_wire:decode(Bin), State),
-    {noreply, State};
+    {noreply, State#state{last_output = erlang:monotonic_time(millisecond)}};
 handle_info({Port, {exit_status, Status}}, #state{port = Port} = State) ->
     port_exited(Status, State);
 handle_info({'EXIT', Port, Reason}, #state{port = Port} = State) ->
     %% Without an exit status first: the port driver itself failed.
     port_exited(Reason, State);
 handle_info({'DOWN', MRef, process, Pid, _},
-            #state{port = Port, pending = Pending, monitored = Monitored,
+            #state{pending = Pending, by_caller = ByCaller, monitored = Monitored,
                    cancel_grace_ms = Grace} = State) ->
     true = ets:delete_object(Monitored, {Pid, MRef}),
-    Refs = ets:select(Pending, [{{'$1', Pid}, [], ['$1']}]),
+    %% The caller's own tasks only, by key prefix: a mass death of callers
+    %% costs each 'DOWN' its own entries, not a scan of the pending table.
+    Refs = ets:select(ByCaller, [{{{Pid, '$1'}}, [], ['$1']}]),
+    true = ets:match_delete(ByCaller, {{Pid, '_'}}),
     %% Kept as cancelled until Python answers, so that a task that
-    %% ignores the cancel is noticed.
-    KillAts = [pyport_overdue:mark(Pending, Ref, Grace) || Ref <- Refs],
-    _ = [send_packet(Port, pyport_wire:cancel(Ref)) || Ref <- Refs],
-    {noreply, lists:foldl(fun arm_overdue/2, State, KillAts)};
+    %% ignores the cancel is noticed. A task whose result came meanwhile
+    %% is not marked and needs no cancel.
+    Marked = [{Ref, KillAt} || Ref <- Refs,
+                               KillAt <- [pyport_overdue:mark(Pending, Ref, Grace)],
+                               KillAt =/= false],
+    State1 = send_cancels([Ref || {Ref, _} <- Marked], State),
+    {noreply, lists:foldl(fun({_, KillAt}, S) -> arm_overdue(KillAt, S) end,
+                          State1, Marked)};
+handle_info({timeout, TRef, retry_backlog},
+            #state{backlog_timer = TRef, backlog = Backlog} = State) ->
+    {noreply, flush_backlog(Backlog, State#state{backlog = queue:new(),
+                                                 backlog_timer = undefined})};
 handle_info({timeout, TRef, overdue_check},
-            #state{overdue_timer = {TRef, _}, pending = Pending} = State0) ->
+            #state{overdue_timer = {TRef, _}, pending = Pending,
+                   last_output = LastOutput, cancel_grace_ms = Grace} = State0) ->
     State = State0#state{overdue_timer = undefined},
-    case pyport_overdue:check(Pending) of
+    case pyport_overdue:check(Pending, LastOutput, Grace) of
         none -> {noreply, State};
         {wait, KillAt} -> {noreply, arm_overdue(KillAt, State)};
         {overdue, N} -> unresponsive(N, State)
@@ -123,6 +149,8 @@ terminate(_Reason, #state{port = Port} = State) ->
     %% back while it does lets callers see `cancelled`, not a dead worker.
     case send_packet(Port, pyport_wire:stop()) of
         ok -> drain(State, erlang:monotonic_time(millisecond) + ?STOP_GRACE_MS);
+        %% Python is not reading: a `stop` would never be read either.
+        busy -> close(Port);
         closed -> ok
     end.
 
@@ -242,6 +270,8 @@ registered(Index, Port, Info, #{max_pending := MaxPending,
                                 output := Output}) ->
     Pending = ets:new(py_event_pending,
                       [set, public, {write_concurrency, true}]),
+    ByCaller = ets:new(py_event_by_caller,
+                       [ordered_set, public, {write_concurrency, true}]),
     Monitored = ets:new(py_event_monitored,
                         [set, public, {read_concurrency, true}]),
     OsPid = case Info of
@@ -249,12 +279,13 @@ registered(Index, Port, Info, #{max_pending := MaxPending,
                 _ -> port_os_pid(Port)
             end,
     Loop = #py_loop{index = Index, worker = self(), port = Port,
-                    pending = Pending, monitored = Monitored,
+                    pending = Pending, by_caller = ByCaller, monitored = Monitored,
                     max_pending = MaxPending, max_packet = MaxPacket,
                     cancel_grace_ms = Grace, os_pid = OsPid, info = Info},
     ok = py_event_loop_pool:register_loop(Index, Loop),
     {ok, #state{index = Index, port = Port, pending = Pending,
-                monitored = Monitored, os_pid = OsPid,
+                by_caller = ByCaller, monitored = Monitored, os_pid = OsPid,
+                last_output = erlang:monotonic_time(millisecond),
                 cancel_grace_ms = Grace, output = Output,
                 max_packet = MaxPacket}}.
 
@@ -264,12 +295,15 @@ port_os_pid(Port) ->
         undefined -> undefined
     end.
 
-handle_packet({result, Ref, Result}, #state{pending = Pending}) ->
+handle_packet({result, Ref, Result}, #state{pending = Pending, by_caller = ByCaller}) ->
     %% {cancelled, _}: the caller timed out or died and Python has now
     %% answered the cancel; no entry: a spawned task or a lost race. Either
     %% way the reply has nowhere to go.
     case ets:take(Pending, Ref) of
-        [{Ref, Caller}] when is_pid(Caller) -> Ref ! {Ref, Result}, ok;
+        [{Ref, Caller}] when is_pid(Caller) ->
+            Ref ! {Ref, Result},
+            true = ets:delete(ByCaller, {Caller, Ref}),
+            ok;
         [{Ref, {cancelled, _}}] -> ok;
         [] -> ok
     end;
@@ -297,6 +331,7 @@ port_exited(Status, #state{os_pid = OsPid} = State) ->
 stopped(Status, #state{index = Index, pending = Pending, os_pid = OsPid} = State) ->
     Failed = [Ref || {Ref, Caller} <- ets:tab2list(Pending), is_pid(Caller)],
     true = ets:delete_all_objects(Pending),
+    true = ets:delete_all_objects(State#state.by_caller),
     lists:foreach(fun(Ref) ->
                           Ref ! {Ref, {error, {python_exit, Status}}}
                   end, Failed),
@@ -338,11 +373,42 @@ kill_process_group(OsPid) when is_integer(OsPid) ->
 kill_process_group(_) ->
     ok.
 
+%% Never suspends the worker on a busy port: a worker stuck there could
+%% not route results, notice the port's exit or judge it unresponsive.
 send_packet(Port, Packet) ->
-    try erlang:port_command(Port, Packet) of
-        true -> ok
+    try erlang:port_command(Port, Packet, [nosuspend]) of
+        true -> ok;
+        false -> busy
     catch
         error:badarg -> closed
+    end.
+
+%% Cancels go after those already waiting, in order; what the port does
+%% not take now is retried shortly.
+send_cancels(Refs, #state{backlog = Backlog, backlog_timer = Timer} = State) ->
+    Queued = lists:foldl(fun(Ref, Q) -> queue:in(pyport_wire:cancel(Ref), Q) end,
+                         Backlog, Refs),
+    case Timer of
+        undefined -> flush_backlog(Queued, State#state{backlog = queue:new()});
+        _ -> State#state{backlog = Queued}
+    end.
+
+flush_backlog(Backlog, #state{port = Port} = State) ->
+    case queue:out(Backlog) of
+        {empty, _} ->
+            State;
+        {{value, Packet}, Rest} ->
+            case send_packet(Port, Packet) of
+                ok ->
+                    flush_backlog(Rest, State);
+                busy ->
+                    TRef = erlang:start_timer(?BACKLOG_RETRY_MS, self(), retry_backlog),
+                    State#state{backlog = Backlog, backlog_timer = TRef};
+                closed ->
+                    %% The port is gone, and its tasks with it; its exit
+                    %% follows.
+                    State
+            end
     end.
 
 drain(#state{port = Port} = State, Deadline) ->

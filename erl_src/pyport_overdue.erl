@@ -4,12 +4,17 @@
 %% (now + cancel_grace_ms) means Python ignores the cancel, spins, or is
 %% stuck in a C call. This module marks such entries, keeps the worker's
 %% one timer for the earliest KillAt, and tells which are overdue.
+%%
+%% Overdue is judged by progress, not per cancel: while the port keeps
+%% sending packets (answering thousands of cancels after a mass caller
+%% death, say) it is not stuck, and the judgement waits until it has been
+%% silent for a whole grace period with a cancel overdue.
 -module(pyport_overdue).
 
 %% API.
 -export([mark/3]).
 -export([arm/2]).
--export([check/1]).
+-export([check/3]).
 
 %% {TimerRef, KillAt}, or none armed. The timer sends the worker
 %% `{timeout, TimerRef, overdue_check}`.
@@ -43,14 +48,19 @@ arm(KillAt, Timer) ->
         end,
     {erlang:start_timer(KillAt, self(), overdue_check, [{abs, true}]), KillAt}.
 
-%% What the pending table holds now: no cancelled task, the deadline of
-%% the earliest one to wait for, or how many are overdue.
--spec check(ets:tid()) -> none | {wait, integer()} | {overdue, pos_integer()}.
-check(Pending) ->
+%% What the pending table holds now: no cancelled task; the time to judge
+%% again (the earliest deadline, or, while the port is making progress,
+%% one grace period after its last packet); or how many are overdue on a
+%% port that has sent nothing for a grace period. LastOutput: when the
+%% port last sent a packet (monotonic milliseconds).
+-spec check(ets:tid(), integer(), non_neg_integer())
+    -> none | {wait, integer()} | {overdue, pos_integer()}.
+check(Pending, LastOutput, Grace) ->
     KillAts = ets:select(Pending, [{{'_', {cancelled, '$1'}}, [], ['$1']}]),
     Now = erlang:monotonic_time(millisecond),
     case [At || At <- KillAts, At =< Now] of
         [] when KillAts =:= [] -> none;
         [] -> {wait, lists:min(KillAts)};
+        _ when LastOutput + Grace > Now -> {wait, LastOutput + Grace};
         Overdue -> {overdue, length(Overdue)}
     end.

@@ -237,3 +237,13 @@ def erlang_package_file() -> str:
 async def nap(seconds: float, value: Any) -> Any:
     await asyncio.sleep(seconds)
     return value
+
+
+# -- load and lifetimes (issue 10, items 9-12) ----------------------------------------
+
+
+async def nap_sized(seconds: float, payload: bytes) -> int:
+    """Naps, then answers how big its argument was (a large argument
+    without an equally large answer)."""
+    await asyncio.sleep(seconds)
+    return len(payload)

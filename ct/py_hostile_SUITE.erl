@@ -42,7 +42,9 @@ end_per_testcase(_, _Config) ->
 
 %% Per-case application environment.
 -spec case_env(atom()) -> [{atom(), term()}].
-case_env(mass_caller_death_is_cleaned_up) -> [{max_pending, 20000}];
+%% A short grace: a port busy answering 10,000 cancels is still judged
+%% by its progress, not by how long each cancel takes.
+case_env(mass_caller_death_is_cleaned_up) -> [{max_pending, 20000}, {cancel_grace_ms, 500}];
 %% The callers' cancels must not get the stopped port killed meanwhile.
 case_env(stopped_port_does_not_hold_callers) -> [{cancel_grace_ms, 30000}];
 case_env(calls_during_restart_overloaded_beyond_bound) -> [{max_pending, 10}];
@@ -92,9 +94,9 @@ mass_caller_death_is_cleaned_up(_) ->
     Ms = erlang:monotonic_time(millisecond) - T0,
     ct:comment("~b dead callers' tasks cleaned up in ~b ms", [N, Ms]),
     ct:pal("~b dead callers' tasks cleaned up in ~b ms", [N, Ms]),
-    ?assertEqual({ok, ok}, bystander_result(Bystander)),
+    bystander_ok(bystander_result(Bystander)),
     ?assertMatch(#{os_pid := OsPid, pending := 0}, pyport_ct:loop_stats(1)),
-    ?assertEqual({ok, ok}, run(nap, [0, ok], ?PROMPTLY)).
+    ?assertEqual({ok, 1}, run(nap, [0, 1], ?PROMPTLY)).
 
 -spec out_of_range_timeouts_never_leak() -> [{doc, string()}].
 out_of_range_timeouts_never_leak() -> [{doc, "Timeouts beyond what `receive ... after` takes (2^32 ms, 1 bsl 1100) work for run, await, exec and eval, on a loop and through the pool, and leave nothing pending."}].
@@ -104,14 +106,14 @@ out_of_range_timeouts_never_leak(_) ->
     L = {pyport_loop, 1},
     lists:foreach(
       fun(T) ->
-              ?assertEqual({ok, ok}, py_event_loop:run(L, ?X, nap, [0.01, ok], #{timeout => T})),
-              ?assertEqual({ok, ok}, py_event_loop:await(
-                                       py_event_loop:create_task(L, ?X, nap, [0.01, ok], #{}), T)),
+              ?assertEqual({ok, 1}, py_event_loop:run(L, ?X, nap, [0.01, 1], #{timeout => T})),
+              ?assertEqual({ok, 1}, py_event_loop:await(
+                                       py_event_loop:create_task(L, ?X, nap, [0.01, 1], #{}), T)),
               ?assertEqual(ok, py_event_loop:exec(L, <<"x = 1">>, #{timeout => T})),
               ?assertEqual({ok, 2}, py_event_loop:eval(L, <<"1 + 1">>, #{timeout => T})),
-              ?assertEqual({ok, ok}, py_event_loop_pool:run(?X, nap, [0.01, ok], #{timeout => T})),
-              ?assertEqual({ok, ok}, py_event_loop_pool:await(
-                                       py_event_loop_pool:create_task(?X, nap, [0.01, ok]), T)),
+              ?assertEqual({ok, 1}, py_event_loop_pool:run(?X, nap, [0.01, 1], #{timeout => T})),
+              ?assertEqual({ok, 1}, py_event_loop_pool:await(
+                                       py_event_loop_pool:create_task(?X, nap, [0.01, 1]), T)),
               ?assertEqual({ok, 2}, py_event_loop_pool:eval(<<"1 + 1">>, #{timeout => T})),
               %% A caller waiting that long that dies: its task is cancelled.
               {Pid, MRef} = spawn_monitor(fun() -> py_event_loop:run(L, ?X, nap, [60, never],
@@ -123,7 +125,7 @@ out_of_range_timeouts_never_leak(_) ->
               ok = pyport_ct:wait_until(
                      fun() -> maps:get(pending, pyport_ct:loop_stats(1)) =< 1 end, ?PROMPTLY)
       end, [4294967295, 4294967296, 1 bsl 32 + 1, 1 bsl 1100]),
-    ?assertEqual({ok, ok}, bystander_result(Bystander)),
+    bystander_ok(bystander_result(Bystander)),
     ok = pyport_ct:wait_until(
            fun() -> maps:get(pending, py_event_loop_pool:get_stats()) =:= 0 end, ?PROMPTLY).
 
@@ -149,7 +151,7 @@ stopped_port_does_not_hold_callers(_) ->
     after
         signal(OsPid, "CONT")
     end,
-    ?assertEqual({ok, ok}, bystander_result(Bystander)),
+    bystander_ok(bystander_result(Bystander)),
     ?assertEqual({ok, 1 bsl 20}, run(nap_sized, [0.01, Big], ?PROMPTLY)),
     ok = pyport_ct:wait_until(
            fun() -> maps:get(pending, pyport_ct:loop_stats(1)) =:= 0 end, ?PROMPTLY),
@@ -197,3 +199,10 @@ restart_burst(N, Timeout) ->
 signal(OsPid, Sig) ->
     _ = os:cmd("kill -" ++ Sig ++ " " ++ integer_to_list(OsPid)),
     ok.
+
+%% The bystander's nap answers the atom ok, which may come back as the
+%% string "ok".
+-spec bystander_ok(term()) -> ok.
+bystander_ok({ok, ok}) -> ok;
+bystander_ok({ok, <<"ok">>}) -> ok;
+bystander_ok(Other) -> error({bystander, Other}).

@@ -60,6 +60,14 @@ task_opts_carries_the_deadline_test() ->
     ?assertEqual(#{deadline_ms => 1500}, py_event_task:task_opts(1500)),
     ?assertEqual(#{}, py_event_task:task_opts(infinity)).
 
+%% Past what `receive ... after` takes, the caller's chunked wait is the
+%% deadline; Python is not handed an integer it may not hold.
+-spec task_opts_leaves_out_deadlines_beyond_after_test() -> term().
+task_opts_leaves_out_deadlines_beyond_after_test() ->
+    ?assertEqual(#{deadline_ms => 4294967295}, py_event_task:task_opts(4294967295)),
+    ?assertEqual(#{}, py_event_task:task_opts(4294967296)),
+    ?assertEqual(#{}, py_event_task:task_opts(1 bsl 1100)).
+
 -spec await_of_an_unknown_reference_is_an_error_not_a_wait_test() -> term().
 await_of_an_unknown_reference_is_an_error_not_a_wait_test() ->
     ?assertEqual({error, unknown_task}, py_event_loop:await(make_ref(), infinity)).

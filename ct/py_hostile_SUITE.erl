@@ -20,7 +20,8 @@
 all() ->
     [mass_caller_death_is_cleaned_up, out_of_range_timeouts_never_leak,
      stopped_port_does_not_hold_callers, calls_during_restart_wait_for_fresh_port,
-     calls_during_restart_overloaded_beyond_bound].
+     calls_during_restart_overloaded_beyond_bound,
+     ignored_cancel_on_serving_port_costs_the_task].
 
 -spec init_per_suite(ct_suite:ct_config()) -> ct_suite:ct_config().
 init_per_suite(Config) ->
@@ -48,6 +49,7 @@ case_env(mass_caller_death_is_cleaned_up) -> [{max_pending, 20000}, {cancel_grac
 %% The callers' cancels must not get the stopped port killed meanwhile.
 case_env(stopped_port_does_not_hold_callers) -> [{cancel_grace_ms, 30000}];
 case_env(calls_during_restart_overloaded_beyond_bound) -> [{max_pending, 10}];
+case_env(ignored_cancel_on_serving_port_costs_the_task) -> [{cancel_grace_ms, 200}];
 case_env(_) -> [].
 
 %% Helpers.
@@ -181,6 +183,27 @@ calls_during_restart_overloaded_beyond_bound(_) ->
     ?assert(length(Ok) =< 10),
     ?assert(length(Overloaded) >= 30),
     ?assertMatch({error, {python_exit, _}}, bystander_result(Bystander)).
+
+-spec ignored_cancel_on_serving_port_costs_the_task() -> [{doc, string()}].
+ignored_cancel_on_serving_port_costs_the_task() -> [{doc, "A task that ignores its cancel on a port that keeps serving other tasks is not a stuck port: the port is not killed, the bystander gets its result, and the task's entry is forgotten after 10 grace periods, so pending drains."}].
+-spec ignored_cancel_on_serving_port_costs_the_task(ct_suite:ct_config()) -> term().
+ignored_cancel_on_serving_port_costs_the_task(_) ->
+    #{os_pid := OsPid} = pyport_ct:loop_stats(1),
+    Bystander = bystander(3.0),
+    ?assertEqual({error, timeout}, run(ignore_cancel_for, [60], 100)),
+    %% Other work keeps the port sending for well over 10 grace periods.
+    Deadline = erlang:monotonic_time(millisecond) + 4000,
+    Chatter = fun Loop() ->
+                      case erlang:monotonic_time(millisecond) < Deadline of
+                          true -> {ok, 1} = run(nap, [0.05, 1], ?PROMPTLY), Loop();
+                          false -> ok
+                      end
+              end,
+    ok = Chatter(),
+    bystander_ok(bystander_result(Bystander)),
+    ok = pyport_ct:wait_until(
+           fun() -> maps:get(pending, pyport_ct:loop_stats(1)) =:= 0 end, ?PROMPTLY),
+    ?assertMatch(#{os_pid := OsPid}, pyport_ct:loop_stats(1)).
 
 %% Kills loop 1's port, waits until its worker is gone, and fires N calls
 %% with Timeout at the loop at once; their results in order.

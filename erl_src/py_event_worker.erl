@@ -135,7 +135,7 @@ handle_info({timeout, TRef, overdue_check},
     State = State0#state{overdue_timer = undefined},
     case pyport_overdue:check(Pending, LastOutput, Grace) of
         none -> {noreply, State};
-        {wait, KillAt} -> {noreply, arm_overdue(KillAt, State)};
+        {wait, KillAt} -> {noreply, arm_overdue(KillAt, forget_overdue(State))};
         {overdue, N} -> unresponsive(N, State)
     end;
 handle_info(_Info, State) ->
@@ -345,6 +345,19 @@ arm_overdue(false, State) ->
     State;
 arm_overdue(KillAt, #state{overdue_timer = Timer} = State) ->
     State#state{overdue_timer = pyport_overdue:arm(KillAt, Timer)}.
+
+%% The port is making progress but has left some cancels unanswered for
+%% long: those tasks (ignoring their cancel) cost themselves, not the loop.
+forget_overdue(#state{index = Index, pending = Pending, cancel_grace_ms = Grace} = State) ->
+    case pyport_overdue:forget(Pending, erlang:monotonic_time(millisecond), Grace) of
+        0 ->
+            ok;
+        N ->
+            logger:warning("pyport loop ~b: ~b cancelled task(s) still not finished "
+                           "long after the cancel while the port keeps serving; "
+                           "forgetting them", [Index, N], #{pyport_loop => Index})
+    end,
+    State.
 
 %% Python has not answered N cancels within cancel_grace_ms: the port is
 %% killed, its callers get {python_exit, {killed, unresponsive}}, and the

@@ -8,13 +8,20 @@
 %% Overdue is judged by progress, not per cancel: while the port keeps
 %% sending packets (answering thousands of cancels after a mass caller
 %% death, say) it is not stuck, and the judgement waits until it has been
-%% silent for a whole grace period with a cancel overdue.
+%% silent for a whole grace period with a cancel overdue. A cancel that a
+%% port making progress leaves unanswered for ?FORGET_GRACES grace periods
+%% (a task that ignores it, or a cancel Python never got) costs that task
+%% only: its entry is forgotten, so that it does not count against
+%% max_pending forever.
 -module(pyport_overdue).
 
 %% API.
 -export([mark/3]).
 -export([arm/2]).
 -export([check/3]).
+-export([forget/3]).
+
+-define(FORGET_GRACES, 10).
 
 %% {TimerRef, KillAt}, or none armed. The timer sends the worker
 %% `{timeout, TimerRef, overdue_check}`.
@@ -64,3 +71,10 @@ check(Pending, LastOutput, Grace) ->
         _ when LastOutput + Grace > Now -> {wait, LastOutput + Grace};
         Overdue -> {overdue, length(Overdue)}
     end.
+
+%% Forgets the cancelled entries overdue by ?FORGET_GRACES grace periods
+%% (their callers have long had their answer); returns how many.
+-spec forget(ets:tid(), integer(), non_neg_integer()) -> non_neg_integer().
+forget(Pending, Now, Grace) ->
+    Cutoff = Now - ?FORGET_GRACES * max(Grace, 1),
+    ets:select_delete(Pending, [{{'_', {cancelled, '$1'}}, [{'=<', '$1', Cutoff}], [true]}]).

@@ -247,3 +247,15 @@ async def nap_sized(seconds: float, payload: bytes) -> int:
     without an equally large answer)."""
     await asyncio.sleep(seconds)
     return len(payload)
+
+
+async def ignore_cancel_for(seconds: float) -> str:
+    """Swallows every cancellation until ``seconds`` have passed, while the
+    loop itself keeps running."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        try:
+            await asyncio.sleep(end - time.monotonic())
+        except asyncio.CancelledError:
+            pass
+    return "done"

@@ -51,3 +51,16 @@ mark_test() ->
 
 ms_now() ->
     erlang:monotonic_time(millisecond).
+
+-spec forget_test() -> term().
+forget_test() ->
+    T = ets:new(pending, [set, public]),
+    Now = ms_now(),
+    Old = make_ref(),
+    true = ets:insert(T, [{Old, {cancelled, Now - 10 * ?GRACE - 1}},
+                          {make_ref(), {cancelled, Now - ?GRACE}},
+                          {make_ref(), self()}]),
+    ?assertEqual(1, pyport_overdue:forget(T, Now, ?GRACE)),
+    ?assertEqual([], ets:lookup(T, Old)),
+    ?assertEqual(2, ets:info(T, size)),
+    true = ets:delete(T).

@@ -34,7 +34,8 @@
                   {forge_garbage, [<<"soak garbage">>]}]).
 -define(MASS_DEATH_CALLERS, 200).
 -define(OUTCOMES, [ok, python_error, timeout, python_exit, loop_unavailable,
-                   worker_down, overloaded, hostile_other, mass_deaths, malformed]).
+                   worker_down, overloaded, cancelled, hostile_other, mass_deaths,
+                   malformed]).
 
 -spec main() -> no_return().
 main() ->
@@ -109,8 +110,12 @@ caller(#{total := Total, next := Next, counts := Counts} = Ctx, Done) ->
         N when N > Total ->
             exit(done);
         _ ->
-            Outcome = classify(one_task(Ctx)),
+            Result = one_task(Ctx),
+            Outcome = classify(Result),
             counters:add(Counts, index(Outcome), 1),
+            %% Say what was malformed (the verdict fails on it).
+            Outcome =:= malformed andalso
+                io:format("soak: malformed result: ~P~n", [Result, 20]),
             %% A sane client backs off while a loop restarts.
             Outcome =:= loop_unavailable andalso timer:sleep(10),
             caller(Ctx, Done + 1)
@@ -191,6 +196,10 @@ classify({error, {python_exit, _}}) -> python_exit;
 classify({error, loop_unavailable}) -> loop_unavailable;
 classify({error, {worker_down, _}}) -> worker_down;
 classify({error, overloaded}) -> overloaded;
+%% Collateral of a hostile fault on the same port: a port that sys.exit
+%% ends cleanly cancels its other tasks (until that fault costs the task
+%% only).
+classify({error, cancelled}) -> cancelled;
 classify(_) -> malformed.
 
 index(Outcome) ->

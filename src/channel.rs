@@ -99,6 +99,7 @@ impl Channel {
                 }
             }
         }
+        self.reader.release();
         if self.eof && messages.is_empty() {
             return Ok(None);
         }

@@ -19,7 +19,7 @@ pub fn python_dir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("priv/python"))
 }
 
-/// Port mode: run `erlang._port.main(args)` and return its exit status.
+/// Port mode: run `erlang._main.main(args)` and return its exit status.
 pub fn run_port(args: &[String]) -> i32 {
     pyo3::append_to_inittab!(_pyport_init);
     Python::initialize();
@@ -43,8 +43,8 @@ fn port_main(py: Python<'_>, args: &[String]) -> PyResult<i32> {
     let sys = py.import("sys")?;
     let path = sys.getattr("path")?.cast_into::<PyList>()?;
     path.insert(0, python_dir().to_string_lossy().into_owned())?;
-    let port = py.import("erlang._port")?;
-    port.call_method1("main", (args.to_vec(),))?.extract()
+    let main = py.import("erlang._main")?;
+    main.call_method1("main", (args.to_vec(),))?.extract()
 }
 
 /// Standalone mode: exactly `python3 ARGS...` (`-m`, scripts, `-c`, exit

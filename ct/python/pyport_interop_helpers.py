@@ -1,6 +1,7 @@
 """Python side of the interop suites (py_callback_SUITE, py_send_SUITE,
-py_exec_SUITE, py_logging_SUITE, py_env_SUITE): functions the suites run as
-tasks, which call back into Erlang."""
+py_exec_SUITE, py_logging_SUITE, py_env_SUITE) and of the interop unit tests
+(test/python/test_interop.py): functions run as tasks, which call back into
+Erlang."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ import threading
 
 import erlang
 
+#: what the unit tests' tasks did, in order
+RECORD: list[object] = []
 
 # -- erlang.call / async_call --------------------------------------------------
 
@@ -30,15 +33,52 @@ async def async_call(name, *args):
     return await erlang.async_call(name, *args)
 
 
-def call_error(name, *args):
-    """What erlang.call raised, as [ExceptionClass, erlang_class, reason, has_stack]."""
+def call_error(name, *args, stack=False):
+    """What erlang.call raised, as [ExceptionClass, erlang_class, reason,
+    Stack]: Stack is the stack trace with ``stack`` true, else whether there
+    is one."""
     try:
         erlang.call(name, *args)
     except erlang.CallError as exc:
-        return [type(exc).__name__, exc.erlang_class, exc.reason, bool(exc.stacktrace)]
+        return [type(exc).__name__, exc.erlang_class, exc.reason,
+                exc.stacktrace if stack else bool(exc.stacktrace)]
     except Exception as exc:
         return [type(exc).__name__, str(exc)]
     return "no exception"
+
+
+def call_unconvertible(name):
+    return call_error(name, {1, 2})
+
+
+def call_then_record(name, tag):
+    value = erlang.call(name, tag)
+    RECORD.append(("returned", tag, value))
+    return value
+
+
+async def sleep_record(tag, seconds):
+    await asyncio.sleep(seconds)
+    RECORD.append(("slept", tag))
+    return tag
+
+
+def nested_depth_error(name):
+    try:
+        return erlang.call(name)
+    except RecursionError as exc:
+        return ["RecursionError", str(exc)]
+
+
+async def call_from_thread(name, *args):
+    # The thread needs the loop to send and to get the reply: wait for it
+    # without blocking the loop (joining it here would deadlock).
+    return await asyncio.to_thread(erlang.call, name, *args)
+
+
+async def call_from_executor(name, *args):
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(None, lambda: erlang.call(name, *args))
 
 
 async def async_call_error(name, *args):
@@ -92,6 +132,22 @@ def schedule_py_sum(items, start=0, acc=0, steps=0):
     return [acc, steps]
 
 
+def schedule_py_chain(n, acc=0):
+    if n == 0:
+        return acc
+    return erlang.schedule_py("pyport_interop_helpers", "schedule_py_chain", [n - 1],
+                              {"acc": acc + n})
+
+
+def schedule_py_async(value):
+    return erlang.schedule_py("pyport_interop_helpers", "sleep_record", [value, 0])
+
+
+def time_slices(percent, steps):
+    """How many of ``steps`` reports of ``percent`` said 'yield'."""
+    return sum(1 for _ in range(steps) if erlang.consume_time_slice(percent))
+
+
 # -- erlang.send / self / whereis / atom ---------------------------------------
 
 
@@ -105,9 +161,9 @@ def send_to_name(name, term):
     return "sent"
 
 
-async def send_async(dest, term):
+async def send_async(dest, term, as_atom=False):
     await asyncio.sleep(0)
-    erlang.send(dest, term)
+    erlang.send(erlang.atom(dest) if as_atom else dest, term)
     return "sent"
 
 
@@ -148,6 +204,11 @@ async def send_to_self_async(term):
 
 
 def self_pid():
+    return erlang.self()
+
+
+async def self_pid_later():
+    await asyncio.sleep(0)
     return erlang.self()
 
 

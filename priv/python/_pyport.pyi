@@ -6,6 +6,7 @@ through the ``erlang`` package; see docs/architecture.md.
 
 from typing import Any, final
 
+PROTOCOL_VERSION: int  # the wire protocol version (docs/protocol.md)
 MAX_DEPTH: int
 
 @final

@@ -17,6 +17,13 @@ import erlang
 
 T = TypeVar("T")
 
+# The Python fixtures shared with the Common Test suites (which put ct/python
+# on the port's python_path) are imported from there: one copy of each.
+_CT_PYTHON = os.path.normpath(
+    os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "ct", "python"))
+if _CT_PYTHON not in sys.path:
+    sys.path.insert(0, _CT_PYTHON)
+
 LOOP_FACTORIES: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {
     "stdlib": asyncio.SelectorEventLoop,
     "erlang": erlang.ErlangEventLoop,

@@ -161,7 +161,7 @@ def test_output_forwarder_sends_each_line_with_its_stream():
 
 def test_log_handler_maps_notice():
     harness = PortHarness().start()
-    from erlang._port import ChannelLogHandler
+    from erlang._logging import ChannelLogHandler
 
     handler = ChannelLogHandler(harness.server)
     logger = logging.getLogger("pyport.notice")

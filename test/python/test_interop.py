@@ -11,8 +11,8 @@ import pytest
 
 import _pyport
 import erlang
-import interop_tasks
-from erlang import _interop
+import pyport_interop_helpers
+from erlang import _context, _interop, _schedule
 from porthelp import Atom, Contains, PortHarness, make_ref, task
 
 CALL_REPLY = Atom("call_reply")
@@ -29,7 +29,7 @@ def make_pid(n: int, node: bytes = b"nonode@nohost") -> erlang.Pid:
 
 @pytest.fixture
 def port():
-    interop_tasks.RECORD.clear()
+    pyport_interop_helpers.RECORD.clear()
     harness = PortHarness().start()
     try:
         yield harness
@@ -59,7 +59,7 @@ def result_of(port, id):
 
 def test_call_sends_name_and_args_and_returns_the_reply(port):
     id = make_ref(1)
-    port.send(task(id, "interop_tasks", "call", ["double", 21]))
+    port.send(task(id, "pyport_interop_helpers", "call", ["double", 21]))
     _, call_id, name, args = expect(port, "call")
     assert (name, args) == ("double", [21])
     reply(port, call_id, (OK, 42))
@@ -68,7 +68,7 @@ def test_call_sends_name_and_args_and_returns_the_reply(port):
 
 def test_call_accepts_an_atom_name_and_many_args(port):
     id = make_ref(2)
-    port.send(task(id, "interop_tasks", "call", [Atom("cb"), 1, "two", [3.0], {"k": None}]))
+    port.send(task(id, "pyport_interop_helpers", "call", [Atom("cb"), 1, "two", [3.0], {"k": None}]))
     _, call_id, name, args = expect(port, "call")
     assert (name, args) == ("cb", [1, "two", [3.0], {"k": None}])
     reply(port, call_id, (OK, (1, "x")))
@@ -77,10 +77,10 @@ def test_call_accepts_an_atom_name_and_many_args(port):
 
 def test_call_from_a_coroutine_blocks_only_that_task(port):
     id = make_ref(3)
-    port.send(task(id, "interop_tasks", "call_in_coroutine", ["cb", 1]))
+    port.send(task(id, "pyport_interop_helpers", "call_in_coroutine", ["cb", 1]))
     _, call_id, _, _ = expect(port, "call")
     other = make_ref(4)
-    port.send(task(other, "interop_tasks", "sleep_record", ["other", 0.01]))
+    port.send(task(other, "pyport_interop_helpers", "sleep_record", ["other", 0.01]))
     assert result_of(port, other) == ("ok", "other")
     reply(port, call_id, (OK, "late"))
     assert result_of(port, id) == ("ok", "late")
@@ -88,7 +88,7 @@ def test_call_from_a_coroutine_blocks_only_that_task(port):
 
 def test_erlang_exception_raises_call_error_with_class_and_reason(port):
     id = make_ref(5)
-    port.send(task(id, "interop_tasks", "call_error", ["boom"]))
+    port.send(task(id, "pyport_interop_helpers", "call_error", ["boom"], {Atom("stack"): True}))
     _, call_id, _, _ = expect(port, "call")
     reply(port, call_id, (ERROR, (Atom("erlang"), Atom("throw"), (Atom("bad"), 1), "stack")))
     assert result_of(port, id) == ("ok", ["CallError", "throw", ("bad", 1), "stack"])
@@ -96,7 +96,7 @@ def test_erlang_exception_raises_call_error_with_class_and_reason(port):
 
 def test_unknown_callback_raises_unknown_callback_error(port):
     id = make_ref(6)
-    port.send(task(id, "interop_tasks", "call_error", ["nope"]))
+    port.send(task(id, "pyport_interop_helpers", "call_error", ["nope"]))
     _, call_id, _, _ = expect(port, "call")
     reply(port, call_id, (ERROR, (Atom("unknown_callback"), "nope")))
     status, (cls, erlang_class, reason, _) = result_of(port, id)
@@ -106,7 +106,7 @@ def test_unknown_callback_raises_unknown_callback_error(port):
 
 def test_unconverted_call_error_propagates_as_a_task_error(port):
     id = make_ref(7)
-    port.send(task(id, "interop_tasks", "call", ["boom"]))
+    port.send(task(id, "pyport_interop_helpers", "call", ["boom"]))
     _, call_id, _, _ = expect(port, "call")
     reply(port, call_id, (ERROR, (Atom("erlang"), Atom("error"), Atom("badarith"), "")))
     status, (kind, type_name, message, _) = result_of(port, id)
@@ -116,7 +116,7 @@ def test_unconverted_call_error_propagates_as_a_task_error(port):
 
 def test_unconvertible_argument_is_a_type_error_and_nothing_is_sent(port):
     id = make_ref(8)
-    port.send(task(id, "interop_tasks", "call_unconvertible", ["cb"]))
+    port.send(task(id, "pyport_interop_helpers", "call_unconvertible", ["cb"]))
     status, (cls, message) = result_of(port, id)
     assert (status, cls) == ("ok", "TypeError")
     assert "set" in message
@@ -124,11 +124,11 @@ def test_unconvertible_argument_is_a_type_error_and_nothing_is_sent(port):
 
 def test_async_call_lets_other_tasks_finish_first(port):
     id = make_ref(10)
-    port.send(task(id, "interop_tasks", "async_call", ["slow", 5]))
+    port.send(task(id, "pyport_interop_helpers", "async_call", ["slow", 5]))
     _, call_id, name, args = expect(port, "call")
     assert (name, args) == ("slow", [5])
     others = [make_ref(11 + i) for i in range(3)]
-    port.send(*(task(o, "interop_tasks", "sleep_record", [i, 0]) for i, o in enumerate(others)))
+    port.send(*(task(o, "pyport_interop_helpers", "sleep_record", [i, 0]) for i, o in enumerate(others)))
     assert [result_of(port, o) for o in others] == [("ok", 0), ("ok", 1), ("ok", 2)]
     reply(port, call_id, (OK, 25))
     assert result_of(port, id) == ("ok", 25)
@@ -136,7 +136,7 @@ def test_async_call_lets_other_tasks_finish_first(port):
 
 def test_cancelled_async_call_drops_the_late_reply_quietly(port):
     id = make_ref(20)
-    port.send(task(id, "interop_tasks", "async_call", ["slow"]))
+    port.send(task(id, "pyport_interop_helpers", "async_call", ["slow"]))
     _, call_id, _, _ = expect(port, "call")
     port.send((Atom("cancel"), id))
     assert result_of(port, id) == ("error", "cancelled")
@@ -158,7 +158,7 @@ def test_reply_for_an_unknown_call_is_logged(port):
 def test_tasks_arriving_while_a_call_waits_run_sync_and_async(port):
     """Erlang's callback runs Python on the same loop before it answers."""
     id = make_ref(30)
-    port.send(task(id, "interop_tasks", "call_then_record", ["cb", "outer"]))
+    port.send(task(id, "pyport_interop_helpers", "call_then_record", ["cb", "outer"]))
     _, outer_call, _, _ = expect(port, "call")
     sync_id, async_id = make_ref(31), make_ref(32)
     port.send(task(sync_id, "pyport_tasks", "add", [2, 3]),
@@ -173,7 +173,7 @@ def test_python_erlang_python_chain_five_levels_deep(port):
     ids = [make_ref(40 + i) for i in range(5)]
     calls = []
     for level, id in enumerate(ids):
-        port.send(task(id, "interop_tasks", "call_then_record", ["cb", level]))
+        port.send(task(id, "pyport_interop_helpers", "call_then_record", ["cb", level]))
         _, call_id, _, args = expect(port, "call")
         assert args == [level]
         calls.append(call_id)
@@ -181,15 +181,15 @@ def test_python_erlang_python_chain_five_levels_deep(port):
     for level in reversed(range(5)):
         reply(port, calls[level], (OK, level * 10))
         assert result_of(port, ids[level]) == ("ok", level * 10)
-    assert [r for r in interop_tasks.RECORD] == [("returned", lv, lv * 10)
+    assert [r for r in pyport_interop_helpers.RECORD] == [("returned", lv, lv * 10)
                                                  for lv in reversed(range(5))]
 
 
 def test_an_outer_reply_that_comes_first_waits_for_the_inner_call(port):
     outer, inner = make_ref(50), make_ref(51)
-    port.send(task(outer, "interop_tasks", "call", ["cb", "outer"]))
+    port.send(task(outer, "pyport_interop_helpers", "call", ["cb", "outer"]))
     _, outer_call, _, _ = expect(port, "call")
-    port.send(task(inner, "interop_tasks", "call", ["cb", "inner"]))
+    port.send(task(inner, "pyport_interop_helpers", "call", ["cb", "inner"]))
     _, inner_call, _, _ = expect(port, "call")
     reply(port, outer_call, (OK, "o"))
     assert port.reader.nothing_within(0.05)  # the outer frame is below the inner one
@@ -200,9 +200,9 @@ def test_an_outer_reply_that_comes_first_waits_for_the_inner_call(port):
 
 def test_timers_and_other_tasks_run_while_a_call_waits(port):
     sleeper = make_ref(60)
-    port.send(task(sleeper, "interop_tasks", "sleep_record", ["timer", 0.02]))
+    port.send(task(sleeper, "pyport_interop_helpers", "sleep_record", ["timer", 0.02]))
     id = make_ref(61)
-    port.send(task(id, "interop_tasks", "call", ["slow"]))
+    port.send(task(id, "pyport_interop_helpers", "call", ["slow"]))
     _, call_id, _, _ = expect(port, "call")
     assert result_of(port, sleeper) == ("ok", "timer")
     reply(port, call_id, (OK, None))
@@ -211,7 +211,7 @@ def test_timers_and_other_tasks_run_while_a_call_waits(port):
 
 def test_cancel_of_a_plain_task_waiting_in_call(port):
     id = make_ref(70)
-    port.send(task(id, "interop_tasks", "call", ["never"]))
+    port.send(task(id, "pyport_interop_helpers", "call", ["never"]))
     _, call_id, _, _ = expect(port, "call")
     port.send((Atom("cancel"), id))
     assert result_of(port, id) == ("error", "cancelled")
@@ -222,14 +222,14 @@ def test_cancel_of_a_plain_task_waiting_in_call(port):
 
 def test_deadline_of_a_plain_task_waiting_in_call(port):
     id = make_ref(71)
-    port.send(task(id, "interop_tasks", "call", ["never"], deadline_ms=30))
+    port.send(task(id, "pyport_interop_helpers", "call", ["never"], deadline_ms=30))
     expect(port, "call")
     assert result_of(port, id) == ("error", "timeout")
 
 
 def test_deadline_of_a_coroutine_waiting_in_a_sync_call(port):
     id = make_ref(72)
-    port.send(task(id, "interop_tasks", "call_in_coroutine", ["never"], deadline_ms=30))
+    port.send(task(id, "pyport_interop_helpers", "call_in_coroutine", ["never"], deadline_ms=30))
     expect(port, "call")
     assert result_of(port, id) == ("error", "timeout")
     assert port.server._jobs == {}
@@ -240,10 +240,10 @@ def test_nesting_is_bounded(port):
     for level in range(_interop.MAX_NESTING):
         id = make_ref(100 + level)
         ids.append(id)
-        port.send(task(id, "interop_tasks", "call", ["cb", level]))
+        port.send(task(id, "pyport_interop_helpers", "call", ["cb", level]))
         expect(port, "call")
     last = make_ref(99)
-    port.send(task(last, "interop_tasks", "nested_depth_error", ["cb"]))
+    port.send(task(last, "pyport_interop_helpers", "nested_depth_error", ["cb"]))
     status, (name, message) = result_of(port, last)
     assert (status, name) == ("ok", "RecursionError")
     assert "async_call" in message
@@ -254,7 +254,7 @@ def test_nesting_is_bounded(port):
 
 def test_call_from_another_thread_goes_through_the_loop(port):
     id = make_ref(80)
-    port.send(task(id, "interop_tasks", "call_from_thread", ["cb", 1]))
+    port.send(task(id, "pyport_interop_helpers", "call_from_thread", ["cb", 1]))
     _, call_id, name, args = expect(port, "call")
     assert (name, args) == ("cb", [1])
     reply(port, call_id, (OK, "from thread"))
@@ -263,7 +263,7 @@ def test_call_from_another_thread_goes_through_the_loop(port):
 
 def test_call_from_run_in_executor(port):
     id = make_ref(81)
-    port.send(task(id, "interop_tasks", "call_from_executor", ["cb"]))
+    port.send(task(id, "pyport_interop_helpers", "call_from_executor", ["cb"]))
     _, call_id, _, _ = expect(port, "call")
     reply(port, call_id, (OK, 7))
     assert result_of(port, id) == ("ok", 7)
@@ -271,7 +271,7 @@ def test_call_from_run_in_executor(port):
 
 def test_eof_while_a_call_waits_stops_the_port(port):
     id = make_ref(82)
-    port.send(task(id, "interop_tasks", "call", ["never"]))
+    port.send(task(id, "pyport_interop_helpers", "call", ["never"]))
     expect(port, "call")
     port.eof()
     assert result_of(port, id) == ("error", "cancelled")
@@ -284,7 +284,7 @@ def test_eof_while_a_call_waits_stops_the_port(port):
 def test_send_to_a_pid_waits_for_the_acknowledgement(port):
     pid = make_pid(77)
     id = make_ref(90)
-    port.send(task(id, "interop_tasks", "send", [pid, ("hello", [1, 2])]))
+    port.send(task(id, "pyport_interop_helpers", "send", [pid, ("hello", [1, 2])]))
     _, call_id, dest, term = expect(port, "send")
     assert (dest, term) == (pid, ("hello", [1, 2]))
     assert port.reader.nothing_within(0.05)
@@ -294,7 +294,7 @@ def test_send_to_a_pid_waits_for_the_acknowledgement(port):
 
 def test_send_from_async_code_and_to_a_registered_name(port):
     id = make_ref(91)
-    port.send(task(id, "interop_tasks", "send_async", ["logger_proxy", 1],
+    port.send(task(id, "pyport_interop_helpers", "send_async", ["logger_proxy", 1],
                    {Atom("as_atom"): True}))
     _, call_id, dest, _ = expect(port, "send")
     assert dest == "logger_proxy"  # an atom on the wire
@@ -305,7 +305,7 @@ def test_send_from_async_code_and_to_a_registered_name(port):
 def test_send_to_a_dead_process_raises_process_error(port):
     pid = make_pid(78)
     id = make_ref(92)
-    port.send(task(id, "interop_tasks", "send_error", [pid, "x"]))
+    port.send(task(id, "pyport_interop_helpers", "send_error", [pid, "x"]))
     _, call_id, _, _ = expect(port, "send")
     reply(port, call_id, (ERROR, Atom("noproc")))
     assert result_of(port, id) == ("ok", ["ProcessError", Contains("no process")])
@@ -314,7 +314,7 @@ def test_send_to_a_dead_process_raises_process_error(port):
 def test_send_to_a_bad_destination_is_a_type_error_before_anything_is_sent(port):
     for dest in ["a_name", 42, None, (Atom("a"), "b")]:
         id = make_ref(93)
-        port.send(task(id, "interop_tasks", "send_error", [dest, "x"]))
+        port.send(task(id, "pyport_interop_helpers", "send_error", [dest, "x"]))
         status, (name, message) = result_of(port, id)
         assert (status, name) == ("ok", "TypeError")
         assert "destination" in message
@@ -323,12 +323,12 @@ def test_send_to_a_bad_destination_is_a_type_error_before_anything_is_sent(port)
 def test_whereis(port):
     pid = make_pid(79)
     id = make_ref(94)
-    port.send(task(id, "interop_tasks", "whereis", ["some_server"]))
+    port.send(task(id, "pyport_interop_helpers", "whereis", ["some_server"]))
     _, call_id, name = expect(port, "whereis")
     assert name == "some_server"
     reply(port, call_id, (OK, pid))
     assert result_of(port, id) == ("ok", pid)
-    port.send(task(id, "interop_tasks", "whereis", [Atom("nobody")]))
+    port.send(task(id, "pyport_interop_helpers", "whereis", [Atom("nobody")]))
     _, call_id, _ = expect(port, "whereis")
     reply(port, call_id, (OK, Atom("undefined")))
     assert result_of(port, id) == ("ok", None)
@@ -336,9 +336,9 @@ def test_whereis(port):
 
 def test_self_is_the_caller_from_task_options(port):
     caller = make_pid(5)
-    for func in ["whoami", "whoami_later"]:
+    for func in ["self_pid", "self_pid_later"]:
         id = make_ref(95)
-        port.send(task(id, "interop_tasks", func, caller=caller))
+        port.send(task(id, "pyport_interop_helpers", func, caller=caller))
         assert result_of(port, id) == ("ok", caller)
 
 
@@ -346,16 +346,16 @@ def test_self_without_a_caller_is_the_worker_from_setup(port):
     worker = make_pid(6)
     port.send((Atom("setup"), {Atom("worker"): worker, Atom("loop"): 3}))
     id = make_ref(96)
-    port.send(task(id, "interop_tasks", "whoami"))
+    port.send(task(id, "pyport_interop_helpers", "self_pid"))
     assert result_of(port, id) == ("ok", worker)
-    port.send(task(id, "interop_tasks", "whoami_in_thread", caller=make_pid(7)))
+    port.send(task(id, "pyport_interop_helpers", "self_pid_in_thread", caller=make_pid(7)))
     assert result_of(port, id) == ("ok", worker)
     assert port.server.bridge.loop_index == 3
 
 
 def test_self_before_setup_and_outside_a_task_is_not_connected(port):
     id = make_ref(97)
-    port.send(task(id, "interop_tasks", "whoami"))
+    port.send(task(id, "pyport_interop_helpers", "self_pid"))
     status, (_, type_name, message, _) = result_of(port, id)
     assert (status, type_name) == ("error", "NotConnectedError")
 
@@ -365,7 +365,7 @@ def test_self_before_setup_and_outside_a_task_is_not_connected(port):
 
 def test_schedule_continues_as_the_erlang_callback(port):
     id = make_ref(110)
-    port.send(task(id, "interop_tasks", "schedule", ["compute", 5]))
+    port.send(task(id, "pyport_interop_helpers", "schedule", ["compute", 5]))
     _, call_id, name, args = expect(port, "call")
     assert (name, args) == ("compute", [5])
     reply(port, call_id, (OK, 10))
@@ -374,9 +374,9 @@ def test_schedule_continues_as_the_erlang_callback(port):
 
 def test_schedule_py_chains_and_yields_between_steps(port):
     id = make_ref(111)
-    port.send(task(id, "interop_tasks", "schedule_py_chain", [10]))
+    port.send(task(id, "pyport_interop_helpers", "schedule_py_chain", [10]))
     assert result_of(port, id) == ("ok", 55)
-    port.send(task(id, "interop_tasks", "schedule_py_async", ["async step"]))
+    port.send(task(id, "pyport_interop_helpers", "schedule_py_async", ["async step"]))
     assert result_of(port, id) == ("ok", "async step")
 
 
@@ -389,10 +389,10 @@ def test_schedule_markers_outside_a_task_are_plain_objects():
 
 
 def test_consume_time_slice_counts_percentages():
-    _interop.reset_time_slice()
+    _schedule.reset_time_slice()
     assert [erlang.consume_time_slice(30) for _ in range(4)] == [False, False, False, True]
     assert erlang.consume_time_slice(100) is True
-    assert interop_tasks.time_slices(1, 250) == 2
+    assert pyport_interop_helpers.time_slices(1, 250) == 2
     for bad in [0, 101, 1.5, True, "5"]:
         with pytest.raises(ValueError):
             erlang.consume_time_slice(bad)  # type: ignore[arg-type]
@@ -400,7 +400,7 @@ def test_consume_time_slice_counts_percentages():
 
 def test_each_task_starts_a_new_time_slice(port):
     for _ in range(3):
-        assert port.call("interop_tasks", "time_slices", [50, 3]) == ("ok", 1)
+        assert port.call("pyport_interop_helpers", "time_slices", [50, 3]) == ("ok", 1)
 
 
 # -- atoms, standalone mode ------------------------------------------------------
@@ -426,7 +426,7 @@ def test_atom_is_bounded():
 
 
 def test_without_a_port_the_erlang_side_functions_say_so():
-    assert _interop._bridge is None
+    assert _context.current() is None
     for fn, args in [(erlang.call, ("cb",)), (erlang.send, (erlang.Atom("x"), 1)),
                      (erlang.whereis, ("x",)), (erlang.self, ())]:
         with pytest.raises(erlang.NotConnectedError, match="port mode"):
@@ -452,7 +452,7 @@ def test_error_classes():
 
 def test_nothing_is_left_waiting(port):
     id = make_ref(120)
-    port.send(task(id, "interop_tasks", "call", ["cb"]))
+    port.send(task(id, "pyport_interop_helpers", "call", ["cb"]))
     _, call_id, _, _ = expect(port, "call")
     reply(port, call_id, (OK, 0))
     assert result_of(port, id) == ("ok", 0)

@@ -16,7 +16,8 @@ import pytest
 import _pyport
 import erlang
 import pyport_tasks
-from erlang._port import ChannelLogHandler, PortServer
+from erlang._logging import ChannelLogHandler
+from erlang._port import PortServer
 from porthelp import Atom, Contains, PortHarness, frame, make_ref, task
 
 
@@ -302,8 +303,8 @@ def test_stop_cancels_tasks_and_ends_the_server(port):
     assert port.rc == 0
     assert port.loop.is_closed()
     assert ("finally", "stop") in pyport_tasks.RECORD
-    from erlang import _api
-    assert _api._port_loop is None
+    from erlang import _context
+    assert _context.current() is None
 
 
 def test_messages_after_stop_are_ignored(port):

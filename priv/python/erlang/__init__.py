@@ -36,19 +36,16 @@ from ._interop import (
     CallError,
     NotConnectedError,
     ProcessError,
-    ScheduleMarker,
     UnknownCallbackError,
     async_call,
     atom,
     call,
-    consume_time_slice,
-    schedule,
-    schedule_py,
     self,
     send,
     whereis,
 )
 from ._loop import ErlangEventLoop
+from ._schedule import ScheduleMarker, consume_time_slice, schedule, schedule_py
 from ._selector import PollerSelector
 from ._types import Atom, Pid, Ref
 

@@ -18,6 +18,7 @@ import warnings
 from collections.abc import Awaitable, Coroutine, Generator
 from typing import Any, TypeVar
 
+from . import _context
 from ._loop import ErlangEventLoop, main_thread_loop
 
 __all__ = [
@@ -32,16 +33,6 @@ __all__ = [
 ]
 
 _T = TypeVar("_T")
-
-# The loop of the port (set by erlang._port while it serves): the target of
-# spawn_task() called from a thread with no running event loop.
-_port_loop: asyncio.AbstractEventLoop | None = None
-
-
-def _set_port_loop(loop: asyncio.AbstractEventLoop | None) -> None:
-    global _port_loop
-    _port_loop = loop
-
 
 # -- loops, policy, run ------------------------------------------------------
 
@@ -165,7 +156,10 @@ def spawn_task(
     loop = _running_loop()
     if loop is not None:
         return loop.create_task(coro, name=name)
-    target = _port_loop if _port_loop is not None else main_thread_loop()
+    # From a thread with no running loop: the port's loop, if this
+    # interpreter serves a port, else the main thread's.
+    port = _context.current()
+    target = port.loop if port is not None else main_thread_loop()
     if target is None or target.is_closed():
         coro.close()
         raise RuntimeError(

@@ -1,19 +1,9 @@
 """Where Python finds code: ``python_path`` entries, a virtualenv, preloads.
 
 The port applies these before it tells Erlang it is ready; a problem makes
-the port refuse to start with a reason the worker reports from its
-``start_link`` (``{error, {port_start_failed, Reason}}``):
-
-=================================  ===================================================
-problem                            Reason
-=================================  ===================================================
-a ``python_path`` entry is not a   ``{bad_python_path, Dir}``
-directory
-``venv`` has no site-packages for  ``{bad_venv, Dir, Why}``
-this Python
-a ``preload`` module fails to      ``{preload_failed, Module, {python, Type, Msg, Tb}}``
-import
-=================================  ===================================================
+the port refuse to start (``{start_failed, Reason}``, reasons in
+docs/protocol.md), which the worker reports from its ``start_link``
+(``{error, {port_start_failed, Reason}}``).
 """
 
 from __future__ import annotations
@@ -22,11 +12,10 @@ import importlib
 import os
 import site
 import sys
-import traceback
 from collections.abc import Sequence
 from typing import Any
 
-from ._types import Atom
+from ._wire import bad_python_path, preload_failed
 
 __all__ = ["StartError", "activate_venv", "add_python_path", "preload",
            "venv_site_packages"]
@@ -45,7 +34,7 @@ def add_python_path(paths: Sequence[str]) -> list[str]:
     absolute = []
     for path in paths:
         if not os.path.isdir(path):
-            raise StartError((Atom("bad_python_path"), path),
+            raise StartError(bad_python_path(path),
                              f"python_path entry {path!r} is not a directory")
         absolute.append(os.path.abspath(path))
     sys.path[0:0] = absolute
@@ -94,8 +83,6 @@ def preload(modules: Sequence[str]) -> None:
         try:
             importlib.import_module(name)
         except BaseException as exc:  # SystemExit in a module is a failure too
-            tb = "".join(traceback.format_exception(exc))
             raise StartError(
-                (Atom("preload_failed"), name,
-                 (Atom("python"), type(exc).__name__, str(exc), tb)),
+                preload_failed(name, exc),
                 f"preloading {name!r} failed: {type(exc).__name__}: {exc}") from exc

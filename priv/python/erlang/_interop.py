@@ -1,16 +1,11 @@
-"""Python -> Erlang: ``send``, ``call``, ``async_call``, ``self``, ``whereis``,
-``atom``, and the scheduling helpers of the NIF-based API this follows.
+"""Python -> Erlang: ``send``, ``call``, ``async_call``, ``self``, ``whereis``
+and ``atom`` (docs/interop.md); the scheduling helpers are in ``_schedule``.
 
-Everything that needs Erlang goes through the :class:`Bridge` that the port
-server installs (``erlang._port``); without one (standalone mode, ``pyport
-run``) those functions raise :class:`NotConnectedError`.
-
-Wire packets (docs/DESIGN.md, docs/interop.md)::
-
-    port -> Erlang   {call, CallId, Name, Args}      erlang.call / async_call
-                     {send, CallId, Dest, Term}      erlang.send
-                     {whereis, CallId, Name}         erlang.whereis
-    Erlang -> port   {call_reply, CallId, {ok, Value} | {error, Reason}}
+Everything that needs Erlang goes through the :class:`Bridge` of the running
+port (``erlang._context``); without one (standalone mode, ``pyport run``)
+those functions raise :class:`NotConnectedError`. The packets (``call``,
+``send``, ``whereis`` and their ``call_reply``) are described in
+docs/protocol.md and built by ``erlang._wire``.
 
 **Blocking calls and re-entrancy.** ``call``, ``send`` and ``whereis`` block
 the code that calls them until Erlang answers, but not the event loop: while
@@ -28,34 +23,27 @@ import asyncio
 import collections
 import contextvars
 import functools
-import heapq
-import importlib
-import inspect
 import itertools
-import threading
 from asyncio import tasks as _tasks
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from . import _context, _wire
+from ._link import ServerLink
+from ._loop import pad_ready, ready_count, run_nested_once
 from ._native import _pyport
 from ._types import Atom, Pid, Ref
-
-if TYPE_CHECKING:  # pragma: no cover
-    from ._port import PortServer
 
 __all__ = [
     "AtomLimitError",
     "CallError",
     "NotConnectedError",
     "ProcessError",
-    "ScheduleMarker",
     "UnknownCallbackError",
     "async_call",
     "atom",
     "call",
-    "consume_time_slice",
-    "schedule",
-    "schedule_py",
+    "check_name",
+    "resolve",
     "self",
     "send",
     "whereis",
@@ -65,8 +53,6 @@ __all__ = [
 MAX_NESTING = 32
 #: abandoned call ids remembered, so that their late replies are dropped quietly
 _ABANDONED_KEPT = 4096
-#: longest nested wait in the poller before conditions are checked again (s)
-_MAX_SELECT = 24 * 3600.0
 
 AtomLimitError = _pyport.AtomLimitError
 
@@ -156,20 +142,17 @@ class SyncFrame:
         self.outer = outer
 
 
-def _noop() -> None:
-    return None
-
-
 class Bridge:
     """The port's link to Erlang for calls made from Python.
 
-    Created and installed by :class:`erlang._port.PortServer`; it uses the
-    server's channel, loop, inbox and flush.
+    Created by the port server, which it reaches through ``link``
+    (:class:`~erlang._link.ServerLink`) to queue requests and, while a call
+    waits, to keep the server's input flowing.
     """
 
-    def __init__(self, server: PortServer) -> None:
-        self.server = server
-        self.loop = server.loop
+    def __init__(self, link: ServerLink) -> None:
+        self.link = link
+        self.loop = link.loop
         self._ids = itertools.count(1)
         self._sync: dict[int, _Waiter] = {}
         self._async: dict[int, asyncio.Future[Any]] = {}
@@ -189,10 +172,10 @@ class Bridge:
     def setup(self, info: Any) -> None:
         """``{setup, #{worker => Pid, loop => Index}}`` from the worker."""
         if isinstance(info, dict):
-            worker = info.get("worker")
+            worker = info.get(_wire.SETUP_WORKER)
             if isinstance(worker, Pid):
                 self.worker = worker
-            index = info.get("loop")
+            index = info.get(_wire.SETUP_LOOP)
             if isinstance(index, int):
                 self.loop_index = index
 
@@ -223,17 +206,14 @@ class Bridge:
 
     # -- requests --------------------------------------------------------------
 
-    def on_loop_thread(self) -> bool:
-        return threading.get_ident() == self.server._loop_thread
-
-    def _queue(self, tag: str, call_id: int, fields: tuple[Any, ...]) -> None:
+    def _queue(self, tag: Atom, call_id: int, fields: tuple[Any, ...]) -> None:
         # TypeError (an argument outside the type table) reaches the caller;
         # nothing is queued then.
-        self.server.channel.send((Atom(tag), call_id, *fields))
+        self.link.queue(_wire.request(tag, call_id, fields))
 
-    def request(self, tag: str, *fields: Any) -> Any:
+    def request(self, tag: Atom, *fields: Any) -> Any:
         """Send ``{Tag, CallId, Fields...}`` and block until its reply."""
-        if not self.on_loop_thread():
+        if not self.link.on_loop_thread():
             return self._request_from_thread(tag, fields)
         if self.depth >= MAX_NESTING:
             raise RecursionError(
@@ -253,7 +233,7 @@ class Bridge:
             del self._sync[call_id]
         return waiter.reply
 
-    async def request_async(self, tag: str, *fields: Any) -> Any:
+    async def request_async(self, tag: Atom, *fields: Any) -> Any:
         """Send ``{Tag, CallId, Fields...}``; the reply, without blocking."""
         loop = asyncio.get_running_loop()
         if loop is not self.loop:
@@ -272,7 +252,7 @@ class Bridge:
         finally:
             self._async.pop(call_id, None)
 
-    def _request_from_thread(self, tag: str, fields: tuple[Any, ...]) -> Any:
+    def _request_from_thread(self, tag: Atom, fields: tuple[Any, ...]) -> Any:
         loop = self.loop
         if loop.is_closed():
             raise NotConnectedError("the port's event loop is closed")
@@ -298,7 +278,7 @@ class Bridge:
             return
         if self._abandoned.pop(call_id, 0) is None:
             return  # the caller gave up (cancelled, timed out): drop quietly
-        self.server._log("warning", f"call_reply for unknown call {call_id!r}")
+        self.link.log("warning", f"call_reply for unknown call {call_id!r}")
 
     # -- the nested wait ---------------------------------------------------------
 
@@ -312,9 +292,8 @@ class Bridge:
         iteration's count of them is kept valid with no-op handles.
         """
         loop = self.loop
-        server = self.server
-        ready = loop._ready  # type: ignore[attr-defined]
-        ready_before = len(ready)
+        link = self.link
+        ready_before = ready_count(loop)
         owner_task = _tasks.current_task(loop)
         owner_frame = self.frame
         cancels_before = owner_task.cancelling() if owner_task is not None else 0
@@ -322,11 +301,10 @@ class Bridge:
             _tasks._leave_task(loop, owner_task)
         self.frame = None
         self.depth += 1
-        server._waiting += 1
-        server._resume_reading()
+        link.begin_wait()
         try:
             while True:
-                server._drain_inbox()
+                link.dispatch_pending()
                 if waiter.done:
                     return
                 if owner_task is not None and owner_task.cancelling() > cancels_before:
@@ -334,126 +312,61 @@ class Bridge:
                 if owner_frame is not None:
                     if (owner_frame.reason is None and owner_frame.deadline is not None
                             and loop.time() >= owner_frame.deadline):
-                        owner_frame.reason = "timeout"
+                        owner_frame.reason = _wire.TIMEOUT_REASON
                     if owner_frame.reason is not None:
                         raise asyncio.CancelledError()
-                if server._stopping:
+                if link.stopping:
                     if owner_task is not None or owner_frame is not None:
                         raise asyncio.CancelledError()
                     raise NotConnectedError("the port is shutting down; "
                                             "Erlang will not answer")
-                server._flush()
+                link.flush()
                 limit = None
                 if owner_frame is not None and owner_frame.deadline is not None:
                     limit = max(0.0, owner_frame.deadline - loop.time())
-                _run_nested_once(loop, limit)
+                run_nested_once(loop, limit)
         finally:
-            server._waiting -= 1
+            link.end_wait()
             self.depth -= 1
             self.frame = owner_frame
             if owner_task is not None:
                 _tasks._enter_task(loop, owner_task)
-            missing = ready_before - len(ready)
-            if missing > 0:
-                ready.extendleft(asyncio.Handle(_noop, (), loop) for _ in range(missing))
+            pad_ready(loop, ready_before)
 
     # -- reply decoding ------------------------------------------------------------
 
     @staticmethod
     def call_result(name: str, reply: Any) -> Any:
         """The value of an ``erlang.call`` reply, or the exception it means."""
-        if isinstance(reply, tuple) and len(reply) == 2:
-            tag, value = reply
-            if tag == "ok":
-                return value
-            if tag == "error":
-                raise _call_error(name, value)
-        raise CallError(name, "error", ("bad_reply", reply))
+        outcome = _wire.split_reply(reply)
+        if outcome is None:
+            raise CallError(name, "error", ("bad_reply", reply))
+        tag, value = outcome
+        if tag == _wire.OK_TAG:
+            return value
+        raise _call_error(name, value)
 
 
 def _call_error(name: str, reason: Any) -> BaseException:
     if isinstance(reason, tuple):
-        if len(reason) == 4 and reason[0] == "erlang":
+        if len(reason) == 4 and reason[0] == _wire.ERLANG_EXCEPTION:
             _, cls, why, stack = reason
             return CallError(name, str(cls), why, stack if isinstance(stack, str) else "")
-        if len(reason) == 2 and reason[0] == "unknown_callback":
+        if len(reason) == 2 and reason[0] == _wire.UNKNOWN_CALLBACK:
             return UnknownCallbackError(name)
-        if len(reason) == 2 and reason[0] == "unconvertible":
+        if len(reason) == 2 and reason[0] == _wire.UNCONVERTIBLE:
             return TypeError(f"erlang.call({name!r}): the result has no Python "
                              f"form: {reason[1]}")
     return CallError(name, "error", reason)
 
 
-def _run_nested_once(loop: asyncio.AbstractEventLoop, limit: float | None) -> None:
-    """One iteration of ``loop`` (as ``BaseEventLoop._run_once``), safe to run
-    inside a callback of that very loop, waiting at most ``limit`` seconds."""
-    lp: Any = loop
-    scheduled = lp._scheduled
-    while scheduled and scheduled[0]._cancelled:
-        lp._timer_cancelled_count -= 1
-        heapq.heappop(scheduled)._scheduled = False
-    ready = lp._ready
-    if ready:
-        timeout: float | None = 0
-    elif scheduled:
-        timeout = min(max(0.0, scheduled[0]._when - lp.time()), _MAX_SELECT)
-    else:
-        timeout = None
-    if limit is not None:
-        timeout = limit if timeout is None else min(timeout, limit)
-    event_list = lp._selector.select(timeout)
-    lp._process_events(event_list)
-    event_list = None
-    end_time = lp.time() + lp._clock_resolution
-    while scheduled:
-        handle = scheduled[0]
-        if handle._when >= end_time:
-            break
-        handle = heapq.heappop(scheduled)
-        handle._scheduled = False
-        ready.append(handle)
-    for _ in range(len(ready)):
-        if not ready:  # a deeper wait ran them (it pads what it took)
-            break
-        handle = ready.popleft()
-        if not handle._cancelled:
-            _run_handle(handle, lp)
-    handle = None
-    hook = getattr(lp, "_iteration_hook", None)
-    if hook is not None:
-        hook()
-
-
-def _run_handle(handle: Any, loop: Any) -> None:
-    """Run a ready handle from a nested iteration.
-
-    A handle whose context is entered further up the stack — a reader whose
-    callback is the very one waiting in ``erlang.call``, e.g. the port's own
-    fd 3 reader — cannot enter it again; it runs in a copy of the context.
-    """
-    try:
-        handle._context.run(_noop)
-    except RuntimeError:
-        handle = asyncio.Handle(handle._callback, handle._args, loop,
-                                context=handle._context.copy())
-    handle._run()
-
-
-_bridge: Bridge | None = None
-
-
-def _set_bridge(bridge: Bridge | None) -> None:
-    global _bridge
-    _bridge = bridge
-
-
 def _require(what: str) -> Bridge:
-    bridge = _bridge
-    if bridge is None:
+    context = _context.current()
+    if context is None:
         raise NotConnectedError(
             f"{what} needs an Erlang side: it works in code that pyport runs "
             "for Erlang (port mode), not under 'pyport run'")
-    return bridge
+    return context.bridge
 
 
 # -- public API --------------------------------------------------------------------
@@ -485,16 +398,18 @@ def send(dest: Pid | Atom | Ref | tuple[Atom, Atom], term: Any) -> None:
     """
     _check_dest(dest)
     bridge = _require("erlang.send()")
-    reply = bridge.request("send", dest, term)
-    if reply == ("ok", True):
+    reply = bridge.request(_wire.SEND, dest, term)
+    outcome = _wire.split_reply(reply)
+    if outcome == (_wire.OK_TAG, True):
         return
-    if isinstance(reply, tuple) and len(reply) == 2 and reply[0] == "error":
-        reason = reply[1]
+    if outcome is not None and outcome[0] == _wire.ERROR_TAG:
+        reason = outcome[1]
         raise ProcessError(f"erlang.send(): no process {dest!r} ({reason!r})", dest)
     raise ProcessError(f"erlang.send(): unexpected reply {reply!r}", dest)
 
 
-def _check_name(name: Any, what: str) -> str:
+def check_name(name: Any, what: str) -> str:
+    """The name of a callback or registered process, given as str or Atom."""
     if isinstance(name, Atom):
         return name.name
     if isinstance(name, str):
@@ -513,18 +428,18 @@ def call(name: str | Atom, *args: Any) -> Any:
     waits (see the module's documentation), so the callback may itself run
     Python on this loop. From async code prefer ``await async_call(...)``.
     """
-    label = _check_name(name, "callback")
+    label = check_name(name, "callback")
     bridge = _require("erlang.call()")
-    return Bridge.call_result(label, bridge.request("call", label, list(args)))
+    return Bridge.call_result(label, bridge.request(_wire.CALL, label, list(args)))
 
 
 async def async_call(name: str | Atom, *args: Any) -> Any:
     """``await erlang.async_call(name, *args)``: :func:`call` without blocking;
     other tasks run while Erlang works. Cancelling the awaiting task stops
     waiting (the Erlang callback still runs to its end)."""
-    label = _check_name(name, "callback")
+    label = check_name(name, "callback")
     bridge = _require("erlang.async_call()")
-    return Bridge.call_result(label, await bridge.request_async("call", label, list(args)))
+    return Bridge.call_result(label, await bridge.request_async(_wire.CALL, label, list(args)))
 
 
 def self() -> Pid:
@@ -544,11 +459,12 @@ def whereis(name: str | Atom) -> Pid | None:
     """The pid registered as ``name`` on the Erlang node, or ``None``.
     A name that is not even an atom there is simply not registered (no atom
     is created for it)."""
-    label = _check_name(name, "registered")
+    label = check_name(name, "registered")
     bridge = _require("erlang.whereis()")
-    reply = bridge.request("whereis", label)
-    if isinstance(reply, tuple) and len(reply) == 2 and reply[0] == "ok":
-        value = reply[1]
+    reply = bridge.request(_wire.WHEREIS, label)
+    outcome = _wire.split_reply(reply)
+    if outcome is not None and outcome[0] == _wire.OK_TAG:
+        value = outcome[1]
         return value if isinstance(value, Pid) else None
     raise ProcessError(f"erlang.whereis({label!r}): unexpected reply {reply!r}", name)
 
@@ -567,114 +483,8 @@ def atom(name: str) -> Atom:
     return Atom(name)
 
 
-# -- schedule, schedule_py, consume_time_slice ----------------------------------
-
-
-class ScheduleMarker:
-    """What :func:`schedule` and :func:`schedule_py` return. It takes effect
-    only when returned from a function the port runs as a task: the task's
-    result then becomes that of the continuation."""
-
-    __slots__ = ()
-
-    def _step(self) -> Any:  # pragma: no cover - abstract
-        raise NotImplementedError
-
-
-class _ScheduleCall(ScheduleMarker):
-    __slots__ = ("name", "args")
-
-    def __init__(self, name: str, args: tuple[Any, ...]) -> None:
-        self.name = name
-        self.args = args
-
-    def __repr__(self) -> str:
-        return f"<erlang.schedule {self.name!r}>"
-
-
-class _SchedulePy(ScheduleMarker):
-    __slots__ = ("module", "func", "args", "kwargs")
-
-    def __init__(self, module: str, func: str, args: list[Any],
-                 kwargs: dict[str, Any]) -> None:
-        self.module = module
-        self.func = func
-        self.args = args
-        self.kwargs = kwargs
-
-    def __repr__(self) -> str:
-        return f"<erlang.schedule_py {self.module}.{self.func}>"
-
-    def target(self) -> Callable[..., Any]:
-        module = importlib.import_module(self.module)
-        target: object = functools.reduce(getattr, self.func.split("."), module)
-        if not callable(target):
-            raise TypeError(f"{self.module}.{self.func} is not callable")
-        return target
-
-
-def schedule(name: str | Atom, *args: Any) -> ScheduleMarker:
-    """Return a marker that, returned from a task's function, makes the task
-    continue as ``erlang.call(name, *args)``: the Erlang callback's result
-    becomes the task's result. The loop is not held while Erlang works."""
-    return _ScheduleCall(_check_name(name, "callback"), args)
-
-
-def schedule_py(module: str, func: str, args: list[Any] | tuple[Any, ...] | None = None,
-                kwargs: dict[str, Any] | None = None) -> ScheduleMarker:
-    """Return a marker that, returned from a task's function, makes the task
-    continue with ``module.func(*args, **kwargs)`` after yielding to the
-    event loop once (other callbacks and tasks run in between). That call
-    may return another marker, a value, or an awaitable."""
-    if not isinstance(module, str) or not isinstance(func, str):
-        raise TypeError("schedule_py(module, func, ...) takes names as str")
-    return _SchedulePy(module, func, list(args or ()), dict(kwargs or {}))
-
-
-async def run_marker(marker: ScheduleMarker) -> Any:
-    """Follow ``marker`` (and the markers its continuations return) to a value."""
-    value: Any = marker
-    while isinstance(value, ScheduleMarker):
-        if isinstance(value, _ScheduleCall):
-            value = await async_call(value.name, *value.args)
-        elif isinstance(value, _SchedulePy):
-            await asyncio.sleep(0)
-            reset_time_slice()
-            value = value.target()(*value.args, **value.kwargs)
-            if inspect.isawaitable(value):
-                value = await value
-        else:  # pragma: no cover - no other marker kinds
-            raise TypeError(f"unknown schedule marker {value!r}")
-    return value
-
-
-_slice_used = 0
-
-
-def reset_time_slice() -> None:
-    """Start a new time slice (the port does this at each task start and
-    after each loop iteration)."""
-    global _slice_used
-    _slice_used = 0
-
-
-def consume_time_slice(percent: int) -> bool:
-    """Report that recent work used ``percent`` (1-100) of a time slice;
-    ``True`` once the reports since the slice began reach 100, i.e. when
-    long synchronous work should yield (return :func:`schedule_py`, or
-    ``await asyncio.sleep(0)`` in a coroutine). A slice begins with each
-    task the port starts, each continuation and each loop iteration; a
-    ``True`` answer also starts a new one."""
-    global _slice_used
-    if isinstance(percent, bool) or not isinstance(percent, int) or not 1 <= percent <= 100:
-        raise ValueError(f"percent must be an int from 1 to 100, not {percent!r}")
-    _slice_used += percent
-    if _slice_used >= 100:
-        _slice_used = 0
-        return True
-    return False
-
-
-def is_marker(value: object) -> bool:
-    return isinstance(value, ScheduleMarker)
-
+def resolve(module: object, dotted: str) -> Any:
+    """``module.a.b.c`` for ``dotted`` ``'a.b.c'``: the attribute walk that
+    task and ``schedule_py`` names use to reach ``'path.join'`` or
+    ``'Cls.meth'``."""
+    return functools.reduce(getattr, dotted.split("."), module)

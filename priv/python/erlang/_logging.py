@@ -1,4 +1,7 @@
-"""Port mode: Python's output and log levels, for the OTP logger.
+"""Port mode: Python's logging and output, for the OTP logger.
+
+- :class:`ChannelLogHandler` sends Python logging records to Erlang as
+  ``{log, Level, Logger, Message}`` (docs/protocol.md).
 
 - :class:`OutputForwarder` catches what Python code and C extensions write to
   fds 1 and 2 (``print``, ``os.write(1, ...)``, ``write(2, ...)`` in C) with
@@ -18,10 +21,12 @@ import asyncio
 import logging
 from typing import Any, Callable
 
+from ._link import ServerLink
 from ._native import _pyport
-from ._types import Atom
+from ._wire import log, output
 
-__all__ = ["OTP_LEVELS", "OutputForwarder", "level_name", "python_level"]
+__all__ = ["OTP_LEVELS", "ChannelLogHandler", "OutputForwarder", "level_name",
+           "python_level"]
 
 #: OTP logger level -> Python logging level
 OTP_LEVELS: dict[str, int] = {
@@ -58,16 +63,37 @@ def level_name(levelno: int) -> str:
     return "debug"
 
 
-_STREAMS = {1: Atom("stdout"), 2: Atom("stderr")}
-_OUTPUT = Atom("output")
-_LOG = Atom("log")
-_WARNING = Atom("warning")
+class ChannelLogHandler(logging.Handler):
+    """Sends Python logging records to Erlang as ``{log, Level, Logger, Msg}``.
+
+    Records from threads other than the loop's are handed to the loop with
+    ``call_soon_threadsafe`` (the channel is only used from the loop thread).
+    """
+
+    def __init__(self, server: ServerLink, level: int = logging.NOTSET) -> None:
+        super().__init__(level)
+        self.server = server
+        self.setFormatter(logging.Formatter("%(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            message = self.format(record)
+            term = log(level_name(record.levelno), record.name, message)
+            server = self.server
+            if server.on_loop_thread():
+                server.send(term)
+            elif not server.loop.is_closed():
+                server.loop.call_soon_threadsafe(server.send, term)
+        except RuntimeError:
+            pass  # the loop closed while we were at it
+        except Exception:
+            self.handleError(record)
 
 
 class OutputForwarder:
     """Forwards captured fd 1/2 lines to Erlang as ``{output, Stream, Line}``.
 
-    ``send`` queues one term for Erlang (the port server's ``_send``). The
+    ``send`` queues one term for Erlang (the port server's ``send``). The
     capture's descriptor is a reader on ``loop``; lines wait in Rust while
     the loop is busy (at most 10000; beyond that the oldest are dropped and
     a warning says how many).
@@ -98,8 +124,8 @@ class OutputForwarder:
         lines, dropped = self.capture.drain()
         send = self.send
         for fd, line in lines:
-            send((_OUTPUT, _STREAMS.get(fd, Atom(f"fd{fd}")), line))
+            send(output(fd, line))
         if dropped:
-            send((_LOG, _WARNING, "pyport",
-                  f"{dropped} line(s) of Python output were dropped: the loop was "
-                  f"too busy to forward them"))
+            send(log("warning", "pyport",
+                     f"{dropped} line(s) of Python output were dropped: the loop was "
+                     f"too busy to forward them"))

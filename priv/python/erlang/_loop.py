@@ -12,18 +12,31 @@ waits without a timeout, i.e. an idle loop wakes up zero times.
 The one addition is the *iteration hook*: when ``_iteration_hook`` is set,
 it is called after every iteration (``_run_once``). The port uses it to flush
 all replies produced during the iteration in one non-blocking write.
+
+:func:`run_nested_once` is one iteration of ``BaseEventLoop._run_once`` that
+may run *inside* a callback of the same loop: a blocking ``erlang.call``
+(``erlang._interop.Bridge.wait``) runs it until Erlang answers, so that the
+loop keeps serving everything else meanwhile. It works on asyncio's private
+state of a selector loop (``_ready``, ``_scheduled``, ``_selector``), which is
+why it lives here, beside the loop built on that state.
 """
 
 from __future__ import annotations
 
+import asyncio
+import heapq
 import selectors
 import threading
 from asyncio import unix_events
 from collections.abc import Callable
+from typing import Any
 
 from ._selector import PollerSelector
 
-__all__ = ["ErlangEventLoop"]
+__all__ = ["ErlangEventLoop", "pad_ready", "ready_count", "run_nested_once"]
+
+#: longest nested wait in the poller before the waiter checks again (s)
+_MAX_SELECT = 24 * 3600.0
 
 # The ErlangEventLoop currently running in the main thread, if any: the
 # target of erlang.spawn_task() called from a thread with no running loop
@@ -76,3 +89,84 @@ class ErlangEventLoop(unix_events._UnixSelectorEventLoop):
     def close(self) -> None:
         self._iteration_hook = None
         super().close()
+
+
+# -- nested iterations ----------------------------------------------------------
+
+
+def _noop() -> None:
+    return None
+
+
+def ready_count(loop: asyncio.AbstractEventLoop) -> int:
+    """How many handles are ready to run in ``loop``'s current iteration."""
+    return len(loop._ready)  # type: ignore[attr-defined]
+
+
+def pad_ready(loop: asyncio.AbstractEventLoop, count: int) -> None:
+    """After a nested wait: refill ``loop``'s ready queue with no-op handles
+    up to ``count``, the length it had when the wait began.
+
+    The outer ``_run_once`` pops as many handles as were ready when it
+    started; handles a nested iteration ran meanwhile must not make it pop
+    (and run early) handles of the next iteration, or pop an empty queue.
+    """
+    ready = loop._ready  # type: ignore[attr-defined]
+    missing = count - len(ready)
+    if missing > 0:
+        ready.extendleft(asyncio.Handle(_noop, (), loop) for _ in range(missing))
+
+
+def run_nested_once(loop: asyncio.AbstractEventLoop, limit: float | None) -> None:
+    """One iteration of ``loop`` (as ``BaseEventLoop._run_once``), safe to run
+    inside a callback of that very loop, waiting at most ``limit`` seconds."""
+    lp: Any = loop
+    scheduled = lp._scheduled
+    while scheduled and scheduled[0]._cancelled:
+        lp._timer_cancelled_count -= 1
+        heapq.heappop(scheduled)._scheduled = False
+    ready = lp._ready
+    if ready:
+        timeout: float | None = 0
+    elif scheduled:
+        timeout = min(max(0.0, scheduled[0]._when - lp.time()), _MAX_SELECT)
+    else:
+        timeout = None
+    if limit is not None:
+        timeout = limit if timeout is None else min(timeout, limit)
+    event_list = lp._selector.select(timeout)
+    lp._process_events(event_list)
+    event_list = None
+    end_time = lp.time() + lp._clock_resolution
+    while scheduled:
+        handle = scheduled[0]
+        if handle._when >= end_time:
+            break
+        handle = heapq.heappop(scheduled)
+        handle._scheduled = False
+        ready.append(handle)
+    for _ in range(len(ready)):
+        if not ready:  # a deeper wait ran them (it pads what it took)
+            break
+        handle = ready.popleft()
+        if not handle._cancelled:
+            _run_handle(handle, lp)
+    handle = None
+    hook = getattr(lp, "_iteration_hook", None)
+    if hook is not None:
+        hook()
+
+
+def _run_handle(handle: Any, loop: Any) -> None:
+    """Run a ready handle from a nested iteration.
+
+    A handle whose context is entered further up the stack — a reader whose
+    callback is the very one waiting in ``erlang.call``, e.g. the port's own
+    fd 3 reader — cannot enter it again; it runs in a copy of the context.
+    """
+    try:
+        handle._context.run(_noop)
+    except RuntimeError:
+        handle = asyncio.Handle(handle._callback, handle._args, loop,
+                                context=handle._context.copy())
+    handle._run()

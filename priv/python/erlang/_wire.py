@@ -1,0 +1,182 @@
+"""The wire protocol, Python side: every envelope the port builds or matches.
+
+The packets themselves, their fields and their order are documented in
+docs/protocol.md; this module is the one place in Python that spells them.
+Replies of the per-task fast path ``{result, Id, {ok, Value}}`` are built in
+Rust (``Channel.send_result``), everything else here.
+
+Atoms the port emits are made at import through :func:`_atom`, which also
+records them in :data:`PORT_ATOMS`: the port creates them before the bound on
+atoms (``--max-atoms``) applies, so that user code using up the bound cannot
+keep the port from saying ``timeout`` or logging a warning. Builders take the
+atoms from here, so a new envelope cannot emit an atom missing from the list.
+"""
+
+from __future__ import annotations
+
+import traceback
+from typing import Any
+
+from ._native import _pyport
+from ._types import Atom
+
+#: the version announced in ``{ready, #{protocol => ...}}``; named once, in
+#: Rust (``src/protocol.rs``), for the whole executable
+PROTOCOL_VERSION: int = _pyport.PROTOCOL_VERSION
+
+_port_atoms: list[str] = []
+
+
+def _atom(name: str) -> Atom:
+    if name not in _port_atoms:
+        _port_atoms.append(name)
+    return Atom(name)
+
+
+# -- atoms the port emits ------------------------------------------------------
+
+RESULT = _atom("result")
+OK = _atom("ok")
+ERROR = _atom("error")
+PYTHON = _atom("python")
+LOG = _atom("log")
+OUTPUT = _atom("output")
+READY = _atom("ready")
+START_FAILED = _atom("start_failed")
+UNKNOWN_MESSAGE = _atom("unknown_message")
+
+# requests to Erlang, answered by a call_reply
+CALL = _atom("call")
+SEND = _atom("send")
+WHEREIS = _atom("whereis")
+
+# keys of the ready map, and its mode values (erlang.ExecutionMode)
+_PROTOCOL = _atom("protocol")
+_PYTHON_VERSION = PYTHON
+_OS_PID = _atom("os_pid")
+_MODE = _atom("mode")
+MODES = {name: _atom(name) for name in ("shared_gil", "subinterp", "free_threaded")}
+
+#: stream atoms of ``{output, Stream, Line}``, by file descriptor
+STREAMS = {1: _atom("stdout"), 2: _atom("stderr")}
+
+#: OTP logger levels of ``{log, Level, Logger, Message}``
+LEVELS = {name: _atom(name) for name in (
+    "debug", "info", "notice", "warning", "error", "critical", "alert", "emergency")}
+
+# start failure reasons (``{start_failed, Reason}``)
+_BAD_PYTHON_PATH = _atom("bad_python_path")
+_BAD_VENV = _atom("bad_venv")
+_PRELOAD_FAILED = _atom("preload_failed")
+
+# why a task ended without a result: ``{result, Id, {error, Reason}}``;
+# the names are also what SyncFrame.reason and _Job.reason hold
+TIMEOUT_REASON = "timeout"
+CANCELLED_REASON = "cancelled"
+TIMEOUT = _atom(TIMEOUT_REASON)
+CANCELLED = _atom(CANCELLED_REASON)
+REASONS = {TIMEOUT_REASON: TIMEOUT, CANCELLED_REASON: CANCELLED}
+
+#: every atom the port may send, made before the atom bound applies
+PORT_ATOMS: tuple[str, ...] = tuple(_port_atoms)
+del _port_atoms
+
+
+# -- messages from Erlang: tags (as Channel.read() yields them) and fields ---------
+
+TASK = "task"
+CANCEL = "cancel"
+CALL_REPLY = "call_reply"
+EXEC = "exec"
+EVAL = "eval"
+SETUP = "setup"
+STOP = "stop"
+
+# task and exec/eval options
+OPT_REPLY = "reply"
+OPT_DEADLINE = "deadline_ms"
+OPT_CALLER = "caller"
+INFINITY = "infinity"
+
+# the setup map
+SETUP_WORKER = "worker"
+SETUP_LOOP = "loop"
+
+# call_reply payloads: {ok, Value} | {error, Reason}; error reasons below
+OK_TAG = "ok"
+ERROR_TAG = "error"
+ERLANG_EXCEPTION = "erlang"  # {erlang, Class, Reason, Stacktrace}
+UNKNOWN_CALLBACK = "unknown_callback"  # {unknown_callback, Name}
+UNCONVERTIBLE = "unconvertible"  # {unconvertible, Text}
+
+
+def split_reply(reply: Any) -> tuple[str, Any] | None:
+    """``(OK_TAG, Value)`` or ``(ERROR_TAG, Reason)`` of a call_reply
+    payload; ``None`` for anything else."""
+    if isinstance(reply, tuple) and len(reply) == 2 and reply[0] in (OK_TAG, ERROR_TAG):
+        return reply[0], reply[1]
+    return None
+
+
+# -- envelopes -------------------------------------------------------------------
+
+
+def ready(mode: str, python_version: str, os_pid: int) -> tuple[Any, ...]:
+    """``{ready, #{protocol, python, os_pid, mode}}``."""
+    return (READY, {
+        _PROTOCOL: PROTOCOL_VERSION,
+        _PYTHON_VERSION: python_version,
+        _OS_PID: os_pid,
+        _MODE: MODES[mode],
+    })
+
+
+def start_failed(reason: Any) -> tuple[Any, ...]:
+    return (START_FAILED, reason)
+
+
+def bad_python_path(path: str) -> tuple[Any, ...]:
+    return (_BAD_PYTHON_PATH, path)
+
+
+def bad_venv(venv: str, why: str) -> tuple[Any, ...]:
+    return (_BAD_VENV, venv, why)
+
+
+def preload_failed(module: str, exc: BaseException) -> tuple[Any, ...]:
+    return (_PRELOAD_FAILED, module, python_error(exc))
+
+
+def python_error(exc: BaseException, with_traceback: bool = True) -> tuple[Any, ...]:
+    """``{python, Type, Message, Traceback}`` for ``exc``; the traceback is
+    ``""`` when ``with_traceback`` is false (errors of the port itself, whose
+    traceback would only show pyport's code)."""
+    tb = "".join(traceback.format_exception(exc)) if with_traceback else ""
+    return (PYTHON, type(exc).__name__, str(exc), tb)
+
+
+def result_error(id: Any, reason: Any) -> tuple[Any, ...]:
+    """``{result, Id, {error, Reason}}``."""
+    return (RESULT, id, (ERROR, reason))
+
+
+def log(level: str, logger: str, message: str) -> tuple[Any, ...]:
+    """``{log, Level, Logger, Message}``; ``level`` is an OTP level name."""
+    return (LOG, LEVELS[level], logger, message)
+
+
+def output(fd: int, line: bytes) -> tuple[Any, ...]:
+    """``{output, stdout | stderr, Line}`` for a line written to ``fd``
+    (another descriptor, if one is ever captured, is named ``fdN``)."""
+    stream = STREAMS.get(fd)
+    return (OUTPUT, Atom(f"fd{fd}") if stream is None else stream, line)
+
+
+def request(tag: Any, call_id: int, fields: tuple[Any, ...]) -> tuple[Any, ...]:
+    """``{call | send | whereis, CallId, Fields...}``."""
+    return (tag, call_id, *fields)
+
+
+def unknown_message(message: Any) -> tuple[Any, ...]:
+    """``{error, {unknown_message, Message}}``."""
+    return (ERROR, (UNKNOWN_MESSAGE, message))

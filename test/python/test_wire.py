@@ -1,0 +1,69 @@
+"""The wire module: every atom the port can emit is made before the atom bound."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import erlang
+from erlang import _logging, _wire
+
+PORT_ATOMS = set(_wire.PORT_ATOMS)
+
+
+def atoms_in(term: Any) -> set[str]:
+    """The names of all atoms in ``term``, however deep."""
+    if isinstance(term, erlang.Atom):
+        return {term.name}
+    if isinstance(term, dict):
+        return set().union(*(atoms_in(k) | atoms_in(v) for k, v in term.items()))
+    if isinstance(term, (tuple, list)):
+        return set().union(*(atoms_in(t) for t in term))
+    return set()
+
+
+def every_envelope() -> list[Any]:
+    exc = ValueError("boom")
+    return [
+        *(_wire.ready(mode.value, "3.11", 1) for mode in erlang.ExecutionMode),
+        _wire.start_failed(_wire.bad_python_path("/nowhere")),
+        _wire.start_failed(_wire.bad_venv("/nowhere", "why")),
+        _wire.start_failed(_wire.preload_failed("mod", exc)),
+        _wire.result_error(1, _wire.python_error(exc)),
+        _wire.result_error(1, _wire.python_error(exc, with_traceback=False)),
+        *(_wire.result_error(1, reason) for reason in _wire.REASONS.values()),
+        *(_wire.log(level, "logger", "text") for level in _wire.LEVELS),
+        *(_wire.output(fd, b"line") for fd in _wire.STREAMS),
+        *(_wire.request(tag, 1, ("x",)) for tag in (_wire.CALL, _wire.SEND, _wire.WHEREIS)),
+        _wire.unknown_message("junk"),
+    ]
+
+
+def test_every_atom_of_every_envelope_is_made_up_front():
+    emitted = set().union(*(atoms_in(e) for e in every_envelope()))
+    assert emitted <= PORT_ATOMS, emitted - PORT_ATOMS
+
+
+def test_every_atom_the_module_names_is_made_up_front():
+    named = set()
+    for value in vars(_wire).values():
+        named |= atoms_in(value)
+        if isinstance(value, dict):
+            named |= atoms_in(list(value.values()))
+    assert named <= PORT_ATOMS, named - PORT_ATOMS
+    assert len(_wire.PORT_ATOMS) == len(PORT_ATOMS)  # no duplicates
+
+
+def test_every_mode_and_log_level_the_port_reports_has_its_atom():
+    assert {mode.value for mode in erlang.ExecutionMode} <= set(_wire.MODES)
+    levels = {_logging.level_name(n) for n in range(0, 60)}
+    assert levels <= set(_wire.LEVELS)
+    assert set(_wire.REASONS) == {_wire.TIMEOUT_REASON, _wire.CANCELLED_REASON}
+
+
+def test_call_reply_payloads_are_split():
+    # atoms from Erlang decode to str
+    assert _wire.split_reply(("ok", 1)) == ("ok", 1)
+    assert _wire.split_reply(("error", "noproc")) == ("error", "noproc")
+    assert _wire.split_reply(("other", 1)) is None
+    assert _wire.split_reply(("ok", 1, 2)) is None
+    assert _wire.split_reply("ok") is None

@@ -237,3 +237,21 @@ def erlang_package_file() -> str:
 async def nap(seconds: float, value: Any) -> Any:
     await asyncio.sleep(seconds)
     return value
+
+
+# -- Rust side: runaway code, memory (i10-rs) -----------------------------------------
+
+
+def spin_catching() -> None:
+    """Spin, and swallow the watchdog's TaskDeadline to spin on: only
+    Erlang's cancel_grace_ms kill stops this one."""
+    while True:
+        try:
+            spin()
+        except BaseException:
+            pass
+
+
+def big_bytes_len(mb: int) -> int:
+    """Make an object of ``mb`` MiB and answer only its length."""
+    return len(big_bytes(mb))

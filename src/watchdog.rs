@@ -45,7 +45,9 @@ struct Arms {
 #[derive(Debug, Clone, Copy)]
 struct Arm {
     token: u64,
-    deadline: Instant,
+    /// None for a suspension: the code running now has no deadline of its
+    /// own, and the arms below it wait until it is over.
+    deadline: Option<Instant>,
     fired: bool,
 }
 
@@ -81,10 +83,19 @@ impl Watchdog {
     /// Arms a deadline `after` from now for the code about to run; returns
     /// the token that disarms it.
     pub fn arm(&self, after: Duration) -> u64 {
-        let now = Instant::now();
-        let deadline = now
-            .checked_add(after)
-            .unwrap_or(now + Duration::from_secs(1 << 32));
+        // A deadline too far to represent is none.
+        self.push(Instant::now().checked_add(after))
+    }
+
+    /// Suspends every deadline armed so far until [`Watchdog::disarm`] of
+    /// the returned token: for code that runs other tasks on the way (the
+    /// nested loop iterations of a blocking Erlang call), where raising
+    /// would hit the wrong task.
+    pub fn suspend(&self) -> u64 {
+        self.push(None)
+    }
+
+    fn push(&self, deadline: Option<Instant>) -> u64 {
         let mut arms = self.lock();
         arms.next_token += 1;
         let token = arms.next_token;
@@ -121,15 +132,15 @@ impl Watchdog {
         let mut arms = self.lock();
         loop {
             let due = arms.stack.last().filter(|a| !a.fired).copied();
-            let Some(arm) = due else {
+            let Some((arm, deadline)) = due.and_then(|a| Some((a, a.deadline?))) else {
                 arms = self.wake.wait(arms).unwrap_or_else(|p| p.into_inner());
                 continue;
             };
             let now = Instant::now();
-            if now < arm.deadline {
+            if now < deadline {
                 arms = self
                     .wake
-                    .wait_timeout(arms, arm.deadline - now)
+                    .wait_timeout(arms, deadline - now)
                     .unwrap_or_else(|p| p.into_inner())
                     .0;
                 continue;
@@ -232,6 +243,16 @@ pub fn arm_deadline(seconds: f64) -> PyResult<u64> {
     Ok(dog.arm(after))
 }
 
+/// Suspends the deadlines armed so far (see [`Watchdog::suspend`]) until
+/// `disarm_deadline` of the returned token; 0 outside the main thread.
+#[pyfunction]
+pub fn suspend_deadline() -> PyResult<u64> {
+    if rustix::thread::gettid() != rustix::process::getpid() {
+        return Ok(0);
+    }
+    Ok(watchdog()?.suspend())
+}
+
 /// Disarms the deadline `token` (a no-op once it is gone).
 #[pyfunction]
 pub fn disarm_deadline(token: u64) -> PyResult<()> {
@@ -302,10 +323,19 @@ mod tests {
         assert!(wait_for(|| fired() == vec![t, outer]));
         dog.disarm(outer);
 
+        // A suspension holds back a passed deadline until it is lifted.
+        let held = dog.arm(Duration::from_millis(10));
+        let hold = dog.suspend();
+        std::thread::sleep(Duration::from_millis(60));
+        assert_eq!(fired(), vec![t, outer]);
+        dog.disarm(hold);
+        assert!(wait_for(|| fired() == vec![t, outer, held]));
+        dog.disarm(held);
+
         // A full pending-call queue is retried.
         REFUSE_FIRST.store(true, Ordering::SeqCst);
         let t2 = dog.arm(Duration::ZERO);
-        assert!(wait_for(|| fired() == vec![t, outer, t2]));
+        assert!(wait_for(|| fired() == vec![t, outer, held, t2]));
         dog.disarm(t2);
         assert_eq!(dog.current(), 0);
     }

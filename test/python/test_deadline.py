@@ -81,7 +81,8 @@ def test_arming_outside_the_main_thread_arms_nothing():
 @pytest.fixture
 def modules(tmp_path):
     (tmp_path / "deadline_tasks.py").write_text(textwrap.dedent("""
-        import asyncio
+        import asyncio, time
+        import erlang
 
         def spin():
             while True:
@@ -93,6 +94,16 @@ def modules(tmp_path):
         async def nap(seconds, value):
             await asyncio.sleep(seconds)
             return value
+
+        def call_erlang(name):
+            return erlang.call(name)
+
+        async def spin_later(seconds):
+            await asyncio.sleep(0.05)
+            end = time.monotonic() + seconds
+            while time.monotonic() < end:
+                pass
+            return "fine"
     """))
     return tmp_path
 
@@ -108,6 +119,27 @@ def test_the_port_times_out_a_spinning_task_and_keeps_serving(modules):
         port.send(task(after, "deadline_tasks", "quick", [7], deadline_ms=5000))
         assert {port.recv(), port.recv()} == {("result", bystander, ("ok", "fine")),
                                               ("result", after, ("ok", 7))}
+        assert port.proc.poll() is None
+    finally:
+        port.cleanup()
+
+
+def test_tasks_run_during_a_blocking_erlang_call_are_not_interrupted(modules):
+    """A plain function waiting in erlang.call runs other tasks in nested
+    loop iterations; its deadline passing meanwhile must not raise in them:
+    the watchdog is suspended there and the bridge times the caller out."""
+    port = PortProcess("--path", str(modules))
+    try:
+        assert port.recv()[0] == "ready"
+        waiting, spinning = make_ref(1), make_ref(2)
+        port.send(task(waiting, "deadline_tasks", "call_erlang", ["nobody"], deadline_ms=200),
+                  task(spinning, "deadline_tasks", "spin_later", [0.5]))
+        results = {}
+        while len(results) < 2:
+            message = port.recv()
+            if message[0] == "result":
+                results[message[1]] = message[2]
+        assert results == {waiting: ("error", "timeout"), spinning: ("ok", "fine")}
         assert port.proc.poll() is None
     finally:
         port.cleanup()

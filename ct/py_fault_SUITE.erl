@@ -528,7 +528,7 @@ dead_loop_is_unavailable_not_overloaded(_) ->
            fun() -> py_event_loop:run(math, sqrt, [4.0]) =:= {ok, 2.0} end, 15000).
 
 -spec stuck_port_closed_when_kill_fails() -> [{doc, string()}].
-stuck_port_closed_when_kill_fails() -> [{doc, "When the worker cannot SIGKILL a stuck port (no kill(1) on the PATH), it closes the port after a fallback delay: the port's GIL-free watcher ends it, callers get {python_exit, {killed, unresponsive}}, and the loop restarts."}].
+stuck_port_closed_when_kill_fails() -> [{doc, "A stuck port is ended without any external program (no kill(1) on the PATH): the worker closes it, the port's GIL-free watcher kills its process group, callers get {python_exit, {killed, unresponsive}}, and the loop restarts."}].
 -spec stuck_port_closed_when_kill_fails(ct_suite:ct_config()) -> term().
 stuck_port_closed_when_kill_fails(_) ->
     Path = os:getenv("PATH"),

@@ -489,7 +489,7 @@ unknown_message_reply_shape() -> [{doc, "The port answers a valid term that is n
 -spec unknown_message_reply_shape(ct_suite:ct_config()) -> term().
 unknown_message_reply_shape(_) ->
     %% A port of our own, so that the reply reaches this process unrouted.
-    Port = open_port({spawn_executable, py_event_worker:executable()},
+    Port = open_port({spawn_executable, pyport_config:executable()},
                      [{packet, 4}, binary, nouse_stdio, exit_status, {args, ["port"]}]),
     {ready, #{protocol := 1}} = receive_packet(Port),
     Strange = [{hello, <<"world">>}, {task, too, few}, {cancel}, 42, [stop],
@@ -507,7 +507,7 @@ unknown_message_reply_shape(_) ->
 valid_term_as_task_fields_is_task_error() -> [{doc, "A task packet whose fields have the wrong types (args not a list, kwargs not a map, bad deadline_ms) is answered with that task's {python, TypeError, ...} error, and the port keeps serving."}].
 -spec valid_term_as_task_fields_is_task_error(ct_suite:ct_config()) -> term().
 valid_term_as_task_fields_is_task_error(_) ->
-    Port = open_port({spawn_executable, py_event_worker:executable()},
+    Port = open_port({spawn_executable, pyport_config:executable()},
                      [{packet, 4}, binary, nouse_stdio, exit_status, {args, ["port"]}]),
     {ready, _} = receive_packet(Port),
     Bad = [{task, 1, math, sqrt, not_a_list, #{}, #{}},
@@ -546,7 +546,7 @@ dead_loop_is_unavailable_not_overloaded(_) ->
            fun() -> py_event_loop:run(math, sqrt, [4.0]) =:= {ok, 2.0} end, 15000).
 
 -spec stuck_port_closed_when_kill_fails() -> [{doc, string()}].
-stuck_port_closed_when_kill_fails() -> [{doc, "When the worker cannot SIGKILL a stuck port (no kill(1) on the PATH), it closes the port after a fallback delay: the port's GIL-free watcher ends it, callers get {python_exit, {killed, unresponsive}}, and the loop restarts."}].
+stuck_port_closed_when_kill_fails() -> [{doc, "A stuck port is ended without any external program (no kill(1) on the PATH): the worker closes it, the port's GIL-free watcher kills its process group, callers get {python_exit, {killed, unresponsive}}, and the loop restarts."}].
 -spec stuck_port_closed_when_kill_fails(ct_suite:ct_config()) -> term().
 stuck_port_closed_when_kill_fails(_) ->
     Path = os:getenv("PATH"),

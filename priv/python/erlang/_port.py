@@ -250,7 +250,13 @@ class PortServer:
     def escaped(self, exc: BaseException) -> None:
         """The loop's :class:`~erlang._loop.LoopOwner` hook: ``SystemExit``
         or ``KeyboardInterrupt`` left a callback. A Task has recorded it as
-        its exception already (its caller gets it); the loop goes on."""
+        its exception already; the loop goes on. The task's caller gets it
+        as the task's error, so only what no task of Erlang's carries (a
+        callback, a task Python code created) is logged."""
+        for job in self._jobs.values():
+            done = job.task
+            if done.done() and not done.cancelled() and done.exception() is exc:
+                return
         self.log("warning", f"{exception_name(exc)} raised in a task or callback "
                             "ended only that task or callback; the port goes on")
 

@@ -302,3 +302,38 @@ def test_sigint_is_logged_not_obeyed_in_the_main_thread():
         assert reader.recv() == ("log", "warning", "erlang", Contains("SIGINT ignored"))
     finally:
         os.close(out_r)
+
+
+# -- a loop that ends without Erlang asking ---------------------------------------------------
+
+
+def _broken_hook() -> None:
+    """Fails once: the shutdown that follows runs normally."""
+    asyncio.get_event_loop()._iteration_hook = None  # type: ignore[attr-defined]
+    raise RuntimeError("the iteration hook failed")
+
+
+def break_the_loop() -> str:
+    """Replace the port's iteration hook with one that raises: run_forever
+    ends with an error nobody asked for (what a bug of the port would do)."""
+    asyncio.get_event_loop()._iteration_hook = _broken_hook  # type: ignore[attr-defined]
+    return "broken"
+
+
+def test_a_loop_ending_by_itself_answers_no_one_cancelled():
+    harness = PortHarness().start()
+    bystander = make_ref(7)
+    harness.send(task(bystander, THIS, "nap", [30, "never"]), task(make_ref(8), THIS, "break_the_loop"))
+    harness.join()
+    assert isinstance(harness.error, RuntimeError)
+    harness.error = None
+    # No `cancelled` for the bystander: nobody cancelled it, and Erlang
+    # tells its caller when the process exits.
+    got = []
+    try:
+        while True:
+            got.append(harness.recv(0.3))
+    except (TimeoutError, EOFError):
+        pass
+    assert all(reply[1] != bystander for reply in got if reply[0] == "result"), got
+    harness.close()

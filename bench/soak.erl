@@ -176,10 +176,12 @@ wait_for(Fun, Timeout) ->
 
 measure() ->
     Beam = list_to_integer(os:getpid()),
-    #{restarts := Restarts, loops := Loops} = py_event_loop_pool:get_stats(),
+    #{restarts := Restarts, loops := Loops, num_loops := NumLoops} =
+        py_event_loop_pool:get_stats(),
     Tables = [{I, ets:info(Pending, size), ets:info(Monitored, size)}
-              || {I, #py_loop{pending = Pending, monitored = Monitored}}
-                     <- lists:sort(ets:tab2list(?PY_LOOP_REGISTRY))],
+              || I <- lists:seq(1, NumLoops),
+                 {ok, #py_loop{pending = Pending, monitored = Monitored}}
+                     <- [py_event_loop_pool:lookup(I)]],
     #{beam_rss_kb => rss_kb(Beam),
       beam_fds => fds(Beam),
       erlang_memory_kb => erlang:memory(total) div 1024,

@@ -35,7 +35,7 @@ init_per_suite(Config) ->
         false ->
             {skip, "no python3 on PATH to make a virtualenv with"};
         Python ->
-            PortVersion = python_version(py_event_worker:executable(), ["run"]),
+            PortVersion = python_version(pyport_config:executable(), ["run"]),
             case python_version(Python, []) of
                 PortVersion ->
                     Venv = filename:join(Priv, "venv"),
@@ -94,7 +94,7 @@ venv_package_is_importable(Config) ->
                   py_event_loop:run(Loop, ?I, import_and_call, [tinypkg, hello], #{}))
      || Loop <- [{pyport_loop, 1}, {pyport_loop, 2}]],
     {ok, File} = py_event_loop:run(?I, module_file, [tinypkg]),
-    ?assertEqual(filename:join([Venv, "lib", "python" ++ python_version(py_event_worker:executable(), ["run"]),
+    ?assertEqual(filename:join([Venv, "lib", "python" ++ python_version(pyport_config:executable(), ["run"]),
                                 "site-packages", "tinypkg", "__init__.py"]),
                  binary_to_list(File)),
     ?assertEqual({ok, list_to_binary(Venv)}, py_event_loop:run(?I, env, [<<"VIRTUAL_ENV">>])).

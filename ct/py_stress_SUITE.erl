@@ -142,7 +142,7 @@ backpressure_bounds_port_memory(Config) ->
     %% fd 4 of the port is the FIFO; fd 3 is Erlang's as usual.
     Port = open_port({spawn_executable, "/bin/sh"},
                      [{args, ["-c", "exec \"$0\" port --path \"$1\" 4>\"$2\"",
-                              py_event_worker:executable(), pyport_ct:helpers_dir(), Fifo]},
+                              pyport_config:executable(), pyport_ct:helpers_dir(), Fifo]},
                       {packet, 4}, binary, nouse_stdio, exit_status]),
     try
         {ready, #{os_pid := OsPid}} = read_packet(Reader),

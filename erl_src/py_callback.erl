@@ -8,8 +8,8 @@
 %% answers the port itself: a slow callback holds up nobody, and a
 %% callback may run Python on any loop, including the one that called it.
 %%
-%% The helpers deliver/2 and whereis_name/1 serve `erlang.send` and
-%% `erlang.whereis` for py_event_worker.
+%% serve/3 answers every request Python makes of Erlang (`erlang.call`,
+%% `erlang.send`, `erlang.whereis`) for py_event_worker.
 -module(py_callback).
 -behaviour(gen_server).
 
@@ -23,7 +23,7 @@
 
 %% For py_event_worker.
 -export([start_link/0]).
--export([spawn_call/5]).
+-export([serve/3]).
 -export([run/5]).
 -export([deliver/2]).
 -export([whereis_name/1]).
@@ -45,7 +45,12 @@
 -type reply() :: {ok, term()}
                | {error, {erlang, error | exit | throw, term(), binary()}
                        | {unknown_callback, binary()}}.
--export_type([name/0, callback/0, reply/0]).
+%% A request from Python, as pyport_wire:decode/1 returns it.
+-type request() :: {call, CallId :: term(), Name :: term(), Args :: term()}
+                 | {send, CallId :: term(), Dest :: term(), Msg :: term()}
+                 | {send, Dest :: term(), Msg :: term()}
+                 | {whereis, CallId :: term(), Name :: term()}.
+-export_type([name/0, callback/0, reply/0, request/0]).
 
 %% API.
 
@@ -86,10 +91,24 @@ registered() ->
 start_link() ->
     gen_server:start_link({local, ?MODULE}, ?MODULE, [], []).
 
-%% Starts run/5 in a fresh process for `{call, CallId, Name, Args}`.
--spec spawn_call(port(), term(), term(), term(), pos_integer()) -> pid().
-spawn_call(Port, CallId, Name, Args, MaxPacket) ->
-    spawn(?MODULE, run, [Port, CallId, Name, Args, MaxPacket]).
+%% Answers a request that Python sent through Port (replies over
+%% MaxPacket become errors). Runs in the worker, so that the messages one
+%% loop sends keep their order; a call runs in a fresh process (run/5)
+%% that answers the port itself.
+-spec serve(request(), port(), pos_integer()) -> ok.
+serve({call, CallId, Name, Args}, Port, MaxPacket) ->
+    _ = spawn(?MODULE, run, [Port, CallId, Name, Args, MaxPacket]),
+    ok;
+serve({send, CallId, Dest, Msg}, Port, _) ->
+    %% The answer says whether the destination existed.
+    answer(Port, pyport_wire:call_reply(CallId, deliver(Dest, Msg)));
+serve({whereis, CallId, Name}, Port, _) ->
+    answer(Port, pyport_wire:call_reply(CallId, {ok, whereis_name(Name)}));
+serve({send, Dest, Msg}, _, _) ->
+    %% Fire and forget (protocol v1): a destination that does not exist
+    %% is ignored, as with `!`.
+    _ = deliver(Dest, Msg),
+    ok.
 
 %% Runs the callback for one Python call and writes
 %% `{call_reply, CallId, Reply}` to Port. The callback runs in a process of
@@ -101,13 +120,7 @@ run(Port, CallId, Name, Args, MaxPacket) ->
                 {ok, Fun} -> supervised(Fun, args(Args));
                 error -> {error, {unknown_callback, name_binary(Name)}}
             end,
-    Bin = encode_reply(CallId, Reply, MaxPacket),
-    try erlang:port_command(Port, Bin) of
-        true -> ok
-    catch
-        %% The port died meanwhile; its caller is gone with it.
-        error:badarg -> ok
-    end.
+    answer(Port, encode_reply(CallId, Reply, MaxPacket)).
 
 %% `erlang.send(Dest, Msg)`: {ok, true} once delivered (or handed to the
 %% distribution), {error, noproc} when the destination does not exist.
@@ -181,6 +194,14 @@ handle_cast(_Msg, State) ->
 
 %% Internal.
 
+answer(Port, Packet) ->
+    try erlang:port_command(Port, Packet) of
+        true -> ok
+    catch
+        %% The port died meanwhile; its caller is gone with it.
+        error:badarg -> ok
+    end.
+
 key(Name) when is_atom(Name) -> atom_to_binary(Name, utf8);
 key(Name) when is_binary(Name) -> Name;
 key(Name) -> error({badarg, {name, Name}}).
@@ -243,13 +264,12 @@ format(Class, Reason, Stack) ->
 %% A reply larger than the port accepts would be skipped by the port,
 %% leaving the Python call waiting for ever; it gets an error instead.
 encode_reply(CallId, Reply, MaxPacket) ->
-    Bin = term_to_binary({call_reply, CallId, Reply}),
+    Bin = pyport_wire:call_reply(CallId, Reply),
     case byte_size(Bin) of
         Size when Size > MaxPacket ->
             Reason = {reply_too_large, Size, MaxPacket},
-            term_to_binary({call_reply, CallId,
-                            {error, {erlang, error, Reason,
-                                     format(error, Reason, [])}}});
+            pyport_wire:call_reply(CallId, {error, {erlang, error, Reason,
+                                                    format(error, Reason, [])}});
         _ ->
             Bin
     end.

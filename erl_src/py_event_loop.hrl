@@ -1,6 +1,7 @@
 %% What a caller needs to submit a task to one loop without going through
 %% the worker's mailbox. Each worker (re)writes its record into the
-%% registry owned by py_event_loop_pool when it starts.
+%% registry owned by py_event_loop_pool when it starts; callers read it
+%% with py_event_loop_pool:lookup/1.
 -record(py_loop, {
     index :: pos_integer(),
     worker :: pid(),
@@ -15,9 +16,7 @@
     max_packet :: pos_integer(),
     %% How long Python has to answer a cancel before the worker kills the
     %% port; callers stamp their cancelled tasks with it.
-    cancel_grace_ms = 2000 :: non_neg_integer(),
+    cancel_grace_ms :: non_neg_integer(),
     os_pid :: integer() | undefined,
     info :: map()
 }).
-
--define(PY_LOOP_REGISTRY, py_event_loops).

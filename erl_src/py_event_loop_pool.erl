@@ -11,6 +11,10 @@
 
 -include("py_event_loop.hrl").
 
+%% The registry: {Index, #py_loop{}} per running loop, and {num_loops, N}.
+%% Only this module touches it; callers go through lookup/1.
+-define(PY_LOOP_REGISTRY, py_event_loops).
+
 %% API.
 -export([run/3]).
 -export([run/4]).
@@ -28,9 +32,10 @@
 -export([get_stats/0]).
 -export([loop_index/2]).
 
-%% Internal API, for pyport_sup and py_event_worker.
+%% Internal API, for pyport_sup, py_event_worker and py_event_task.
 -export([start_link/1]).
 -export([register_loop/2]).
+-export([lookup/1]).
 
 %% gen_server.
 -export([init/1]).
@@ -155,6 +160,18 @@ loop_index(Pid, NumLoops) when is_pid(Pid), is_integer(NumLoops),
 start_link(NumLoops) ->
     gen_server:start_link({local, ?MODULE}, ?MODULE, NumLoops, []).
 
+%% What a caller needs to submit to loop Index; error while that loop's
+%% port is restarting or the application is not running.
+-spec lookup(pos_integer()) -> {ok, #py_loop{}} | error.
+lookup(Index) ->
+    try ets:lookup(?PY_LOOP_REGISTRY, Index) of
+        [{Index, #py_loop{} = Loop}] -> {ok, Loop};
+        [] -> error
+    catch
+        %% No registry: the application is not running.
+        error:badarg -> error
+    end.
+
 -spec register_loop(pos_integer(), #py_loop{}) -> ok.
 register_loop(Index, #py_loop{index = Index} = Loop) ->
     gen_server:call(?MODULE, {register_loop, Loop}).
@@ -234,9 +251,9 @@ stats(#state{num_loops = N, starts = Starts}) ->
       loops => Live}.
 
 loop_stats(Index, Starts) ->
-    case ets:lookup(?PY_LOOP_REGISTRY, Index) of
-        [{Index, #py_loop{worker = W, port = Port, pending = Pending,
-                          os_pid = OsPid, info = Info}}] ->
+    case lookup(Index) of
+        {ok, #py_loop{worker = W, port = Port, pending = Pending,
+                      os_pid = OsPid, info = Info}} ->
             #{index => Index,
               worker => W,
               port => Port,
@@ -245,7 +262,7 @@ loop_stats(Index, Starts) ->
               python => maps:get(python, Info, undefined),
               mode => maps:get(mode, Info, undefined),
               restarts => maps:get(Index, Starts, 1) - 1};
-        [] ->
+        error ->
             %% Between a crash and the restart.
             down
     end.

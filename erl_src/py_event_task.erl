@@ -81,7 +81,7 @@ await(Ref, Timeout) ->
 -spec run_source(loop_index(), exec | eval, binary(), timeout())
     -> py_event_loop:result().
 run_source(Index, Kind, Code, Timeout) when Kind =:= exec; Kind =:= eval ->
-    case lookup(Index) of
+    case py_event_loop_pool:lookup(Index) of
         {ok, Loop} ->
             case start_on(Loop, {Kind, Code}) of
                 {ok, Ref, Handle} -> wait(Ref, Handle, Timeout);
@@ -98,12 +98,12 @@ run_source(Index, Kind, Code, Timeout) when Kind =:= exec; Kind =:= eval ->
     -> ok | {error, loop_unavailable | {packet_too_large, pos_integer(),
                                          pos_integer()}}.
 spawn(Index, Module, Func, Args, Kwargs) ->
-    case lookup(Index) of
+    case py_event_loop_pool:lookup(Index) of
         {ok, #py_loop{port = Port, max_packet = Max}} ->
-            Packet = {task, make_ref(), Module, Func, Args, Kwargs,
-                      #{reply => false, caller => self()}},
+            Packet = pyport_wire:task(make_ref(), Module, Func, Args, Kwargs,
+                                      #{reply => false, caller => self()}),
             try
-                true = erlang:port_command(Port, encode(Packet, Max)),
+                true = erlang:port_command(Port, checked_size(Packet, Max)),
                 ok
             catch
                 throw:{packet_too_large, _, _} = TooLarge -> {error, TooLarge};
@@ -164,17 +164,8 @@ is_proper_list(List) when is_list(List) ->
 is_proper_list(_) ->
     false.
 
-lookup(Index) ->
-    try ets:lookup(?PY_LOOP_REGISTRY, Index) of
-        [{Index, #py_loop{} = Loop}] -> {ok, Loop};
-        [] -> error
-    catch
-        %% No registry: the application is not running.
-        error:badarg -> error
-    end.
-
 start(Index, Module, Func, Args, Kwargs, Opts) ->
-    case lookup(Index) of
+    case py_event_loop_pool:lookup(Index) of
         %% The caller is what erlang.self() returns in the task.
         {ok, Loop} -> start_on(Loop, {task, Module, Func, Args, Kwargs,
                                       Opts#{caller => self()}});
@@ -187,7 +178,7 @@ start_on(#py_loop{worker = Worker, port = Port, pending = Pending,
          Request) ->
     Ref = erlang:monitor(process, Worker, [{alias, reply_demonitor}]),
     try
-        Bin = encode(packet(Request, Ref), MaxPacket),
+        Bin = checked_size(packet(Request, Ref), MaxPacket),
         %% The table may already have gone with a dead worker; that and a
         %% closed port both raise badarg, and both mean the same here.
         case overloaded(Pending, Max) of
@@ -216,14 +207,13 @@ start_on(#py_loop{worker = Worker, port = Port, pending = Pending,
     end.
 
 packet({task, Module, Func, Args, Kwargs, Opts}, Ref) ->
-    {task, Ref, Module, Func, Args, Kwargs, Opts};
+    pyport_wire:task(Ref, Module, Func, Args, Kwargs, Opts);
 packet({Kind, Code}, Ref) ->
-    {Kind, Ref, Code, #{caller => self()}}.
+    pyport_wire:source(Kind, Ref, Code, #{caller => self()}).
 
 %% The port would skip an oversized packet without being able to say which
 %% task it was, leaving the caller to time out; refuse it here instead.
-encode(Packet, Max) ->
-    Bin = term_to_binary(Packet),
+checked_size(Bin, Max) ->
     case byte_size(Bin) of
         Size when Size > Max -> throw({packet_too_large, Size, Max});
         _ -> Bin
@@ -271,17 +261,10 @@ wait(Ref, Handle, Timeout) ->
 %% drops that answer, and kills the port if none comes within the grace
 %% period (a task that ignores cancellation, or a stuck interpreter).
 cancel(Ref, {task, Port, Pending, Worker, Grace}) ->
-    KillAt = erlang:monotonic_time(millisecond) + Grace,
-    Marked = try
-                 ets:update_element(Pending, Ref, {2, {cancelled, KillAt}})
-             catch
-                 %% The table is gone with its worker, and the task too.
-                 error:badarg -> false
-             end,
-    case Marked of
-        true ->
+    case pyport_overdue:mark(Pending, Ref, Grace) of
+        KillAt when is_integer(KillAt) ->
             gen_server:cast(Worker, {cancelled, KillAt}),
-            try erlang:port_command(Port, term_to_binary({cancel, Ref})) of
+            try erlang:port_command(Port, pyport_wire:cancel(Ref)) of
                 true -> ok
             catch
                 %% The port is gone, and the task with it.

@@ -7,11 +7,13 @@
 
 %% application.
 
-%% A bad pool size is refused here, where it can still be an ordinary
-%% {error, Reason} from application:start/1.
+%% A misspelt key is reported once, here; a bad pool size is refused here,
+%% where it can still be an ordinary {error, Reason} from
+%% application:start/1.
 -spec start(application:start_type(), term()) -> {ok, pid()} | {error, term()}.
 start(_Type, _Args) ->
-    case pyport_sup:pool_size() of
+    ok = pyport_config:warn_unknown_keys(),
+    case pyport_config:pool_size() of
         {ok, NumLoops} -> pyport_sup:start_link(NumLoops);
         {error, _} = Error -> Error
     end.

@@ -7,7 +7,6 @@
 
 %% API.
 -export([start_link/1]).
--export([pool_size/0]).
 
 %% supervisor.
 -export([init/1]).
@@ -17,16 +16,6 @@
 -spec start_link(pos_integer()) -> {ok, pid()} | {error, term()}.
 start_link(NumLoops) ->
     supervisor:start_link({local, ?MODULE}, ?MODULE, NumLoops).
-
-%% The configured number of loops; unset means one per scheduler.
--spec pool_size() -> {ok, pos_integer()} | {error, term()}.
-pool_size() ->
-    case application:get_env(pyport, event_loop_pool_size) of
-        undefined -> {ok, erlang:system_info(schedulers)};
-        {ok, undefined} -> {ok, erlang:system_info(schedulers)};
-        {ok, N} when is_integer(N), N > 0 -> {ok, N};
-        {ok, Other} -> {error, {bad_config, {event_loop_pool_size, Other}}}
-    end.
 
 %% supervisor.
 

@@ -82,7 +82,12 @@ impl Channel {
         let mut total = 0;
         while !self.eof && total < READ_BUDGET {
             match self.reader.fill_from(input, READ_CHUNK) {
-                Ok(0) => self.eof = true,
+                Ok(0) => {
+                    self.eof = true;
+                    // Tells the lifeline watcher that Python saw Erlang
+                    // hang up and is shutting down by itself.
+                    crate::lifeline::eof_seen();
+                }
                 Ok(n) => total += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
@@ -102,6 +107,7 @@ impl Channel {
                 }
             }
         }
+        self.reader.release();
         if self.eof && messages.is_empty() {
             return Ok(None);
         }

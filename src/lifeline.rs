@@ -7,7 +7,24 @@
 use rustix::event::{poll, PollFd, PollFlags};
 use rustix::fd::{BorrowedFd, RawFd};
 use rustix::process::{getpid, Pid, Signal};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// Set once the main thread has read EOF on the packet input: Python is
+/// alive and shutting down by itself, so the watcher gives it the full
+/// grace. Unset after the hang-up means Python is stuck (a C call, a busy
+/// loop): that is how Erlang kills an unresponsive port, by closing it.
+static EOF_SEEN: AtomicBool = AtomicBool::new(false);
+
+/// How long the main thread has to read the hang-up before the watcher
+/// takes it for stuck. A loop that is running reads fd 3 within one
+/// iteration.
+const NOTICE_WINDOW: Duration = Duration::from_millis(100);
+
+/// Called by the channel when its read of the packet input sees EOF.
+pub fn eof_seen() {
+    EOF_SEEN.store(true, Ordering::Release);
+}
 
 /// Makes the port the leader of its own process group, so its children
 /// can be found and stopped with it, and asks the kernel to signal it when
@@ -43,7 +60,8 @@ fn parent_death_signal() -> libc::c_int {
     libc::SIGRTMAX()
 }
 
-/// Runs in signal context: only async-signal-safe calls.
+/// Runs in signal context (or on the watcher thread): only
+/// async-signal-safe calls.
 extern "C" fn kill_own_group(_signal: libc::c_int) {
     // SAFETY: getpid, getpgrp and kill are async-signal-safe; pid 0 means
     // "every process in my group", and the group is ours alone (checked).
@@ -75,8 +93,10 @@ fn install_group_killer() -> bool {
 }
 
 /// Watches `fd` (the packet input) for hang-up without reading it and
-/// without the GIL; once the peer is gone, gives the main thread `grace`
-/// to exit cleanly, then stops the process and its children.
+/// without the GIL. Once the peer is gone: a main thread that has read the
+/// EOF gets `grace` to exit cleanly, then the process and its children are
+/// stopped; one that has not read it within `NOTICE_WINDOW` is stuck, and
+/// the process group is SIGKILLed at once.
 pub fn watch(fd: RawFd, grace: Duration) {
     let spawned = std::thread::Builder::new()
         .name("pyport-lifeline".into())
@@ -101,12 +121,33 @@ pub fn watch(fd: RawFd, grace: Duration) {
                     }
                 }
             }
-            std::thread::sleep(grace);
+            let hung_up = Instant::now();
+            if !noticed(&EOF_SEEN, NOTICE_WINDOW.min(grace)) {
+                log::warn!("Erlang closed the port and Python did not notice; killing it");
+                kill_own_group(libc::SIGKILL);
+            }
+            std::thread::sleep(grace.saturating_sub(hung_up.elapsed()));
             log::warn!("Erlang closed the port and Python did not stop within {grace:?}; exiting");
             exit(0);
         });
     if let Err(e) = spawned {
         log::error!("cannot start the lifeline thread: {e}");
+    }
+}
+
+/// Whether `flag` is set within `window`, checked every few milliseconds
+/// (the main thread sets it once, long after the watcher started waiting).
+fn noticed(flag: &AtomicBool, window: Duration) -> bool {
+    let until = Instant::now() + window;
+    loop {
+        if flag.load(Ordering::Acquire) {
+            return true;
+        }
+        let now = Instant::now();
+        if now >= until {
+            return false;
+        }
+        std::thread::sleep((until - now).min(Duration::from_millis(5)));
     }
 }
 
@@ -153,5 +194,40 @@ fn kill_group_members() {
                 let _ = rustix::process::kill_process(p, Signal::KILL);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_set_flag_is_noticed_at_once() {
+        let flag = AtomicBool::new(true);
+        let start = Instant::now();
+        assert!(noticed(&flag, Duration::from_secs(10)));
+        assert!(start.elapsed() < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn an_unset_flag_is_not_noticed_after_the_window() {
+        let flag = AtomicBool::new(false);
+        let start = Instant::now();
+        assert!(!noticed(&flag, Duration::from_millis(30)));
+        assert!(start.elapsed() >= Duration::from_millis(30));
+    }
+
+    #[test]
+    fn a_flag_set_during_the_window_is_noticed() {
+        let flag = std::sync::Arc::new(AtomicBool::new(false));
+        let setter = {
+            let flag = flag.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(20));
+                flag.store(true, Ordering::Release);
+            })
+        };
+        assert!(noticed(&flag, Duration::from_secs(10)));
+        setter.join().unwrap();
     }
 }

@@ -85,8 +85,13 @@ fn redirect_startup_output(opts: &mut Vec<String>) -> Result<(), String> {
     Ok(())
 }
 
-/// `--max-memory-mb N` caps the address space, so a runaway allocation
-/// raises MemoryError in Python instead of growing the port without bound.
+/// `--max-memory-mb N` caps the data the port may allocate (RLIMIT_DATA:
+/// heap and private writable mappings, which is where every Python object
+/// and every encoder buffer lives), so a runaway allocation raises
+/// MemoryError in Python instead of growing the port without bound. Not the
+/// address space: the interpreter reserves a few hundred MB of it at start
+/// (shared libraries, thread stacks' guard areas) that use no memory, and
+/// capping it left far less room for data than N suggests.
 /// The option is consumed here; the rest go to Python.
 fn apply_memory_limit(opts: &mut Vec<String>) -> Result<(), String> {
     let Some(at) = opts.iter().position(|o| o == "--max-memory-mb") else {
@@ -103,7 +108,7 @@ fn apply_memory_limit(opts: &mut Vec<String>) -> Result<(), String> {
         current: Some(bytes),
         maximum: Some(bytes),
     };
-    rustix::process::setrlimit(rustix::process::Resource::As, limit)
+    rustix::process::setrlimit(rustix::process::Resource::Data, limit)
         .map_err(|e| format!("cannot set the memory limit: {e}"))
 }
 

@@ -239,6 +239,24 @@ async def nap(seconds: float, value: Any) -> Any:
     return value
 
 
+# -- Rust side: runaway code, memory (i10-rs) -----------------------------------------
+
+
+def spin_catching() -> None:
+    """Spin, and swallow the watchdog's TaskDeadline to spin on: only
+    Erlang's cancel_grace_ms kill stops this one."""
+    while True:
+        try:
+            spin()
+        except BaseException:
+            pass
+
+
+def big_bytes_len(mb: int) -> int:
+    """Make an object of ``mb`` MiB and answer only its length."""
+    return len(big_bytes(mb))
+
+
 # -- port side: exceptions, exits, fork, channel fds, environment ---------------------------
 
 
@@ -257,11 +275,6 @@ def write_fd(fd: int, data: str) -> int:
     """A raw write to a descriptor number guessed by the task (Erlang
     binaries arrive as ``str``)."""
     return os.write(fd, data.encode())
-
-
-def raise_in_exec(source: str) -> None:
-    """What ``exec`` of ``source`` in a fresh namespace raises."""
-    exec(compile(source, "<hostile>", "exec"), {})
 
 
 async def sigint_handled_by_task() -> str:

@@ -83,12 +83,12 @@ lookup_without_the_application_test() ->
 -spec port_args_interop_options_test() -> term().
 port_args_interop_options_test() ->
     Base = #{max_packet => 100, python_path => []},
-    ?assertEqual(["port", "--max-packet", "100"], py_event_worker:port_args(Base)),
+    ?assertEqual(["port", "--max-packet", "100"], pyport_config:port_args(Base)),
     ?assertEqual(["port", "--max-packet", "100", "--path", "/p",
                   "--venv", "/v", "--preload", "a", "--preload", "b.c",
                   "--max-atoms", "50", "--log-level", "notice",
                   "--capture-output", "--stderr-file", "/tmp/f"],
-                 py_event_worker:port_args(Base#{python_path => ["/p"],
+                 pyport_config:port_args(Base#{python_path => ["/p"],
                                                  venv => <<"/v">>,
                                                  preload => [a, <<"b.c">>],
                                                  max_atoms => 50,

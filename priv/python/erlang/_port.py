@@ -43,6 +43,7 @@ from typing import Any, Callable
 from . import _context
 from ._api import detect_mode
 from ._interop import Bridge, current_caller, resolve
+from ._native import _pyport
 from ._schedule import is_marker, run_marker
 from ._types import Pid
 from ._wire import (
@@ -99,6 +100,18 @@ class _Job:
 
 class _OptionError(TypeError):
     pass
+
+
+def _call_with_deadline(func: Callable[..., Any], args: Any, kwargs: dict[str, Any],
+                        seconds: float) -> Any:
+    """``func(*args, **kwargs)`` with the watchdog armed: still running
+    after ``seconds``, it gets ``_pyport.TaskDeadline`` raised in its frame
+    (a coroutine function only builds its coroutine here, well within)."""
+    token = _pyport.arm_deadline(seconds)
+    try:
+        return func(*args, **kwargs)
+    finally:
+        _pyport.disarm_deadline(token)
 
 
 class _ChildChannel:
@@ -568,7 +581,10 @@ class PortServer:
                 kwargs = {}
             elif not isinstance(kwargs, dict):
                 raise TypeError(f"task kwargs must be a map, not {type(kwargs).__name__}")
-            result = func(*args, **kwargs)
+            if deadline is None:
+                result = func(*args, **kwargs)
+            else:
+                result = _call_with_deadline(func, args, kwargs, deadline)
             if is_marker(result):
                 # erlang.schedule()/schedule_py(): continue as a Task.
                 result = run_marker(result)
@@ -587,6 +603,14 @@ class PortServer:
             if reply:
                 self._reply_error(id, REASONS[reason])
             elif reason == TIMEOUT_REASON:
+                self.log("error", f"task {label} timed out")
+            return
+        except _pyport.TaskDeadline:
+            # A plain function still running at its deadline, interrupted
+            # by the watchdog: it alone times out, the loop goes on.
+            if reply:
+                self._reply_error(id, REASONS[TIMEOUT_REASON])
+            else:
                 self.log("error", f"task {label} timed out")
             return
         except BaseException as exc:

@@ -1,0 +1,219 @@
+%% The application's configuration: every key pyport reads from its
+%% application environment, its default and its validation (one table,
+%% keys/0, from which the list of known keys is derived too), the per-loop
+%% settings (`loops`), the pool size, the port program and its command
+%% line.
+-module(pyport_config).
+
+%% API.
+-export([loop/1]).
+-export([pool_size/0]).
+-export([executable/0]).
+-export([port_args/1]).
+-export([unknown_keys/1]).
+-export([warn_unknown_keys/0]).
+
+-type output() :: logger | stderr.
+%% One loop's settings: the application environment with that loop's own
+%% entry in `loops` taking precedence.
+-type config() :: #{python_path := [file:filename_all()],
+                    max_packet := pos_integer(),
+                    max_memory_mb := pos_integer() | infinity,
+                    max_pending := pos_integer() | infinity,
+                    cancel_grace_ms := non_neg_integer(),
+                    start_timeout := timeout(),
+                    venv := file:filename_all() | undefined,
+                    preload := [atom() | binary() | string()],
+                    max_atoms := non_neg_integer(),
+                    python_log_level := logger:level() | all | none | undefined,
+                    output := output()}.
+%% A key unknown_keys/1 reports: one of the environment, or one of a
+%% `loops` entry.
+-type unknown_key() :: atom() | {loops, term(), term()}.
+-export_type([config/0, output/0, unknown_key/0]).
+
+-define(APP, pyport).
+
+%% API.
+
+%% The settings of loop Index, validated; {error, {bad_config, {Key,
+%% Value}}} names the first bad one.
+-spec loop(pos_integer()) -> {ok, config()} | {error, {bad_config, term()}}.
+loop(Index) ->
+    Global = maps:from_list([{Key, env(Key, Default)}
+                             || {Key, Default, _} <- loop_keys()]),
+    case loop_entry(env(loops, #{}), Index) of
+        {ok, Own} ->
+            Config = maps:merge(Global, Own),
+            Valid = maps:from_list([{Key, Check} || {Key, _, Check} <- loop_keys()]),
+            case [{Key, Value} || {Key, Value} <- maps:to_list(Config),
+                                  not (maps:get(Key, Valid))(Value)] of
+                [] -> {ok, resolve_log_level(Config)};
+                [Bad | _] -> {error, {bad_config, Bad}}
+            end;
+        {error, _} = Error ->
+            Error
+    end.
+
+%% The configured number of loops; unset means one per scheduler.
+-spec pool_size() -> {ok, pos_integer()} | {error, {bad_config, term()}}.
+pool_size() ->
+    case env(event_loop_pool_size, undefined) of
+        undefined -> {ok, erlang:system_info(schedulers)};
+        N when is_integer(N), N > 0 -> {ok, N};
+        Other -> {error, {bad_config, {event_loop_pool_size, Other}}}
+    end.
+
+%% The `executable` application variable replaces the port program; `make
+%% bench` points it at `priv/pyport-echo` to measure the floor through the
+%% very same Erlang side.
+-spec executable() -> file:filename().
+executable() ->
+    case application:get_env(?APP, executable) of
+        {ok, Exe} -> Exe;
+        undefined -> default_executable()
+    end.
+
+%% The command line of the port. Keys other than max_packet and
+%% python_path are optional (absent: the option is left out).
+-spec port_args(#{max_packet := pos_integer(),
+                  python_path := [file:filename_all()],
+                  max_memory_mb => pos_integer() | infinity,
+                  atom() => term()}) -> [string()].
+port_args(#{max_packet := MaxPacket, python_path := _} = Config) ->
+    Value = fun(Key, Flag, Show) ->
+                    case maps:get(Key, Config, undefined) of
+                        undefined -> [];
+                        infinity -> [];
+                        V -> [Flag, Show(V)]
+                    end
+            end,
+    Repeat = fun(Key, Flag) ->
+                     lists:append([[Flag, to_list(V)]
+                                   || V <- maps:get(Key, Config, [])])
+             end,
+    ["port", "--max-packet", integer_to_list(MaxPacket)]
+        ++ Value(max_memory_mb, "--max-memory-mb", fun integer_to_list/1)
+        ++ Repeat(python_path, "--path")
+        ++ Value(venv, "--venv", fun to_list/1)
+        ++ Repeat(preload, "--preload")
+        ++ Value(max_atoms, "--max-atoms", fun integer_to_list/1)
+        ++ Value(python_log_level, "--log-level", fun atom_to_list/1)
+        ++ case maps:is_key(output, Config) of
+               true -> ["--capture-output"];
+               false -> []
+           end
+        ++ Value(stderr_file, "--stderr-file", fun to_list/1).
+
+%% The keys of an application environment (as application:get_all_env/1
+%% returns it) that pyport does not read, and the keys of its `loops`
+%% entries that are not per-loop settings: most likely misspelt.
+-spec unknown_keys([{atom(), term()}]) -> [unknown_key()].
+unknown_keys(Env) ->
+    Known = [Key || {Key, _, _} <- loop_keys()],
+    Global = [Key || {Key, _} <- Env,
+                     not lists:member(Key, Known ++ global_keys())],
+    Loops = case lists:keyfind(loops, 1, Env) of
+                {loops, Entries} when is_map(Entries) ->
+                    [{loops, Index, Key}
+                     || {Index, Own} <- lists:sort(maps:to_list(Entries)),
+                        is_map(Own),
+                        Key <- lists:sort(maps:keys(Own)),
+                        not lists:member(Key, Known)];
+                _ ->
+                    []
+            end,
+    Global ++ Loops.
+
+%% Logs one warning for the unknown keys of pyport's environment, if any
+%% (called once, when the application starts).
+-spec warn_unknown_keys() -> ok.
+warn_unknown_keys() ->
+    case unknown_keys(application:get_all_env(?APP)) of
+        [] ->
+            ok;
+        Unknown ->
+            logger:warning("pyport: unknown configuration key(s) ~tp (ignored, "
+                           "or refused in a loops entry); known keys: ~tp",
+                           [Unknown, lists:sort([K || {K, _, _} <- loop_keys()]
+                                                ++ global_keys())],
+                           #{pyport_unknown_keys => Unknown})
+    end.
+
+%% Internal.
+
+%% The settings each loop may have of its own: {Key, Default, Valid}.
+loop_keys() ->
+    [{python_path, [],
+      fun(Paths) -> is_list(Paths) andalso lists:all(fun is_path/1, Paths) end},
+     {max_packet, 64 bsl 20, fun is_positive/1},
+     {max_memory_mb, infinity, fun positive_or_infinity/1},
+     {max_pending, infinity, fun positive_or_infinity/1},
+     %% How long Python has to answer a cancel before its port is killed.
+     {cancel_grace_ms, 2000, fun(T) -> is_integer(T) andalso T >= 0 end},
+     {start_timeout, 10000, fun positive_or_infinity/1},
+     {venv, undefined, fun(V) -> V =:= undefined orelse is_path(V) end},
+     {preload, [],
+      fun(Ms) ->
+              is_list(Ms) andalso
+                  lists:all(fun(M) -> is_atom(M) orelse is_path(M) end, Ms)
+      end},
+     {max_atoms, 10000, fun(N) -> is_integer(N) andalso N >= 0 end},
+     %% Unset: the OTP logger's primary level (resolve_log_level/1).
+     {python_log_level, undefined,
+      fun(L) ->
+              lists:member(L, [undefined, all, none, emergency, alert, critical,
+                               error, warning, notice, info, debug])
+      end},
+     {output, logger, fun(O) -> O =:= logger orelse O =:= stderr end}].
+
+%% Read for the whole application only: validated where they are read
+%% (loop/1, pool_size/0, executable/0).
+global_keys() ->
+    [loops, event_loop_pool_size, executable].
+
+env(Key, Default) ->
+    application:get_env(?APP, Key, Default).
+
+loop_entry(Loops, Index) when is_map(Loops) ->
+    Known = [Key || {Key, _, _} <- loop_keys()],
+    case maps:get(Index, Loops, #{}) of
+        Own when is_map(Own) ->
+            case [K || K <- maps:keys(Own), not lists:member(K, Known)] of
+                [] -> {ok, Own};
+                [K | _] -> {error, {bad_config, {{loops, Index, K}, maps:get(K, Own)}}}
+            end;
+        Other ->
+            {error, {bad_config, {{loops, Index}, Other}}}
+    end;
+loop_entry(Other, _) ->
+    {error, {bad_config, {loops, Other}}}.
+
+%% Unset: Python logs what the OTP logger would let through now.
+resolve_log_level(#{python_log_level := undefined} = Config) ->
+    #{level := Level} = logger:get_primary_config(),
+    Config#{python_log_level := Level};
+resolve_log_level(Config) ->
+    Config.
+
+default_executable() ->
+    case code:priv_dir(?APP) of
+        {error, bad_name} ->
+            %% Not loaded as an application (e.g. an escript): the beams'
+            %% directory still sits beside priv.
+            Ebin = filename:dirname(code:which(?MODULE)),
+            filename:join([Ebin, "..", "priv", "pyport"]);
+        Priv ->
+            filename:join(Priv, "pyport")
+    end.
+
+is_positive(N) -> is_integer(N) andalso N > 0.
+
+positive_or_infinity(N) -> N =:= infinity orelse is_positive(N).
+
+is_path(P) when is_binary(P) -> true;
+is_path(P) -> io_lib:char_list(P) andalso P =/= [].
+
+to_list(P) when is_binary(P) -> unicode:characters_to_list(P);
+to_list(P) when is_atom(P) -> atom_to_list(P);
+to_list(P) -> P.

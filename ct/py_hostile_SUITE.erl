@@ -25,7 +25,16 @@ all() ->
      runaway_sync_code_catching_the_deadline_kills_port,
      runaway_sync_code_in_c_kills_port, big_result_memory_is_released,
      memory_limit_is_data_not_address_space,
-     encoder_allocation_failure_is_memory_error].
+     encoder_allocation_failure_is_memory_error,
+     %% Port side: exceptions, exits, fork, channel fds, environment.
+     base_exception_is_task_error, generator_exit_is_task_error,
+     base_exception_in_coroutine_is_task_error, unprintable_exception_is_task_error,
+     base_exception_in_exec_is_caller_error, spawned_base_exception_is_logged,
+     sys_exit_is_task_error, keyboard_interrupt_is_task_error,
+     sigint_does_not_stop_the_port, loop_stop_from_task_is_refused,
+     loop_close_from_task_is_refused, fork_child_returning_does_not_serve,
+     fork_child_exit_does_not_break_parent, stray_writes_to_fd_4_are_harmless,
+     inherited_pythonpath_cannot_replace_package].
 
 -spec init_per_suite(ct_suite:ct_config()) -> ct_suite:ct_config().
 init_per_suite(Config) ->
@@ -36,11 +45,26 @@ end_per_suite(_Config) ->
     pyport_ct:stop().
 
 -spec init_per_testcase(atom(), ct_suite:ct_config()) -> ct_suite:ct_config().
+init_per_testcase(inherited_pythonpath_cannot_replace_package = Case, Config) ->
+    %% Set before the port starts: it inherits the node's environment.
+    Fake = filename:join(?config(priv_dir, Config), "fake_erlang"),
+    ok = filelib:ensure_dir(filename:join([Fake, "erlang", "x"])),
+    ok = file:write_file(filename:join([Fake, "erlang", "__init__.py"]),
+                         <<"raise SystemExit('the fake erlang package was imported')\n">>),
+    true = os:putenv("PYTHONPATH", Fake),
+    true = os:putenv("PYPORT_PYTHON_DIR", Fake),
+    ok = pyport_ct:start([{event_loop_pool_size, ?NUM_LOOPS} | case_env(Case)]),
+    [{fake_dir, Fake} | Config];
 init_per_testcase(Case, Config) ->
     ok = pyport_ct:start([{event_loop_pool_size, ?NUM_LOOPS} | case_env(Case)]),
     Config.
 
 -spec end_per_testcase(atom(), ct_suite:ct_config()) -> ok.
+end_per_testcase(inherited_pythonpath_cannot_replace_package, _Config) ->
+    true = os:unsetenv("PYTHONPATH"),
+    true = os:unsetenv("PYPORT_PYTHON_DIR"),
+    ok = pyport_ct:release_logs(),
+    pyport_ct:stop();
 end_per_testcase(_, _Config) ->
     ok = pyport_ct:release_logs(),
     pyport_ct:stop().
@@ -71,6 +95,176 @@ bystander_result(Ref) ->
 -spec run(atom(), list(), timeout()) -> term().
 run(F, A, Timeout) ->
     py_event_loop:run({pyport_loop, 1}, ?X, F, A, #{timeout => Timeout}).
+
+%% == Port side: exceptions, exits, fork, channel fds, environment ==
+
+%% Runs Provoke while a bystander naps on loop 1: the bystander must get
+%% its answer and loop 1 must still be the same OS process afterwards.
+-spec with_bystander(fun(() -> Result)) -> Result.
+with_bystander(Provoke) ->
+    #{os_pid := OsPid} = pyport_ct:loop_stats(1),
+    By = bystander(1.0),
+    Result = Provoke(),
+    %% nap returns its argument: the atom ok comes back as a binary.
+    ?assertEqual({ok, <<"ok">>}, bystander_result(By)),
+    ?assertMatch(#{os_pid := OsPid}, pyport_ct:loop_stats(1)),
+    ?assertEqual({ok, 3}, run(byte_size, [<<"abc">>], ?PROMPTLY)),
+    Result.
+
+-spec base_exception_is_task_error() -> [{doc, string()}].
+base_exception_is_task_error() -> [{doc, "A plain function raising a BaseException subclass gets {python, ...}; the loop goes on."}].
+-spec base_exception_is_task_error(ct_suite:ct_config()) -> term().
+base_exception_is_task_error(_) ->
+    R = with_bystander(fun() -> run(raise_base, [], ?PROMPTLY) end),
+    ?assertMatch({error, {python, <<"Custom">>, <<"a BaseException subclass">>, _}}, R),
+    {error, {python, _, _, Tb}} = R,
+    ?assertNotEqual(nomatch, binary:match(Tb, <<"raise_base">>)).
+
+-spec generator_exit_is_task_error() -> [{doc, string()}].
+generator_exit_is_task_error() -> [{doc, "GeneratorExit raised by a plain function is that task's error."}].
+-spec generator_exit_is_task_error(ct_suite:ct_config()) -> term().
+generator_exit_is_task_error(_) ->
+    ?assertMatch({error, {python, <<"GeneratorExit">>,
+                          <<"generator exit from a plain function">>, _}},
+                 with_bystander(fun() -> run(raise_generator_exit, [], ?PROMPTLY) end)).
+
+-spec base_exception_in_coroutine_is_task_error() -> [{doc, string()}].
+base_exception_in_coroutine_is_task_error() -> [{doc, "A coroutine raising a BaseException subclass is that task's error."}].
+-spec base_exception_in_coroutine_is_task_error(ct_suite:ct_config()) -> term().
+base_exception_in_coroutine_is_task_error(_) ->
+    ?assertMatch({error, {python, <<"Custom">>,
+                          <<"a BaseException subclass from a coroutine">>, _}},
+                 with_bystander(fun() -> run(raise_base_async, [], ?PROMPTLY) end)).
+
+-spec unprintable_exception_is_task_error() -> [{doc, string()}].
+unprintable_exception_is_task_error() -> [{doc, "An exception whose __str__ and __repr__ raise still becomes {python, Type, Message, Traceback}."}].
+-spec unprintable_exception_is_task_error(ct_suite:ct_config()) -> term().
+unprintable_exception_is_task_error(_) ->
+    R = with_bystander(fun() -> run(raise_bad_str, [], ?PROMPTLY) end),
+    ?assertMatch({error, {python, <<"BadStr">>, <<"<unprintable BadStr object>">>, _}}, R),
+    {error, {python, _, _, Tb}} = R,
+    ?assertNotEqual(nomatch, binary:match(Tb, <<"raise_bad_str">>)).
+
+-spec base_exception_in_exec_is_caller_error() -> [{doc, string()}].
+base_exception_in_exec_is_caller_error() -> [{doc, "exec/eval raising SystemExit or KeyboardInterrupt answer the caller with the error."}].
+-spec base_exception_in_exec_is_caller_error(ct_suite:ct_config()) -> term().
+base_exception_in_exec_is_caller_error(_) ->
+    Loop = {pyport_loop, 1},
+    with_bystander(
+      fun() ->
+              ?assertMatch({error, {python, <<"SystemExit">>, <<"3">>, _}},
+                           py_event_loop:exec(Loop, <<"import sys\nsys.exit(3)\n">>)),
+              ?assertMatch({error, {python, <<"KeyboardInterrupt">>, _, _}},
+                           py_event_loop:eval(Loop, <<"(_ for _ in ()).throw(KeyboardInterrupt)">>))
+      end).
+
+-spec spawned_base_exception_is_logged() -> [{doc, string()}].
+spawned_base_exception_is_logged() -> [{doc, "A spawned task (no reply) raising SystemExit is logged; the loop goes on."}].
+-spec spawned_base_exception_is_logged(ct_suite:ct_config()) -> term().
+spawned_base_exception_is_logged(_) ->
+    ok = pyport_ct:capture_logs(),
+    with_bystander(
+      fun() ->
+              ok = py_event_loop:spawn_task({pyport_loop, 1}, ?X, call_sys_exit_async, [7], #{}),
+              pyport_ct:await_log(fun(E) -> pyport_ct:log_mentions(E, <<"failed: SystemExit">>) end,
+                                  ?PROMPTLY)
+      end).
+
+-spec sys_exit_is_task_error() -> [{doc, string()}].
+sys_exit_is_task_error() -> [{doc, "sys.exit() in a plain function or a coroutine is that task's error; the port stays."}].
+-spec sys_exit_is_task_error(ct_suite:ct_config()) -> term().
+sys_exit_is_task_error(_) ->
+    ?assertMatch({error, {python, <<"SystemExit">>, <<"0">>, _}},
+                 with_bystander(fun() -> run(call_sys_exit, [0], ?PROMPTLY) end)),
+    ?assertMatch({error, {python, <<"SystemExit">>, <<"bye">>, _}},
+                 with_bystander(fun() -> run(call_sys_exit_async, [<<"bye">>], ?PROMPTLY) end)).
+
+-spec keyboard_interrupt_is_task_error() -> [{doc, string()}].
+keyboard_interrupt_is_task_error() -> [{doc, "KeyboardInterrupt raised by a task is that task's error; the port stays."}].
+-spec keyboard_interrupt_is_task_error(ct_suite:ct_config()) -> term().
+keyboard_interrupt_is_task_error(_) ->
+    ?assertMatch({error, {python, <<"KeyboardInterrupt">>, _, _}},
+                 with_bystander(fun() -> run(raise_keyboard_interrupt, [], ?PROMPTLY) end)).
+
+-spec sigint_does_not_stop_the_port() -> [{doc, string()}].
+sigint_does_not_stop_the_port() -> [{doc, "A stray SIGINT is logged and ignored; a task can still take SIGINT with add_signal_handler."}].
+-spec sigint_does_not_stop_the_port(ct_suite:ct_config()) -> term().
+sigint_does_not_stop_the_port(_) ->
+    ok = pyport_ct:capture_logs(),
+    ?assertEqual({ok, <<"survived">>},
+                 with_bystander(fun() -> run(send_sigint, [], ?PROMPTLY) end)),
+    _ = pyport_ct:await_log(fun(E) -> pyport_ct:log_mentions(E, <<"SIGINT ignored">>) end,
+                            ?PROMPTLY),
+    ?assertEqual({ok, <<"handled">>},
+                 with_bystander(fun() -> run(sigint_handled_by_task, [], ?PROMPTLY) end)),
+    %% Removing its handler puts the port's back, not the default one.
+    ?assertEqual({ok, <<"survived">>},
+                 with_bystander(fun() -> run(send_sigint, [], ?PROMPTLY) end)).
+
+-spec loop_stop_from_task_is_refused() -> [{doc, string()}].
+loop_stop_from_task_is_refused() -> [{doc, "loop.stop() from a plain function or a coroutine raises RuntimeError in that task."}].
+-spec loop_stop_from_task_is_refused(ct_suite:ct_config()) -> term().
+loop_stop_from_task_is_refused(_) ->
+    [?assertMatch({error, {python, <<"RuntimeError">>,
+                           <<"the port's event loop is stopped by Erlang, not by tasks">>, _}},
+                  with_bystander(fun() -> run(F, [], ?PROMPTLY) end))
+     || F <- [stop_loop, stop_loop_async]].
+
+-spec loop_close_from_task_is_refused() -> [{doc, string()}].
+loop_close_from_task_is_refused() -> [{doc, "loop.close() from a plain function or a coroutine raises RuntimeError; replies keep flowing."}].
+-spec loop_close_from_task_is_refused(ct_suite:ct_config()) -> term().
+loop_close_from_task_is_refused(_) ->
+    [?assertMatch({error, {python, <<"RuntimeError">>,
+                           <<"the port's event loop is closed by Erlang, not by tasks">>, _}},
+                  with_bystander(fun() -> run(F, [], ?PROMPTLY) end))
+     || F <- [close_loop, close_loop_async]].
+
+-spec fork_child_returning_does_not_serve() -> [{doc, string()}].
+fork_child_returning_does_not_serve() -> [{doc, "A forked child returning into the loop exits at once; the parent alone answers 50 large calls."}].
+-spec fork_child_returning_does_not_serve(ct_suite:ct_config()) -> term().
+fork_child_returning_does_not_serve(_) ->
+    ?assertEqual({ok, <<"parent">>},
+                 with_bystander(fun() -> run(fork_and_return, [], ?PROMPTLY) end)),
+    {ok, [<<"parent">>, Child]} = with_bystander(fun() -> run(fork_and_report, [], ?PROMPTLY) end),
+    ok = pyport_ct:wait_until(fun() -> not pyport_ct:os_pid_alive(Child) end, ?PROMPTLY),
+    Big = binary:copy(<<"x">>, 200 * 1024),
+    Refs = [py_event_loop:create_task({pyport_loop, 1}, ?X, byte_size, [Big], #{})
+            || _ <- lists:seq(1, 50)],
+    ?assertEqual(lists:duplicate(50, {ok, 200 * 1024}),
+                 [py_event_loop:await(R, ?PROMPTLY) || R <- Refs]).
+
+-spec fork_child_exit_does_not_break_parent() -> [{doc, string()}].
+fork_child_exit_does_not_break_parent() -> [{doc, "A forked child ending with sys.exit(0) leaves the parent's registrations alone."}].
+-spec fork_child_exit_does_not_break_parent(ct_suite:ct_config()) -> term().
+fork_child_exit_does_not_break_parent(_) ->
+    {ok, Child} = with_bystander(fun() -> run(fork_and_exit, [], ?PROMPTLY) end),
+    ?assert(is_integer(Child)),
+    %% Timers, the wake-up pipe and the channel all still work.
+    ?assertEqual({ok, <<"ok">>}, with_bystander(fun() -> run(nap, [0.2, ok], ?PROMPTLY) end)),
+    Big = binary:copy(<<"y">>, 200 * 1024),
+    ?assertEqual({ok, 200 * 1024}, run(byte_size, [Big], ?PROMPTLY)).
+
+-spec stray_writes_to_fd_4_are_harmless() -> [{doc, string()}].
+stray_writes_to_fd_4_are_harmless() -> [{doc, "fd 4 is /dev/null in the port: a task writing garbage to it corrupts nothing."}].
+-spec stray_writes_to_fd_4_are_harmless(ct_suite:ct_config()) -> term().
+stray_writes_to_fd_4_are_harmless(_) ->
+    ?assertEqual({ok, 7},
+                 with_bystander(fun() -> run(write_fd, [4, <<"garbage">>], ?PROMPTLY) end)),
+    ?assertEqual({ok, 3}, with_bystander(fun() -> run(write_fd, [3, <<"abc">>], ?PROMPTLY) end)),
+    ?assertEqual({ok, <<"ok">>}, run(nap, [0.01, ok], ?PROMPTLY)).
+
+-spec inherited_pythonpath_cannot_replace_package() -> [{doc, string()}].
+inherited_pythonpath_cannot_replace_package() -> [{doc, "PYTHONPATH and PYPORT_PYTHON_DIR inherited from the node cannot replace pyport's erlang package."}].
+-spec inherited_pythonpath_cannot_replace_package(ct_suite:ct_config()) -> term().
+inherited_pythonpath_cannot_replace_package(Config) ->
+    Fake = ?config(fake_dir, Config),
+    %% The variables did reach the port...
+    ?assertEqual({ok, list_to_binary(Fake)}, run(getenv, [<<"PYPORT_PYTHON_DIR">>], ?PROMPTLY)),
+    %% ...and the package is still pyport's own.
+    {ok, File} = run(erlang_package_file, [], ?PROMPTLY),
+    ?assertEqual(<<"/python/erlang/__init__.py">>,
+                 binary:part(File, byte_size(File), -byte_size(<<"/python/erlang/__init__.py">>))),
+    ?assertEqual(nomatch, string:find(File, Fake)).
 
 %% == Rust-side: results, runaway code, memory ==
 

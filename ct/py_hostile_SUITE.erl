@@ -86,7 +86,8 @@ case_env(_) -> [].
 bystander(Seconds) ->
     py_event_loop:create_task({pyport_loop, 1}, ?X, nap, [Seconds, ok], #{}).
 
-%% The bystander's answer: ok when the loop survived.
+%% The bystander's answer: {ok, <<"ok">>} when the loop survived (the atom
+%% comes back as a binary).
 -spec bystander_result(reference()) -> term().
 bystander_result(Ref) ->
     py_event_loop:await(Ref, ?PROMPTLY).

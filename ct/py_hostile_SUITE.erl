@@ -39,7 +39,8 @@ all() ->
      mass_caller_death_is_cleaned_up, out_of_range_timeouts_never_leak,
      stopped_port_does_not_hold_callers, calls_during_restart_wait_for_fresh_port,
      calls_during_restart_overloaded_beyond_bound,
-     ignored_cancel_on_serving_port_costs_the_task].
+     ignored_cancel_on_serving_port_costs_the_task,
+     restart_waiters_released_when_pool_goes].
 
 -spec init_per_suite(ct_suite:ct_config()) -> ct_suite:ct_config().
 init_per_suite(Config) ->
@@ -509,6 +510,42 @@ ignored_cancel_on_serving_port_costs_the_task(_) ->
     ok = pyport_ct:wait_until(
            fun() -> maps:get(pending, pyport_ct:loop_stats(1)) =:= 0 end, ?PROMPTLY),
     ?assertMatch(#{os_pid := OsPid}, pyport_ct:loop_stats(1)).
+
+-spec restart_waiters_released_when_pool_goes() -> [{doc, string()}].
+restart_waiters_released_when_pool_goes() -> [{doc, "A caller waiting for a restarting loop gets {error, loop_unavailable} at once, not at its timeout, when the pool it waits on goes (the application stopping, or its supervisor giving up)."}].
+-spec restart_waiters_released_when_pool_goes(ct_suite:ct_config()) -> term().
+restart_waiters_released_when_pool_goes(_) ->
+    #{worker := Worker} = pyport_ct:loop_stats(1),
+    Bystander = bystander(5.0),
+    Self = self(),
+    %% Holds loop 1 in `restarting`: its supervisor cannot start a worker.
+    ok = sys:suspend(py_event_loop_sup),
+    try
+        MRef = erlang:monitor(process, Worker),
+        exit(Worker, kill),
+        receive {'DOWN', MRef, process, Worker, _} -> ok end,
+        ok = pyport_ct:wait_until(
+               fun() -> py_event_loop_pool:lookup(1) =:= restarting end, ?PROMPTLY),
+        Caller = spawn_link(fun() -> Self ! {self(), run(nap, [0, 1], 30000)} end),
+        %% It is waiting (nothing came back yet).
+        timer:sleep(300),
+        ?assertEqual([], [R || {P, R} <- pyport_ct:mailbox(), P =:= Caller]),
+        T0 = erlang:monotonic_time(millisecond),
+        exit(whereis(py_event_loop_pool), kill),
+        receive
+            {Caller, Result} ->
+                ?assertEqual({error, loop_unavailable}, Result),
+                ?assert(erlang:monotonic_time(millisecond) - T0 < 1000)
+        after ?PROMPTLY ->
+            error(waiter_not_released)
+        end
+    after
+        %% Gone already if the pool's death took it down (rest_for_one).
+        catch sys:resume(py_event_loop_sup)
+    end,
+    ?assertMatch({error, {worker_down, _}}, bystander_result(Bystander)),
+    %% The application restarts the pool and the loops.
+    ok = pyport_ct:wait_until(fun() -> run(nap, [0, 1], 1000) =:= {ok, 1} end, ?PROMPTLY).
 
 %% Kills loop 1's port, waits until its worker is gone, and fires N calls
 %% with Timeout at the loop at once; their results in order.

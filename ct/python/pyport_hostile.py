@@ -237,3 +237,28 @@ def erlang_package_file() -> str:
 async def nap(seconds: float, value: Any) -> Any:
     await asyncio.sleep(seconds)
     return value
+
+
+# -- BEAM decode boundary (py_hostile_SUITE, section "BEAM decode boundary") ----------
+
+
+def forge_raw(data: bytes) -> int:
+    """Write ``data`` as it is (frames built by the suite) to the output
+    channel."""
+    _write_all(_channel_fd(), bytes(data))
+    return len(data)
+
+
+def send_to(dest: Any, term: Any) -> str:
+    """``erlang.send`` to ``dest`` (a pid, or a name given as str); the
+    exception's class name when it is refused."""
+    target = erlang.Atom(dest) if isinstance(dest, str) else dest
+    try:
+        erlang.send(target, term)
+    except erlang.ProcessError as e:
+        return f"ProcessError: {e}"
+    return "sent"
+
+
+def whereis(name: str) -> Any:
+    return erlang.whereis(name)

@@ -92,7 +92,7 @@ returned_atoms_beyond_budget_are_task_error(_) ->
     Grown = erlang:system_info(atom_count) - Before,
     ct:log("atoms grown: ~b", [Grown]),
     ?assert(Grown =< ?ATOM_BUDGET + 50),
-    ?assertEqual({ok, ok}, bystander_result(By)),
+    ?assertEqual({ok, <<"ok">>}, bystander_result(By)),
     %% Within the budget (nothing new), the same loop still serves.
     ?assertEqual({ok, 3}, run(nap, [0, 3], ?PROMPTLY)),
     ?assert(maps:get(atoms_created, pyport_ct:loop_stats(1)) =< ?ATOM_BUDGET).
@@ -104,7 +104,7 @@ forged_atom_frames_cannot_exhaust_atoms(_) ->
     By = bystander(1.0),
     Before = erlang:system_info(atom_count),
     ?assertEqual({ok, 50}, run(forge_atom_frames, [50, 200], 60000)),
-    ?assertEqual({ok, ok}, bystander_result(By)),
+    ?assertEqual({ok, <<"ok">>}, bystander_result(By)),
     Grown = erlang:system_info(atom_count) - Before,
     ct:log("atoms grown: ~b of 10000 forged", [Grown]),
     ?assert(Grown =< ?ATOM_BUDGET + 50),
@@ -185,7 +185,7 @@ bad_frame_log_is_bounded(_) ->
     Size = iolist_size(io_lib:format(Format, Args)),
     ct:log("logged ~b bytes", [Size]),
     ?assert(Size =< 1000),
-    ?assertEqual({ok, ok}, bystander_result(By)).
+    ?assertEqual({ok, <<"ok">>}, bystander_result(By)).
 
 -spec planted_symlink_is_not_followed() -> [{doc, string()}].
 planted_symlink_is_not_followed() -> [{doc, "Symlinks planted at the old predictable start-up stderr paths (/tmp/pyport-<pid>-<loop>-<n>.stderr) are not followed: the victim file keeps its content."}].
@@ -258,7 +258,7 @@ send_to_init_is_refused_when_restricted(_) ->
     {ok, ByPid} = run(send_to, [whereis(init), {stop, stop}], ?PROMPTLY),
     ?assertMatch({match, _}, re:run(ByPid, <<"ProcessError.*not_allowed">>)),
     ?assertEqual({ok, none}, run(whereis, [<<"init">>], ?PROMPTLY)),
-    ?assertEqual({ok, ok}, bystander_result(By)),
+    ?assertEqual({ok, <<"ok">>}, bystander_result(By)),
     ?assert(is_process_alive(whereis(init))),
     ?assertMatch([_ | _], [A || {pyport, _, _} = A <- application:which_applications()]).
 
@@ -268,11 +268,11 @@ send_to_caller_allowed_when_restricted() -> [{doc, "With send_allow restricted, 
 send_to_caller_allowed_when_restricted(_) ->
     Self = self(),
     ?assertEqual({ok, <<"sent">>}, run(send_to, [Self, to_caller], ?PROMPTLY)),
-    receive to_caller -> ok after ?PROMPTLY -> ct:fail(no_message) end,
+    receive <<"to_caller">> -> ok after ?PROMPTLY -> ct:fail(no_message) end,
     Allowed = spawn_link(fun() -> receive M -> Self ! {allowed_got, M} end end),
     true = register(pyport_ct_allowed, Allowed),
     ?assertEqual({ok, <<"sent">>}, run(send_to, [<<"pyport_ct_allowed">>, hi], ?PROMPTLY)),
-    receive {allowed_got, hi} -> ok after ?PROMPTLY -> ct:fail(no_message) end,
+    receive {allowed_got, <<"hi">>} -> ok after ?PROMPTLY -> ct:fail(no_message) end,
     ?assertEqual({ok, none}, run(whereis, [<<"pyport_ct_never_registered">>], ?PROMPTLY)),
     %% A pid with no task on the loop is not reachable.
     Other = spawn_link(fun() -> receive _ -> ok end end),
@@ -281,21 +281,25 @@ send_to_caller_allowed_when_restricted(_) ->
 
 %% Helpers of the BEAM decode boundary section.
 
+-spec frame(binary()) -> binary().
 frame(Payload) ->
     <<(byte_size(Payload)):32, Payload/binary>>.
 
 %% Keeps the largest growth of erlang:memory(total) over Base until asked.
+-spec sample_memory(non_neg_integer()) -> ok.
 sample_memory(Base) ->
     sample_memory(Base, 0).
 
+-spec sample_memory(non_neg_integer(), integer()) -> ok.
 sample_memory(Base, Peak0) ->
     Peak = max(Peak0, erlang:memory(total) - Base),
     receive
-        {peak, From} -> From ! {peak, Peak}
+        {peak, From} -> From ! {peak, Peak}, ok
     after 5 ->
         sample_memory(Base, Peak)
     end.
 
+-spec file_info(file:filename()) -> {ok, map()} | {error, term()}.
 file_info(Path) ->
     case file:read_file_info(Path) of
         {ok, Info} ->
@@ -304,5 +308,6 @@ file_info(Path) ->
             Error
     end.
 
+-spec restore_env(string(), string() | false) -> true.
 restore_env(Name, false) -> os:unsetenv(Name);
 restore_env(Name, Value) -> os:putenv(Name, Value).

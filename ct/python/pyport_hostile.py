@@ -242,11 +242,12 @@ async def nap(seconds: float, value: Any) -> Any:
 # -- BEAM decode boundary (py_hostile_SUITE, section "BEAM decode boundary") ----------
 
 
-def forge_raw(data: bytes) -> int:
+def forge_raw(data: bytes | str) -> int:
     """Write ``data`` as it is (frames built by the suite) to the output
-    channel."""
-    _write_all(_channel_fd(), bytes(data))
-    return len(data)
+    channel. (An Erlang binary that happens to be UTF-8 arrives as str.)"""
+    raw = data.encode() if isinstance(data, str) else bytes(data)
+    _write_all(_channel_fd(), raw)
+    return len(raw)
 
 
 def send_to(dest: Any, term: Any) -> str:

@@ -50,7 +50,9 @@
     %% The loop's atom budget (pyport_atoms counts what is used).
     max_atoms :: non_neg_integer(),
     %% Where Python's erlang.send/whereis may reach (py_callback).
-    send_allow :: py_callback:send_allow()
+    send_allow :: py_callback:send_allow(),
+    %% Frames refused for atoms so far: only some are logged.
+    atoms_refused = 0 :: non_neg_integer()
 }).
 
 %% How long a stopping worker lets Python cancel its tasks and exit
@@ -346,17 +348,18 @@ frames([Frame | Frames], #state{index = Index, max_packet = MaxPacket,
             handle_packet(Packet, State),
             frames(Frames, State);
         {refused, Reason, Id} ->
-            atoms_refused(Reason, Id, Frame, State),
-            frames(Frames, State);
+            frames(Frames, atoms_refused(Reason, Id, Frame, State));
         {broken, Reason} ->
             bad_output(Reason, State)
     end.
 
 %% A frame that would create more atoms than the loop has left: a result
 %% becomes its task's error, anything else is dropped; the stream itself
-%% is fine.
+%% is fine. The first ten are logged, then one in a thousand, so that a
+%% flood of tiny frames does not flood the log.
 atoms_refused(Reason, Id, Frame, #state{index = Index, pending = Pending,
-                                        max_atoms = MaxAtoms}) ->
+                                        max_atoms = MaxAtoms,
+                                        atoms_refused = Count0} = State) ->
     Routed = case Id of
                  {ok, Ref} ->
                      case ets:take(Pending, Ref) of
@@ -369,7 +372,12 @@ atoms_refused(Reason, Id, Frame, #state{index = Index, pending = Pending,
                  error ->
                      false
              end,
-    pyport_log:atoms_refused(Reason, Routed, Frame, Index).
+    Count = Count0 + 1,
+    case Count =< 10 orelse Count rem 1000 =:= 0 of
+        true -> pyport_log:atoms_refused(Reason, Routed, Frame, Count, Index);
+        false -> ok
+    end,
+    State#state{atoms_refused = Count}.
 
 %% The port wrote what cannot be a packet from our port code: whatever
 %% else it writes cannot be trusted either. Closing it makes its GIL-free

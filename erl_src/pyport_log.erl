@@ -15,7 +15,7 @@
 -export([record/4]).
 -export([output/4]).
 -export([protocol_fault/2]).
--export([atoms_refused/4]).
+-export([atoms_refused/5]).
 -export([bad_output/4]).
 -export([bounded/1]).
 -export([truncate/2]).
@@ -74,12 +74,13 @@ protocol_fault(Packet, Index) ->
                    [Index, bounded(What)], #{pyport_loop => Index}).
 
 %% A frame refused for the atoms it would create (Reason from
-%% pyport_term); Routed: it was a result, and its caller got the error.
--spec atoms_refused(term(), boolean(), binary(), pos_integer()) -> ok.
-atoms_refused(Reason, Routed, Frame, Index) ->
+%% pyport_term), the Count-th of the loop; Routed: it was a result, and
+%% its caller got the error.
+-spec atoms_refused(term(), boolean(), binary(), pos_integer(), pos_integer()) -> ok.
+atoms_refused(Reason, Routed, Frame, Count, Index) ->
     logger:warning("pyport loop ~b: a packet of ~b bytes would exceed the "
-                   "loop's atom budget (~ts); ~ts; it starts ~ts",
-                   [Index, byte_size(Frame), bounded(Reason),
+                   "loop's atom budget (~ts, refused packet ~b); ~ts; it starts ~ts",
+                   [Index, byte_size(Frame), bounded(Reason), Count,
                     case Routed of
                         true -> "its task gets {error, {atom_limit, Max}}";
                         false -> "dropped"

@@ -28,7 +28,7 @@ all() ->
      failing_restarts_give_up, memory_limit, oversized_packet_refused,
      %% Faults from the misbehaving fixtures (ct/python/pyport_faults.py).
      segfault_reported, abort_reported,
-     ignored_cancel_kills_port, busy_loop_kills_port,
+     ignored_cancel_kills_port, busy_loop_is_interrupted,
      busy_coroutine_kills_port, blocking_sleep_kills_port,
      ctypes_sleep_kills_port, await_timeout_on_stuck_task_kills_port,
      caller_death_on_ignored_cancel_kills_port,
@@ -56,7 +56,7 @@ case_env(dead_loop_is_unavailable_not_overloaded) -> [{max_pending, 100}];
 case_env(unbounded_allocation_under_memory_limit) -> [{max_memory_mb, 1024}];
 case_env(cancel_honoured_within_grace_keeps_port) -> [{cancel_grace_ms, 10000}];
 case_env(Case) when Case =:= ignored_cancel_kills_port;
-                    Case =:= busy_loop_kills_port;
+                    Case =:= busy_loop_is_interrupted;
                     Case =:= busy_coroutine_kills_port;
                     Case =:= blocking_sleep_kills_port;
                     Case =:= ctypes_sleep_kills_port;
@@ -317,7 +317,7 @@ memory_limit(_) ->
     ?assertMatch(#{os_pid := OsPid, restarts := 0}, pyport_ct:loop_stats(1)).
 
 -spec oversized_packet_refused() -> [{doc, string()}].
-oversized_packet_refused() -> [{doc, "A task packet larger than max_packet is refused at the call site with {error, {packet_too_large, Size, Max}}; a result within max_packet comes back (a longer frame from the port breaks the stream)."}].
+oversized_packet_refused() -> [{doc, "A task packet larger than max_packet is refused at the call site with {error, {packet_too_large, Size, Max}}; results are not limited by it (max_output_packet bounds them)."}].
 -spec oversized_packet_refused(ct_suite:ct_config()) -> term().
 oversized_packet_refused(_) ->
     Big = binary:copy(<<"x">>, 5000),
@@ -328,11 +328,8 @@ oversized_packet_refused(_) ->
     ?assertMatch({error, {packet_too_large, _, 4096}},
                  py_event_loop:spawn_task(?H, identity, [Big])),
     ?assertMatch(#{pending := 0}, py_event_loop_pool:get_stats()),
-    %% max_packet bounds the frames the worker accepts too (a longer one
-    %% means the stream is broken, see py_hostile_SUITE): a result within
-    %% it comes back.
-    {ok, Result} = py_event_loop:run(builtins, bytes, [4000]),
-    ?assertEqual(4000, byte_size(Result)),
+    {ok, Result} = py_event_loop:run(builtins, bytes, [100000]),
+    ?assertEqual(100000, byte_size(Result)),
     ?assertEqual([], pyport_ct:mailbox()).
 
 -spec segfault_reported() -> [{doc, string()}].
@@ -360,11 +357,29 @@ ignored_cancel_kills_port(_) ->
     Key = key(),
     stuck_kills_port(fun() -> py_event_loop:run(?F, ignore_cancel, [Key], #{timeout => 300}) end).
 
--spec busy_loop_kills_port() -> [{doc, string()}].
-busy_loop_kills_port() -> [{doc, "Python spinning in a plain function past the deadline plus cancel_grace_ms gets the port killed and restarted; other callers get an explicit error."}].
--spec busy_loop_kills_port(ct_suite:ct_config()) -> term().
-busy_loop_kills_port(_) ->
-    stuck_kills_port(fun() -> py_event_loop:run(?F, busy_loop, [], #{timeout => 300}) end).
+-spec busy_loop_is_interrupted() -> [{doc, string()}].
+busy_loop_is_interrupted() -> [{doc, "Python spinning in a plain function past its deadline is interrupted by the port's watchdog: {error, timeout} for that task, the same port (no kill after cancel_grace_ms), and a waiting caller on the loop is answered."}].
+-spec busy_loop_is_interrupted(ct_suite:ct_config()) -> term().
+busy_loop_is_interrupted(_) ->
+    #{os_pid := OsPid} = pyport_ct:loop_stats(1),
+    Self = self(),
+    Waiting = spawn_link(fun() ->
+                                 Self ! {self(), py_event_loop:run(?H, sleep_then, [1, 42],
+                                                                   #{timeout => 60000})}
+                         end),
+    ok = pyport_ct:wait_until(
+           fun() -> maps:get(pending, pyport_ct:loop_stats(1)) >= 1 end, 5000),
+    ?assertEqual({error, timeout}, py_event_loop:run(?F, busy_loop, [], #{timeout => 300})),
+    receive
+        {Waiting, Result} -> ?assertEqual({ok, 42}, Result)
+    after ?PROMPTLY ->
+        ct:fail(waiting_caller_not_answered)
+    end,
+    %% Past cancel_grace_ms: the port was not killed.
+    timer:sleep(2 * ?GRACE),
+    ?assertEqual({ok, 4.0}, py_event_loop:run(math, sqrt, [16.0])),
+    ?assertMatch(#{os_pid := OsPid, restarts := 0, pending := 0}, pyport_ct:loop_stats(1)),
+    ?assertEqual([], pyport_ct:mailbox()).
 
 -spec busy_coroutine_kills_port() -> [{doc, string()}].
 busy_coroutine_kills_port() -> [{doc, "A coroutine that spins without awaiting (the loop can never cancel it) gets the port killed after its deadline plus cancel_grace_ms."}].
@@ -532,7 +547,7 @@ dead_loop_is_unavailable_not_overloaded(_) ->
            fun() -> py_event_loop:run(math, sqrt, [4.0]) =:= {ok, 2.0} end, 15000).
 
 -spec stuck_port_closed_when_kill_fails() -> [{doc, string()}].
-stuck_port_closed_when_kill_fails() -> [{doc, "When the worker cannot SIGKILL a stuck port (no kill(1) on the PATH), it closes the port after a fallback delay: the port's GIL-free watcher ends it, callers get {python_exit, {killed, unresponsive}}, and the loop restarts."}].
+stuck_port_closed_when_kill_fails() -> [{doc, "A stuck port is ended without any external program (no kill(1) on the PATH): the worker closes it, the port's GIL-free watcher kills its process group, callers get {python_exit, {killed, unresponsive}}, and the loop restarts."}].
 -spec stuck_port_closed_when_kill_fails(ct_suite:ct_config()) -> term().
 stuck_port_closed_when_kill_fails(_) ->
     Path = os:getenv("PATH"),

@@ -15,13 +15,30 @@
 -define(NUM_LOOPS, 2).
 %% Liveness bound only, never a speed assertion.
 -define(PROMPTLY, 10000).
-%% max_atoms and max_packet of the decode-boundary cases.
+%% cancel_grace_ms for the runaway-code cases.
+-define(GRACE, 500).
+%% max_atoms and max_output_packet of the decode-boundary cases.
 -define(ATOM_BUDGET, 1000).
 -define(SMALL_PACKET, 65536).
 
 -spec all() -> [atom()].
 all() ->
-    [%% == BEAM decode boundary ==
+    [%% Rust side: results, runaway code, memory.
+     huge_int_result_is_task_error, runaway_sync_code_is_interrupted,
+     runaway_sync_code_catching_the_deadline_kills_port,
+     runaway_sync_code_in_c_kills_port, big_result_memory_is_released,
+     memory_limit_is_data_not_address_space,
+     encoder_allocation_failure_is_memory_error,
+     %% Port side: exceptions, exits, fork, channel fds, environment.
+     base_exception_is_task_error, generator_exit_is_task_error,
+     base_exception_in_coroutine_is_task_error, unprintable_exception_is_task_error,
+     base_exception_in_exec_is_caller_error, spawned_base_exception_is_logged,
+     sys_exit_is_task_error, keyboard_interrupt_is_task_error,
+     sigint_does_not_stop_the_port, loop_stop_from_task_is_refused,
+     loop_close_from_task_is_refused, fork_child_returning_does_not_serve,
+     fork_child_exit_does_not_break_parent, stray_writes_to_fd_4_are_harmless,
+     inherited_pythonpath_cannot_replace_package,
+     %% == BEAM decode boundary ==
      returned_atoms_beyond_budget_are_task_error,
      forged_atom_frames_cannot_exhaust_atoms,
      compressed_frame_is_refused,
@@ -43,21 +60,42 @@ end_per_suite(_Config) ->
     pyport_ct:stop().
 
 -spec init_per_testcase(atom(), ct_suite:ct_config()) -> ct_suite:ct_config().
+init_per_testcase(inherited_pythonpath_cannot_replace_package = Case, Config) ->
+    %% Set before the port starts: it inherits the node's environment.
+    Fake = filename:join(?config(priv_dir, Config), "fake_erlang"),
+    ok = filelib:ensure_dir(filename:join([Fake, "erlang", "x"])),
+    ok = file:write_file(filename:join([Fake, "erlang", "__init__.py"]),
+                         <<"raise SystemExit('the fake erlang package was imported')\n">>),
+    true = os:putenv("PYTHONPATH", Fake),
+    true = os:putenv("PYPORT_PYTHON_DIR", Fake),
+    ok = pyport_ct:start([{event_loop_pool_size, ?NUM_LOOPS} | case_env(Case)]),
+    [{fake_dir, Fake} | Config];
 init_per_testcase(Case, Config) ->
     ok = pyport_ct:start([{event_loop_pool_size, ?NUM_LOOPS} | case_env(Case)]),
     Config.
 
 -spec end_per_testcase(atom(), ct_suite:ct_config()) -> ok.
+end_per_testcase(inherited_pythonpath_cannot_replace_package, _Config) ->
+    true = os:unsetenv("PYTHONPATH"),
+    true = os:unsetenv("PYPORT_PYTHON_DIR"),
+    ok = pyport_ct:release_logs(),
+    pyport_ct:stop();
 end_per_testcase(_, _Config) ->
     ok = pyport_ct:release_logs(),
     pyport_ct:stop().
 
 %% Per-case application environment.
 -spec case_env(atom()) -> [{atom(), term()}].
+case_env(Case) when Case =:= runaway_sync_code_is_interrupted;
+                    Case =:= runaway_sync_code_catching_the_deadline_kills_port;
+                    Case =:= runaway_sync_code_in_c_kills_port ->
+    [{cancel_grace_ms, ?GRACE}];
+case_env(memory_limit_is_data_not_address_space) -> [{max_memory_mb, 600}];
+case_env(encoder_allocation_failure_is_memory_error) -> [{max_memory_mb, 600}];
 case_env(Case) when Case =:= returned_atoms_beyond_budget_are_task_error;
                     Case =:= forged_atom_frames_cannot_exhaust_atoms ->
     [{max_atoms, ?ATOM_BUDGET}];
-case_env(bad_output_frames_kill_port) -> [{max_packet, ?SMALL_PACKET}];
+case_env(bad_output_frames_kill_port) -> [{max_output_packet, ?SMALL_PACKET}];
 case_env(Case) when Case =:= send_to_init_is_refused_when_restricted;
                     Case =:= send_to_caller_allowed_when_restricted ->
     [{send_allow, #{names => [pyport_ct_allowed], pids => callers}}];
@@ -70,7 +108,8 @@ case_env(_) -> [].
 bystander(Seconds) ->
     py_event_loop:create_task({pyport_loop, 1}, ?X, nap, [Seconds, ok], #{}).
 
-%% The bystander's answer: ok when the loop survived.
+%% The bystander's answer: {ok, <<"ok">>} when the loop survived (the atom
+%% comes back as a binary).
 -spec bystander_result(reference()) -> term().
 bystander_result(Ref) ->
     py_event_loop:await(Ref, ?PROMPTLY).
@@ -79,6 +118,272 @@ bystander_result(Ref) ->
 -spec run(atom(), list(), timeout()) -> term().
 run(F, A, Timeout) ->
     py_event_loop:run({pyport_loop, 1}, ?X, F, A, #{timeout => Timeout}).
+
+%% == Port side: exceptions, exits, fork, channel fds, environment ==
+
+%% Runs Provoke while a bystander naps on loop 1: the bystander must get
+%% its answer and loop 1 must still be the same OS process afterwards.
+-spec with_bystander(fun(() -> Result)) -> Result.
+with_bystander(Provoke) ->
+    #{os_pid := OsPid} = pyport_ct:loop_stats(1),
+    By = bystander(1.0),
+    Result = Provoke(),
+    %% nap returns its argument: the atom ok comes back as a binary.
+    ?assertEqual({ok, <<"ok">>}, bystander_result(By)),
+    ?assertMatch(#{os_pid := OsPid}, pyport_ct:loop_stats(1)),
+    ?assertEqual({ok, 3}, run(byte_size, [<<"abc">>], ?PROMPTLY)),
+    Result.
+
+-spec base_exception_is_task_error() -> [{doc, string()}].
+base_exception_is_task_error() -> [{doc, "A plain function raising a BaseException subclass gets {python, ...}; the loop goes on."}].
+-spec base_exception_is_task_error(ct_suite:ct_config()) -> term().
+base_exception_is_task_error(_) ->
+    R = with_bystander(fun() -> run(raise_base, [], ?PROMPTLY) end),
+    ?assertMatch({error, {python, <<"Custom">>, <<"a BaseException subclass">>, _}}, R),
+    {error, {python, _, _, Tb}} = R,
+    ?assertNotEqual(nomatch, binary:match(Tb, <<"raise_base">>)).
+
+-spec generator_exit_is_task_error() -> [{doc, string()}].
+generator_exit_is_task_error() -> [{doc, "GeneratorExit raised by a plain function is that task's error."}].
+-spec generator_exit_is_task_error(ct_suite:ct_config()) -> term().
+generator_exit_is_task_error(_) ->
+    ?assertMatch({error, {python, <<"GeneratorExit">>,
+                          <<"generator exit from a plain function">>, _}},
+                 with_bystander(fun() -> run(raise_generator_exit, [], ?PROMPTLY) end)).
+
+-spec base_exception_in_coroutine_is_task_error() -> [{doc, string()}].
+base_exception_in_coroutine_is_task_error() -> [{doc, "A coroutine raising a BaseException subclass is that task's error."}].
+-spec base_exception_in_coroutine_is_task_error(ct_suite:ct_config()) -> term().
+base_exception_in_coroutine_is_task_error(_) ->
+    ?assertMatch({error, {python, <<"Custom">>,
+                          <<"a BaseException subclass from a coroutine">>, _}},
+                 with_bystander(fun() -> run(raise_base_async, [], ?PROMPTLY) end)).
+
+-spec unprintable_exception_is_task_error() -> [{doc, string()}].
+unprintable_exception_is_task_error() -> [{doc, "An exception whose __str__ and __repr__ raise still becomes {python, Type, Message, Traceback}."}].
+-spec unprintable_exception_is_task_error(ct_suite:ct_config()) -> term().
+unprintable_exception_is_task_error(_) ->
+    R = with_bystander(fun() -> run(raise_bad_str, [], ?PROMPTLY) end),
+    ?assertMatch({error, {python, <<"BadStr">>, <<"<unprintable BadStr object>">>, _}}, R),
+    {error, {python, _, _, Tb}} = R,
+    ?assertNotEqual(nomatch, binary:match(Tb, <<"raise_bad_str">>)).
+
+-spec base_exception_in_exec_is_caller_error() -> [{doc, string()}].
+base_exception_in_exec_is_caller_error() -> [{doc, "exec/eval raising SystemExit or KeyboardInterrupt answer the caller with the error."}].
+-spec base_exception_in_exec_is_caller_error(ct_suite:ct_config()) -> term().
+base_exception_in_exec_is_caller_error(_) ->
+    Loop = {pyport_loop, 1},
+    with_bystander(
+      fun() ->
+              ?assertMatch({error, {python, <<"SystemExit">>, <<"3">>, _}},
+                           py_event_loop:exec(Loop, <<"import sys\nsys.exit(3)\n">>)),
+              ?assertMatch({error, {python, <<"KeyboardInterrupt">>, _, _}},
+                           py_event_loop:eval(Loop, <<"(_ for _ in ()).throw(KeyboardInterrupt)">>))
+      end).
+
+-spec spawned_base_exception_is_logged() -> [{doc, string()}].
+spawned_base_exception_is_logged() -> [{doc, "A spawned task (no reply) raising SystemExit is logged; the loop goes on."}].
+-spec spawned_base_exception_is_logged(ct_suite:ct_config()) -> term().
+spawned_base_exception_is_logged(_) ->
+    ok = pyport_ct:capture_logs(),
+    with_bystander(
+      fun() ->
+              ok = py_event_loop:spawn_task({pyport_loop, 1}, ?X, call_sys_exit_async, [7], #{}),
+              pyport_ct:await_log(fun(E) -> pyport_ct:log_mentions(E, <<"failed: SystemExit">>) end,
+                                  ?PROMPTLY)
+      end).
+
+-spec sys_exit_is_task_error() -> [{doc, string()}].
+sys_exit_is_task_error() -> [{doc, "sys.exit() in a plain function or a coroutine is that task's error; the port stays."}].
+-spec sys_exit_is_task_error(ct_suite:ct_config()) -> term().
+sys_exit_is_task_error(_) ->
+    ?assertMatch({error, {python, <<"SystemExit">>, <<"0">>, _}},
+                 with_bystander(fun() -> run(call_sys_exit, [0], ?PROMPTLY) end)),
+    ?assertMatch({error, {python, <<"SystemExit">>, <<"bye">>, _}},
+                 with_bystander(fun() -> run(call_sys_exit_async, [<<"bye">>], ?PROMPTLY) end)).
+
+-spec keyboard_interrupt_is_task_error() -> [{doc, string()}].
+keyboard_interrupt_is_task_error() -> [{doc, "KeyboardInterrupt raised by a task is that task's error; the port stays."}].
+-spec keyboard_interrupt_is_task_error(ct_suite:ct_config()) -> term().
+keyboard_interrupt_is_task_error(_) ->
+    ?assertMatch({error, {python, <<"KeyboardInterrupt">>, _, _}},
+                 with_bystander(fun() -> run(raise_keyboard_interrupt, [], ?PROMPTLY) end)).
+
+-spec sigint_does_not_stop_the_port() -> [{doc, string()}].
+sigint_does_not_stop_the_port() -> [{doc, "A stray SIGINT is logged and ignored; a task can still take SIGINT with add_signal_handler."}].
+-spec sigint_does_not_stop_the_port(ct_suite:ct_config()) -> term().
+sigint_does_not_stop_the_port(_) ->
+    ok = pyport_ct:capture_logs(),
+    ?assertEqual({ok, <<"survived">>},
+                 with_bystander(fun() -> run(send_sigint, [], ?PROMPTLY) end)),
+    _ = pyport_ct:await_log(fun(E) -> pyport_ct:log_mentions(E, <<"SIGINT ignored">>) end,
+                            ?PROMPTLY),
+    ?assertEqual({ok, <<"handled">>},
+                 with_bystander(fun() -> run(sigint_handled_by_task, [], ?PROMPTLY) end)),
+    %% Removing its handler puts the port's back, not the default one.
+    ?assertEqual({ok, <<"survived">>},
+                 with_bystander(fun() -> run(send_sigint, [], ?PROMPTLY) end)).
+
+-spec loop_stop_from_task_is_refused() -> [{doc, string()}].
+loop_stop_from_task_is_refused() -> [{doc, "loop.stop() from a plain function or a coroutine raises RuntimeError in that task."}].
+-spec loop_stop_from_task_is_refused(ct_suite:ct_config()) -> term().
+loop_stop_from_task_is_refused(_) ->
+    [?assertMatch({error, {python, <<"RuntimeError">>,
+                           <<"the port's event loop is stopped by Erlang, not by tasks">>, _}},
+                  with_bystander(fun() -> run(F, [], ?PROMPTLY) end))
+     || F <- [stop_loop, stop_loop_async]].
+
+-spec loop_close_from_task_is_refused() -> [{doc, string()}].
+loop_close_from_task_is_refused() -> [{doc, "loop.close() from a plain function or a coroutine raises RuntimeError; replies keep flowing."}].
+-spec loop_close_from_task_is_refused(ct_suite:ct_config()) -> term().
+loop_close_from_task_is_refused(_) ->
+    [?assertMatch({error, {python, <<"RuntimeError">>,
+                           <<"the port's event loop is closed by Erlang, not by tasks">>, _}},
+                  with_bystander(fun() -> run(F, [], ?PROMPTLY) end))
+     || F <- [close_loop, close_loop_async]].
+
+-spec fork_child_returning_does_not_serve() -> [{doc, string()}].
+fork_child_returning_does_not_serve() -> [{doc, "A forked child returning into the loop exits at once; the parent alone answers 50 large calls."}].
+-spec fork_child_returning_does_not_serve(ct_suite:ct_config()) -> term().
+fork_child_returning_does_not_serve(_) ->
+    ?assertEqual({ok, <<"parent">>},
+                 with_bystander(fun() -> run(fork_and_return, [], ?PROMPTLY) end)),
+    {ok, [<<"parent">>, Child]} = with_bystander(fun() -> run(fork_and_report, [], ?PROMPTLY) end),
+    ok = pyport_ct:wait_until(fun() -> not pyport_ct:os_pid_alive(Child) end, ?PROMPTLY),
+    Big = binary:copy(<<"x">>, 200 * 1024),
+    Refs = [py_event_loop:create_task({pyport_loop, 1}, ?X, byte_size, [Big], #{})
+            || _ <- lists:seq(1, 50)],
+    ?assertEqual(lists:duplicate(50, {ok, 200 * 1024}),
+                 [py_event_loop:await(R, ?PROMPTLY) || R <- Refs]).
+
+-spec fork_child_exit_does_not_break_parent() -> [{doc, string()}].
+fork_child_exit_does_not_break_parent() -> [{doc, "A forked child ending with sys.exit(0) leaves the parent's registrations alone."}].
+-spec fork_child_exit_does_not_break_parent(ct_suite:ct_config()) -> term().
+fork_child_exit_does_not_break_parent(_) ->
+    {ok, Child} = with_bystander(fun() -> run(fork_and_exit, [], ?PROMPTLY) end),
+    ?assert(is_integer(Child)),
+    %% Timers, the wake-up pipe and the channel all still work.
+    ?assertEqual({ok, <<"ok">>}, with_bystander(fun() -> run(nap, [0.2, ok], ?PROMPTLY) end)),
+    Big = binary:copy(<<"y">>, 200 * 1024),
+    ?assertEqual({ok, 200 * 1024}, run(byte_size, [Big], ?PROMPTLY)).
+
+-spec stray_writes_to_fd_4_are_harmless() -> [{doc, string()}].
+stray_writes_to_fd_4_are_harmless() -> [{doc, "fd 4 is /dev/null in the port: a task writing garbage to it corrupts nothing."}].
+-spec stray_writes_to_fd_4_are_harmless(ct_suite:ct_config()) -> term().
+stray_writes_to_fd_4_are_harmless(_) ->
+    ?assertEqual({ok, 7},
+                 with_bystander(fun() -> run(write_fd, [4, <<"garbage">>], ?PROMPTLY) end)),
+    ?assertEqual({ok, 3}, with_bystander(fun() -> run(write_fd, [3, <<"abc">>], ?PROMPTLY) end)),
+    ?assertEqual({ok, <<"ok">>}, run(nap, [0.01, ok], ?PROMPTLY)).
+
+-spec inherited_pythonpath_cannot_replace_package() -> [{doc, string()}].
+inherited_pythonpath_cannot_replace_package() -> [{doc, "PYTHONPATH and PYPORT_PYTHON_DIR inherited from the node cannot replace pyport's erlang package."}].
+-spec inherited_pythonpath_cannot_replace_package(ct_suite:ct_config()) -> term().
+inherited_pythonpath_cannot_replace_package(Config) ->
+    Fake = ?config(fake_dir, Config),
+    %% The variables did reach the port...
+    ?assertEqual({ok, list_to_binary(Fake)}, run(getenv, [<<"PYPORT_PYTHON_DIR">>], ?PROMPTLY)),
+    %% ...and the package is still pyport's own.
+    {ok, File} = run(erlang_package_file, [], ?PROMPTLY),
+    ?assertEqual(<<"/python/erlang/__init__.py">>,
+                 binary:part(File, byte_size(File), -byte_size(<<"/python/erlang/__init__.py">>))),
+    ?assertEqual(nomatch, string:find(File, Fake)).
+
+%% == Rust-side: results, runaway code, memory ==
+
+-spec huge_int_result_is_task_error() -> [{doc, string()}].
+huge_int_result_is_task_error() -> [{doc, "An integer result beyond the BEAM's largest (33554368 bits) is that task's OverflowError naming the limit, not an undecodable reply; the largest one arrives; the port and a bystander are untouched."}].
+-spec huge_int_result_is_task_error(ct_suite:ct_config()) -> term().
+huge_int_result_is_task_error(_) ->
+    #{os_pid := OsPid} = pyport_ct:loop_stats(1),
+    By = bystander(1.0),
+    {error, {python, <<"OverflowError">>, Msg, _}} = run(huge_int, [67108864], ?PROMPTLY),
+    ?assertNotEqual(nomatch, binary:match(Msg, <<"33554368-bit limit">>)),
+    ?assertMatch({error, {python, <<"OverflowError">>, _, _}},
+                 run(huge_int, [33554368], ?PROMPTLY)),
+    ?assertEqual({ok, 1 bsl 33554367}, run(huge_int, [33554367], ?PROMPTLY)),
+    ?assertEqual({ok, <<"ok">>}, bystander_result(By)),
+    ?assertMatch(#{os_pid := OsPid, restarts := 0}, pyport_ct:loop_stats(1)).
+
+-spec runaway_sync_code_is_interrupted() -> [{doc, string()}].
+runaway_sync_code_is_interrupted() -> [{doc, "A plain function in `while True: pass` past its deadline is interrupted in Python: {error, timeout}, the same OS process after cancel_grace_ms, the bystander answered and the next task served."}].
+-spec runaway_sync_code_is_interrupted(ct_suite:ct_config()) -> term().
+runaway_sync_code_is_interrupted(_) ->
+    #{os_pid := OsPid} = pyport_ct:loop_stats(1),
+    By = bystander(1.0),
+    ?assertEqual({error, timeout}, run(spin, [], 300)),
+    ?assertEqual({ok, <<"ok">>}, bystander_result(By)),
+    timer:sleep(2 * ?GRACE),
+    ?assertEqual({ok, <<"done">>}, run(spin_for, [0.05], ?PROMPTLY)),
+    ?assertMatch(#{os_pid := OsPid, restarts := 0, pending := 0}, pyport_ct:loop_stats(1)).
+
+-spec runaway_sync_code_catching_the_deadline_kills_port() -> [{doc, string()}].
+runaway_sync_code_catching_the_deadline_kills_port() -> [{doc, "A plain function that catches the watchdog's TaskDeadline and spins on is still stopped: the port is killed after cancel_grace_ms, the bystander gets {python_exit, _}, and a fresh port serves."}].
+-spec runaway_sync_code_catching_the_deadline_kills_port(ct_suite:ct_config()) -> term().
+runaway_sync_code_catching_the_deadline_kills_port(_) ->
+    stuck_port_is_killed(fun() -> run(spin_catching, [], 300) end).
+
+-spec runaway_sync_code_in_c_kills_port() -> [{doc, string()}].
+runaway_sync_code_in_c_kills_port() -> [{doc, "A plain function blocked in C (libc sleep through ctypes) cannot be interrupted in Python: the port is killed after cancel_grace_ms, the bystander gets {python_exit, _}, and a fresh port serves."}].
+-spec runaway_sync_code_in_c_kills_port(ct_suite:ct_config()) -> term().
+runaway_sync_code_in_c_kills_port(_) ->
+    stuck_port_is_killed(
+      fun() ->
+              py_event_loop:run({pyport_loop, 1}, pyport_faults, ctypes_sleep, [600],
+                                #{timeout => 300})
+      end).
+
+-spec big_result_memory_is_released() -> [{doc, string()}].
+big_result_memory_is_released() -> [{doc, "After a 300 MB result the port gives the memory back: its RSS is under 120 MB again within a few seconds."}].
+-spec big_result_memory_is_released(ct_suite:ct_config()) -> term().
+big_result_memory_is_released(_) ->
+    #{os_pid := OsPid} = pyport_ct:loop_stats(1),
+    By = bystander(1.0),
+    {ok, Big} = run(big_bytes, [300], 60000),
+    ?assertEqual(300 bsl 20, byte_size(Big)),
+    ?assertEqual({ok, <<"ok">>}, bystander_result(By)),
+    ok = pyport_ct:wait_until(
+           fun() ->
+                   {ok, Rss} = run(rss_mb, [], ?PROMPTLY),
+                   Rss < 120
+           end, 5000),
+    ?assertMatch(#{os_pid := OsPid}, pyport_ct:loop_stats(1)).
+
+-spec memory_limit_is_data_not_address_space() -> [{doc, string()}].
+memory_limit_is_data_not_address_space() -> [{doc, "max_memory_mb limits data, not address space: with 600 MB a 400 MB object can be made."}].
+-spec memory_limit_is_data_not_address_space(ct_suite:ct_config()) -> term().
+memory_limit_is_data_not_address_space(_) ->
+    #{os_pid := OsPid} = pyport_ct:loop_stats(1),
+    ?assertEqual({ok, 400 bsl 20}, run(big_bytes_len, [400], 60000)),
+    ?assertMatch({error, {python, <<"MemoryError">>, _, _}}, run(big_bytes_len, [700], 60000)),
+    ?assertMatch(#{os_pid := OsPid, restarts := 0}, pyport_ct:loop_stats(1)).
+
+-spec encoder_allocation_failure_is_memory_error() -> [{doc, string()}].
+encoder_allocation_failure_is_memory_error() -> [{doc, "A result that fits the data limit but whose encoding does not is that task's MemoryError, not an abort: the same OS process serves on and the bystander is answered."}].
+-spec encoder_allocation_failure_is_memory_error(ct_suite:ct_config()) -> term().
+encoder_allocation_failure_is_memory_error(_) ->
+    #{os_pid := OsPid} = pyport_ct:loop_stats(1),
+    %% 350 MB fit under 600 MB; its encoding, 350 MB more, does not.
+    By = bystander(1.0),
+    ?assertMatch({error, {python, <<"MemoryError">>, _, _}}, run(big_bytes, [350], 60000)),
+    ?assertEqual({ok, <<"ok">>}, bystander_result(By)),
+    ?assertEqual({ok, 4.0}, py_event_loop:run({pyport_loop, 1}, math, sqrt, [16.0], #{})),
+    ?assertMatch(#{os_pid := OsPid, restarts := 0}, pyport_ct:loop_stats(1)).
+
+%% Runs Stuck (a call that leaves loop 1 stuck past its deadline and
+%% returns what its caller saw) with a bystander on the loop; checks that
+%% the port is killed after cancel_grace_ms and a fresh one serves.
+-spec stuck_port_is_killed(fun(() -> term())) -> ok.
+stuck_port_is_killed(Stuck) ->
+    #{os_pid := Old} = pyport_ct:loop_stats(1),
+    By = bystander(60),
+    ok = pyport_ct:wait_until(
+           fun() -> maps:get(pending, pyport_ct:loop_stats(1)) >= 1 end, 5000),
+    ?assertEqual({error, timeout}, Stuck()),
+    ?assertMatch({error, {python_exit, _}}, py_event_loop:await(By, 30000)),
+    _ = pyport_ct:await_restart(1, Old),
+    ?assertEqual({ok, 4.0}, py_event_loop:run({pyport_loop, 1}, math, sqrt, [16.0], #{})),
+    ok.
 
 %% == BEAM decode boundary ==
 
@@ -157,7 +462,7 @@ garbage_on_channel_kills_port_promptly(_) ->
     ?assertEqual({ok, 2}, run(nap, [0, 2], ?PROMPTLY)).
 
 -spec bad_output_frames_kill_port() -> [{doc, string()}].
-bad_output_frames_kill_port() -> [{doc, "A compressed frame, a frame announcing more than max_packet, and a malformed term each kill the port as bad_output; the caller is answered, the loop restarts each time."}].
+bad_output_frames_kill_port() -> [{doc, "A compressed frame, a frame announcing more than max_output_packet, and a malformed term each kill the port as bad_output; the caller is answered, the loop restarts each time."}].
 -spec bad_output_frames_kill_port(ct_suite:ct_config()) -> term().
 bad_output_frames_kill_port(_) ->
     Compressed = term_to_binary(binary:copy(<<0>>, 10000), [compressed]),

@@ -12,7 +12,7 @@
 %% (and has the port killed when Python does not answer, see
 %% pyport_overdue), and, when the port exits, fails every
 %% pending task at once and stops so that its supervisor starts a fresh
-%% port. Output it cannot make sense of (a frame over max_packet, a
+%% port. Output it cannot make sense of (a frame over max_output_packet, a
 %% compressed or malformed term) means the port is compromised: it is
 %% closed and handled like an exit, `{killed, bad_output}`.
 -module(py_event_worker).
@@ -42,9 +42,10 @@
     overdue_timer :: pyport_overdue:timer(),
     %% Where Python's stdout/stderr lines go.
     output :: pyport_config:output(),
-    %% The largest packet the port accepts (callback replies included),
-    %% and the largest frame accepted from it.
+    %% The largest packet the port accepts (callback replies included).
     max_packet :: pos_integer(),
+    %% The largest frame accepted from the port (max_output_packet).
+    max_output :: pos_integer(),
     %% The port's output stream, split into frames.
     framer :: pyport_framer:framer(),
     %% The loop's atom budget (pyport_atoms counts what is used).
@@ -163,7 +164,7 @@ start_port(Index, Config) ->
         {error, Reason} -> {stop, {port_start_failed, {stderr_file, Reason}}}
     end.
 
-start_port(Index, #{start_timeout := StartTimeout, max_packet := MaxPacket,
+start_port(Index, #{start_timeout := StartTimeout, max_output_packet := MaxOutput,
                     env := Env} = Config, StderrFile) ->
     Exe = pyport_config:executable(),
     %% Stream mode: the worker frames the output itself (pyport_framer),
@@ -173,7 +174,7 @@ start_port(Index, #{start_timeout := StartTimeout, max_packet := MaxPacket,
         ++ [{env, Env} || Env =/= []],
     try open_port({spawn_executable, Exe}, Options) of
         Port ->
-            Framer = pyport_framer:new(MaxPacket),
+            Framer = pyport_framer:new(MaxOutput),
             case await_ready(Port, Index, Config, deadline(StartTimeout), Framer, []) of
                 {ok, Info, Framer1, Frames} ->
                     startup_output(StderrFile, Index, Config),
@@ -231,9 +232,9 @@ remaining(Deadline) ->
 
 %% Frames holds what the last read completed and is not handled yet;
 %% those after `ready` are returned, for the running worker.
-await_ready(Port, Index, #{max_packet := MaxPacket, max_atoms := MaxAtoms} = Config,
+await_ready(Port, Index, #{max_output_packet := MaxOutput, max_atoms := MaxAtoms} = Config,
             Deadline, Framer, [Frame | Frames]) ->
-    Decoded = pyport_wire:decode(Frame, MaxPacket, pyport_atoms:left(Index, MaxAtoms)),
+    Decoded = pyport_wire:decode(Frame, MaxOutput, pyport_atoms:left(Index, MaxAtoms)),
     case Decoded of
         {ok, Packet, Created} ->
             ok = pyport_atoms:add(Index, Created),
@@ -282,6 +283,7 @@ await_ready(Port, Index, Config, Deadline, Framer, []) ->
 
 registered(Index, Port, Info, Framer, #{max_pending := MaxPending,
                                         max_packet := MaxPacket,
+                                        max_output_packet := MaxOutput,
                                         max_atoms := MaxAtoms,
                                         send_allow := SendAllow,
                                         cancel_grace_ms := Grace,
@@ -302,7 +304,7 @@ registered(Index, Port, Info, Framer, #{max_pending := MaxPending,
     {ok, #state{index = Index, port = Port, pending = Pending,
                 monitored = Monitored, os_pid = OsPid,
                 cancel_grace_ms = Grace, output = Output,
-                max_packet = MaxPacket, framer = Framer,
+                max_packet = MaxPacket, max_output = MaxOutput, framer = Framer,
                 max_atoms = MaxAtoms, send_allow = SendAllow}}.
 
 port_os_pid(Port) ->
@@ -340,9 +342,9 @@ serve(Request, #state{port = Port, max_packet = Max, pending = Pending,
 %% stream ends the port there.
 frames([], State) ->
     {noreply, State};
-frames([Frame | Frames], #state{index = Index, max_packet = MaxPacket,
+frames([Frame | Frames], #state{index = Index, max_output = MaxOutput,
                                 max_atoms = MaxAtoms} = State) ->
-    case pyport_wire:decode(Frame, MaxPacket, pyport_atoms:left(Index, MaxAtoms)) of
+    case pyport_wire:decode(Frame, MaxOutput, pyport_atoms:left(Index, MaxAtoms)) of
         {ok, Packet, Created} ->
             ok = pyport_atoms:add(Index, Created),
             handle_packet(Packet, State),

@@ -18,6 +18,7 @@
 %% entry in `loops` taking precedence.
 -type config() :: #{python_path := [file:filename_all()],
                     max_packet := pos_integer(),
+                    max_output_packet := pos_integer(),
                     max_memory_mb := pos_integer() | infinity,
                     max_pending := pos_integer() | infinity,
                     cancel_grace_ms := non_neg_integer(),
@@ -155,6 +156,10 @@ loop_keys() ->
     [{python_path, [],
       fun(Paths) -> is_list(Paths) andalso lists:all(fun is_path/1, Paths) end},
      {max_packet, 64 bsl 20, fun is_positive/1},
+     %% The largest frame accepted from the port (results included): 512
+     %% MiB, so that any 4 bytes of text read as a length (first byte
+     %% 0x20 or more) are refused at once.
+     {max_output_packet, 512 bsl 20, fun is_positive/1},
      {max_memory_mb, infinity, fun positive_or_infinity/1},
      {max_pending, infinity, fun positive_or_infinity/1},
      %% How long Python has to answer a cancel before its port is killed.

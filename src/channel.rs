@@ -31,12 +31,15 @@ pub struct Channel {
 }
 
 /// Duplicates `fd` (close-on-exec) and makes it non-blocking; the channel
-/// owns the duplicate, the caller keeps the original.
+/// owns the duplicate, the caller keeps the original. The duplicate is
+/// numbered above the original: in port mode that keeps it among the
+/// descriptors `main` moved out of the usual range (DESIGN.md, "The trust
+/// boundary").
 fn adopt(number: RawFd) -> Result<File, ChannelError> {
     if number < 0 {
         return Err(ChannelError::BadFd(number));
     }
-    let owned = fd::dup_cloexec(number)?;
+    let owned = fd::dup_cloexec_from(number, number)?;
     fd::set_nonblocking(&owned)?;
     Ok(File::from(owned))
 }
@@ -104,6 +107,7 @@ impl Channel {
                 }
             }
         }
+        self.reader.release();
         if self.eof && messages.is_empty() {
             return Ok(None);
         }

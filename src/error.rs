@@ -1,7 +1,7 @@
 //! Error types of the port; each maps to one clear reply on the wire or
 //! one Python exception.
 
-use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::exceptions::{PyMemoryError, PyOverflowError, PyTypeError, PyValueError};
 use pyo3::PyErr;
 use std::io;
 use std::os::fd::RawFd;
@@ -40,6 +40,16 @@ pub enum EtfError {
     /// surrogates, a container over the 2^32 limit, ...).
     #[error("{0}")]
     Value(String),
+    /// An integer the BEAM cannot hold: Python sees OverflowError.
+    #[error(
+        "integer of {bits} bits exceeds the {limit}-bit limit of an Erlang integer",
+        limit = crate::etf::MAX_INT_BITS
+    )]
+    IntTooLarge { bits: usize },
+    /// Memory for a term could not be had (the data limit, usually):
+    /// Python sees MemoryError, the process does not abort.
+    #[error("cannot allocate {0} bytes for a term")]
+    NoMemory(usize),
     /// Python itself raised while converting (memory, or user code such as
     /// an `int` subclass's methods): kept whole, so Python sees the very
     /// exception, with its type and traceback.
@@ -66,6 +76,8 @@ impl From<EtfError> for PyErr {
     fn from(e: EtfError) -> Self {
         match e {
             EtfError::Python(original) => original,
+            EtfError::IntTooLarge { .. } => PyOverflowError::new_err(e.to_string()),
+            EtfError::NoMemory(_) => PyMemoryError::new_err(e.to_string()),
             e if e.is_malformed() => PyValueError::new_err(e.to_string()),
             e => PyTypeError::new_err(e.to_string()),
         }

@@ -37,10 +37,48 @@ pub fn is_open(fd: RawFd) -> bool {
 /// A close-on-exec duplicate of `fd`, which stays open and becomes
 /// close-on-exec as well, so children never inherit either.
 pub fn dup_cloexec(fd: RawFd) -> io::Result<OwnedFd> {
+    dup_cloexec_from(fd, 0)
+}
+
+/// As [`dup_cloexec`], numbered `min` or the lowest free number above it.
+pub fn dup_cloexec_from(fd: RawFd, min: RawFd) -> io::Result<OwnedFd> {
     with_borrowed(fd, |b| {
         rustix::io::fcntl_setfd(b, FdFlags::CLOEXEC)?;
-        Ok(rustix::io::fcntl_dupfd_cloexec(b, 0)?)
+        Ok(rustix::io::fcntl_dupfd_cloexec(b, min.max(0))?)
     })
+}
+
+/// A number to move a descriptor to, so that code guessing or iterating
+/// descriptor numbers from the bottom is unlikely to meet it: random, in
+/// the upper part of what `RLIMIT_NOFILE` allows (at most 4096, to keep the
+/// kernel's descriptor table small), and 10 when the limit leaves no room.
+pub fn hidden_base() -> RawFd {
+    use std::hash::{BuildHasher, Hasher};
+    let soft = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+        .current
+        .unwrap_or(u64::MAX);
+    // Room for the two channel descriptors and the channel's duplicates.
+    let top = soft.min(4096).saturating_sub(16);
+    let bottom = top / 2;
+    if bottom < 16 {
+        return 10;
+    }
+    // RandomState is seeded from the OS: a different base in every port.
+    let random = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    (bottom + random % (top - bottom)) as RawFd
+}
+
+/// Makes descriptor number `target` refer to `/dev/null`, opened for
+/// reading and writing: a stray write to it succeeds and goes nowhere, a
+/// read sees end-of-file, and the number is not reused by anything else.
+pub fn point_at_dev_null(target: RawFd) -> io::Result<()> {
+    let null = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")?;
+    redirect(&null, target)
 }
 
 /// Puts `fd` in non-blocking mode.
@@ -98,6 +136,22 @@ mod tests {
         assert!(rustix::fs::fcntl_getfl(&dup)
             .unwrap()
             .contains(OFlags::NONBLOCK));
+    }
+
+    #[test]
+    fn a_descriptor_moves_above_a_base_and_its_number_points_at_dev_null() {
+        let (read_end, write_end) = rustix::pipe::pipe().unwrap();
+        let base = hidden_base();
+        assert!(base >= 10);
+        let moved = dup_cloexec_from(read_end.as_raw_fd(), base).unwrap();
+        assert!(moved.as_raw_fd() >= base);
+        point_at_dev_null(read_end.as_raw_fd()).unwrap();
+        // The old number reads /dev/null (EOF), the moved one the pipe.
+        rustix::io::write(&write_end, b"x").unwrap();
+        let mut buf = [0u8; 1];
+        assert_eq!(rustix::io::read(&read_end, &mut buf).unwrap(), 0);
+        assert_eq!(rustix::io::read(&moved, &mut buf).unwrap(), 1);
+        assert_eq!(&buf, b"x");
     }
 
     #[test]

@@ -12,6 +12,14 @@ use std::io::{self, Read, Write};
 /// Length of the frame header.
 pub const HEADER: usize = 4;
 
+/// A buffer that grew past this for one large message is shrunk back once
+/// that message is done, so one 300 MB result does not keep 300 MB of
+/// resident memory for the life of the port.
+pub const SHRINK_ABOVE: usize = 1 << 20;
+/// The capacity a buffer is shrunk back to: enough for the usual traffic
+/// without reallocating.
+pub const KEEP: usize = 64 * 1024;
+
 /// What [`FrameReader::next_frame`] found.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Frame<'a> {
@@ -25,7 +33,8 @@ pub enum Frame<'a> {
 #[derive(Debug)]
 pub struct FrameReader {
     /// Storage; only `buf[start..end]` holds unread bytes. The vector is
-    /// grown, never shrunk, so reads need not zero memory each time.
+    /// grown and kept, so reads need not zero memory each time, until
+    /// [`FrameReader::release`] finds it grown past [`SHRINK_ABOVE`].
     buf: Vec<u8>,
     start: usize,
     end: usize,
@@ -47,8 +56,14 @@ impl FrameReader {
     /// Reads once from `src` into the buffer; `Ok(0)` means end of file.
     pub fn fill_from<R: Read>(&mut self, src: &mut R, chunk: usize) -> io::Result<usize> {
         self.compact();
-        if self.buf.len() < self.end + chunk {
-            self.buf.resize(self.end + chunk, 0);
+        let want = self.end + chunk;
+        if self.buf.len() < want {
+            // A frame up to the packet limit is buffered whole: fail the
+            // read rather than abort the process when memory is short.
+            self.buf
+                .try_reserve(want - self.buf.len())
+                .map_err(|_| io::Error::from(io::ErrorKind::OutOfMemory))?;
+            self.buf.resize(want, 0);
         }
         let n = src.read(&mut self.buf[self.end..self.end + chunk])?;
         self.end += n;
@@ -98,6 +113,23 @@ impl FrameReader {
         let from = self.start + HEADER;
         self.start = from + size;
         Some(Frame::Packet(&self.buf[from..from + size]))
+    }
+
+    /// Gives memory back after a large frame: when the buffer grew past
+    /// [`SHRINK_ABOVE`] and what is still unread fits in [`KEEP`], it is
+    /// shrunk to that. Called once the frames read so far are handed out.
+    pub fn release(&mut self) {
+        if self.buf.capacity() <= SHRINK_ABOVE || self.buffered() > KEEP || self.skip > 0 {
+            return;
+        }
+        self.compact();
+        self.buf.truncate(self.end);
+        self.buf.shrink_to(KEEP);
+    }
+
+    /// Storage held, in bytes (tests, statistics).
+    pub fn capacity(&self) -> usize {
+        self.buf.capacity()
     }
 
     /// Drops consumed bytes so the buffer does not grow without bound.
@@ -158,6 +190,20 @@ impl FrameWriter {
     /// Forgets a frame that could not be completed.
     pub fn abort(&mut self, frame: Pending) {
         self.out.truncate(frame.0);
+        self.release();
+    }
+
+    /// Storage held, in bytes (tests, statistics).
+    pub fn capacity(&self) -> usize {
+        self.out.capacity()
+    }
+
+    /// Shrinks the queue back to [`KEEP`] once what grew it past
+    /// [`SHRINK_ABOVE`] is written (or abandoned) and what is left fits.
+    fn release(&mut self) {
+        if self.out.capacity() > SHRINK_ABOVE && self.out.len() <= KEEP {
+            self.out.shrink_to(KEEP);
+        }
     }
 
     /// Bytes queued and not yet written.
@@ -179,6 +225,7 @@ impl FrameWriter {
         if self.sent == self.out.len() {
             self.out.clear();
             self.sent = 0;
+            self.release();
         } else if self.sent > (1 << 20) && self.sent > self.out.len() / 2 {
             self.out.drain(..self.sent);
             self.sent = 0;
@@ -265,6 +312,47 @@ mod tests {
         assert_eq!(r.fill_from(&mut src, 64).unwrap(), 5);
         assert_eq!(collect(&mut r), vec![Ok(b"abc".to_vec())]);
         assert_eq!(r.fill_from(&mut src, 64).unwrap(), 0);
+    }
+
+    #[test]
+    fn the_reader_gives_back_memory_after_a_large_frame() {
+        let mut r = FrameReader::new(64 << 20);
+        let big = frame(&vec![7; 3 << 20]);
+        let mut src: &[u8] = &big;
+        while r.fill_from(&mut src, 1 << 20).unwrap() > 0 {}
+        assert_eq!(collect(&mut r).len(), 1);
+        assert!(r.capacity() > SHRINK_ABOVE);
+        r.release();
+        assert!(r.capacity() <= KEEP, "{}", r.capacity());
+        r.extend(&frame(b"after"));
+        assert_eq!(collect(&mut r), vec![Ok(b"after".to_vec())]);
+    }
+
+    #[test]
+    fn the_reader_keeps_its_buffer_while_a_frame_is_partly_read() {
+        let mut r = FrameReader::new(64 << 20);
+        let big = frame(&vec![7; 3 << 20]);
+        r.extend(&big[..2 << 20]);
+        r.release();
+        assert!(r.capacity() >= 2 << 20);
+        r.extend(&big[2 << 20..]);
+        assert_eq!(collect(&mut r).len(), 1);
+    }
+
+    #[test]
+    fn the_writer_gives_back_memory_once_a_large_frame_is_written() {
+        let mut w = FrameWriter::new();
+        let f = w.begin();
+        w.buffer().extend_from_slice(&vec![1; 3 << 20]);
+        w.finish(f).unwrap();
+        let mut sink = Vec::new();
+        assert_eq!(w.write_to(&mut sink).unwrap(), 0);
+        assert_eq!(sink.len(), HEADER + (3 << 20));
+        assert!(w.capacity() <= KEEP, "{}", w.capacity());
+        let f = w.begin();
+        w.buffer().extend_from_slice(&vec![1; 3 << 20]);
+        w.abort(f);
+        assert!(w.capacity() <= KEEP, "{}", w.capacity());
     }
 
     /// A writer that takes at most `cap` bytes per call, then would block.

@@ -6,12 +6,21 @@ use std::ffi::{CString, OsString};
 use std::os::unix::ffi::OsStringExt;
 use std::path::PathBuf;
 
-/// The `erlang` Python package lives in `priv/python`, beside the
-/// executable in `priv/`, in development and in a release alike.
+/// Where standalone mode finds the `erlang` package: `PYPORT_PYTHON_DIR`
+/// when set (to try another copy of the package by hand), else
+/// [`own_python_dir`].
 pub fn python_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("PYPORT_PYTHON_DIR") {
         return PathBuf::from(dir);
     }
+    own_python_dir()
+}
+
+/// The `erlang` Python package lives in `priv/python`, beside the
+/// executable in `priv/`, in development and in a release alike. Port mode
+/// uses only this one: the port inherits the node's environment, and an
+/// inherited variable must not replace the package that speaks the protocol.
+pub fn own_python_dir() -> PathBuf {
     std::env::current_exe()
         .ok()
         .and_then(|exe| exe.canonicalize().ok())
@@ -42,7 +51,8 @@ pub fn run_port(args: &[String]) -> i32 {
 fn port_main(py: Python<'_>, args: &[String]) -> PyResult<i32> {
     let sys = py.import("sys")?;
     let path = sys.getattr("path")?.cast_into::<PyList>()?;
-    path.insert(0, python_dir().to_string_lossy().into_owned())?;
+    // First, ahead of PYTHONPATH's entries (Python put those in at start-up).
+    path.insert(0, own_python_dir().to_string_lossy().into_owned())?;
     let main = py.import("erlang._main")?;
     main.call_method1("main", (args.to_vec(),))?.extract()
 }

@@ -15,3 +15,4 @@ pub mod native;
 pub mod poller;
 pub mod protocol;
 pub mod terms;
+pub mod watchdog;

@@ -25,12 +25,21 @@ fn main() {
                 eprintln!("pyport: {e}");
                 std::process::exit(2);
             }
+            let (fd_in, fd_out) = match hide_port_fds() {
+                Ok(fds) => fds,
+                Err(e) => {
+                    eprintln!("pyport: {e}");
+                    std::process::exit(2);
+                }
+            };
             pyport::lifeline::arm();
-            pyport::lifeline::watch(PORT_IN_FD, HANGUP_GRACE);
+            pyport::lifeline::watch(fd_in, HANGUP_GRACE);
             let mut opts: Vec<String> = rest[1..]
                 .iter()
                 .map(|a| a.to_string_lossy().into_owned())
                 .collect();
+            opts.push("--channel-fds".into());
+            opts.push(format!("{fd_in},{fd_out}"));
             if let Err(e) = redirect_startup_output(&mut opts) {
                 eprintln!("pyport: {e}");
                 std::process::exit(2);
@@ -76,8 +85,13 @@ fn redirect_startup_output(opts: &mut Vec<String>) -> Result<(), String> {
     Ok(())
 }
 
-/// `--max-memory-mb N` caps the address space, so a runaway allocation
-/// raises MemoryError in Python instead of growing the port without bound.
+/// `--max-memory-mb N` caps the data the port may allocate (RLIMIT_DATA:
+/// heap and private writable mappings, which is where every Python object
+/// and every encoder buffer lives), so a runaway allocation raises
+/// MemoryError in Python instead of growing the port without bound. Not the
+/// address space: the interpreter reserves a few hundred MB of it at start
+/// (shared libraries, thread stacks' guard areas) that use no memory, and
+/// capping it left far less room for data than N suggests.
 /// The option is consumed here; the rest go to Python.
 fn apply_memory_limit(opts: &mut Vec<String>) -> Result<(), String> {
     let Some(at) = opts.iter().position(|o| o == "--max-memory-mb") else {
@@ -94,8 +108,27 @@ fn apply_memory_limit(opts: &mut Vec<String>) -> Result<(), String> {
         current: Some(bytes),
         maximum: Some(bytes),
     };
-    rustix::process::setrlimit(rustix::process::Resource::As, limit)
+    rustix::process::setrlimit(rustix::process::Resource::Data, limit)
         .map_err(|e| format!("cannot set the memory limit: {e}"))
+}
+
+/// Moves the packet channel off fds 3 and 4, which any code may guess, to
+/// close-on-exec descriptors at a random number (`fd::hidden_base`), and
+/// points 3 and 4 at `/dev/null`: a task writing to fd 4 by accident writes
+/// nowhere instead of into the packet stream. The moved descriptors stay
+/// open for the life of the process (the lifeline watches the input one).
+fn hide_port_fds() -> Result<(i32, i32), String> {
+    use rustix::fd::IntoRawFd;
+    let base = pyport::fd::hidden_base();
+    let moved_in = pyport::fd::dup_cloexec_from(PORT_IN_FD, base)
+        .map_err(|e| format!("cannot move fd {PORT_IN_FD}: {e}"))?;
+    let moved_out = pyport::fd::dup_cloexec_from(PORT_OUT_FD, base)
+        .map_err(|e| format!("cannot move fd {PORT_OUT_FD}: {e}"))?;
+    for fd in [PORT_IN_FD, PORT_OUT_FD] {
+        pyport::fd::point_at_dev_null(fd)
+            .map_err(|e| format!("cannot point fd {fd} at /dev/null: {e}"))?;
+    }
+    Ok((moved_in.into_raw_fd(), moved_out.into_raw_fd()))
 }
 
 /// Port mode needs fds 3 and 4 open before Python starts, or Python's own

@@ -29,6 +29,13 @@ pub fn _pyport(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(decode, m)?)?;
     m.add_function(wrap_pyfunction!(crate::terms::set_max_atoms, m)?)?;
     m.add_function(wrap_pyfunction!(crate::terms::atom_usage, m)?)?;
+    m.add_function(wrap_pyfunction!(crate::watchdog::arm_deadline, m)?)?;
+    m.add_function(wrap_pyfunction!(crate::watchdog::disarm_deadline, m)?)?;
+    m.add_function(wrap_pyfunction!(crate::watchdog::suspend_deadline, m)?)?;
+    m.add(
+        "TaskDeadline",
+        m.py().get_type::<crate::watchdog::TaskDeadline>(),
+    )?;
     m.add(
         "AtomLimitError",
         m.py().get_type::<crate::terms::AtomLimitError>(),

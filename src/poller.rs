@@ -166,4 +166,16 @@ impl Poller {
 
     /// Kept for the selector protocol; the epoll fd closes with the object.
     fn close(&self) {}
+
+    /// In a forked child: lets go of the epoll instance shared with the
+    /// parent. Its descriptor is pointed at `/dev/null` instead of being
+    /// closed (the `polling::Poller` still owns the number and will close
+    /// it) and nothing is unregistered: `EPOLL_CTL_DEL` in the child would
+    /// remove the parent's registrations, which live in the shared instance.
+    /// Afterwards every call on this poller fails with an `OSError`.
+    fn detach(&self) -> PyResult<()> {
+        let null = std::fs::OpenOptions::new().read(true).open("/dev/null")?;
+        fd::redirect(&null, rustix::fd::AsRawFd::as_raw_fd(&self.poller.as_fd()))?;
+        Ok(())
+    }
 }

@@ -198,6 +198,7 @@ pub fn too_large(size: usize, max: usize) -> Vec<u8> {
 /// Appends `{result, Id, ` with the version byte first; the caller
 /// appends the outcome.
 fn result_envelope(id: &Bound<'_, PyAny>, out: &mut Vec<u8>) -> Result<(), EtfError> {
+    crate::etf::reserve(out, encode::HEADROOM)?;
     out.push(VERSION);
     encode::small_tuple_header(3, out);
     encode::atom(atoms::RESULT, out);
@@ -227,6 +228,7 @@ pub fn result_ok(
     out: &mut Vec<u8>,
 ) -> Result<(), EtfError> {
     result_envelope(id, out)?;
+    crate::etf::reserve(out, encode::HEADROOM)?;
     encode::small_tuple_header(2, out);
     encode::atom(atoms::OK, out);
     encode::encode(value, 2, out)

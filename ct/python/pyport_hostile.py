@@ -239,6 +239,56 @@ async def nap(seconds: float, value: Any) -> Any:
     return value
 
 
+# -- Rust side: runaway code, memory (i10-rs) -----------------------------------------
+
+
+def spin_catching() -> None:
+    """Spin, and swallow the watchdog's TaskDeadline to spin on: only
+    Erlang's cancel_grace_ms kill stops this one."""
+    while True:
+        try:
+            spin()
+        except BaseException:
+            pass
+
+
+def big_bytes_len(mb: int) -> int:
+    """Make an object of ``mb`` MiB and answer only its length."""
+    return len(big_bytes(mb))
+
+
+# -- port side: exceptions, exits, fork, channel fds, environment ---------------------------
+
+
+def fork_and_report() -> list[Any]:
+    """As :func:`fork_and_return`, telling the parent's caller the child's
+    pid (so the suite can check that the child is gone)."""
+    pid = os.fork()
+    return ["parent", pid] if pid else ["child", os.getpid()]
+
+
+def byte_size(data: str | bytes) -> int:
+    return len(data)
+
+
+def write_fd(fd: int, data: str) -> int:
+    """A raw write to a descriptor number guessed by the task (Erlang
+    binaries arrive as ``str``)."""
+    return os.write(fd, data.encode())
+
+
+async def sigint_handled_by_task() -> str:
+    """A task may still take SIGINT for itself with add_signal_handler."""
+    loop = asyncio.get_running_loop()
+    got: asyncio.Future[str] = loop.create_future()
+    loop.add_signal_handler(signal.SIGINT, got.set_result, "handled")
+    try:
+        os.kill(os.getpid(), signal.SIGINT)
+        return await asyncio.wait_for(got, 5.0)
+    finally:
+        loop.remove_signal_handler(signal.SIGINT)
+
+
 # -- BEAM decode boundary (py_hostile_SUITE, section "BEAM decode boundary") ----------
 
 

@@ -81,7 +81,7 @@ pub fn term<'py>(py: Python<'py>, c: &mut Cursor<'_>, depth: usize) -> R<Bound<'
         tag::LIST => {
             let n = c.u32()? as usize;
             c.expect_items(n + 1, 1)?;
-            let mut items = Vec::with_capacity(n);
+            let mut items = super::item_vec(n)?;
             for _ in 0..n {
                 items.push(term(py, c, depth + 1)?);
             }
@@ -135,7 +135,10 @@ pub fn term<'py>(py: Python<'py>, c: &mut Cursor<'_>, depth: usize) -> R<Bound<'
                 u32::from(c.u8()?)
             };
             c.expect_items(n, 4)?;
-            let ids = (0..n).map(|_| c.u32()).collect::<R<Vec<u32>>>()?;
+            let mut ids = super::item_vec(n)?;
+            for _ in 0..n {
+                ids.push(c.u32()?);
+            }
             Bound::new(
                 py,
                 Ref {
@@ -189,7 +192,7 @@ fn tuple<'py>(py: Python<'py>, c: &mut Cursor<'_>, n: usize, depth: usize) -> R<
             return Ok(b);
         }
     }
-    let mut items = Vec::with_capacity(n);
+    let mut items = super::item_vec(n)?;
     for _ in 0..n {
         items.push(term(py, c, depth + 1)?);
     }

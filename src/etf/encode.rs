@@ -3,7 +3,7 @@
 //! Anything outside the table is an error naming the Python type, never a
 //! silent `repr`.
 
-use super::{tag, MAX_DEPTH, VERSION};
+use super::{reserve, tag, MAX_DEPTH, MAX_INT_BITS, VERSION};
 use crate::error::EtfError;
 use crate::etf::decode::type_name;
 use crate::terms::{Atom, Pid, Ref};
@@ -14,8 +14,16 @@ use pyo3::types::{
 
 type R<T> = Result<T, EtfError>;
 
+/// Room made before each term for its fixed-size part (the longest is a
+/// pid or reference header with a 255-character node name), so that no
+/// small append below has to grow `out` with an allocation that aborts.
+/// Variable-size parts (binaries, big integers, reference ids) reserve
+/// their own length.
+pub const HEADROOM: usize = 2048;
+
 /// Encodes a whole term, version byte first, appending to `out`.
 pub fn encode_term(obj: &Bound<'_, PyAny>, out: &mut Vec<u8>) -> R<()> {
+    reserve(out, HEADROOM)?;
     out.push(VERSION);
     encode(obj, 0, out)
 }
@@ -25,6 +33,7 @@ pub fn encode(obj: &Bound<'_, PyAny>, depth: usize, out: &mut Vec<u8>) -> R<()> 
     if depth > MAX_DEPTH {
         return Err(EtfError::TooDeep(MAX_DEPTH));
     }
+    reserve(out, HEADROOM)?;
     // Exact builtin types first: one pointer comparison each, and the
     // common case of large lists of ints or strings.
     if let Ok(i) = obj.cast_exact::<PyInt>() {
@@ -54,7 +63,10 @@ pub fn encode(obj: &Bound<'_, PyAny>, depth: usize, out: &mut Vec<u8>) -> R<()> 
     } else if let Ok(b) = obj.cast::<PyBytes>() {
         binary(b.as_bytes(), out)?;
     } else if let Ok(b) = obj.cast::<PyByteArray>() {
-        binary(&b.to_vec(), out)?;
+        // SAFETY: the slice is only copied into `out` by `binary`, which
+        // runs no Python code, so nothing can resize or free the
+        // bytearray's buffer while it is borrowed (we hold the GIL).
+        binary(unsafe { b.as_bytes() }, out)?;
     } else if let Ok(l) = obj.cast::<PyList>() {
         if l.is_empty() {
             out.push(tag::NIL);
@@ -132,8 +144,10 @@ pub fn atom(name: &str, out: &mut Vec<u8>) {
 }
 
 pub fn binary(b: &[u8], out: &mut Vec<u8>) -> R<()> {
+    let len = len32(b.len())?;
+    reserve(out, 5 + b.len())?;
     out.push(tag::BINARY);
-    out.extend_from_slice(&len32(b.len())?.to_be_bytes());
+    out.extend_from_slice(&len.to_be_bytes());
     out.extend_from_slice(b);
     Ok(())
 }
@@ -172,10 +186,16 @@ pub fn int(i: &Bound<'_, PyInt>, out: &mut Vec<u8>) -> R<()> {
     } else {
         i.clone().into_any()
     };
+    // The bit length is checked before any bytes are made: a result the
+    // BEAM could not decode costs no conversion and reaches no log.
     let bits: usize = mag.call_method0("bit_length")?.extract()?;
+    if bits > MAX_INT_BITS {
+        return Err(EtfError::IntTooLarge { bits });
+    }
     let n = bits.div_ceil(8);
     let bytes = mag.call_method1("to_bytes", (n, "little"))?;
     let bytes = bytes.cast::<PyBytes>().map_err(PyErr::from)?;
+    reserve(out, 6 + n)?;
     big_header(n, negative, out)?;
     out.extend_from_slice(bytes.as_bytes());
     Ok(())
@@ -215,6 +235,7 @@ fn pid(p: &Pid, out: &mut Vec<u8>) {
 fn reference(r: &Ref, out: &mut Vec<u8>) -> R<()> {
     let n = u16::try_from(r.ids.len())
         .map_err(|_| EtfError::Value("reference with too many id words".into()))?;
+    reserve(out, HEADROOM + 4 * r.ids.len())?;
     out.push(tag::NEWER_REFERENCE);
     out.extend_from_slice(&n.to_be_bytes());
     atom(&r.node, out);
@@ -223,4 +244,62 @@ fn reference(r: &Ref, out: &mut Vec<u8>) -> R<()> {
         out.extend_from_slice(&id.to_be_bytes());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pyo3::exceptions::{PyMemoryError, PyOverflowError};
+
+    fn eval<'py>(py: Python<'py>, code: &std::ffi::CStr) -> Bound<'py, PyAny> {
+        py.eval(code, None, None).unwrap()
+    }
+
+    #[test]
+    fn the_largest_integer_the_beam_holds_encodes_and_one_bit_more_is_overflow() {
+        Python::initialize();
+        Python::attach(|py| {
+            let largest = eval(py, c"-(1 << 33554367)");
+            let mut out = Vec::new();
+            encode_term(&largest, &mut out).unwrap();
+            assert_eq!(&out[..6], &[VERSION, tag::LARGE_BIG, 0, 0x3f, 0xff, 0xf8]);
+            assert_eq!(out[6], 1, "sign");
+            assert_eq!(out.len(), 7 + MAX_INT_BITS / 8);
+
+            let mut out = vec![VERSION];
+            let err = encode(&eval(py, c"1 << 33554368"), 0, &mut out).unwrap_err();
+            assert!(
+                matches!(err, EtfError::IntTooLarge { bits: 33554369 }),
+                "{err:?}"
+            );
+            assert_eq!(out, vec![VERSION], "nothing appended");
+            let raised = PyErr::from(err);
+            assert!(raised.is_instance_of::<PyOverflowError>(py));
+            assert!(raised.value(py).to_string().contains("33554368-bit limit"));
+        });
+    }
+
+    #[test]
+    fn an_allocation_that_cannot_be_had_is_memory_error_not_an_abort() {
+        let mut out = vec![0u8; 16];
+        let err = reserve(&mut out, usize::MAX - 8).unwrap_err();
+        assert!(matches!(err, EtfError::NoMemory(_)), "{err:?}");
+        assert_eq!(out.len(), 16);
+        Python::initialize();
+        Python::attach(|py| assert!(PyErr::from(err).is_instance_of::<PyMemoryError>(py)));
+        assert!(matches!(
+            crate::etf::item_vec::<u64>(usize::MAX / 4),
+            Err(EtfError::NoMemory(_))
+        ));
+    }
+
+    #[test]
+    fn a_bytearray_encodes_as_its_bytes() {
+        Python::initialize();
+        Python::attach(|py| {
+            let mut out = Vec::new();
+            encode_term(&eval(py, c"bytearray(b'ab')"), &mut out).unwrap();
+            assert_eq!(out, vec![VERSION, tag::BINARY, 0, 0, 0, 2, b'a', b'b']);
+        });
+    }
 }

@@ -20,6 +20,34 @@ pub const MAX_DEPTH: usize = 1000;
 
 pub const VERSION: u8 = 131;
 
+/// Bit length of the largest integer magnitude the BEAM decodes: measured
+/// on OTP 25, `1 bsl 33554367` (33554368 bits, 4194296 magnitude bytes)
+/// is the largest power of two it builds, and `binary_to_term` refuses a
+/// longer LARGE_BIG_EXT with badarg. A bigger result would leave the
+/// worker unable to decode its own reply.
+pub const MAX_INT_BITS: usize = (1 << 25) - 64;
+
+/// Makes room for `additional` more bytes in `out`, or says why not,
+/// instead of aborting the process when the allocation fails (the port
+/// runs under a data limit, and a result may be as large as it allows).
+pub fn reserve(out: &mut Vec<u8>, additional: usize) -> Result<(), crate::error::EtfError> {
+    if out.capacity() - out.len() >= additional {
+        return Ok(());
+    }
+    out.try_reserve(additional)
+        .map_err(|_| crate::error::EtfError::NoMemory(out.len().saturating_add(additional)))
+}
+
+/// A `Vec` for `n` decoded items, failing with [`crate::error::EtfError::NoMemory`]
+/// rather than aborting when `n` (bounded by the packet's size) is too many.
+pub fn item_vec<T>(n: usize) -> Result<Vec<T>, crate::error::EtfError> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(n).map_err(|_| {
+        crate::error::EtfError::NoMemory(n.saturating_mul(std::mem::size_of::<T>()))
+    })?;
+    Ok(v)
+}
+
 pub mod tag {
     pub const NEW_FLOAT: u8 = 70;
     pub const BIT_BINARY: u8 = 77;

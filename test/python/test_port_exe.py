@@ -21,7 +21,7 @@ pytestmark = pytest.mark.skipif(not os.access(EXE, os.X_OK), reason=f"{EXE} not 
 class PortProcess:
     """``pyport port ARGS`` with our pipes as its fds 3 and 4."""
 
-    def __init__(self, *args: str) -> None:
+    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
         in_r, self.in_w = os.pipe()
         self.out_r, out_w = os.pipe()
         # bash (dash takes single-digit fds only) moves the pipe ends to 3/4 and closes the originals,
@@ -29,7 +29,7 @@ class PortProcess:
         script = f'exec "$0" port "$@" 3<&{in_r} 4>&{out_w} {in_r}<&- {out_w}>&-'
         self.proc = subprocess.Popen(
             ["bash", "-c", script, EXE, *args], pass_fds=(in_r, out_w),
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
         os.close(in_r)
         os.close(out_w)
         self.reader = FrameReader(self.out_r)
@@ -80,6 +80,21 @@ def modules(tmp_path):
 
         def exe():
             return sys.executable
+
+        def fd_target(fd):
+            return os.readlink(f"/proc/self/fd/{fd}")
+
+        def write_fd(fd, data):
+            return os.write(fd, data.encode())
+
+        def channel_fds():
+            import gc
+            return [(o.fd_in, o.fd_out) for o in gc.get_objects()
+                    if type(o).__name__ == "Channel"]
+
+        def package_file():
+            import erlang
+            return erlang.__file__
     """))
     return tmp_path
 
@@ -166,3 +181,40 @@ def test_bad_option_exits_nonzero():
     finally:
         _, err = port.cleanup()
     assert b"--no-such-option" in err
+
+
+def test_channel_is_moved_off_fds_3_and_4(modules):
+    port = PortProcess("--path", str(modules))
+    try:
+        assert port.recv()[0] == "ready"
+        id1, id2, id3, id4 = (make_ref(n) for n in range(10, 14))
+        port.send(task(id1, "exe_tasks", "fd_target", [3]), task(id2, "exe_tasks", "fd_target", [4]),
+                  task(id3, "exe_tasks", "write_fd", [4, "garbage"]),
+                  task(id4, "exe_tasks", "channel_fds"))
+        assert port.recv() == ("result", id1, ("ok", "/dev/null"))
+        assert port.recv() == ("result", id2, ("ok", "/dev/null"))
+        # The stray write went nowhere: the next packet is intact.
+        assert port.recv() == ("result", id3, ("ok", 7))
+        (fd_in, fd_out), = port.recv()[2][1]
+        assert fd_in >= 10 and fd_out >= 10
+        port.close_input()  # the lifeline and the loop still see EOF
+        assert port.wait() == 0
+    finally:
+        port.cleanup()
+
+
+def test_inherited_paths_cannot_replace_the_package(modules, tmp_path):
+    fake = tmp_path / "fake"
+    (fake / "erlang").mkdir(parents=True)
+    (fake / "erlang" / "__init__.py").write_text("raise SystemExit('fake erlang imported')\n")
+    env = dict(os.environ, PYTHONPATH=str(fake), PYPORT_PYTHON_DIR=str(fake))
+    port = PortProcess("--path", str(modules), env=env)
+    try:
+        assert port.recv()[0] == "ready"
+        id = make_ref(20)
+        port.send(task(id, "exe_tasks", "package_file"))
+        tag, got_id, (ok, path) = port.recv()
+        assert (tag, got_id, ok) == ("result", id, "ok")
+        assert not path.startswith(str(fake)) and path.endswith("python/erlang/__init__.py")
+    finally:
+        port.cleanup()

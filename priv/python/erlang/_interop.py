@@ -301,6 +301,10 @@ class Bridge:
             _tasks._leave_task(loop, owner_task)
         self.frame = None
         self.depth += 1
+        # Other tasks step during the wait: the watchdog must not raise a
+        # plain function's TaskDeadline in their code. The owner's deadline
+        # is enforced just below instead.
+        hold = _pyport.suspend_deadline()
         link.begin_wait()
         try:
             while True:
@@ -327,6 +331,7 @@ class Bridge:
                 run_nested_once(loop, limit)
         finally:
             link.end_wait()
+            _pyport.disarm_deadline(hold)
             self.depth -= 1
             self.frame = owner_frame
             if owner_task is not None:

@@ -13,6 +13,15 @@ The one addition is the *iteration hook*: when ``_iteration_hook`` is set,
 it is called after every iteration (``_run_once``). The port uses it to flush
 all replies produced during the iteration in one non-blocking write.
 
+A loop served by the port has an *owner* (:class:`LoopOwner`, the
+``PortServer``), which changes three things, all so that task code cannot end
+the loop other tasks run on: ``SystemExit``/``KeyboardInterrupt`` escaping a
+callback (asyncio re-raises them from a Task after recording them as the
+Task's exception) are handed to the owner and the loop goes on; ``stop()`` and
+``close()`` raise ``RuntimeError`` unless the owner is stopping; and after
+``fork()`` the child calls :meth:`ErlangEventLoop.abandon_in_child`, after
+which any further iteration ends the child with ``os._exit(0)``.
+
 :func:`run_nested_once` is one iteration of ``BaseEventLoop._run_once`` that
 may run *inside* a callback of the same loop: a blocking ``erlang.call``
 (``erlang._interop.Bridge.wait``) runs it until Erlang answers, so that the
@@ -25,15 +34,20 @@ from __future__ import annotations
 
 import asyncio
 import heapq
+import os
 import selectors
+import sys
 import threading
 from asyncio import unix_events
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from ._selector import PollerSelector
 
-__all__ = ["ErlangEventLoop", "pad_ready", "ready_count", "run_nested_once"]
+__all__ = ["ErlangEventLoop", "LoopOwner", "pad_ready", "ready_count", "run_nested_once"]
+
+STOP_REFUSED = "the port's event loop is stopped by Erlang, not by tasks"
+CLOSE_REFUSED = "the port's event loop is closed by Erlang, not by tasks"
 
 #: longest nested wait in the poller before the waiter checks again (s)
 _MAX_SELECT = 24 * 3600.0
@@ -49,6 +63,32 @@ def main_thread_loop() -> ErlangEventLoop | None:
     return _main_thread_loop
 
 
+class LoopOwner(Protocol):
+    """What serves a loop (the port's ``PortServer``), as the loop sees it."""
+
+    @property
+    def stopping(self) -> bool:
+        """True once the owner itself is stopping the loop."""
+
+    def escaped(self, exc: BaseException) -> None:
+        """``SystemExit``/``KeyboardInterrupt`` left a callback of the loop."""
+
+    def signal_handler_removed(self, sig: int) -> None:
+        """A handler for ``sig`` was removed (the owner may put its own back)."""
+
+
+def _exit_child(*_args: object) -> None:
+    """A forked child came back to the port's loop: it has nothing to serve
+    (the channel belongs to the parent), so it ends here, without running
+    exit handlers that would act on state shared with the parent."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except BaseException:  # nothing to report to: the child is ending
+            pass
+    os._exit(0)
+
+
 class ErlangEventLoop(unix_events._UnixSelectorEventLoop):
     """A full asyncio event loop whose I/O readiness comes from pyport's poller.
 
@@ -58,18 +98,62 @@ class ErlangEventLoop(unix_events._UnixSelectorEventLoop):
     """
 
     _iteration_hook: Callable[[], object] | None
+    #: set while the port serves this loop (see the module's docstring)
+    _owner: LoopOwner | None
+    _forked: bool
 
     def __init__(self, selector: selectors.BaseSelector | None = None) -> None:
         if selector is None:
             selector = PollerSelector()
         super().__init__(selector)
         self._iteration_hook = None
+        self._owner = None
+        self._forked = False
 
     def _run_once(self) -> None:
-        super()._run_once()  # type: ignore[misc]  # private in typeshed
+        owner = self._owner
+        if owner is None:
+            super()._run_once()  # type: ignore[misc]  # private in typeshed
+        else:
+            try:
+                super()._run_once()  # type: ignore[misc]
+            except (SystemExit, KeyboardInterrupt) as exc:
+                # The handles not run yet stay queued for the next iteration.
+                owner.escaped(exc)
         hook = self._iteration_hook
         if hook is not None:
             hook()
+
+    def stop(self) -> None:
+        owner = self._owner
+        if owner is not None and not owner.stopping:
+            raise RuntimeError(STOP_REFUSED)
+        super().stop()
+
+    def remove_signal_handler(self, sig: int) -> bool:
+        removed = super().remove_signal_handler(sig)
+        owner = self._owner
+        if removed and owner is not None and not owner.stopping:
+            owner.signal_handler_removed(sig)
+        return removed
+
+    def abandon_in_child(self) -> None:
+        """In a child forked while this loop ran: drop what the parent owns.
+
+        The handles ready in the forking iteration are cancelled (they are
+        the parent's work), the selector lets go of the epoll instance it
+        shares with the parent without unregistering anything from it, and
+        any further iteration (or nested wait) ends the child with
+        ``os._exit(0)``. Event loops the child creates are not affected.
+        """
+        self._forked = True
+        for handle in self._ready:  # type: ignore[attr-defined]
+            handle.cancel()
+        self._iteration_hook = _exit_child
+        self._run_once = _exit_child  # type: ignore[method-assign]
+        selector = self._selector  # type: ignore[attr-defined]
+        if isinstance(selector, PollerSelector):
+            selector.detach()
 
     def run_forever(self) -> None:
         global _main_thread_loop
@@ -87,8 +171,12 @@ class ErlangEventLoop(unix_events._UnixSelectorEventLoop):
                 _main_thread_loop = None
 
     def close(self) -> None:
-        self._iteration_hook = None
+        owner = self._owner
+        if owner is not None and not owner.stopping:
+            raise RuntimeError(CLOSE_REFUSED)
+        # Only once closed: a refused close (a running loop) keeps its hook.
         super().close()
+        self._iteration_hook = None
 
 
 # -- nested iterations ----------------------------------------------------------
@@ -121,6 +209,8 @@ def run_nested_once(loop: asyncio.AbstractEventLoop, limit: float | None) -> Non
     """One iteration of ``loop`` (as ``BaseEventLoop._run_once``), safe to run
     inside a callback of that very loop, waiting at most ``limit`` seconds."""
     lp: Any = loop
+    if getattr(lp, "_forked", False):
+        _exit_child()
     scheduled = lp._scheduled
     while scheduled and scheduled[0]._cancelled:
         lp._timer_cancelled_count -= 1
@@ -145,12 +235,20 @@ def run_nested_once(loop: asyncio.AbstractEventLoop, limit: float | None) -> Non
         handle = heapq.heappop(scheduled)
         handle._scheduled = False
         ready.append(handle)
+    owner = getattr(lp, "_owner", None)
     for _ in range(len(ready)):
         if not ready:  # a deeper wait ran them (it pads what it took)
             break
         handle = ready.popleft()
         if not handle._cancelled:
-            _run_handle(handle, lp)
+            if owner is None:
+                _run_handle(handle, lp)
+                continue
+            try:
+                _run_handle(handle, lp)
+            except (SystemExit, KeyboardInterrupt) as exc:
+                # Not the waiting task's error: the handle's own.
+                owner.escaped(exc)
     handle = None
     hook = getattr(lp, "_iteration_hook", None)
     if hook is not None:

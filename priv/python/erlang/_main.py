@@ -49,7 +49,17 @@ def _parse_args(argv: Sequence[str]) -> argparse.Namespace:
                              "notice, warning, error, ...)")
     parser.add_argument("--capture-output", action="store_true",
                         help="send what is written to fds 1/2 to Erlang, line by line")
+    parser.add_argument("--channel-fds", type=_fd_pair, default=(3, 4), metavar="IN,OUT",
+                        help="the packet channel's descriptors (the executable moves "
+                             "them off fds 3/4 and passes this; default 3,4)")
     return parser.parse_args(args)
+
+
+def _fd_pair(text: str) -> tuple[int, int]:
+    fd_in, sep, fd_out = text.partition(",")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"expected IN,OUT, not {text!r}")
+    return int(fd_in), int(fd_out)
 
 
 def _fix_sys_executable() -> None:
@@ -84,8 +94,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         _pyport.set_max_atoms(max(args.max_atoms, 0))
     loop = new_event_loop()
     asyncio.set_event_loop(loop)
-    channel = _pyport.Channel(3, 4, args.max_packet)
-    server = PortServer(loop, channel)
+    fd_in, fd_out = args.channel_fds
+    channel = _pyport.Channel(fd_in, fd_out, args.max_packet)
+    # The channel works on duplicates; a forked child closes the originals.
+    server = PortServer(loop, channel, child_closes=(fd_in, fd_out))
     forwarder = OutputForwarder(loop, server.send) if args.capture_output else None
     if forwarder is not None:
         forwarder.start()

@@ -14,6 +14,12 @@ Backpressure: when more than ``high_water`` bytes (8 MiB) are queued for
 Erlang, the server stops reading fd 3 until the queue is under ``low_water``
 (1 MiB). While anything is queued, fd 4 is watched for writability, so the
 queue drains even when the loop has nothing else to do.
+
+Task code is untrusted (docs/DESIGN.md, "The trust boundary"): whatever a
+task raises, ``BaseException`` subclasses included, is that task's error;
+``loop.stop()``/``loop.close()`` from a task raise ``RuntimeError``; a stray
+SIGINT is logged, not obeyed; and a child forked by a task never serves the
+parent's channel (the at-fork hook below).
 """
 
 from __future__ import annotations
@@ -26,16 +32,18 @@ import inspect
 import os
 import platform
 import select
+import signal
 import sys
 import threading
 import time
-import traceback
+import weakref
 from types import ModuleType
 from typing import Any, Callable
 
 from . import _context
 from ._api import detect_mode
 from ._interop import Bridge, current_caller, resolve
+from ._native import _pyport
 from ._schedule import is_marker, run_marker
 from ._types import Pid
 from ._wire import (
@@ -53,6 +61,7 @@ from ._wire import (
     STOP,
     TASK,
     TIMEOUT_REASON,
+    exception_name,
     log,
     python_error,
     ready,
@@ -93,13 +102,67 @@ class _OptionError(TypeError):
     pass
 
 
+def _call_with_deadline(func: Callable[..., Any], args: Any, kwargs: dict[str, Any],
+                        seconds: float) -> Any:
+    """``func(*args, **kwargs)`` with the watchdog armed: still running
+    after ``seconds``, it gets ``_pyport.TaskDeadline`` raised in its frame
+    (a coroutine function only builds its coroutine here, well within)."""
+    token = _pyport.arm_deadline(seconds)
+    try:
+        return func(*args, **kwargs)
+    finally:
+        _pyport.disarm_deadline(token)
+
+
+class _ChildChannel:
+    """The channel of a forked child: it belongs to the parent, so the child
+    queues nothing and writes nothing (its logging included)."""
+
+    def __init__(self, fd_in: int, fd_out: int) -> None:
+        self.fd_in = fd_in
+        self.fd_out = fd_out
+
+    def read(self) -> None:
+        return None
+
+    def send(self, term: Any) -> None:
+        pass
+
+    def send_result(self, id: Any, value: Any) -> None:
+        pass
+
+    def flush(self) -> int:
+        return 0
+
+    def pending(self) -> int:
+        return 0
+
+    def close(self) -> None:
+        pass
+
+
+#: servers whose loop is running: the at-fork hook detaches them in a child
+_serving: weakref.WeakSet[PortServer] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for server in list(_serving):
+        server.abandon_in_child()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 class PortServer:
     """Runs Erlang's tasks on ``loop``, talking through ``channel``.
 
     ``channel`` is a ``_pyport.Channel`` (or anything with the same methods:
     ``fd_in``, ``fd_out``, ``read``, ``send``, ``send_result``, ``flush``,
     ``pending``). :meth:`serve_forever` runs the loop until ``stop`` or EOF.
-    The server is the :class:`~erlang._link.ServerLink` of its bridge.
+    The server is the :class:`~erlang._link.ServerLink` of its bridge, and
+    the :class:`~erlang._loop.LoopOwner` of an ``ErlangEventLoop``.
+    ``child_closes`` are descriptors a forked child closes besides the
+    channel's own (the ones the channel was made from, in port mode).
     """
 
     def __init__(
@@ -109,6 +172,7 @@ class PortServer:
         *,
         high_water: int = HIGH_WATER,
         low_water: int = LOW_WATER,
+        child_closes: tuple[int, ...] = (),
     ) -> None:
         if not 0 <= low_water <= high_water:
             raise ValueError("need 0 <= low_water <= high_water")
@@ -125,6 +189,8 @@ class PortServer:
         self._started = False
         self._stopping = False
         self._output_broken = False
+        self._child_closes = child_closes
+        self._sigint_handled = False
         self._loop_thread: int | None = None
         # Messages read from fd 3 and not dispatched yet. Shared by every
         # level of nested waits (erlang.call), so that order is kept.
@@ -147,6 +213,10 @@ class PortServer:
         self.channel.send(ready(detect_mode().value, platform.python_version(),
                                 os.getpid()))
         self.loop._iteration_hook = self._after_iteration  # type: ignore[attr-defined]
+        if hasattr(self.loop, "_owner"):  # an ErlangEventLoop
+            self.loop._owner = self
+        self._handle_sigint()
+        _serving.add(self)
         self._resume_reading()
         _context.install(self.context)
         # The first iteration may wait for input indefinitely: write (or
@@ -162,6 +232,70 @@ class PortServer:
             self._shutdown()
         return 0
 
+    def _handle_sigint(self) -> None:
+        """Log a stray SIGINT instead of letting it end the port.
+
+        An embedded interpreter installs no SIGINT handler, so the default
+        action would kill the port and fail every task on the loop; the port
+        is stopped by Erlang. A task may still handle SIGINT itself with
+        ``loop.add_signal_handler``, which replaces this. Only the main
+        thread can install signal handlers (tests serve from others).
+        """
+        if threading.current_thread() is not threading.main_thread():
+            return
+        try:
+            self.loop.add_signal_handler(signal.SIGINT, self._on_sigint)
+        except (NotImplementedError, RuntimeError, ValueError) as exc:
+            self.log("warning", f"cannot handle SIGINT in the port: {exc}")
+            return
+        self._sigint_handled = True
+
+    def signal_handler_removed(self, sig: int) -> None:
+        """A task removed its own SIGINT handler: put the port's back, rather
+        than the default one that raises KeyboardInterrupt anywhere."""
+        if sig == signal.SIGINT and self._sigint_handled:
+            self.loop.add_signal_handler(signal.SIGINT, self._on_sigint)
+
+    def _on_sigint(self) -> None:
+        self.log("warning", "SIGINT ignored: the port is stopped by Erlang "
+                            "(a task may handle SIGINT with loop.add_signal_handler)")
+
+    def escaped(self, exc: BaseException) -> None:
+        """The loop's :class:`~erlang._loop.LoopOwner` hook: ``SystemExit``
+        or ``KeyboardInterrupt`` left a callback. A Task has recorded it as
+        its exception already; the loop goes on. The task's caller gets it
+        as the task's error, so only what no task of Erlang's carries (a
+        callback, a task Python code created) is logged."""
+        for job in self._jobs.values():
+            done = job.task
+            if done.done() and not done.cancelled() and done.exception() is exc:
+                return
+        self.log("warning", f"{exception_name(exc)} raised in a task or callback "
+                            "ended only that task or callback; the port goes on")
+
+    def abandon_in_child(self) -> None:
+        """In a child forked while this server served: the channel is the
+        parent's, so close the child's copies of its descriptors, write
+        nothing, and end the child should it come back to the loop."""
+        self._stopping = True
+        self._output_broken = True
+        self._reading = self._writing = False
+        self._inbox.clear()
+        channel, self.channel = self.channel, _ChildChannel(self._fd_in, self._fd_out)
+        try:
+            channel.close()
+        except Exception:  # a test double without close: nothing to release
+            pass
+        for fd in self._child_closes:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        _context.clear(self.context)
+        abandon = getattr(self.loop, "abandon_in_child", None)
+        if abandon is not None:
+            abandon()
+
     def stop(self) -> None:
         """Stop reading and make ``serve_forever`` return (from the loop thread)."""
         if self._stopping:
@@ -172,7 +306,14 @@ class PortServer:
 
     def _shutdown(self) -> None:
         loop = self.loop
+        if not self._stopping:
+            # The loop ended without Erlang asking (a bug of the port): the
+            # tasks cancelled below were not cancelled by anyone, so they
+            # get no reply; Erlang fails their callers when the port exits.
+            for job in self._jobs.values():
+                job.reply = False
         self._stopping = True
+        _serving.discard(self)
         self._pause_reading()
         try:
             tasks = [t for t in asyncio.all_tasks(loop) if not t.done()]
@@ -195,7 +336,9 @@ class PortServer:
             if getattr(loop, "_iteration_hook", None) == self._after_iteration:
                 loop._iteration_hook = None  # type: ignore[attr-defined]
             _context.clear(self.context)
-            loop.close()
+            loop.close()  # also removes the SIGINT handler
+            if getattr(loop, "_owner", None) is self:
+                loop._owner = None  # type: ignore[attr-defined]
 
     def drain(self, timeout: float) -> None:
         """Write what is queued, waiting for fd 4 at most ``timeout`` seconds."""
@@ -352,7 +495,8 @@ class PortServer:
     def _reply_ok(self, id: Any, value: Any) -> None:
         try:
             self.channel.send_result(id, value)
-        except Exception as exc:  # unconvertible result (TypeError), too deep, ...
+        except BaseException as exc:  # unconvertible (TypeError), too deep, or
+            # whatever the result's own conversion hooks raise
             self._reply_error(id, python_error(exc, with_traceback=False))
 
     def fail_start(self, reason: Any) -> None:
@@ -369,11 +513,12 @@ class PortServer:
             print(f"pyport: {message} ({exc})", file=sys.stderr)
 
     def _fail(self, id: Any, reply: bool, label: str, exc: BaseException) -> None:
+        error = python_error(exc)
         if reply:
-            self._reply_error(id, python_error(exc))
+            self._reply_error(id, error)
         else:
-            tb = "".join(traceback.format_exception(exc))
-            self.log("error", f"task {label} failed: {type(exc).__name__}: {exc}\n{tb}")
+            _, name, message, tb = error
+            self.log("error", f"task {label} failed: {name}: {message}\n{tb}")
 
     # -- tasks -------------------------------------------------------------
 
@@ -436,7 +581,10 @@ class PortServer:
                 kwargs = {}
             elif not isinstance(kwargs, dict):
                 raise TypeError(f"task kwargs must be a map, not {type(kwargs).__name__}")
-            result = func(*args, **kwargs)
+            if deadline is None:
+                result = func(*args, **kwargs)
+            else:
+                result = _call_with_deadline(func, args, kwargs, deadline)
             if is_marker(result):
                 # erlang.schedule()/schedule_py(): continue as a Task.
                 result = run_marker(result)
@@ -457,7 +605,17 @@ class PortServer:
             elif reason == TIMEOUT_REASON:
                 self.log("error", f"task {label} timed out")
             return
-        except Exception as exc:
+        except _pyport.TaskDeadline:
+            # A plain function still running at its deadline, interrupted
+            # by the watchdog: it alone times out, the loop goes on.
+            if reply:
+                self._reply_error(id, REASONS[TIMEOUT_REASON])
+            else:
+                self.log("error", f"task {label} timed out")
+            return
+        except BaseException as exc:
+            # SystemExit, KeyboardInterrupt, GeneratorExit and the like
+            # too: the task's error, never the port's end.
             self._fail(id, reply, label, exc)
             return
         finally:
@@ -531,7 +689,7 @@ class PortServer:
         except asyncio.CancelledError:
             self._reply_error(id, REASONS[frame.reason or CANCELLED_REASON])
             return
-        except Exception as exc:
+        except BaseException as exc:  # as for tasks: the caller's error
             self._fail(id, True, kind, exc)
             return
         finally:

@@ -180,6 +180,21 @@ class PollerSelector(BaseSelector):
         # turns that into RuntimeError('Selector is closed')).
         return self._map  # type: ignore[return-value]
 
+    def detach(self) -> None:
+        """In a child forked while this selector was in use: let go of the
+        epoll instance it shares with the parent.
+
+        Registrations live in that shared instance, so unregistering them
+        here would unregister them in the parent too; they are forgotten
+        instead, and the poller's descriptor points elsewhere (see
+        ``_pyport.Poller.detach``). Later calls fail with ``OSError`` rather
+        than touch the parent's set.
+        """
+        self._fd_to_key.clear()
+        poller = self._poller
+        if poller is not None:
+            poller.detach()
+
     def wakeup(self) -> None:
         """Wake a ``select()`` in progress from any thread."""
         poller = self._poller

@@ -150,9 +150,47 @@ def preload_failed(module: str, exc: BaseException) -> tuple[Any, ...]:
 def python_error(exc: BaseException, with_traceback: bool = True) -> tuple[Any, ...]:
     """``{python, Type, Message, Traceback}`` for ``exc``; the traceback is
     ``""`` when ``with_traceback`` is false (errors of the port itself, whose
-    traceback would only show pyport's code)."""
-    tb = "".join(traceback.format_exception(exc)) if with_traceback else ""
-    return (PYTHON, type(exc).__name__, str(exc), tb)
+    traceback would only show pyport's code).
+
+    Task code chooses its exceptions: ``__str__`` may raise, and so may
+    whatever the traceback module calls on the exception, so each part has
+    a fallback and building the error never raises.
+    """
+    name = exception_name(exc)
+    return (PYTHON, name, exception_message(exc),
+            format_traceback(exc) if with_traceback else "")
+
+
+def exception_name(exc: BaseException) -> str:
+    """The exception's type name (``__qualname__``, as tracebacks show it)."""
+    name = getattr(type(exc), "__qualname__", None)
+    return name if isinstance(name, str) else type(exc).__name__
+
+
+def exception_message(exc: BaseException) -> str:
+    """``str(exc)``, or ``<unprintable T object>`` when that raises (the
+    message the interpreter itself prints for such an exception)."""
+    try:
+        text = str(exc)
+    except BaseException:  # any failure gets the fallback
+        return f"<unprintable {exception_name(exc)} object>"
+    # str() of a subclass may return a str subclass with its own methods.
+    return text if type(text) is str else f"<unprintable {exception_name(exc)} object>"
+
+
+def format_traceback(exc: BaseException) -> str:
+    """The formatted traceback of ``exc``, or a shorter one when formatting
+    raises (the exception's own text is what fails, in practice)."""
+    try:
+        return "".join(traceback.format_exception(exc))
+    except BaseException:  # task code may raise anything here
+        pass
+    try:
+        lines = traceback.format_tb(exc.__traceback__)
+    except BaseException:  # task code may raise anything here
+        lines = []
+    return ("Traceback (most recent call last):\n" + "".join(lines)
+            + f"{exception_name(exc)}: {exception_message(exc)}\n")
 
 
 def result_error(id: Any, reason: Any) -> tuple[Any, ...]:

@@ -204,11 +204,12 @@ garbage_packet() -> [{doc, "Bytes that are not ETF, written straight to the port
 garbage_packet(_) ->
     ok = pyport_ct:capture_logs(),
     #{port := Port, os_pid := OsPid} = pyport_ct:loop_stats(1),
-    true = erlang:port_command(Port, <<"this is not ETF">>),
+    %% Framed by hand: the worker's port is in stream mode.
+    true = erlang:port_command(Port, frame(<<"this is not ETF">>)),
     Event = pyport_ct:await_log(fun(E) -> pyport_ct:log_mentions(E, <<"bad_packet">>) end,
                                 5000),
     ?assertMatch(#{level := warning, meta := #{pyport_loop := 1}}, Event),
-    true = erlang:port_command(Port, <<131, 104, 200>>),
+    true = erlang:port_command(Port, frame(<<131, 104, 200>>)),
     _ = pyport_ct:await_log(fun(E) -> pyport_ct:log_mentions(E, <<"bad_packet">>) end, 5000),
     ?assertEqual({ok, 4.0}, py_event_loop:run(math, sqrt, [16.0])),
     ?assertMatch(#{os_pid := OsPid, restarts := 0}, pyport_ct:loop_stats(1)).
@@ -219,7 +220,7 @@ unknown_message() -> [{doc, "A well-formed term that is no message is answered w
 unknown_message(_) ->
     ok = pyport_ct:capture_logs(),
     #{port := Port, os_pid := OsPid} = pyport_ct:loop_stats(1),
-    true = erlang:port_command(Port, term_to_binary({hello, <<"world">>})),
+    true = erlang:port_command(Port, frame(term_to_binary({hello, <<"world">>}))),
     Event = pyport_ct:await_log(fun(E) -> pyport_ct:log_mentions(E, <<"unknown_message">>) end, 5000),
     ?assertMatch(#{level := warning, meta := #{pyport_loop := 1}}, Event),
     ?assertEqual({ok, 4.0}, py_event_loop:run(math, sqrt, [16.0])),
@@ -316,7 +317,7 @@ memory_limit(_) ->
     ?assertMatch(#{os_pid := OsPid, restarts := 0}, pyport_ct:loop_stats(1)).
 
 -spec oversized_packet_refused() -> [{doc, string()}].
-oversized_packet_refused() -> [{doc, "A task packet larger than max_packet is refused at the call site with {error, {packet_too_large, Size, Max}}; results are not limited."}].
+oversized_packet_refused() -> [{doc, "A task packet larger than max_packet is refused at the call site with {error, {packet_too_large, Size, Max}}; results are not limited by it (max_output_packet bounds them)."}].
 -spec oversized_packet_refused(ct_suite:ct_config()) -> term().
 oversized_packet_refused(_) ->
     Big = binary:copy(<<"x">>, 5000),
@@ -623,3 +624,9 @@ call(Func, Args) ->
 -spec key() -> binary().
 key() ->
     list_to_binary(io_lib:format("~p-~p", [erlang:unique_integer([positive]), self()])).
+
+%% Payload behind the 4-byte length the port reads (the workers open
+%% their ports in stream mode and frame packets themselves).
+-spec frame(binary()) -> binary().
+frame(Payload) ->
+    <<(byte_size(Payload)):32, Payload/binary>>.

@@ -38,9 +38,10 @@ start(Env) ->
 -spec stop() -> ok.
 stop() ->
     _ = application:stop(pyport),
-    lists:foreach(fun(K) -> application:unset_env(pyport, K) end,
-                  [python_path, event_loop_pool_size, max_pending,
-                   max_packet, max_memory_mb, start_timeout, cancel_grace_ms]),
+    %% Every key a case set, so that none leaks into the next case or
+    %% suite (send_allow or env would change what later suites see).
+    lists:foreach(fun({K, _}) -> application:unset_env(pyport, K) end,
+                  application:get_all_env(pyport)),
     ok.
 
 %% ct/python, found from this module's source so that it does not matter

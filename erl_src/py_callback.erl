@@ -8,8 +8,11 @@
 %% answers the port itself: a slow callback holds up nobody, and a
 %% callback may run Python on any loop, including the one that called it.
 %%
-%% serve/3 answers every request Python makes of Erlang (`erlang.call`,
-%% `erlang.send`, `erlang.whereis`) for py_event_worker.
+%% serve/4 answers every request Python makes of Erlang (`erlang.call`,
+%% `erlang.send`, `erlang.whereis`) for py_event_worker. Task code has the
+%% sending rights of the node (it can stop `init`) unless the loop's
+%% `send_allow` restricts sends and whereis to its callers and a list of
+%% registered names.
 -module(py_callback).
 -behaviour(gen_server).
 
@@ -23,7 +26,8 @@
 
 %% For py_event_worker.
 -export([start_link/0]).
--export([serve/3]).
+-export([serve/4]).
+-export([send_policy/2]).
 -export([run/5]).
 -export([deliver/2]).
 -export([whereis_name/1]).
@@ -45,12 +49,19 @@
 -type reply() :: {ok, term()}
                | {error, {erlang, error | exit | throw, term(), binary()}
                        | {unknown_callback, binary()}}.
-%% A request from Python, as pyport_wire:decode/1 returns it.
+%% The `send_allow` setting of a loop: `any`, or the registered names
+%% (and, with `pids => callers`, the pids of callers with a task pending
+%% on the loop) that Python may send to or look up.
+-type send_allow() :: any | #{names => [atom()], pids => callers | none}.
+%% send_allow resolved for one loop (the pending table to find callers).
+-opaque send_policy() :: any | {only, [atom()], ets:tid() | none}.
+%% A request from Python, as pyport_wire:decode/3 returns it.
 -type request() :: {call, CallId :: term(), Name :: term(), Args :: term()}
                  | {send, CallId :: term(), Dest :: term(), Msg :: term()}
                  | {send, Dest :: term(), Msg :: term()}
                  | {whereis, CallId :: term(), Name :: term()}.
--export_type([name/0, callback/0, reply/0, request/0]).
+-export_type([name/0, callback/0, reply/0, request/0, send_allow/0,
+              send_policy/0]).
 
 %% API.
 
@@ -91,23 +102,47 @@ registered() ->
 start_link() ->
     gen_server:start_link({local, ?MODULE}, ?MODULE, [], []).
 
+%% The policy of a loop whose pending tasks are in Pending.
+-spec send_policy(send_allow(), ets:tid()) -> send_policy().
+send_policy(any, _Pending) ->
+    any;
+send_policy(Allow, Pending) when is_map(Allow) ->
+    {only, maps:get(names, Allow, []),
+     case maps:get(pids, Allow, callers) of
+         callers -> Pending;
+         none -> none
+     end}.
+
 %% Answers a request that Python sent through Port (replies over
 %% MaxPacket become errors). Runs in the worker, so that the messages one
 %% loop sends keep their order; a call runs in a fresh process (run/5)
-%% that answers the port itself.
--spec serve(request(), port(), pos_integer()) -> ok.
-serve({call, CallId, Name, Args}, Port, MaxPacket) ->
+%% that answers the port itself. Calls go to registered callbacks only,
+%% which the node's owner chose: the policy restricts sends and whereis.
+-spec serve(request(), port(), pos_integer(), send_policy()) -> ok.
+serve({call, CallId, Name, Args}, Port, MaxPacket, _) ->
     _ = spawn(?MODULE, run, [Port, CallId, Name, Args, MaxPacket]),
     ok;
-serve({send, CallId, Dest, Msg}, Port, _) ->
-    %% The answer says whether the destination existed.
-    answer(Port, pyport_wire:call_reply(CallId, deliver(Dest, Msg)));
-serve({whereis, CallId, Name}, Port, _) ->
-    answer(Port, pyport_wire:call_reply(CallId, {ok, whereis_name(Name)}));
-serve({send, Dest, Msg}, _, _) ->
+serve({send, CallId, Dest, Msg}, Port, _, Policy) ->
+    %% The answer says whether the destination existed (or was allowed).
+    Reply = case allowed(Dest, Policy) of
+                true -> deliver(Dest, Msg);
+                false -> {error, not_allowed}
+            end,
+    answer(Port, pyport_wire:call_reply(CallId, Reply));
+serve({whereis, CallId, Name}, Port, _, Policy) ->
+    %% A name it may not send to is, for the task, not registered.
+    Pid = case whereis_name(Name) of
+              undefined -> undefined;
+              Found -> case allowed(Found, Policy) of
+                           true -> Found;
+                           false -> name_allowed(Name, Policy, Found)
+                       end
+          end,
+    answer(Port, pyport_wire:call_reply(CallId, {ok, Pid}));
+serve({send, Dest, Msg}, _, _, Policy) ->
     %% Fire and forget (protocol v1): a destination that does not exist
-    %% is ignored, as with `!`.
-    _ = deliver(Dest, Msg),
+    %% (or is not allowed) is ignored, as with `!`.
+    _ = allowed(Dest, Policy) andalso deliver(Dest, Msg) =:= {ok, true},
     ok.
 
 %% Runs the callback for one Python call and writes
@@ -194,6 +229,30 @@ handle_cast(_Msg, State) ->
 
 %% Internal.
 
+%% Whether Python may send to Dest. Restricted: an allowed name (or the
+%% pid registered under one), or a pid with a task pending on the loop;
+%% never an alias or another node.
+allowed(_, any) ->
+    true;
+allowed(Name, {only, Names, _}) when is_atom(Name) ->
+    lists:member(Name, Names);
+allowed({Name, Node}, Policy) when is_atom(Name), Node =:= node() ->
+    allowed(Name, Policy);
+allowed(Pid, {only, Names, Pending}) when is_pid(Pid), node(Pid) =:= node() ->
+    lists:any(fun(Name) -> whereis(Name) =:= Pid end, Names)
+        orelse (Pending =/= none andalso
+                ets:select_count(Pending, [{{'_', Pid}, [], [true]}]) > 0);
+allowed(_, _) ->
+    false.
+
+name_allowed(Name, {only, Names, _}, Found) ->
+    case lists:member(Name, Names)
+        orelse (is_binary(Name) andalso
+                lists:member(Name, [atom_to_binary(N, utf8) || N <- Names])) of
+        true -> Found;
+        false -> undefined
+    end.
+
 answer(Port, Packet) ->
     try erlang:port_command(Port, Packet) of
         true -> ok
@@ -264,14 +323,14 @@ format(Class, Reason, Stack) ->
 %% A reply larger than the port accepts would be skipped by the port,
 %% leaving the Python call waiting for ever; it gets an error instead.
 encode_reply(CallId, Reply, MaxPacket) ->
-    Bin = pyport_wire:call_reply(CallId, Reply),
-    case byte_size(Bin) of
+    Packet = pyport_wire:call_reply(CallId, Reply),
+    case pyport_wire:payload_size(Packet) of
         Size when Size > MaxPacket ->
             Reason = {reply_too_large, Size, MaxPacket},
             pyport_wire:call_reply(CallId, {error, {erlang, error, Reason,
                                                     format(error, Reason, [])}});
         _ ->
-            Bin
+            Packet
     end.
 
 safe(_, Depth) when Depth > ?MAX_SAFE_DEPTH -> false;

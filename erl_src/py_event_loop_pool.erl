@@ -57,7 +57,8 @@
                         pending := non_neg_integer(),
                         python := binary() | undefined,
                         mode := atom() | undefined,
-                        restarts := non_neg_integer()}.
+                        restarts := non_neg_integer(),
+                        atoms_created := non_neg_integer()}.
 -type stats() :: #{num_loops := non_neg_integer(),
                    supported := boolean(),
                    restarts := non_neg_integer(),
@@ -333,7 +334,10 @@ loop_stats(Index, Starts) ->
               pending => pending_size(Pending),
               python => maps:get(python, Info, undefined),
               mode => maps:get(mode, Info, undefined),
-              restarts => maps:get(Index, Starts, 1) - 1};
+              restarts => maps:get(Index, Starts, 1) - 1,
+              %% New atoms its frames created since the application
+              %% started (bounded by max_atoms, see pyport_atoms).
+              atoms_created => pyport_atoms:created(Index)};
         _ ->
             %% Between a crash and the restart.
             down

@@ -285,10 +285,10 @@ packet({Kind, Code}, Ref) ->
 
 %% The port would skip an oversized packet without being able to say which
 %% task it was, leaving the caller to time out; refuse it here instead.
-checked_size(Bin, Max) ->
-    case byte_size(Bin) of
+checked_size(Packet, Max) ->
+    case pyport_wire:payload_size(Packet) of
         Size when Size > Max -> throw({packet_too_large, Size, Max});
-        _ -> Bin
+        _ -> Packet
     end.
 
 overloaded(_, infinity) -> false;

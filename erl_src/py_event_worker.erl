@@ -3,14 +3,18 @@
 %% its end.
 %%
 %% Callers write task packets to the port themselves (see py_event_task);
-%% this process decodes what the port sends (pyport_wire), routes each
+%% this process splits the port's output into frames (pyport_framer),
+%% decodes them as untrusted input (pyport_wire, within the loop's atom
+%% budget kept by pyport_atoms), routes each
 %% result to the caller's reply alias, hands log records and output lines
 %% to pyport_log and Python's `erlang.call`, `erlang.send` and
 %% `erlang.whereis` to py_callback, cancels the tasks of callers that die
 %% (and has the port killed when Python does not answer, see
 %% pyport_overdue), and, when the port exits, fails every
 %% pending task at once and stops so that its supervisor starts a fresh
-%% port.
+%% port. Output it cannot make sense of (a frame over max_output_packet, a
+%% compressed or malformed term) means the port is compromised: it is
+%% closed and handled like an exit, `{killed, bad_output}`.
 -module(py_event_worker).
 -behaviour(gen_server).
 
@@ -24,6 +28,7 @@
 -export([handle_call/3]).
 -export([handle_cast/2]).
 -export([handle_info/2]).
+-export([handle_continue/2]).
 -export([terminate/2]).
 
 -record(state, {
@@ -46,7 +51,17 @@
     %% Where Python's stdout/stderr lines go.
     output :: pyport_config:output(),
     %% The largest packet the port accepts (callback replies included).
-    max_packet :: pos_integer()
+    max_packet :: pos_integer(),
+    %% The largest frame accepted from the port (max_output_packet).
+    max_output :: pos_integer(),
+    %% The port's output stream, split into frames.
+    framer :: pyport_framer:framer(),
+    %% The loop's atom budget (pyport_atoms counts what is used).
+    max_atoms :: non_neg_integer(),
+    %% Where Python's erlang.send/whereis may reach (py_callback).
+    send_allow :: py_callback:send_allow(),
+    %% Frames refused for atoms so far: only some are logged.
+    atoms_refused = 0 :: non_neg_integer()
 }).
 
 %% How long a stopping worker lets Python cancel its tasks and exit
@@ -63,7 +78,8 @@ start_link(Index) ->
 
 %% gen_server.
 
--spec init(pos_integer()) -> {ok, #state{}} | {stop, term()}.
+-spec init(pos_integer())
+    -> {ok, #state{}, {continue, {frames, [binary()]}}} | {stop, term()}.
 init(Index) ->
     %% Port exits must arrive as messages, and a shutdown from the
     %% supervisor must run terminate/2 so that Python gets its `stop`.
@@ -100,9 +116,13 @@ handle_cast(_Msg, State) ->
 
 -spec handle_info(term(), #state{})
     -> {noreply, #state{}} | {stop, {python_exit, term()}, #state{}}.
-handle_info({Port, {data, Bin}}, #state{port = Port} = State) ->
-    handle_packet(pyport_wire:decode(Bin), State),
-    {noreply, State#state{last_output = erlang:monotonic_time(millisecond)}};
+handle_info({Port, {data, Bin}}, #state{port = Port, framer = Framer} = State0) ->
+    %% Any output is progress (see pyport_overdue), even a partial frame.
+    State = State0#state{last_output = erlang:monotonic_time(millisecond)},
+    case pyport_framer:feed(Bin, Framer) of
+        {ok, Frames, Framer1} -> frames(Frames, State#state{framer = Framer1});
+        {error, Reason} -> bad_output(Reason, State)
+    end;
 handle_info({Port, {exit_status, Status}}, #state{port = Port} = State) ->
     port_exited(Status, State);
 handle_info({'EXIT', Port, Reason}, #state{port = Port} = State) ->
@@ -141,6 +161,12 @@ handle_info({timeout, TRef, overdue_check},
 handle_info(_Info, State) ->
     {noreply, State}.
 
+%% The frames that came in the same read as `ready`.
+-spec handle_continue({frames, [binary()]}, #state{})
+    -> {noreply, #state{}} | {stop, {python_exit, term()}, #state{}}.
+handle_continue({frames, Frames}, State) ->
+    frames(Frames, State).
+
 -spec terminate(term(), #state{}) -> ok.
 terminate(_Reason, #state{port = undefined}) ->
     ok;
@@ -156,24 +182,37 @@ terminate(_Reason, #state{port = Port} = State) ->
 
 %% Internal.
 
--spec start_port(pos_integer(), pyport_config:config()) -> {ok, #state{}} | {stop, term()}.
-start_port(Index, #{start_timeout := StartTimeout} = Config) ->
-    Exe = pyport_config:executable(),
+-spec start_port(pos_integer(), pyport_config:config())
+    -> {ok, #state{}, {continue, {frames, [binary()]}}} | {stop, term()}.
+start_port(Index, Config) ->
     %% Until Python captures its fds 1 and 2, what the port writes there
     %% (a fatal error while Python initialises, say) goes to this file,
-    %% so that a failed start can say why.
-    StderrFile = stderr_file(Index),
-    Options = [{packet, 4}, binary, nouse_stdio, exit_status,
-               {args, pyport_config:port_args(Config#{stderr_file => StderrFile})}],
+    %% so that a failed start can say why. It lives in the node's private
+    %% directory (pyport_tmpdir), never at a predictable path.
+    case pyport_tmpdir:file(Index) of
+        {ok, StderrFile} -> start_port(Index, Config, StderrFile);
+        {error, Reason} -> {stop, {port_start_failed, {stderr_file, Reason}}}
+    end.
+
+start_port(Index, #{start_timeout := StartTimeout, max_output_packet := MaxOutput,
+                    env := Env} = Config, StderrFile) ->
+    Exe = pyport_config:executable(),
+    %% Stream mode: the worker frames the output itself (pyport_framer),
+    %% so that garbage cannot make the runtime wait for a huge packet.
+    Options = [stream, binary, nouse_stdio, exit_status,
+               {args, pyport_config:port_args(Config#{stderr_file => StderrFile})}]
+        ++ [{env, Env} || Env =/= []],
     try open_port({spawn_executable, Exe}, Options) of
         Port ->
-            case await_ready(Port, Index, Config, deadline(StartTimeout)) of
-                {ok, Info} ->
+            Framer = pyport_framer:new(MaxOutput),
+            case await_ready(Port, Index, Config, deadline(StartTimeout), Framer, []) of
+                {ok, Info, Framer1, Frames} ->
                     startup_output(StderrFile, Index, Config),
                     %% (A port that died meanwhile is noticed by its
                     %% exit status, like any crash.)
                     _ = send_packet(Port, pyport_wire:setup(self(), Index)),
-                    registered(Index, Port, Info, Config);
+                    {ok, State} = registered(Index, Port, Info, Framer1, Config),
+                    {ok, State, {continue, {frames, Frames}}};
                 {error, Reason0} ->
                     close(Port),
                     Reason = with_stderr(Reason0, StderrFile),
@@ -186,17 +225,6 @@ start_port(Index, #{start_timeout := StartTimeout} = Config) ->
             _ = file:delete(StderrFile),
             {stop, {port_start_failed, {open_port, Reason, Exe}}}
     end.
-
-stderr_file(Index) ->
-    Dir = case os:getenv("TMPDIR") of
-              false -> "/tmp";
-              "" -> "/tmp";
-              D -> D
-          end,
-    filename:join(Dir, lists:flatten(
-                         io_lib:format("pyport-~s-~b-~b.stderr",
-                                       [os:getpid(), Index,
-                                        erlang:unique_integer([positive])]))).
 
 %% The port exited before it was ready: what it wrote says why (the last
 %% 8 KiB of it).
@@ -232,12 +260,17 @@ remaining(infinity) -> infinity;
 remaining(Deadline) ->
     max(0, Deadline - erlang:monotonic_time(millisecond)).
 
-await_ready(Port, Index, Config, Deadline) ->
-    receive
-        {Port, {data, Bin}} ->
-            case pyport_wire:decode(Bin) of
+%% Frames holds what the last read completed and is not handled yet;
+%% those after `ready` are returned, for the running worker.
+await_ready(Port, Index, #{max_output_packet := MaxOutput, max_atoms := MaxAtoms} = Config,
+            Deadline, Framer, [Frame | Frames]) ->
+    Decoded = pyport_wire:decode(Frame, MaxOutput, pyport_atoms:left(Index, MaxAtoms)),
+    case Decoded of
+        {ok, Packet, Created} ->
+            ok = pyport_atoms:add(Index, Created),
+            case Packet of
                 {ready, Info} ->
-                    {ok, Info};
+                    {ok, Info, Framer, Frames};
                 {protocol_mismatch, Info} ->
                     {error, {protocol_mismatch, Info}};
                 {start_failed, Reason} ->
@@ -247,14 +280,28 @@ await_ready(Port, Index, Config, Deadline) ->
                 {log, Level, Logger, Message} ->
                     %% Start-up diagnostics are worth keeping.
                     pyport_log:record(Level, Logger, Message, Index),
-                    await_ready(Port, Index, Config, Deadline);
+                    await_ready(Port, Index, Config, Deadline, Framer, Frames);
                 {output, Stream, Line} ->
                     pyport_log:output(Stream, Line, Index, maps:get(output, Config)),
-                    await_ready(Port, Index, Config, Deadline);
+                    await_ready(Port, Index, Config, Deadline, Framer, Frames);
                 {unexpected, Other} ->
-                    {error, {unexpected_packet, Other}};
+                    {error, {unexpected_packet, pyport_log:bounded(Other)}};
                 Other ->
-                    {error, {unexpected_packet, Other}}
+                    {error, {unexpected_packet, pyport_log:bounded(Other)}}
+            end;
+        {refused, Reason, _} ->
+            {error, {bad_output, Reason}};
+        {broken, Reason} ->
+            {error, {bad_output, Reason}}
+    end;
+await_ready(Port, Index, Config, Deadline, Framer, []) ->
+    receive
+        {Port, {data, Bin}} ->
+            case pyport_framer:feed(Bin, Framer) of
+                {ok, Frames, Framer1} ->
+                    await_ready(Port, Index, Config, Deadline, Framer1, Frames);
+                {error, Reason} ->
+                    {error, {bad_output, Reason}}
             end;
         {Port, {exit_status, Status}} ->
             {error, {exit_status, Status}};
@@ -264,10 +311,13 @@ await_ready(Port, Index, Config, Deadline) ->
         {error, no_ready_packet_in_time}
     end.
 
-registered(Index, Port, Info, #{max_pending := MaxPending,
-                                max_packet := MaxPacket,
-                                cancel_grace_ms := Grace,
-                                output := Output}) ->
+registered(Index, Port, Info, Framer, #{max_pending := MaxPending,
+                                        max_packet := MaxPacket,
+                                        max_output_packet := MaxOutput,
+                                        max_atoms := MaxAtoms,
+                                        send_allow := SendAllow,
+                                        cancel_grace_ms := Grace,
+                                        output := Output}) ->
     Pending = ets:new(py_event_pending,
                       [set, public, {write_concurrency, true}]),
     ByCaller = ets:new(py_event_by_caller,
@@ -287,7 +337,8 @@ registered(Index, Port, Info, #{max_pending := MaxPending,
                 by_caller = ByCaller, monitored = Monitored, os_pid = OsPid,
                 last_output = erlang:monotonic_time(millisecond),
                 cancel_grace_ms = Grace, output = Output,
-                max_packet = MaxPacket}}.
+                max_packet = MaxPacket, max_output = MaxOutput, framer = Framer,
+                max_atoms = MaxAtoms, send_allow = SendAllow}}.
 
 port_os_pid(Port) ->
     case erlang:port_info(Port, os_pid) of
@@ -311,15 +362,70 @@ handle_packet({log, Level, Logger, Message}, #state{index = Index}) ->
     pyport_log:record(Level, Logger, Message, Index);
 handle_packet({output, Stream, Line}, #state{index = Index, output = Mode}) ->
     pyport_log:output(Stream, Line, Index, Mode);
-handle_packet({Kind, _, _, _} = Request, #state{port = Port, max_packet = Max})
-  when Kind =:= call; Kind =:= send ->
-    py_callback:serve(Request, Port, Max);
-handle_packet({Kind, _, _} = Request, #state{port = Port, max_packet = Max})
-  when Kind =:= whereis; Kind =:= send ->
-    py_callback:serve(Request, Port, Max);
+handle_packet({Kind, _, _, _} = Request, State) when Kind =:= call; Kind =:= send ->
+    serve(Request, State);
+handle_packet({Kind, _, _} = Request, State) when Kind =:= whereis; Kind =:= send ->
+    serve(Request, State);
 handle_packet(Other, #state{index = Index}) ->
     %% bad_packet, unknown_message, or one the port should not send now.
     pyport_log:protocol_fault(Other, Index).
+
+serve(Request, #state{port = Port, max_packet = Max, pending = Pending,
+                      send_allow = Allow}) ->
+    py_callback:serve(Request, Port, Max, py_callback:send_policy(Allow, Pending)).
+
+%% Handles the frames of one read in order; a frame that breaks the
+%% stream ends the port there.
+frames([], State) ->
+    {noreply, State};
+frames([Frame | Frames], #state{index = Index, max_output = MaxOutput,
+                                max_atoms = MaxAtoms} = State) ->
+    case pyport_wire:decode(Frame, MaxOutput, pyport_atoms:left(Index, MaxAtoms)) of
+        {ok, Packet, Created} ->
+            ok = pyport_atoms:add(Index, Created),
+            handle_packet(Packet, State),
+            frames(Frames, State);
+        {refused, Reason, Id} ->
+            frames(Frames, atoms_refused(Reason, Id, Frame, State));
+        {broken, Reason} ->
+            bad_output(Reason, State)
+    end.
+
+%% A frame that would create more atoms than the loop has left: a result
+%% becomes its task's error, anything else is dropped; the stream itself
+%% is fine. The first ten are logged, then one in a thousand, so that a
+%% flood of tiny frames does not flood the log.
+atoms_refused(Reason, Id, Frame, #state{index = Index, pending = Pending,
+                                        max_atoms = MaxAtoms,
+                                        atoms_refused = Count0} = State) ->
+    Routed = case Id of
+                 {ok, Ref} ->
+                     case ets:take(Pending, Ref) of
+                         [{Ref, Caller}] when is_pid(Caller) ->
+                             Ref ! {Ref, {error, {atom_limit, MaxAtoms}}},
+                             true;
+                         _ ->
+                             false
+                     end;
+                 error ->
+                     false
+             end,
+    Count = Count0 + 1,
+    case Count =< 10 orelse Count rem 1000 =:= 0 of
+        true -> pyport_log:atoms_refused(Reason, Routed, Frame, Count, Index);
+        false -> ok
+    end,
+    State#state{atoms_refused = Count}.
+
+%% The port wrote what cannot be a packet from our port code: whatever
+%% else it writes cannot be trusted either. Closing it makes its GIL-free
+%% watcher SIGKILL the process group (as in unresponsive/2).
+bad_output(Reason, #state{index = Index, os_pid = OsPid, port = Port,
+                          framer = Framer} = State) ->
+    pyport_log:bad_output(Reason, pyport_framer:buffered(Framer), OsPid, Index),
+    close(Port),
+    kill_process_group(OsPid),
+    stopped({killed, bad_output}, State).
 
 port_exited(Status, #state{os_pid = OsPid} = State) ->
     %% The port's own children (Python subprocesses) share its process
@@ -424,11 +530,19 @@ flush_backlog(Backlog, #state{port = Port} = State) ->
             end
     end.
 
-drain(#state{port = Port} = State, Deadline) ->
+drain(#state{port = Port, framer = Framer} = State, Deadline) ->
     receive
         {Port, {data, Bin}} ->
-            handle_packet(pyport_wire:decode(Bin), State),
-            drain(State, Deadline);
+            case pyport_framer:feed(Bin, Framer) of
+                {ok, Frames, Framer1} ->
+                    State1 = State#state{framer = Framer1},
+                    case frames(Frames, State1) of
+                        {noreply, State2} -> drain(State2, Deadline);
+                        {stop, _, _} -> ok
+                    end;
+                {error, _} ->
+                    close(Port)
+            end;
         {Port, {exit_status, _}} ->
             ok;
         {'EXIT', Port, _} ->

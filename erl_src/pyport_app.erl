@@ -14,10 +14,21 @@
 start(_Type, _Args) ->
     ok = pyport_config:warn_unknown_keys(),
     case pyport_config:pool_size() of
-        {ok, NumLoops} -> pyport_sup:start_link(NumLoops);
-        {error, _} = Error -> Error
+        {ok, NumLoops} ->
+            %% Both outlive worker restarts: the atoms a loop created are
+            %% never collected, and a port that crashes in a loop must
+            %% not get a fresh budget each time.
+            ok = pyport_atoms:init(NumLoops),
+            case pyport_tmpdir:create() of
+                {ok, _} -> pyport_sup:start_link(NumLoops);
+                {error, Reason} -> {error, {private_directory, Reason}}
+            end;
+        {error, _} = Error ->
+            Error
     end.
 
+%% Runs once the supervision tree is gone (every port stopped).
 -spec stop(term()) -> ok.
 stop(_State) ->
-    ok.
+    ok = pyport_tmpdir:remove(),
+    pyport_atoms:clear().

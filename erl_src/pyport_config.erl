@@ -18,6 +18,7 @@
 %% entry in `loops` taking precedence.
 -type config() :: #{python_path := [file:filename_all()],
                     max_packet := pos_integer(),
+                    max_output_packet := pos_integer(),
                     max_memory_mb := pos_integer() | infinity,
                     max_pending := pos_integer() | infinity,
                     cancel_grace_ms := non_neg_integer(),
@@ -26,11 +27,16 @@
                     preload := [atom() | binary() | string()],
                     max_atoms := non_neg_integer(),
                     python_log_level := logger:level() | all | none | undefined,
-                    output := output()}.
+                    output := output(),
+                    env := env(),
+                    send_allow := py_callback:send_allow()}.
+%% Variables set (a string) or unset (false) in the port's environment, on
+%% top of the node's own, which the port inherits.
+-type env() :: [{string(), string() | false}].
 %% A key unknown_keys/1 reports: one of the environment, or one of a
 %% `loops` entry.
 -type unknown_key() :: atom() | {loops, term(), term()}.
--export_type([config/0, output/0, unknown_key/0]).
+-export_type([config/0, output/0, env/0, unknown_key/0]).
 
 -define(APP, pyport).
 
@@ -44,11 +50,14 @@ loop(Index) ->
                              || {Key, Default, _} <- loop_keys()]),
     case loop_entry(env(loops, #{}), Index) of
         {ok, Own} ->
-            Config = maps:merge(Global, Own),
             Valid = maps:from_list([{Key, Check} || {Key, _, Check} <- loop_keys()]),
-            case [{Key, Value} || {Key, Value} <- maps:to_list(Config),
+            %% The global env is checked on its own too: a loop's own env
+            %% is merged over it, not instead of it.
+            case [{Key, Value} || {Key, Value} <- maps:to_list(maps:merge(Global, Own))
+                                                  ++ [{env, maps:get(env, Global)}],
                                   not (maps:get(Key, Valid))(Value)] of
-                [] -> {ok, resolve_log_level(Config)};
+                [] -> {ok, resolve_env(resolve_log_level(maps:merge(Global, Own)),
+                                      maps:get(env, Global), maps:get(env, Own, []))};
                 [Bad | _] -> {error, {bad_config, Bad}}
             end;
         {error, _} = Error ->
@@ -147,6 +156,10 @@ loop_keys() ->
     [{python_path, [],
       fun(Paths) -> is_list(Paths) andalso lists:all(fun is_path/1, Paths) end},
      {max_packet, 64 bsl 20, fun is_positive/1},
+     %% The largest frame accepted from the port (results included): 512
+     %% MiB, so that any 4 bytes of text read as a length (first byte
+     %% 0x20 or more) are refused at once.
+     {max_output_packet, 512 bsl 20, fun is_positive/1},
      {max_memory_mb, infinity, fun positive_or_infinity/1},
      {max_pending, infinity, fun positive_or_infinity/1},
      %% How long Python has to answer a cancel before its port is killed.
@@ -165,7 +178,11 @@ loop_keys() ->
               lists:member(L, [undefined, all, none, emergency, alert, critical,
                                error, warning, notice, info, debug])
       end},
-     {output, logger, fun(O) -> O =:= logger orelse O =:= stderr end}].
+     {output, logger, fun(O) -> O =:= logger orelse O =:= stderr end},
+     %% Set or unset in the port's environment (it inherits the node's).
+     {env, [], fun(Env) -> is_list(Env) andalso lists:all(fun is_env_entry/1, Env) end},
+     %% Where Python's erlang.send/whereis may reach (py_callback).
+     {send_allow, any, fun is_send_allow/1}].
 
 %% Read for the whole application only: validated where they are read
 %% (loop/1, pool_size/0, executable/0).
@@ -188,6 +205,48 @@ loop_entry(Loops, Index) when is_map(Loops) ->
     end;
 loop_entry(Other, _) ->
     {error, {bad_config, {loops, Other}}}.
+
+%% A loop's own variables replace the global ones of the same name; all
+%% become strings, as open_port wants them.
+resolve_env(Config, Global, Own) ->
+    OwnNames = [env_string(Name) || {Name, _} <- Own],
+    Merged = [E || {Name, _} = E <- Global, not lists:member(env_string(Name), OwnNames)]
+        ++ Own,
+    Config#{env := [{env_string(Name), env_value(Value)} || {Name, Value} <- Merged]}.
+
+env_string(S) when is_binary(S) -> unicode:characters_to_list(S);
+env_string(S) -> S.
+
+env_value(false) -> false;
+env_value(V) -> env_string(V).
+
+is_env_entry({Name, Value}) ->
+    is_env_text(Name) andalso env_string(Name) =/= []
+        andalso not lists:member($=, env_string(Name))
+        andalso (Value =:= false orelse is_env_text(Value));
+is_env_entry(_) ->
+    false.
+
+%% A string or binary without NUL (which cannot be in the environment).
+is_env_text(T) when is_binary(T) ->
+    is_list(unicode:characters_to_list(T)) andalso binary:match(T, <<0>>) =:= nomatch;
+is_env_text(T) when is_list(T) ->
+    io_lib:char_list(T) andalso not lists:member(0, T);
+is_env_text(_) ->
+    false.
+
+is_send_allow(any) ->
+    true;
+is_send_allow(Allow) when is_map(Allow) ->
+    maps:fold(fun(names, Names, Ok) ->
+                      Ok andalso is_list(Names) andalso lists:all(fun is_atom/1, Names);
+                 (pids, Pids, Ok) ->
+                      Ok andalso (Pids =:= callers orelse Pids =:= none);
+                 (_, _, _) ->
+                      false
+              end, true, Allow);
+is_send_allow(_) ->
+    false.
 
 %% Unset: Python logs what the OTP logger would let through now.
 resolve_log_level(#{python_log_level := undefined} = Config) ->

@@ -4,12 +4,27 @@
 %% Stream, Line}` packets, or the start-up stderr file) go to the OTP logger
 %% or the node's standard_error, each tagged with its loop; so do reports
 %% of packets that went wrong on the way.
+%%
+%% Everything here comes from the port, which task code controls: every
+%% line is bounded (a record or output line to ?MAX_TEXT bytes, a report
+%% of a bad packet to a few hundred), so that a hostile frame cannot put
+%% megabytes into the log.
 -module(pyport_log).
 
 %% API.
 -export([record/4]).
 -export([output/4]).
 -export([protocol_fault/2]).
+-export([atoms_refused/5]).
+-export([bad_output/4]).
+-export([bounded/1]).
+-export([truncate/2]).
+
+%% The longest text of a Python log record or output line.
+-define(MAX_TEXT, 65536).
+%% The longest rendering of a term from a bad packet, and its depth.
+-define(MAX_TERM, 300).
+-define(TERM_DEPTH, 12).
 
 %% API.
 
@@ -19,9 +34,9 @@ record(Level, Logger, Message, Index) ->
     Meta = #{pyport_loop => Index, python_logger => Logger},
     case unicode:characters_to_binary(Message) of
         Text when is_binary(Text) ->
-            logger:log(level(Level), "~ts", [Text], Meta);
+            logger:log(level(Level), "~ts", [truncate(Text, ?MAX_TEXT)], Meta);
         _ ->
-            logger:log(level(Level), "~tp", [Message], Meta)
+            logger:log(level(Level), "~ts", [bounded(Message)], Meta)
     end.
 
 %% A line Python (or C code in the port) wrote to fd 1 or 2, sent where
@@ -34,31 +49,90 @@ output(Stream, Line, Index, logger) ->
             end,
     Meta = #{pyport_loop => Index, pyport_stream => Stream,
              python_logger => atom_to_binary(stream(Stream), utf8)},
-    logger:log(Level, "~ts", [text(Line)], Meta);
+    logger:log(Level, "~ts", [truncate(text(Line), ?MAX_TEXT)], Meta);
 output(Stream, Line, Index, stderr) ->
     io:put_chars(standard_error,
                  [io_lib:format("[pyport ~b ~s] ", [Index, stream(Stream)]),
-                  text(Line), $\n]).
+                  truncate(text(Line), ?MAX_TEXT), $\n]).
 
 %% A packet the port answered with an error (one it could not decode or
 %% did not understand), or one from the port that was not expected.
 -spec protocol_fault(pyport_wire:inbound(), pos_integer()) -> ok.
 protocol_fault({error, {bad_packet, Reason}}, Index) ->
-    logger:warning("pyport loop ~b could not decode a packet (bad_packet): ~tp",
-                   [Index, Reason], #{pyport_loop => Index});
+    logger:warning("pyport loop ~b could not decode a packet (bad_packet): ~ts",
+                   [Index, bounded(Reason)], #{pyport_loop => Index});
 protocol_fault({error, {unknown_message, Term}}, Index) ->
     logger:warning("pyport loop ~b did not understand a message "
-                   "(unknown_message): ~tp",
-                   [Index, Term], #{pyport_loop => Index});
+                   "(unknown_message): ~ts",
+                   [Index, bounded(Term)], #{pyport_loop => Index});
 protocol_fault(Packet, Index) ->
     What = case Packet of
                {unexpected, Term} -> Term;
                _ -> Packet
            end,
-    logger:warning("pyport loop ~b sent an unexpected packet: ~tp",
-                   [Index, What], #{pyport_loop => Index}).
+    logger:warning("pyport loop ~b sent an unexpected packet: ~ts",
+                   [Index, bounded(What)], #{pyport_loop => Index}).
+
+%% A frame refused for the atoms it would create (Reason from
+%% pyport_term), the Count-th of the loop; Routed: it was a result, and
+%% its caller got the error.
+-spec atoms_refused(term(), boolean(), binary(), pos_integer(), pos_integer()) -> ok.
+atoms_refused(Reason, Routed, Frame, Count, Index) ->
+    logger:warning("pyport loop ~b: a packet of ~b bytes would exceed the "
+                   "loop's atom budget (~ts, refused packet ~b); ~ts; it starts ~ts",
+                   [Index, byte_size(Frame), bounded(Reason), Count,
+                    case Routed of
+                        true -> "its task gets {error, {atom_limit, Max}}";
+                        false -> "dropped"
+                    end,
+                    bounded(binary:part(Frame, 0, min(64, byte_size(Frame))))],
+                   #{pyport_loop => Index}).
+
+%% The port's output cannot be framed or decoded (Reason), and the port is
+%% killed; Buffered bytes of an incomplete frame were held.
+-spec bad_output(term(), non_neg_integer(), term(), pos_integer()) -> ok.
+bad_output(Reason, Buffered, OsPid, Index) ->
+    logger:error("pyport loop ~b (OS pid ~ts) wrote output that is not a "
+                 "valid packet (~ts, ~b bytes buffered); killing the port",
+                 [Index, bounded(OsPid), bounded(Reason), Buffered],
+                 #{pyport_loop => Index}).
+
+%% Term printed on one line, at most ?MAX_TERM bytes (and ?TERM_DEPTH deep,
+%% so that rendering a huge term costs little).
+-spec bounded(term()) -> binary().
+bounded(Term) ->
+    Text = io_lib:format("~0tP", [Term, ?TERM_DEPTH]),
+    Bin = case unicode:characters_to_binary(Text) of
+              B when is_binary(B) -> B;
+              _ -> iolist_to_binary(io_lib:format("~0P", [Term, ?TERM_DEPTH]))
+          end,
+    truncate(Bin, ?MAX_TERM).
+
+%% Text cut to at most Max bytes (on a character boundary), saying how
+%% much was left out.
+-spec truncate(binary(), non_neg_integer()) -> binary().
+truncate(Text, Max) when byte_size(Text) =< Max ->
+    Text;
+truncate(Text, Max) ->
+    Kept = utf8_prefix(binary:part(Text, 0, Max)),
+    <<Kept/binary, "... (", (integer_to_binary(byte_size(Text) - byte_size(Kept)))/binary,
+      " more bytes)">>.
 
 %% Internal.
+
+%% Drops a UTF-8 sequence cut in the middle (at most 3 bytes).
+utf8_prefix(Bin) ->
+    utf8_prefix(Bin, 0).
+
+utf8_prefix(Bin, Dropped) when Dropped =< 3 ->
+    case unicode:characters_to_binary(Bin) of
+        B when is_binary(B) -> Bin;
+        _ when byte_size(Bin) > 0 ->
+            utf8_prefix(binary:part(Bin, 0, byte_size(Bin) - 1), Dropped + 1);
+        _ -> Bin
+    end;
+utf8_prefix(Bin, _) ->
+    Bin.
 
 stream(Stream) when is_atom(Stream) -> Stream;
 stream(_) -> unknown.

@@ -3,9 +3,11 @@
 %% Every packet either side sends is built or recognised here, and the
 %% protocol version is named here only: adding a message kind means one
 %% encoder or one decode clause in this module (and its row in the docs).
-%% Packets are `{packet, 4}` frames of term_to_binary output; encoders return
-%% the binary that callers hand to erlang:port_command/2 themselves, so the
-%% hot path (a caller writing its own task) never goes through a process.
+%% Packets are term_to_binary output behind a 4-byte length (the port is
+%% opened in stream mode, see pyport_framer); encoders return the framed
+%% packet as iodata (prefix and term, no copy) that callers hand to
+%% erlang:port_command/2 themselves, so the hot path (a caller writing its
+%% own task) never goes through a process.
 -module(pyport_wire).
 
 %% API.
@@ -17,8 +19,9 @@
 -export([call_reply/2]).
 -export([setup/2]).
 -export([stop/0]).
+-export([payload_size/1]).
 %% port -> Erlang.
--export([decode/1]).
+-export([decode/3]).
 
 -define(VERSION, 1).
 
@@ -37,9 +40,18 @@
                  | {ready, Info :: map()}
                  | {protocol_mismatch, Info :: term()}
                  | {start_failed, Reason :: term()}
-                 | {undecodable, binary()}
                  | {unexpected, term()}.
--export_type([inbound/0]).
+%% A framed packet for the port: the length prefix, then the term.
+-type packet() :: [binary(), ...].
+%% What decode/3 makes of a frame: a packet; one refused for the atoms it
+%% would create (with the task id when it is a result, so that its caller
+%% can be told); or a frame that means the stream cannot be trusted.
+-type decoded() :: {ok, inbound(), AtomsCreated :: non_neg_integer()}
+                 | {refused, {atom_limit, pos_integer(), pyport_term:budget()},
+                    {ok, Id :: term()} | error}
+                 | {broken, compressed | malformed
+                          | {too_large, non_neg_integer(), pos_integer()}}.
+-export_type([inbound/0, packet/0, decoded/0]).
 
 %% API.
 
@@ -50,44 +62,55 @@ version() ->
 
 %% `{task, Id, Module, Func, Args, Kwargs, Opts}`: run Module.Func(*Args,
 %% **Kwargs) and reply `{result, Id, _}` (unless Opts says reply => false).
--spec task(term(), term(), term(), list(), map(), map()) -> binary().
+-spec task(term(), term(), term(), list(), map(), map()) -> packet().
 task(Id, Module, Func, Args, Kwargs, Opts) ->
-    term_to_binary({task, Id, Module, Func, Args, Kwargs, Opts}).
+    frame({task, Id, Module, Func, Args, Kwargs, Opts}).
 
 %% `{exec | eval, Id, Code, Opts}`: source text run in `__main__`.
--spec source(exec | eval, term(), binary(), map()) -> binary().
+-spec source(exec | eval, term(), binary(), map()) -> packet().
 source(Kind, Id, Code, Opts) when Kind =:= exec; Kind =:= eval ->
-    term_to_binary({Kind, Id, Code, Opts}).
+    frame({Kind, Id, Code, Opts}).
 
--spec cancel(term()) -> binary().
+-spec cancel(term()) -> packet().
 cancel(Id) ->
-    term_to_binary({cancel, Id}).
+    frame({cancel, Id}).
 
 %% The answer to a Python `erlang.call`, `send` or `whereis`.
--spec call_reply(term(), {ok, term()} | {error, term()}) -> binary().
+-spec call_reply(term(), {ok, term()} | {error, term()}) -> packet().
 call_reply(CallId, Reply) ->
-    term_to_binary({call_reply, CallId, Reply}).
+    frame({call_reply, CallId, Reply}).
 
 %% Sent once, right after `ready`: what `erlang.self()` is outside a task.
--spec setup(pid(), pos_integer()) -> binary().
+-spec setup(pid(), pos_integer()) -> packet().
 setup(Worker, Index) ->
-    term_to_binary({setup, #{worker => Worker, loop => Index}}).
+    frame({setup, #{worker => Worker, loop => Index}}).
 
--spec stop() -> binary().
+-spec stop() -> packet().
 stop() ->
-    term_to_binary(stop).
+    frame(stop).
 
-%% Recognises a packet from the port. Results come first: they are nearly
-%% all the traffic, and are returned as decoded, without a copy.
--spec decode(binary()) -> inbound().
-decode(Bin) ->
-    try binary_to_term(Bin) of
-        Term -> classify(Term)
-    catch
-        error:badarg -> {undecodable, Bin}
+%% The size of a packet's term, what the port's `max_packet` bounds.
+-spec payload_size(packet()) -> non_neg_integer().
+payload_size([<<Size:32>>, _]) ->
+    Size.
+
+%% Recognises one frame from the port, untrusted (pyport_term): no frame
+%% over MaxPacket, no compressed term, and at most AtomsLeft new atoms.
+%% Results come first in classify/1: they are nearly all the traffic, and
+%% are returned as decoded, without a copy.
+-spec decode(binary(), pos_integer(), pyport_term:budget()) -> decoded().
+decode(Bin, MaxPacket, AtomsLeft) ->
+    case pyport_term:decode(Bin, MaxPacket, AtomsLeft) of
+        {ok, Term, Created} -> {ok, classify(Term), Created};
+        {error, {atom_limit, _, _} = Reason} -> {refused, Reason, pyport_term:result_id(Bin)};
+        {error, Reason} -> {broken, Reason}
     end.
 
 %% Internal.
+
+frame(Term) ->
+    Bin = term_to_binary(Term),
+    [<<(byte_size(Bin)):32>>, Bin].
 
 classify({result, _, _} = Result) -> Result;
 classify({send, _, _, _} = Send) -> Send;

@@ -309,3 +309,28 @@ async def ignore_cancel_for(seconds: float) -> str:
         except asyncio.CancelledError:
             pass
     return "done"
+
+# -- BEAM decode boundary (py_hostile_SUITE, section "BEAM decode boundary") ----------
+
+
+def forge_raw(data: bytes | str) -> int:
+    """Write ``data`` as it is (frames built by the suite) to the output
+    channel. (An Erlang binary that happens to be UTF-8 arrives as str.)"""
+    raw = data.encode() if isinstance(data, str) else bytes(data)
+    _write_all(_channel_fd(), raw)
+    return len(raw)
+
+
+def send_to(dest: Any, term: Any) -> str:
+    """``erlang.send`` to ``dest`` (a pid, or a name given as str); the
+    exception's class name when it is refused."""
+    target = erlang.Atom(dest) if isinstance(dest, str) else dest
+    try:
+        erlang.send(target, term)
+    except erlang.ProcessError as e:
+        return f"ProcessError: {e}"
+    return "sent"
+
+
+def whereis(name: str) -> Any:
+    return erlang.whereis(name)

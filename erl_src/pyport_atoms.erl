@@ -1,0 +1,63 @@
+%% The atom budget of each loop: how many atoms that did not exist yet the
+%% frames of loop Index have created on this node (pyport_term decodes
+%% within what is left of the loop's `max_atoms`).
+%%
+%% Atoms are never collected, so the count must outlive the worker that
+%% decoded them: it lives in a `counters` array created when the
+%% application starts (persistent_term), not in the worker, so that a
+%% port that crashes and restarts in a loop gets no fresh budget each
+%% time. Only the loop's own worker adds to its counter.
+-module(pyport_atoms).
+
+%% API.
+-export([init/1]).
+-export([clear/0]).
+-export([left/2]).
+-export([add/2]).
+-export([created/1]).
+
+-define(KEY, {?MODULE, counters}).
+
+%% API.
+
+%% Creates the counters of NumLoops loops, all zero (application start).
+-spec init(pos_integer()) -> ok.
+init(NumLoops) ->
+    persistent_term:put(?KEY, {NumLoops, counters:new(NumLoops, [atomics])}).
+
+%% Forgets the counters (application stop).
+-spec clear() -> ok.
+clear() ->
+    _ = persistent_term:erase(?KEY),
+    ok.
+
+%% How many new atoms loop Index may still create under Max.
+-spec left(pos_integer(), non_neg_integer()) -> non_neg_integer().
+left(Index, Max) ->
+    max(0, Max - created(Index)).
+
+-spec add(pos_integer(), non_neg_integer()) -> ok.
+add(_Index, 0) ->
+    ok;
+add(Index, N) ->
+    case counters_of(Index) of
+        {ok, Ref} -> counters:add(Ref, Index, N);
+        error -> ok
+    end.
+
+%% The atoms loop Index has created so far; 0 when there are no counters
+%% (the application is not running).
+-spec created(pos_integer()) -> non_neg_integer().
+created(Index) ->
+    case counters_of(Index) of
+        {ok, Ref} -> counters:get(Ref, Index);
+        error -> 0
+    end.
+
+%% Internal.
+
+counters_of(Index) ->
+    case persistent_term:get(?KEY, undefined) of
+        {N, Ref} when Index =< N -> {ok, Ref};
+        _ -> error
+    end.

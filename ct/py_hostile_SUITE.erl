@@ -55,7 +55,8 @@ all() ->
      stderr_files_are_private_and_removed,
      env_option_sets_and_unsets,
      send_to_init_is_refused_when_restricted,
-     send_to_caller_allowed_when_restricted].
+     send_to_caller_allowed_when_restricted,
+     result_over_output_limit_is_task_error].
 
 -spec init_per_suite(ct_suite:ct_config()) -> ct_suite:ct_config().
 init_per_suite(Config) ->
@@ -109,6 +110,7 @@ case_env(Case) when Case =:= returned_atoms_beyond_budget_are_task_error;
                     Case =:= forged_atom_frames_cannot_exhaust_atoms ->
     [{max_atoms, ?ATOM_BUDGET}];
 case_env(bad_output_frames_kill_port) -> [{max_output_packet, ?SMALL_PACKET}];
+case_env(result_over_output_limit_is_task_error) -> [{max_output_packet, ?SMALL_PACKET}];
 case_env(Case) when Case =:= send_to_init_is_refused_when_restricted;
                     Case =:= send_to_caller_allowed_when_restricted ->
     [{send_allow, #{names => [pyport_ct_allowed], pids => callers}}];
@@ -796,6 +798,20 @@ send_to_caller_allowed_when_restricted(_) ->
     Other = spawn_link(fun() -> receive _ -> ok end end),
     {ok, ToOther} = run(send_to, [Other, hi], ?PROMPTLY),
     ?assertMatch({match, _}, re:run(ToOther, <<"not_allowed">>)).
+
+-spec result_over_output_limit_is_task_error() -> [{doc, string()}].
+result_over_output_limit_is_task_error() -> [{doc, "A legitimate result, or an erlang.send, larger than max_output_packet is refused in the port as that task's OverflowError: the port never writes a frame the worker would have to treat as bad output, so the loop and its bystander live on."}].
+-spec result_over_output_limit_is_task_error(ct_suite:ct_config()) -> term().
+result_over_output_limit_is_task_error(_) ->
+    #{os_pid := OsPid} = pyport_ct:loop_stats(1),
+    By = bystander(1.0),
+    {error, {python, <<"OverflowError">>, Msg, _}} = run(big_bytes, [1], ?PROMPTLY),
+    ?assertMatch({match, _}, re:run(Msg, <<"max_output_packet">>)),
+    {ok, Refused} = run(send_to, [self(), binary:copy(<<"x">>, 2 * ?SMALL_PACKET)], ?PROMPTLY),
+    ?assertEqual(<<"OverflowError">>, Refused),
+    ?assertEqual({ok, <<"ok">>}, bystander_result(By)),
+    ?assertEqual({ok, 1}, run(nap, [0, 1], ?PROMPTLY)),
+    ?assertMatch(#{os_pid := OsPid, restarts := 0}, pyport_ct:loop_stats(1)).
 
 %% Helpers of the BEAM decode boundary section.
 

@@ -67,6 +67,9 @@
 %% How long a stopping worker lets Python cancel its tasks and exit
 %% before it closes the port (EOF then ends the process anyway).
 -define(STOP_GRACE_MS, 2000).
+%% How many queued packets (cancels) go out in one write.
+-define(CANCEL_BATCH, 4096).
+
 %% How soon the worker retries cancels a busy port did not take.
 -define(BACKLOG_RETRY_MS, 20).
 
@@ -512,12 +515,19 @@ send_cancels(Refs, #state{backlog = Backlog, backlog_timer = Timer} = State) ->
         _ -> State#state{backlog = Queued}
     end.
 
+%% Writes the queued cancels in batches, each one port_command of many
+%% frames (the framing is ours, so frames can share a write): 10,000 dying
+%% callers cost a few writes, not 10,000.
 flush_backlog(Backlog, #state{port = Port} = State) ->
-    case queue:out(Backlog) of
-        {empty, _} ->
+    case queue:is_empty(Backlog) of
+        true ->
             State;
-        {{value, Packet}, Rest} ->
-            case send_packet(Port, Packet) of
+        false ->
+            {Batch, Rest} = case queue:len(Backlog) > ?CANCEL_BATCH of
+                                true -> queue:split(?CANCEL_BATCH, Backlog);
+                                false -> {Backlog, queue:new()}
+                            end,
+            case send_packet(Port, queue:to_list(Batch)) of
                 ok ->
                     flush_backlog(Rest, State);
                 busy ->

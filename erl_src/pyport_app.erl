@@ -20,12 +20,19 @@ start(_Type, _Args) ->
             %% not get a fresh budget each time.
             ok = pyport_atoms:init(NumLoops),
             case pyport_tmpdir:create() of
-                {ok, _} -> pyport_sup:start_link(NumLoops);
+                {ok, _} -> started(pyport_sup:start_link(NumLoops));
                 {error, Reason} -> {error, {private_directory, Reason}}
             end;
         {error, _} = Error ->
             Error
     end.
+
+%% stop/1 is not called when the start fails: clean up here then.
+started({ok, _} = Started) ->
+    Started;
+started(Failed) ->
+    ok = stop(undefined),
+    Failed.
 
 %% Runs once the supervision tree is gone (every port stopped).
 -spec stop(term()) -> ok.

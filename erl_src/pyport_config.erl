@@ -102,6 +102,7 @@ port_args(#{max_packet := MaxPacket, python_path := _} = Config) ->
                                    || V <- maps:get(Key, Config, [])])
              end,
     ["port", "--max-packet", integer_to_list(MaxPacket)]
+        ++ Value(max_output_packet, "--max-output-packet", fun integer_to_list/1)
         ++ Value(max_memory_mb, "--max-memory-mb", fun integer_to_list/1)
         ++ Repeat(python_path, "--path")
         ++ Value(venv, "--venv", fun to_list/1)

@@ -114,15 +114,7 @@ skip(Bin) ->
 scan(Rest, 0, New, _Left) ->
     {ok, Rest, New};
 scan(<<Tag, _/binary>> = Bin, N, New, Left) when Tag =:= 100; Tag =:= 115; Tag =:= 118; Tag =:= 119 ->
-    case atom_name(Bin) of
-        {ok, Name, Enc, Rest} ->
-            case note_atom(Name, Enc, New, Left) of
-                {ok, New1} -> scan(Rest, N - 1, New1, Left);
-                Over -> Over
-            end;
-        error ->
-            error
-    end;
+    atom_then(Bin, 0, N, New, Left);
 scan(<<97, _, Rest/binary>>, N, New, Left) -> scan(Rest, N - 1, New, Left);
 scan(<<98, _:32, Rest/binary>>, N, New, Left) -> scan(Rest, N - 1, New, Left);
 scan(<<70, _:64, Rest/binary>>, N, New, Left) -> scan(Rest, N - 1, New, Left);
@@ -140,11 +132,10 @@ scan(<<116, Arity:32, Rest/binary>>, N, New, Left) -> scan(Rest, N - 1 + 2 * Ari
 %% Pids, ports and references: a node name, then fixed-size fields.
 scan(<<Tag, Rest/binary>>, N, New, Left) when Tag =:= 88; Tag =:= 103; Tag =:= 101;
                                               Tag =:= 89; Tag =:= 102; Tag =:= 120 ->
-    Fixed = fixed_after_node(Tag),
-    node_then(Rest, Fixed, N, New, Left);
+    atom_then(Rest, fixed_after_node(Tag), N, New, Left);
 scan(<<Tag, Len:16, Rest/binary>>, N, New, Left) when Tag =:= 90; Tag =:= 114 ->
     Creation = case Tag of 90 -> 4; 114 -> 1 end,
-    node_then(Rest, Creation + 4 * Len, N, New, Left);
+    atom_then(Rest, Creation + 4 * Len, N, New, Left);
 %% Funs, atom cache references and anything else: the port's codec never
 %% produces them, so a frame holding one is not worth creating atoms for.
 scan(_, _, _, _) ->
@@ -157,7 +148,9 @@ fixed_after_node(89) -> 8;
 fixed_after_node(102) -> 5;
 fixed_after_node(120) -> 12.
 
-node_then(Bin, Fixed, N, New, Left) ->
+%% An atom (a term of its own, or the node name of a pid, port or
+%% reference) followed by Fixed bytes, then the rest of the terms.
+atom_then(Bin, Fixed, N, New, Left) ->
     case atom_name(Bin) of
         {ok, Name, Enc, <<_:Fixed/binary, Rest/binary>>} ->
             case note_atom(Name, Enc, New, Left) of

@@ -47,8 +47,13 @@ fn adopt(number: RawFd) -> Result<File, ChannelError> {
 #[pymethods]
 impl Channel {
     #[new]
-    #[pyo3(signature = (fd_in = 3, fd_out = 4, max_packet = 64 << 20))]
-    fn new(fd_in: RawFd, fd_out: RawFd, max_packet: usize) -> Result<Self, ChannelError> {
+    #[pyo3(signature = (fd_in = 3, fd_out = 4, max_packet = 64 << 20, max_output = None))]
+    fn new(
+        fd_in: RawFd,
+        fd_out: RawFd,
+        max_packet: usize,
+        max_output: Option<usize>,
+    ) -> Result<Self, ChannelError> {
         let input = adopt(fd_in)?;
         let output = adopt(fd_out)?;
         Ok(Channel {
@@ -57,7 +62,7 @@ impl Channel {
             input: Some(input),
             output: Some(output),
             reader: FrameReader::new(max_packet),
-            writer: FrameWriter::new(),
+            writer: max_output.map_or_else(FrameWriter::new, FrameWriter::with_max),
             eof: false,
         })
     }

@@ -12,6 +12,8 @@ use thiserror::Error;
 pub enum FrameError {
     #[error("payload of {0} bytes exceeds the 4 GiB frame limit")]
     TooLarge(usize),
+    #[error("message of {size} bytes is over the {max}-byte limit of the Erlang side (max_output_packet)")]
+    OverLimit { size: usize, max: usize },
 }
 
 /// Why bytes could not become a Python object, or a Python object bytes.
@@ -112,6 +114,11 @@ impl From<ChannelError> for PyErr {
             ChannelError::Io(io) => io.into(),
             // A payload `send` cannot frame is a value it cannot send, as
             // for any other unsendable term.
+            // Too big for the Erlang side: like an integer the BEAM cannot
+            // hold, an OverflowError for whoever sent it.
+            ChannelError::Frame(frame @ FrameError::OverLimit { .. }) => {
+                PyOverflowError::new_err(frame.to_string())
+            }
             ChannelError::Frame(frame) => PyTypeError::new_err(frame.to_string()),
             ChannelError::Codec(codec) => codec.into(),
             ChannelError::Python(original) => original,

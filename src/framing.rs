@@ -145,10 +145,20 @@ impl FrameReader {
 
 /// Queues outgoing frames and writes them in as few `write` calls as the
 /// pipe allows.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct FrameWriter {
     out: Vec<u8>,
     sent: usize,
+    /// The largest payload the reader accepts (the Erlang side's
+    /// `max_output_packet`): a larger one would cost the port, so it is
+    /// refused here, as an error for whoever sent it.
+    max: usize,
+}
+
+impl Default for FrameWriter {
+    fn default() -> Self {
+        Self::with_max(u32::MAX as usize)
+    }
 }
 
 /// A frame being built in place by [`FrameWriter::begin`].
@@ -158,6 +168,15 @@ pub struct Pending(usize);
 impl FrameWriter {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A writer that refuses payloads over `max` bytes (at most 4 GiB - 1).
+    pub fn with_max(max: usize) -> Self {
+        FrameWriter {
+            out: Vec::new(),
+            sent: 0,
+            max: max.min(u32::MAX as usize),
+        }
     }
 
     /// Starts a frame; the payload is appended to [`FrameWriter::buffer`].
@@ -172,19 +191,24 @@ impl FrameWriter {
         &mut self.out
     }
 
-    /// Closes a frame by writing its length; a payload over 4 GiB is dropped.
+    /// Closes a frame by writing its length; a payload over 4 GiB, or over
+    /// the reader's limit, is dropped.
     pub fn finish(&mut self, frame: Pending) -> Result<(), crate::error::FrameError> {
         let size = self.out.len() - frame.0 - HEADER;
-        match u32::try_from(size) {
-            Ok(len) => {
-                BigEndian::write_u32(&mut self.out[frame.0..frame.0 + HEADER], len);
-                Ok(())
-            }
-            Err(_) => {
-                self.abort(frame);
-                Err(crate::error::FrameError::TooLarge(size))
-            }
+        if size > self.max {
+            self.abort(frame);
+            return Err(if size > u32::MAX as usize {
+                crate::error::FrameError::TooLarge(size)
+            } else {
+                crate::error::FrameError::OverLimit {
+                    size,
+                    max: self.max,
+                }
+            });
         }
+        // At most u32::MAX: checked just above.
+        BigEndian::write_u32(&mut self.out[frame.0..frame.0 + HEADER], size as u32);
+        Ok(())
     }
 
     /// Forgets a frame that could not be completed.
@@ -337,6 +361,23 @@ mod tests {
         assert!(r.capacity() >= 2 << 20);
         r.extend(&big[2 << 20..]);
         assert_eq!(collect(&mut r).len(), 1);
+    }
+
+    #[test]
+    fn the_writer_refuses_a_payload_over_the_readers_limit_and_keeps_the_rest() {
+        let mut w = FrameWriter::with_max(8);
+        let ok = w.begin();
+        w.buffer().extend_from_slice(b"12345678");
+        w.finish(ok).unwrap();
+        let big = w.begin();
+        w.buffer().extend_from_slice(b"123456789");
+        assert!(matches!(
+            w.finish(big),
+            Err(crate::error::FrameError::OverLimit { size: 9, max: 8 })
+        ));
+        let mut sink = Vec::new();
+        assert_eq!(w.write_to(&mut sink).unwrap(), 0);
+        assert_eq!(sink, frame(b"12345678"));
     }
 
     #[test]

@@ -71,10 +71,12 @@ fn redirect_startup_output(opts: &mut Vec<String>) -> Result<(), String> {
         .cloned()
         .ok_or("--stderr-file needs a path")?;
     opts.drain(at..at + 2);
+    // A fresh file only, never through a symlink: the worker names a new
+    // path in its private directory, so anything already there was planted.
     let file = std::fs::OpenOptions::new()
         .write(true)
-        .create(true)
-        .truncate(true)
+        .create_new(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
         .mode(0o600)
         .open(&path)
         .map_err(|e| format!("cannot open --stderr-file {path}: {e}"))?;

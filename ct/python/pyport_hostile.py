@@ -329,6 +329,8 @@ def send_to(dest: Any, term: Any) -> str:
         erlang.send(target, term)
     except erlang.ProcessError as e:
         return f"ProcessError: {e}"
+    except OverflowError:
+        return "OverflowError"
     return "sent"
 
 

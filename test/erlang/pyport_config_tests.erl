@@ -30,6 +30,13 @@ port_args_with_memory_limit_test() ->
                                              max_memory_mb => 512,
                                              python_path => ["/p"]})).
 
+-spec port_args_tell_the_port_the_output_limit_test() -> term().
+port_args_tell_the_port_the_output_limit_test() ->
+    ?assertEqual(["port", "--max-packet", "100", "--max-output-packet", "4096"],
+                 pyport_config:port_args(#{max_packet => 100,
+                                             max_output_packet => 4096,
+                                             python_path => []})).
+
 -spec executable_is_in_priv_test() -> term().
 executable_is_in_priv_test() ->
     ?assertEqual("pyport", filename:basename(pyport_config:executable())),

@@ -36,6 +36,9 @@ def _parse_args(argv: Sequence[str]) -> argparse.Namespace:
                                      description="pyport in port mode (fds 3/4)")
     parser.add_argument("--max-packet", type=int, default=DEFAULT_MAX_PACKET,
                         metavar="BYTES", help="largest packet accepted (default 64 MiB)")
+    parser.add_argument("--max-output-packet", type=int, default=None, metavar="BYTES",
+                        help="largest packet Erlang accepts from the port; a larger "
+                             "message raises OverflowError for its sender (default: none)")
     parser.add_argument("--path", action="append", default=[], metavar="DIR",
                         help="prepend DIR to sys.path (repeatable, order kept)")
     parser.add_argument("--venv", metavar="DIR",
@@ -95,7 +98,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     loop = new_event_loop()
     asyncio.set_event_loop(loop)
     fd_in, fd_out = args.channel_fds
-    channel = _pyport.Channel(fd_in, fd_out, args.max_packet)
+    channel = _pyport.Channel(fd_in, fd_out, args.max_packet, args.max_output_packet)
     # The channel works on duplicates; a forked child closes the originals.
     server = PortServer(loop, channel, child_closes=(fd_in, fd_out))
     forwarder = OutputForwarder(loop, server.send) if args.capture_output else None

@@ -20,6 +20,10 @@
 %% max_atoms and max_output_packet of the decode-boundary cases.
 -define(ATOM_BUDGET, 1000).
 -define(SMALL_PACKET, 65536).
+%% The property case through a real port: how many arbitrary frames, and
+%% the loop's atom budget meanwhile.
+-define(ARBITRARY_FRAMES, 40).
+-define(ARBITRARY_MAX_ATOMS, 300).
 
 -spec all() -> [atom()].
 all() ->
@@ -56,7 +60,9 @@ all() ->
      env_option_sets_and_unsets,
      send_to_init_is_refused_when_restricted,
      send_to_caller_allowed_when_restricted,
-     result_over_output_limit_is_task_error].
+     result_over_output_limit_is_task_error,
+     arbitrary_output_never_hangs_callers,
+     stalled_forged_frame_is_unresponsive].
 
 -spec init_per_suite(ct_suite:ct_config()) -> ct_suite:ct_config().
 init_per_suite(Config) ->
@@ -111,6 +117,8 @@ case_env(Case) when Case =:= returned_atoms_beyond_budget_are_task_error;
     [{max_atoms, ?ATOM_BUDGET}];
 case_env(bad_output_frames_kill_port) -> [{max_output_packet, ?SMALL_PACKET}];
 case_env(result_over_output_limit_is_task_error) -> [{max_output_packet, ?SMALL_PACKET}];
+case_env(stalled_forged_frame_is_unresponsive) -> [{cancel_grace_ms, 500}];
+case_env(arbitrary_output_never_hangs_callers) -> [{max_atoms, ?ARBITRARY_MAX_ATOMS}];
 case_env(Case) when Case =:= send_to_init_is_refused_when_restricted;
                     Case =:= send_to_caller_allowed_when_restricted ->
     [{send_allow, #{names => [pyport_ct_allowed], pids => callers}}];
@@ -673,13 +681,16 @@ garbage_on_channel_kills_port_promptly(_) ->
     ?assertEqual({ok, 2}, run(nap, [0, 2], ?PROMPTLY)).
 
 -spec bad_output_frames_kill_port() -> [{doc, string()}].
-bad_output_frames_kill_port() -> [{doc, "A compressed frame, a frame announcing more than max_output_packet, and a malformed term each kill the port as bad_output; the caller is answered, the loop restarts each time."}].
+bad_output_frames_kill_port() -> [{doc, "A compressed frame, a frame announcing more than max_output_packet, a malformed term, and a plausible length followed by what is not a packet each kill the port as bad_output; the caller is answered, the loop restarts each time."}].
 -spec bad_output_frames_kill_port(ct_suite:ct_config()) -> term().
 bad_output_frames_kill_port(_) ->
     Compressed = term_to_binary(binary:copy(<<0>>, 10000), [compressed]),
     Frames = [frame(Compressed),
               <<(?SMALL_PACKET + 1):32, 0, 0, 0>>,
-              frame(<<131, 104, 3, 255, 255>>)],
+              frame(<<131, 104, 3, 255, 255>>),
+              %% A plausible length, then not a packet: refused at once,
+              %% before it swallows the frames behind it.
+              <<0, 0, 16, 0, "garbage!">>],
     lists:foreach(
       fun(Frame) ->
               #{os_pid := OsPid} = pyport_ct:loop_stats(1),
@@ -812,6 +823,86 @@ result_over_output_limit_is_task_error(_) ->
     ?assertEqual({ok, <<"ok">>}, bystander_result(By)),
     ?assertEqual({ok, 1}, run(nap, [0, 1], ?PROMPTLY)),
     ?assertMatch(#{os_pid := OsPid, restarts := 0}, pyport_ct:loop_stats(1)).
+
+-spec arbitrary_output_never_hangs_callers() -> [{doc, string()}].
+arbitrary_output_never_hangs_callers() -> [{doc, "Property through a real port: arbitrary output (random bytes, valid terms of every shape, compressed, atom-heavy, mutated, framed or not) written to the channel while a caller waits with an infinity timeout: every caller is answered (a result, or {python_exit, {killed, bad_output}} when the stream broke), the node creates at most the loop's max_atoms atoms, and its memory stays bounded."}].
+-spec arbitrary_output_never_hangs_callers(ct_suite:ct_config()) -> term().
+arbitrary_output_never_hangs_callers(_) ->
+    _ = rand:seed(exsss, {30, 11, 2026}),
+    Atoms0 = erlang:system_info(atom_count),
+    Mem0 = erlang:memory(total),
+    Sampler = spawn_link(fun() -> sample_memory(Mem0) end),
+    Outcomes = [forge_one(I) || I <- lists:seq(1, ?ARBITRARY_FRAMES)],
+    Sampler ! {peak, self()},
+    Growth = receive {peak, P} -> P after ?PROMPTLY -> ct:fail(no_peak) end,
+    Created = erlang:system_info(atom_count) - Atoms0,
+    ct:log("outcomes ~p~natoms created ~b, memory peak growth ~b KiB",
+           [count(Outcomes), Created, Growth div 1024]),
+    %% A few atoms come from the test harness itself (logging, CT).
+    ?assert(Created =< ?ARBITRARY_MAX_ATOMS + 100, Created),
+    ?assert(Growth < 200 bsl 20, Growth),
+    ?assertEqual({ok, 4.0}, py_event_loop:run({pyport_loop, 1}, math, sqrt, [16.0], #{})).
+
+-spec stalled_forged_frame_is_unresponsive() -> [{doc, string()}].
+stalled_forged_frame_is_unresponsive() -> [{doc, "A forged frame header that announces 100 MB and never delivers them swallows the port's real output while the port keeps writing; bytes that only grow that frame are not progress, so once a caller's cancel is overdue the port is killed as unresponsive and every waiting caller, even one with an infinity timeout, is answered."}].
+-spec stalled_forged_frame_is_unresponsive(ct_suite:ct_config()) -> term().
+stalled_forged_frame_is_unresponsive(_) ->
+    #{os_pid := OsPid} = pyport_ct:loop_stats(1),
+    Self = self(),
+    Waiter = spawn_link(fun() ->
+                                Ref = py_event_loop:create_task({pyport_loop, 1}, ?X, nap,
+                                                                [30, never], #{}),
+                                Self ! {waited, self(), py_event_loop:await(Ref, infinity)}
+                        end),
+    ok = pyport_ct:wait_until(
+           fun() -> maps:get(pending, pyport_ct:loop_stats(1)) >= 1 end, ?PROMPTLY),
+    %% The port keeps writing (output lines) into the swallowed stream.
+    ok = py_event_loop:spawn_task({pyport_loop, 1}, ?X, chatter, [30, 0.02], #{}),
+    ?assertEqual({error, timeout}, run(forge_raw, [<<(100 bsl 20):32, 131, 104>>], 500)),
+    Unresponsive = {error, {python_exit, {killed, unresponsive}}},
+    receive
+        {waited, Waiter, Got} -> ?assertEqual(Unresponsive, Got)
+    after ?PROMPTLY ->
+        ct:fail(waiter_hung)
+    end,
+    _ = pyport_ct:await_restart(1, OsPid),
+    ?assertEqual({ok, 1}, run(nap, [0, 1], ?PROMPTLY)).
+
+%% One arbitrary payload, framed or (one in five) written as it is, while
+%% another caller waits on the same loop with no timeout of its own.
+-spec forge_one(pos_integer()) -> accepted | killed.
+forge_one(I) ->
+    Payload = pyport_frame_gen:frame(I),
+    Wire = case I rem 5 of
+               0 -> Payload;
+               _ -> <<(byte_size(Payload)):32, Payload/binary>>
+           end,
+    #{os_pid := OsPid} = pyport_ct:loop_stats(1),
+    Self = self(),
+    Waiter = spawn_link(fun() ->
+                                Ref = py_event_loop:create_task({pyport_loop, 1}, ?X, nap,
+                                                                [0.05, waited], #{}),
+                                Self ! {waited, self(), py_event_loop:await(Ref, infinity)}
+                        end),
+    Forged = run(forge_raw, [Wire], ?PROMPTLY),
+    Waited = receive {waited, Waiter, R} -> R after ?PROMPTLY -> ct:fail({hung, I, Wire}) end,
+    Killed = {error, {python_exit, {killed, bad_output}}},
+    case {Forged, Waited} of
+        {{ok, N}, {ok, <<"waited">>}} when is_integer(N) ->
+            accepted;
+        {Killed, W} when W =:= Killed; W =:= {ok, <<"waited">>} ->
+            _ = pyport_ct:await_restart(1, OsPid),
+            %% Keep the kills under the loop supervisor's intensity
+            %% (10 restarts in 5 s).
+            timer:sleep(600),
+            killed;
+        Other ->
+            ct:fail({unexpected, I, Wire, Other})
+    end.
+
+-spec count([atom()]) -> #{atom() => pos_integer()}.
+count(Outcomes) ->
+    lists:foldl(fun(O, M) -> maps:update_with(O, fun(N) -> N + 1 end, 1, M) end, #{}, Outcomes).
 
 %% Helpers of the BEAM decode boundary section.
 

@@ -119,12 +119,18 @@ handle_cast(_Msg, State) ->
 
 -spec handle_info(term(), #state{})
     -> {noreply, #state{}} | {stop, {python_exit, term()}, #state{}}.
-handle_info({Port, {data, Bin}}, #state{port = Port, framer = Framer} = State0) ->
-    %% Any output is progress (see pyport_overdue), even a partial frame.
-    State = State0#state{last_output = erlang:monotonic_time(millisecond)},
+handle_info({Port, {data, Bin}}, #state{port = Port, framer = Framer} = State) ->
     case pyport_framer:feed(Bin, Framer) of
-        {ok, Frames, Framer1} -> frames(Frames, State#state{framer = Framer1});
-        {error, Reason} -> bad_output(Reason, State)
+        {ok, [], Framer1} ->
+            {noreply, State#state{framer = Framer1}};
+        {ok, Frames, Framer1} ->
+            %% Progress (see pyport_overdue) is a whole packet: bytes that
+            %% only grow a frame that never ends (a forged length, a
+            %% stalled stream) do not keep a stuck port alive.
+            frames(Frames, State#state{framer = Framer1,
+                                       last_output = erlang:monotonic_time(millisecond)});
+        {error, Reason} ->
+            bad_output(Reason, State)
     end;
 handle_info({Port, {exit_status, Status}}, #state{port = Port} = State) ->
     port_exited(Status, State);

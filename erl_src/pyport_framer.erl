@@ -6,7 +6,11 @@
 %% and waits for that many bytes, so four bytes of garbage (say "hell",
 %% a 1.7 GB length) leave the worker waiting for ever without seeing a
 %% thing. Here a length over the packet limit is refused the moment its
-%% four bytes arrive, and the worker can declare the stream broken.
+%% four bytes arrive, and the worker can declare the stream broken. So is
+%% a frame that does not start as every packet of the port does (the
+%% version byte 131, then a small tuple), checked as soon as those bytes
+%% are in: garbage with a plausible length is caught at once too, rather
+%% than after it has swallowed the real frames behind it.
 %%
 %% Frames are sub-binaries of what the port delivered (no copy); only a
 %% frame split over several reads is joined, once, when it is complete.
@@ -27,8 +31,13 @@
     need = undefined :: pos_integer() | undefined
 }).
 
+%% Bytes a frame must have for its start to be checked: the length, the
+%% version byte and the small-tuple tag.
+-define(START, 6).
+
 -opaque framer() :: #framer{}.
--type error() :: {frame_too_large, non_neg_integer(), pos_integer()}.
+-type error() :: {frame_too_large, non_neg_integer(), pos_integer()}
+               | {not_a_packet, binary()}.
 -export_type([framer/0, error/0]).
 
 %% API.
@@ -49,7 +58,7 @@ feed(Bin, #framer{chunks = Chunks, size = Size, need = Need, max = Max} = F0) ->
     case Need of
         undefined when Total < 4 ->
             {ok, [], F};
-        Need when is_integer(Need), Total < Need ->
+        Need when is_integer(Need), Total < Need, Size >= ?START ->
             {ok, [], F};
         _ ->
             %% The prefix (if it was unknown) or the frame is complete:
@@ -67,6 +76,10 @@ buffered(#framer{size = Size}) ->
 
 split(<<Len:32, _/binary>>, Max, _F, _Acc) when Len > Max ->
     {error, {frame_too_large, Len, Max}};
+split(<<Len:32, _/binary>>, _Max, _F, _Acc) when Len < ?START - 4 ->
+    {error, {not_a_packet, <<Len:32>>}};
+split(<<_:32, Start:2/binary, _/binary>>, _Max, _F, _Acc) when Start =/= <<131, 104>> ->
+    {error, {not_a_packet, Start}};
 split(<<Len:32, Payload:Len/binary, Rest/binary>>, Max, F, Acc) ->
     split(Rest, Max, F, [Payload | Acc]);
 split(<<>>, _Max, F, Acc) ->

@@ -336,3 +336,18 @@ def send_to(dest: Any, term: Any) -> str:
 
 def whereis(name: str) -> Any:
     return erlang.whereis(name)
+
+
+# -- a port that keeps talking ----------------------------------------------------------
+
+
+async def chatter(seconds: float, every: float) -> int:
+    """Write a line to stdout every ``every`` seconds for ``seconds``: the
+    port keeps sending output packets meanwhile."""
+    n = 0
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        os.write(1, b"pyport-ct chatter %d\n" % n)
+        n += 1
+        await asyncio.sleep(every)
+    return n

@@ -12,18 +12,9 @@
 
 -define(MAX, 1 bsl 20).
 
-%% A name no test run has made an atom of yet.
-fresh(Tag) ->
-    iolist_to_binary(io_lib:format("pyport_term_~s_~p_~p",
-                                   [Tag, erlang:unique_integer([positive]), rand:uniform(1 bsl 40)])).
+-import(pyport_frame_gen, [fresh/1, atom_ext/1, tuple_ext/1]).
 
-%% The external encoding of an atom that does not exist (term_to_binary
-%% cannot make one without creating it).
-atom_ext(Name) -> <<119, (byte_size(Name)), Name/binary>>.
-
-tuple_ext(Elements) -> [<<104, (length(Elements))>> | Elements].
-
-frame(Body) -> iolist_to_binary([131, Body]).
+frame(Body) -> pyport_frame_gen:etf(Body).
 
 exists(Name) ->
     try binary_to_existing_atom(Name, utf8) of _ -> true
@@ -37,14 +28,14 @@ plain_terms_decode_test() ->
 
 -spec new_atoms_within_budget_are_created_test() -> term().
 new_atoms_within_budget_are_created_test() ->
-    A = fresh(a), B = fresh(b),
+    A = fresh("a"), B = fresh("b"),
     Bin = frame(tuple_ext([atom_ext(A), atom_ext(B), atom_ext(A)])),
     Result = pyport_term:decode(Bin, ?MAX, 2),
     ?assertEqual({ok, {binary_to_atom(A), binary_to_atom(B), binary_to_atom(A)}, 2}, Result).
 
 -spec atoms_over_budget_are_refused_and_not_created_test() -> term().
 atoms_over_budget_are_refused_and_not_created_test() ->
-    Names = [fresh(n) || _ <- lists:seq(1, 5)],
+    Names = [fresh("n") || _ <- lists:seq(1, 5)],
     Bin = frame(tuple_ext([atom_ext(N) || N <- Names])),
     ?assertMatch({error, {atom_limit, 4, 3}}, pyport_term:decode(Bin, ?MAX, 3)),
     ?assertEqual([], [N || N <- Names, exists(N)]).
@@ -56,7 +47,7 @@ zero_budget_still_decodes_existing_atoms_test() ->
 
 -spec node_names_of_pids_count_as_atoms_test() -> term().
 node_names_of_pids_count_as_atoms_test() ->
-    Node = fresh(node),
+    Node = fresh("node"),
     %% NEW_PID_EXT with a node name that does not exist.
     Pid = [88, atom_ext(<<Node/binary, "@host">>), <<1:32, 0:32, 0:32>>],
     Bin = frame(Pid),
@@ -79,7 +70,7 @@ oversized_frames_are_refused_test() ->
 trailing_bytes_are_malformed_test() ->
     Bin = term_to_binary({result, 1}),
     ?assertEqual({error, malformed}, pyport_term:decode(<<Bin/binary, 0>>, ?MAX, 0)),
-    New = frame(atom_ext(fresh(t))),
+    New = frame(atom_ext(fresh("t"))),
     ?assertEqual({error, malformed}, pyport_term:decode(<<New/binary, 0>>, ?MAX, 5)).
 
 -spec garbage_is_malformed_test() -> term().
@@ -97,7 +88,7 @@ overlong_atom_names_are_malformed_test() ->
 -spec deep_nesting_costs_no_stack_test() -> term().
 deep_nesting_costs_no_stack_test() ->
     Depth = 200000,
-    Name = fresh(deep),
+    Name = fresh("deep"),
     Bin = frame([lists:duplicate(Depth, <<104, 1>>), atom_ext(Name)]),
     {ok, _, 1} = pyport_term:decode(Bin, 1 bsl 24, 1),
     ?assert(exists(Name)).
@@ -105,7 +96,7 @@ deep_nesting_costs_no_stack_test() ->
 -spec result_id_of_a_refused_result_test() -> term().
 result_id_of_a_refused_result_test() ->
     Ref = make_ref(),
-    Names = [fresh(r) || _ <- lists:seq(1, 3)],
+    Names = [fresh("r") || _ <- lists:seq(1, 3)],
     %% {result, Ref, {ok, [NewAtom...]}} built by hand.
     <<131, RefBody/binary>> = term_to_binary(Ref),
     Frame = frame(tuple_ext([atom_ext(<<"result">>), RefBody,
@@ -129,7 +120,7 @@ arbitrary_frames_are_bounded() ->
 
 one_case(I) ->
     Budget = rand:uniform(20) - 1,
-    Frame = gen_frame(I),
+    Frame = pyport_frame_gen:frame(I),
     Before = erlang:system_info(atom_count),
     Result = pyport_term:decode(Frame, 1 bsl 16, Budget),
     Created = erlang:system_info(atom_count) - Before,
@@ -156,49 +147,4 @@ check_reason(Reason) ->
         malformed -> ok;
         {too_large, Size, Max} when is_integer(Size), is_integer(Max) -> ok;
         {atom_limit, N, Left} when is_integer(N), is_integer(Left) -> ok
-    end.
-
-gen_frame(I) ->
-    case I rem 6 of
-        0 -> crypto_bytes(rand:uniform(64));
-        1 -> <<131, (crypto_bytes(rand:uniform(64)))/binary>>;
-        2 -> term_to_binary(gen_term(3));
-        3 -> term_to_binary(gen_term(3), [compressed]);
-        4 -> frame(gen_atom_heavy(rand:uniform(40)));
-        5 -> mutate(frame(gen_atom_heavy(rand:uniform(10))))
-    end.
-
-crypto_bytes(N) -> << <<(rand:uniform(256) - 1)>> || _ <- lists:seq(1, N) >>.
-
-gen_term(0) -> gen_leaf();
-gen_term(D) ->
-    case rand:uniform(5) of
-        1 -> list_to_tuple([gen_term(D - 1) || _ <- lists:seq(1, rand:uniform(4) - 1)]);
-        2 -> [gen_term(D - 1) || _ <- lists:seq(1, rand:uniform(4) - 1)];
-        3 -> maps:from_list([{gen_leaf(), gen_term(D - 1)} || _ <- lists:seq(1, rand:uniform(3))]);
-        _ -> gen_leaf()
-    end.
-
-gen_leaf() ->
-    case rand:uniform(8) of
-        1 -> rand:uniform(1 bsl 70) - (1 bsl 69);
-        2 -> rand:uniform() * 1.0e10;
-        3 -> crypto_bytes(rand:uniform(10));
-        4 -> lists:nth(rand:uniform(3), [ok, error, undefined]);
-        5 -> self();
-        6 -> make_ref();
-        7 -> rand:uniform(255);
-        8 -> <<1:3>>
-    end.
-
-gen_atom_heavy(N) ->
-    tuple_ext([atom_ext(fresh(h)) || _ <- lists:seq(1, min(N, 255))]).
-
-mutate(Bin) ->
-    Pos = rand:uniform(byte_size(Bin)) - 1,
-    <<Head:Pos/binary, _, Tail/binary>> = Bin,
-    case rand:uniform(3) of
-        1 -> <<Head/binary, (rand:uniform(256) - 1), Tail/binary>>;
-        2 -> Head;
-        3 -> <<Head/binary, Tail/binary>>
     end.

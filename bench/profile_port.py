@@ -57,7 +57,8 @@ def main() -> int:
                     break
                 buf = buf[4 + size:]
                 replies[0] += 1
-        loop.call_soon_threadsafe(loop.stop)
+        # The port's loop is stopped by its server, not by a bare loop.stop().
+        loop.call_soon_threadsafe(server.stop)
 
     reader = threading.Thread(target=drain)
     reader.start()

@@ -67,6 +67,11 @@
 %% How long a stopping worker lets Python cancel its tasks and exit
 %% before it closes the port (EOF then ends the process anyway).
 -define(STOP_GRACE_MS, 2000).
+%% The port's busy state: over BUSY_HIGH bytes queued for Python it is
+%% busy (callers back off, see py_event_task:write/3), under BUSY_LOW not.
+-define(BUSY_LOW, 256 * 1024).
+-define(BUSY_HIGH, 1024 * 1024).
+
 %% How many queued packets (cancels) go out in one write.
 -define(CANCEL_BATCH, 4096).
 
@@ -208,7 +213,12 @@ start_port(Index, #{start_timeout := StartTimeout, max_output_packet := MaxOutpu
     Exe = pyport_config:executable(),
     %% Stream mode: the worker frames the output itself (pyport_framer),
     %% so that garbage cannot make the runtime wait for a huge packet.
+    %% The port counts as busy only once a real backlog builds up (Python
+    %% not reading): callers write with nosuspend and back off while it is
+    %% busy, so the runtime's default limits (a few KiB) would make them
+    %% back off in every burst of tasks.
     Options = [stream, binary, nouse_stdio, exit_status,
+               {busy_limits_port, {?BUSY_LOW, ?BUSY_HIGH}},
                {args, pyport_config:port_args(Config#{stderr_file => StderrFile})}]
         ++ [{env, Env} || Env =/= []],
     try open_port({spawn_executable, Exe}, Options) of

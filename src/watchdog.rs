@@ -19,6 +19,7 @@
 
 use pyo3::prelude::*;
 use std::os::raw::{c_int, c_void};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -40,6 +41,22 @@ const RETRY: Duration = Duration::from_millis(10);
 struct Arms {
     next_token: u64,
     stack: Vec<Arm>,
+    /// When the watching thread wakes up by itself: `None` while it waits
+    /// for a wake-up call. Arming tells it only about a deadline it would
+    /// otherwise miss, so a stream of tasks with long deadlines costs no
+    /// thread wake-up per task.
+    wakes_at: Option<Instant>,
+}
+
+impl Arms {
+    /// Whether the watching thread must be woken to honour `deadline`.
+    fn needs_wake(&self, deadline: Option<Instant>) -> bool {
+        match (deadline, self.wakes_at) {
+            (None, _) => false,
+            (Some(_), None) => true,
+            (Some(d), Some(at)) => d < at,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -57,6 +74,9 @@ pub struct Watchdog {
     arms: Mutex<Arms>,
     wake: Condvar,
     fire: fn(u64) -> bool,
+    /// How often the watching thread woke up (tests: arming must not wake
+    /// it for every task).
+    wakeups: AtomicU64,
 }
 
 impl Watchdog {
@@ -67,6 +87,7 @@ impl Watchdog {
             arms: Mutex::new(Arms::default()),
             wake: Condvar::new(),
             fire,
+            wakeups: AtomicU64::new(0),
         });
         let watched = Arc::clone(&dog);
         std::thread::Builder::new()
@@ -104,8 +125,13 @@ impl Watchdog {
             deadline,
             fired: false,
         });
+        // A suspension needs no wake-up: when the thread wakes it finds
+        // the suspension innermost and waits again.
+        let wake = arms.needs_wake(deadline);
         drop(arms);
-        self.wake.notify_one();
+        if wake {
+            self.wake.notify_one();
+        }
         token
     }
 
@@ -115,10 +141,14 @@ impl Watchdog {
         if let Some(at) = arms.stack.iter().position(|a| a.token == token) {
             arms.stack.truncate(at);
         }
-        let outer_left = !arms.stack.is_empty();
+        // The outer arm is innermost again: its deadline may be due
+        // before the thread would wake up.
+        let wake = arms
+            .stack
+            .last()
+            .is_some_and(|outer| !outer.fired && arms.needs_wake(outer.deadline));
         drop(arms);
-        if outer_left {
-            // The outer arm is innermost again: its deadline may be due.
+        if wake {
             self.wake.notify_one();
         }
     }
@@ -131,13 +161,16 @@ impl Watchdog {
     fn watch(&self) {
         let mut arms = self.lock();
         loop {
+            self.wakeups.fetch_add(1, Ordering::Relaxed);
             let due = arms.stack.last().filter(|a| !a.fired).copied();
             let Some((arm, deadline)) = due.and_then(|a| Some((a, a.deadline?))) else {
+                arms.wakes_at = None;
                 arms = self.wake.wait(arms).unwrap_or_else(|p| p.into_inner());
                 continue;
             };
             let now = Instant::now();
             if now < deadline {
+                arms.wakes_at = Some(deadline);
                 arms = self
                     .wake
                     .wait_timeout(arms, deadline - now)
@@ -153,6 +186,7 @@ impl Watchdog {
             arms = self.lock();
             if !placed {
                 mark(&mut arms, arm.token, false);
+                arms.wakes_at = Instant::now().checked_add(RETRY);
                 arms = self
                     .wake
                     .wait_timeout(arms, RETRY)
@@ -263,7 +297,7 @@ pub fn disarm_deadline(token: u64) -> PyResult<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::atomic::AtomicBool;
     use std::sync::Mutex as StdMutex;
 
     static FIRED: StdMutex<Vec<u64>> = StdMutex::new(Vec::new());
@@ -338,5 +372,23 @@ mod tests {
         assert!(wait_for(|| fired() == vec![t, outer, held, t2]));
         dog.disarm(t2);
         assert_eq!(dog.current(), 0);
+
+        // A stream of tasks with long deadlines wakes the thread once, for
+        // the first; later, later deadlines need no wake-up call.
+        std::thread::sleep(Duration::from_millis(30));
+        let before = dog.wakeups.load(Ordering::Relaxed);
+        for _ in 0..1000 {
+            let t = dog.arm(Duration::from_secs(3600));
+            dog.disarm(t);
+        }
+        std::thread::sleep(Duration::from_millis(30));
+        let woken = dog.wakeups.load(Ordering::Relaxed) - before;
+        assert!(woken <= 2, "woken {woken} times for 1000 arms");
+        // An earlier deadline than the one it waits for still wakes it.
+        let long = dog.arm(Duration::from_secs(3600));
+        let short = dog.arm(Duration::from_millis(10));
+        assert!(wait_for(|| fired().last() == Some(&short)));
+        dog.disarm(short);
+        dog.disarm(long);
     }
 }

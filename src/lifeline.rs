@@ -1,8 +1,9 @@
 //! The port never outlives its owner (DESIGN.md, "Lifetime").
 //!
-//! The main thread notices EOF on fd 3 and shuts down cleanly. These are
-//! the backstops for when it cannot: Python stuck in a C call holding the
-//! GIL, or the whole BEAM killed.
+//! The main thread notices EOF on the packet input (fd 3, moved to another
+//! descriptor at start-up) and shuts down cleanly. These are the backstops
+//! for when it cannot: Python stuck in a C call holding the GIL, or the
+//! whole BEAM killed.
 
 use rustix::event::{poll, PollFd, PollFlags};
 use rustix::fd::{BorrowedFd, RawFd};
@@ -17,7 +18,7 @@ use std::time::{Duration, Instant};
 static EOF_SEEN: AtomicBool = AtomicBool::new(false);
 
 /// How long the main thread has to read the hang-up before the watcher
-/// takes it for stuck. A loop that is running reads fd 3 within one
+/// takes it for stuck. A loop that is running reads its input within one
 /// iteration.
 const NOTICE_WINDOW: Duration = Duration::from_millis(100);
 
@@ -55,7 +56,7 @@ pub fn arm() {
 
 /// The parent-death signal: the highest real-time signal, which neither
 /// Python nor the usual libraries handle (a program that installs its own
-/// handler for it gives up this backstop, not the fd 3 watcher).
+/// handler for it gives up this backstop, not the input watcher).
 fn parent_death_signal() -> libc::c_int {
     libc::SIGRTMAX()
 }
@@ -101,8 +102,9 @@ pub fn watch(fd: RawFd, grace: Duration) {
     let spawned = std::thread::Builder::new()
         .name("pyport-lifeline".into())
         .spawn(move || {
-            // SAFETY: fd 3 stays open for the life of the process: the
-            // channel works on a duplicate and nothing closes the original.
+            // SAFETY: the watched descriptor (the packet input as `main`
+            // moved it) stays open for the life of the process: the channel
+            // works on a duplicate and nothing closes this one.
             let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
             loop {
                 // No requested events: poll returns only on hang-up or error.

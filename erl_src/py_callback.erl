@@ -102,14 +102,15 @@ registered() ->
 start_link() ->
     gen_server:start_link({local, ?MODULE}, ?MODULE, [], []).
 
-%% The policy of a loop whose pending tasks are in Pending.
+%% The policy of a loop whose pending tasks are indexed by caller in
+%% ByCaller (an ordered_set of {{Caller, Ref}}).
 -spec send_policy(send_allow(), ets:tid()) -> send_policy().
-send_policy(any, _Pending) ->
+send_policy(any, _ByCaller) ->
     any;
-send_policy(Allow, Pending) when is_map(Allow) ->
+send_policy(Allow, ByCaller) when is_map(Allow) ->
     {only, maps:get(names, Allow, []),
      case maps:get(pids, Allow, callers) of
-         callers -> Pending;
+         callers -> ByCaller;
          none -> none
      end}.
 
@@ -238,10 +239,11 @@ allowed(Name, {only, Names, _}) when is_atom(Name) ->
     lists:member(Name, Names);
 allowed({Name, Node}, Policy) when is_atom(Name), Node =:= node() ->
     allowed(Name, Policy);
-allowed(Pid, {only, Names, Pending}) when is_pid(Pid), node(Pid) =:= node() ->
+allowed(Pid, {only, Names, ByCaller}) when is_pid(Pid), node(Pid) =:= node() ->
     lists:any(fun(Name) -> whereis(Name) =:= Pid end, Names)
-        orelse (Pending =/= none andalso
-                ets:select_count(Pending, [{{'_', Pid}, [], [true]}]) > 0);
+        %% A key prefix of the ordered_set: no scan of the loop's tasks.
+        orelse (ByCaller =/= none andalso
+                ets:select(ByCaller, [{{{Pid, '_'}}, [], [true]}], 1) =/= '$end_of_table');
 allowed(_, _) ->
     false.
 

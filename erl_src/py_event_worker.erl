@@ -389,9 +389,9 @@ handle_packet(Other, #state{index = Index}) ->
     %% bad_packet, unknown_message, or one the port should not send now.
     pyport_log:protocol_fault(Other, Index).
 
-serve(Request, #state{port = Port, max_packet = Max, pending = Pending,
+serve(Request, #state{port = Port, max_packet = Max, by_caller = ByCaller,
                       send_allow = Allow}) ->
-    py_callback:serve(Request, Port, Max, py_callback:send_policy(Allow, Pending)).
+    py_callback:serve(Request, Port, Max, py_callback:send_policy(Allow, ByCaller)).
 
 %% Handles the frames of one read in order; a frame that breaks the
 %% stream ends the port there.

@@ -1,18 +1,17 @@
-%% Owns one pyport OS process (one Python interpreter, one asyncio loop):
-%% its start (the handshake and the start-up stderr file), its life and
-%% its end.
+%% Owns one pyport OS process (one Python interpreter, one asyncio loop)
+%% from the moment it is ready (pyport_port opens it and waits for the
+%% handshake) to its end.
 %%
 %% Callers write task packets to the port themselves (see py_event_task);
 %% this process splits the port's output into frames (pyport_framer),
 %% decodes them as untrusted input (pyport_wire, within the loop's atom
-%% budget kept by pyport_atoms), routes each
-%% result to the caller's reply alias, hands log records and output lines
-%% to pyport_log and Python's `erlang.call`, `erlang.send` and
-%% `erlang.whereis` to py_callback, cancels the tasks of callers that die
-%% (and has the port killed when Python does not answer, see
-%% pyport_overdue), and, when the port exits, fails every
-%% pending task at once and stops so that its supervisor starts a fresh
-%% port. Output it cannot make sense of (a frame over max_output_packet, a
+%% budget kept by pyport_atoms), routes each result to the caller's reply
+%% alias, hands log records and output lines to pyport_log and Python's
+%% `erlang.call`, `erlang.send` and `erlang.whereis` to py_callback,
+%% cancels the tasks of callers that die (and has the port killed when
+%% Python does not answer, see pyport_overdue), and, when the port exits,
+%% fails every pending task at once and stops so that its supervisor
+%% starts a fresh port. Output it cannot make sense of (a frame over max_output_packet, a
 %% compressed or malformed term) means the port is compromised: it is
 %% closed and handled like an exit, `{killed, bad_output}`.
 -module(py_event_worker).
@@ -67,11 +66,6 @@
 %% How long a stopping worker lets Python cancel its tasks and exit
 %% before it closes the port (EOF then ends the process anyway).
 -define(STOP_GRACE_MS, 2000).
-%% The port's busy state: over BUSY_HIGH bytes queued for Python it is
-%% busy (callers back off, see py_event_task:write/3), under BUSY_LOW not.
--define(BUSY_LOW, 256 * 1024).
--define(BUSY_HIGH, 1024 * 1024).
-
 %% How many queued packets (cancels) go out in one write.
 -define(CANCEL_BATCH, 4096).
 
@@ -190,7 +184,7 @@ terminate(_Reason, #state{port = Port} = State) ->
     case send_packet(Port, pyport_wire:stop()) of
         ok -> drain(State, erlang:monotonic_time(millisecond) + ?STOP_GRACE_MS);
         %% Python is not reading: a `stop` would never be read either.
-        busy -> close(Port);
+        busy -> pyport_port:close(Port);
         closed -> ok
     end.
 
@@ -199,135 +193,15 @@ terminate(_Reason, #state{port = Port} = State) ->
 -spec start_port(pos_integer(), pyport_config:config())
     -> {ok, #state{}, {continue, {frames, [binary()]}}} | {stop, term()}.
 start_port(Index, Config) ->
-    %% Until Python captures its fds 1 and 2, what the port writes there
-    %% (a fatal error while Python initialises, say) goes to this file,
-    %% so that a failed start can say why. It lives in the node's private
-    %% directory (pyport_tmpdir), never at a predictable path.
-    case pyport_tmpdir:file(Index) of
-        {ok, StderrFile} -> start_port(Index, Config, StderrFile);
-        {error, Reason} -> {stop, {port_start_failed, {stderr_file, Reason}}}
-    end.
-
-start_port(Index, #{start_timeout := StartTimeout, max_output_packet := MaxOutput,
-                    env := Env} = Config, StderrFile) ->
-    Exe = pyport_config:executable(),
-    %% Stream mode: the worker frames the output itself (pyport_framer),
-    %% so that garbage cannot make the runtime wait for a huge packet.
-    %% The port counts as busy only once a real backlog builds up (Python
-    %% not reading): callers write with nosuspend and back off while it is
-    %% busy, so the runtime's default limits (a few KiB) would make them
-    %% back off in every burst of tasks.
-    Options = [stream, binary, nouse_stdio, exit_status,
-               {busy_limits_port, {?BUSY_LOW, ?BUSY_HIGH}},
-               {args, pyport_config:port_args(Config#{stderr_file => StderrFile})}]
-        ++ [{env, Env} || Env =/= []],
-    try open_port({spawn_executable, Exe}, Options) of
-        Port ->
-            Framer = pyport_framer:new(MaxOutput),
-            case await_ready(Port, Index, Config, deadline(StartTimeout), Framer, []) of
-                {ok, Info, Framer1, Frames} ->
-                    startup_output(StderrFile, Index, Config),
-                    %% (A port that died meanwhile is noticed by its
-                    %% exit status, like any crash.)
-                    _ = send_packet(Port, pyport_wire:setup(self(), Index)),
-                    {ok, State} = registered(Index, Port, Info, Framer1, Config),
-                    {ok, State, {continue, {frames, Frames}}};
-                {error, Reason0} ->
-                    close(Port),
-                    Reason = with_stderr(Reason0, StderrFile),
-                    logger:error("pyport loop ~b: the port failed to start: ~tp",
-                                 [Index, Reason], #{pyport_loop => Index}),
-                    {stop, {port_start_failed, Reason}}
-            end
-    catch
-        error:Reason ->
-            _ = file:delete(StderrFile),
-            {stop, {port_start_failed, {open_port, Reason, Exe}}}
-    end.
-
-%% The port exited before it was ready: what it wrote says why (the last
-%% 8 KiB of it).
-with_stderr({exit_status, Status}, File) ->
-    {exit_status, Status, read_tail(File, 8192)};
-with_stderr(Reason, File) ->
-    _ = file:delete(File),
-    Reason.
-
-read_tail(File, Max) ->
-    Text = case file:read_file(File) of
-               {ok, Bin} when byte_size(Bin) > Max ->
-                   binary:part(Bin, byte_size(Bin) - Max, Max);
-               {ok, Bin} ->
-                   Bin;
-               {error, _} ->
-                   <<>>
-           end,
-    _ = file:delete(File),
-    Text.
-
-%% Anything written before Python's capture took over (warnings while
-%% importing, say) is logged like later stderr lines.
-startup_output(File, Index, #{output := Mode}) ->
-    Text = read_tail(File, 65536),
-    lists:foreach(fun(Line) -> pyport_log:output(stderr, Line, Index, Mode) end,
-                  [L || L <- binary:split(Text, <<"\n">>, [global]), L =/= <<>>]).
-
-deadline(infinity) -> infinity;
-deadline(Ms) -> erlang:monotonic_time(millisecond) + Ms.
-
-remaining(infinity) -> infinity;
-remaining(Deadline) ->
-    max(0, Deadline - erlang:monotonic_time(millisecond)).
-
-%% Frames holds what the last read completed and is not handled yet;
-%% those after `ready` are returned, for the running worker.
-await_ready(Port, Index, #{max_output_packet := MaxOutput, max_atoms := MaxAtoms} = Config,
-            Deadline, Framer, [Frame | Frames]) ->
-    Decoded = pyport_wire:decode(Frame, MaxOutput, pyport_atoms:left(Index, MaxAtoms)),
-    case Decoded of
-        {ok, Packet, Created} ->
-            ok = pyport_atoms:add(Index, Created),
-            case Packet of
-                {ready, Info} ->
-                    {ok, Info, Framer, Frames};
-                {protocol_mismatch, Info} ->
-                    {error, {protocol_mismatch, Info}};
-                {start_failed, Reason} ->
-                    %% Python started but refused to serve: a bad
-                    %% python_path entry or venv, a preload that failed.
-                    {error, Reason};
-                {log, Level, Logger, Message} ->
-                    %% Start-up diagnostics are worth keeping.
-                    pyport_log:record(Level, Logger, Message, Index),
-                    await_ready(Port, Index, Config, Deadline, Framer, Frames);
-                {output, Stream, Line} ->
-                    pyport_log:output(Stream, Line, Index, maps:get(output, Config)),
-                    await_ready(Port, Index, Config, Deadline, Framer, Frames);
-                {unexpected, Other} ->
-                    {error, {unexpected_packet, pyport_log:bounded(Other)}};
-                Other ->
-                    {error, {unexpected_packet, pyport_log:bounded(Other)}}
-            end;
-        {refused, Reason, _} ->
-            {error, {bad_output, Reason}};
-        {broken, Reason} ->
-            {error, {bad_output, Reason}}
-    end;
-await_ready(Port, Index, Config, Deadline, Framer, []) ->
-    receive
-        {Port, {data, Bin}} ->
-            case pyport_framer:feed(Bin, Framer) of
-                {ok, Frames, Framer1} ->
-                    await_ready(Port, Index, Config, Deadline, Framer1, Frames);
-                {error, Reason} ->
-                    {error, {bad_output, Reason}}
-            end;
-        {Port, {exit_status, Status}} ->
-            {error, {exit_status, Status}};
-        {'EXIT', Port, Reason} ->
-            {error, {port_exit, Reason}}
-    after remaining(Deadline) ->
-        {error, no_ready_packet_in_time}
+    case pyport_port:open(Index, Config) of
+        {ok, Port, Info, Framer, Frames} ->
+            %% (A port that died meanwhile is noticed by its exit status,
+            %% like any crash.)
+            _ = send_packet(Port, pyport_wire:setup(self(), Index)),
+            {ok, State} = registered(Index, Port, Info, Framer, Config),
+            {ok, State, {continue, {frames, Frames}}};
+        {error, Reason} ->
+            {stop, {port_start_failed, Reason}}
     end.
 
 registered(Index, Port, Info, Framer, #{max_pending := MaxPending,
@@ -442,7 +316,7 @@ atoms_refused(Reason, Id, Frame, #state{index = Index, pending = Pending,
 bad_output(Reason, #state{index = Index, os_pid = OsPid, port = Port,
                           framer = Framer} = State) ->
     pyport_log:bad_output(Reason, pyport_framer:buffered(Framer), OsPid, Index),
-    close(Port),
+    pyport_port:close(Port),
     kill_process_group(OsPid),
     stopped({killed, bad_output}, State).
 
@@ -496,7 +370,7 @@ unresponsive(N, #state{index = Index, os_pid = OsPid, port = Port,
     %% The port ends itself: its GIL-free watcher sees the hang-up and,
     %% as Python does not read it, SIGKILLs the port's process group
     %% (src/lifeline.rs).
-    close(Port),
+    pyport_port:close(Port),
     stopped({killed, unresponsive}, State).
 
 %% SIGKILLs what is left of the exited port's process group (the port
@@ -567,24 +441,12 @@ drain(#state{port = Port, framer = Framer} = State, Deadline) ->
                         {stop, _, _} -> ok
                     end;
                 {error, _} ->
-                    close(Port)
+                    pyport_port:close(Port)
             end;
         {Port, {exit_status, _}} ->
             ok;
         {'EXIT', Port, _} ->
             ok
-    after remaining(Deadline) ->
-        close(Port)
-    end.
-
-close(Port) ->
-    try port_close(Port) of
-        true -> ok
-    catch
-        error:badarg -> ok
-    end,
-    %% A closed port's last messages would otherwise sit in the mailbox.
-    receive
-        {'EXIT', Port, _} -> ok
-    after 0 -> ok
+    after max(0, Deadline - erlang:monotonic_time(millisecond)) ->
+        pyport_port:close(Port)
     end.

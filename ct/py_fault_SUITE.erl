@@ -355,7 +355,7 @@ ignored_cancel_kills_port() -> [{doc, "A task that swallows its cancellation pas
 -spec ignored_cancel_kills_port(ct_suite:ct_config()) -> term().
 ignored_cancel_kills_port(_) ->
     Key = key(),
-    stuck_kills_port(fun() -> py_event_loop:run(?F, ignore_cancel, [Key], #{timeout => 300}) end).
+    pyport_ct:stuck_kills_port(fun() -> py_event_loop:run(?F, ignore_cancel, [Key], #{timeout => 300}) end).
 
 -spec busy_loop_is_interrupted() -> [{doc, string()}].
 busy_loop_is_interrupted() -> [{doc, "Python spinning in a plain function past its deadline is interrupted by the port's watchdog: {error, timeout} for that task, the same port (no kill after cancel_grace_ms), and a waiting caller on the loop is answered."}].
@@ -385,26 +385,26 @@ busy_loop_is_interrupted(_) ->
 busy_coroutine_kills_port() -> [{doc, "A coroutine that spins without awaiting (the loop can never cancel it) gets the port killed after its deadline plus cancel_grace_ms."}].
 -spec busy_coroutine_kills_port(ct_suite:ct_config()) -> term().
 busy_coroutine_kills_port(_) ->
-    stuck_kills_port(fun() -> py_event_loop:run(?F, busy_loop_async, [], #{timeout => 300}) end).
+    pyport_ct:stuck_kills_port(fun() -> py_event_loop:run(?F, busy_loop_async, [], #{timeout => 300}) end).
 
 -spec blocking_sleep_kills_port() -> [{doc, string()}].
 blocking_sleep_kills_port() -> [{doc, "A blocking C call in a sync function (time.sleep(600)) past the deadline plus cancel_grace_ms gets the port killed and restarted."}].
 -spec blocking_sleep_kills_port(ct_suite:ct_config()) -> term().
 blocking_sleep_kills_port(_) ->
-    stuck_kills_port(fun() -> py_event_loop:run(?F, blocking_sleep, [600], #{timeout => 300}) end).
+    pyport_ct:stuck_kills_port(fun() -> py_event_loop:run(?F, blocking_sleep, [600], #{timeout => 300}) end).
 
 -spec ctypes_sleep_kills_port() -> [{doc, string()}].
 ctypes_sleep_kills_port() -> [{doc, "libc sleep(600) called through ctypes past the deadline plus cancel_grace_ms gets the port killed and restarted."}].
 -spec ctypes_sleep_kills_port(ct_suite:ct_config()) -> term().
 ctypes_sleep_kills_port(_) ->
-    stuck_kills_port(fun() -> py_event_loop:run(?F, ctypes_sleep, [600], #{timeout => 300}) end).
+    pyport_ct:stuck_kills_port(fun() -> py_event_loop:run(?F, ctypes_sleep, [600], #{timeout => 300}) end).
 
 -spec await_timeout_on_stuck_task_kills_port() -> [{doc, string()}].
 await_timeout_on_stuck_task_kills_port() -> [{doc, "create_task + await with a timeout on a task that ignores cancellation: the await timeout starts the grace period, and the port is killed when it ends."}].
 -spec await_timeout_on_stuck_task_kills_port(ct_suite:ct_config()) -> term().
 await_timeout_on_stuck_task_kills_port(_) ->
     Key = key(),
-    stuck_kills_port(fun() ->
+    pyport_ct:stuck_kills_port(fun() ->
                              Ref = py_event_loop:create_task(?F, ignore_cancel, [Key]),
                              py_event_loop:await(Ref, 300)
                      end).
@@ -414,7 +414,7 @@ caller_death_on_ignored_cancel_kills_port() -> [{doc, "When a caller dies, its t
 -spec caller_death_on_ignored_cancel_kills_port(ct_suite:ct_config()) -> term().
 caller_death_on_ignored_cancel_kills_port(_) ->
     Key = key(),
-    stuck_kills_port(
+    pyport_ct:stuck_kills_port(
       fun() ->
               Self = self(),
               Caller = spawn(fun() ->
@@ -562,40 +562,12 @@ stuck_port_closed_when_kill_fails(_) ->
     Path = os:getenv("PATH"),
     true = os:putenv("PATH", "/nonexistent"),
     try
-        stuck_kills_port(fun() -> py_event_loop:run(?F, blocking_sleep, [600], #{timeout => 300}) end)
+        pyport_ct:stuck_kills_port(fun() -> py_event_loop:run(?F, blocking_sleep, [600], #{timeout => 300}) end)
     after
         true = os:putenv("PATH", Path)
     end.
 
 %% Internal.
-
-%% Runs Stuck (a call that gets loop 1 stuck and returns what its caller
-%% saw) while another caller waits on the same loop; checks that the port
-%% is killed within the grace period's bound, that the bystander gets an
-%% explicit error, and that a fresh port serves.
--spec stuck_kills_port(fun(() -> term())) -> ok.
-stuck_kills_port(Stuck) ->
-    #{os_pid := Old} = pyport_ct:loop_stats(1),
-    Self = self(),
-    Bystander = spawn_link(fun() ->
-                                   Self ! {self(), py_event_loop:run(?H, sleep_then, [60, never],
-                                                                     #{timeout => 60000})}
-                           end),
-    ok = pyport_ct:wait_until(
-           fun() -> maps:get(pending, pyport_ct:loop_stats(1)) >= 1 end, 5000),
-    ?assertEqual({error, timeout}, Stuck()),
-    receive
-        {Bystander, Result} ->
-            ?assertEqual({error, {python_exit, {killed, unresponsive}}}, Result)
-    after 30000 ->
-        ct:fail(bystander_not_answered)
-    end,
-    New = pyport_ct:await_restart(1, Old),
-    ?assertEqual({ok, New}, py_event_loop:run(?H, getpid, [])),
-    ok = pyport_ct_os:await_gone([Old], 5000),
-    ?assertMatch(#{restarts := 1}, pyport_ct:loop_stats(1)),
-    ?assertEqual([], pyport_ct:mailbox()),
-    ok.
 
 -spec receive_packet(port()) -> term().
 receive_packet(Port) ->

@@ -344,13 +344,13 @@ runaway_sync_code_is_interrupted(_) ->
 runaway_sync_code_catching_the_deadline_kills_port() -> [{doc, "A plain function that catches the watchdog's TaskDeadline and spins on is still stopped: the port is killed after cancel_grace_ms, the bystander gets {python_exit, _}, and a fresh port serves."}].
 -spec runaway_sync_code_catching_the_deadline_kills_port(ct_suite:ct_config()) -> term().
 runaway_sync_code_catching_the_deadline_kills_port(_) ->
-    stuck_port_is_killed(fun() -> run(spin_catching, [], 300) end).
+    pyport_ct:stuck_kills_port(fun() -> run(spin_catching, [], 300) end).
 
 -spec runaway_sync_code_in_c_kills_port() -> [{doc, string()}].
 runaway_sync_code_in_c_kills_port() -> [{doc, "A plain function blocked in C (libc sleep through ctypes) cannot be interrupted in Python: the port is killed after cancel_grace_ms, the bystander gets {python_exit, _}, and a fresh port serves."}].
 -spec runaway_sync_code_in_c_kills_port(ct_suite:ct_config()) -> term().
 runaway_sync_code_in_c_kills_port(_) ->
-    stuck_port_is_killed(
+    pyport_ct:stuck_kills_port(
       fun() ->
               py_event_loop:run({pyport_loop, 1}, pyport_faults, ctypes_sleep, [600],
                                 #{timeout => 300})
@@ -392,21 +392,6 @@ encoder_allocation_failure_is_memory_error(_) ->
     ?assertEqual({ok, <<"ok">>}, bystander_result(By)),
     ?assertEqual({ok, 4.0}, py_event_loop:run({pyport_loop, 1}, math, sqrt, [16.0], #{})),
     ?assertMatch(#{os_pid := OsPid, restarts := 0}, pyport_ct:loop_stats(1)).
-
-%% Runs Stuck (a call that leaves loop 1 stuck past its deadline and
-%% returns what its caller saw) with a bystander on the loop; checks that
-%% the port is killed after cancel_grace_ms and a fresh one serves.
--spec stuck_port_is_killed(fun(() -> term())) -> ok.
-stuck_port_is_killed(Stuck) ->
-    #{os_pid := Old} = pyport_ct:loop_stats(1),
-    By = bystander(60),
-    ok = pyport_ct:wait_until(
-           fun() -> maps:get(pending, pyport_ct:loop_stats(1)) >= 1 end, 5000),
-    ?assertEqual({error, timeout}, Stuck()),
-    ?assertMatch({error, {python_exit, _}}, py_event_loop:await(By, 30000)),
-    _ = pyport_ct:await_restart(1, Old),
-    ?assertEqual({ok, 4.0}, py_event_loop:run({pyport_loop, 1}, math, sqrt, [16.0], #{})),
-    ok.
 
 %% == load and lifetimes (items 9-12) ==
 

@@ -3,6 +3,8 @@
 %% handler that forwards log events to a test process.
 -module(pyport_ct).
 
+-include_lib("stdlib/include/assert.hrl").
+
 %% API.
 -export([start/1]).
 -export([stop/0]).
@@ -11,6 +13,7 @@
 -export([os_pid_alive/1]).
 -export([loop_stats/1]).
 -export([await_restart/2]).
+-export([stuck_kills_port/1]).
 -export([capture_logs/0]).
 -export([release_logs/0]).
 -export([await_log/2]).
@@ -160,6 +163,36 @@ await_restart(Index, OldOsPid) ->
            end, 15000),
     #{os_pid := New} = loop_stats(Index),
     New.
+
+%% Runs Stuck (a call that gets loop 1 stuck and returns what its caller
+%% saw) while another caller waits on the same loop; checks that the port
+%% is killed within the grace period's bound, that the bystander gets an
+%% explicit error, and that a fresh port serves.
+-spec stuck_kills_port(fun(() -> term())) -> ok.
+stuck_kills_port(Stuck) ->
+    #{os_pid := Old} = loop_stats(1),
+    Self = self(),
+    Bystander = spawn_link(fun() ->
+                                   Self ! {self(), py_event_loop:run(pyport_ct_helpers, sleep_then,
+                                                                     [60, never],
+                                                                     #{timeout => 60000})}
+                           end),
+    ok = wait_until(
+           fun() -> maps:get(pending, loop_stats(1)) >= 1 end, 5000),
+    ?assertEqual({error, timeout}, Stuck()),
+    receive
+        {Bystander, Result} ->
+            ?assertEqual({error, {python_exit, {killed, unresponsive}}}, Result)
+    after 30000 ->
+        ct:fail(bystander_not_answered)
+    end,
+    New = await_restart(1, Old),
+    ?assertEqual({ok, New}, py_event_loop:run(pyport_ct_helpers, getpid, [])),
+    ?assertEqual({ok, 4.0}, py_event_loop:run({pyport_loop, 1}, math, sqrt, [16.0], #{})),
+    ok = pyport_ct_os:await_gone([Old], 5000),
+    ?assertMatch(#{restarts := 1}, loop_stats(1)),
+    ?assertEqual([], mailbox()),
+    ok.
 
 %% Loaded first, so that set_env is not undone by the load.
 load() ->

@@ -273,9 +273,8 @@ frames([], State) ->
     {noreply, State};
 frames([Frame | Frames], #state{index = Index, max_output = MaxOutput,
                                 max_atoms = MaxAtoms} = State) ->
-    case pyport_wire:decode(Frame, MaxOutput, pyport_atoms:left(Index, MaxAtoms)) of
-        {ok, Packet, Created} ->
-            ok = pyport_atoms:add(Index, Created),
+    case pyport_atoms:decode(Frame, MaxOutput, Index, MaxAtoms) of
+        {ok, Packet, _Created} ->
             handle_packet(Packet, State),
             frames(Frames, State);
         {refused, Reason, Id} ->

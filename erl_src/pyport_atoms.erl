@@ -12,8 +12,7 @@
 %% API.
 -export([init/1]).
 -export([clear/0]).
--export([left/2]).
--export([add/2]).
+-export([decode/4]).
 -export([created/1]).
 
 -define(KEY, {?MODULE, counters}).
@@ -30,6 +29,20 @@ init(NumLoops) ->
 clear() ->
     _ = persistent_term:erase(?KEY),
     ok.
+
+%% Decodes Frame of loop Index (pyport_wire:decode/3) within what is left
+%% of the loop's budget MaxAtoms, and charges the budget with the atoms it
+%% created: the one place where a frame spends atoms.
+-spec decode(binary(), pos_integer(), pos_integer(), non_neg_integer())
+    -> pyport_wire:decoded().
+decode(Frame, MaxOutput, Index, MaxAtoms) ->
+    case pyport_wire:decode(Frame, MaxOutput, left(Index, MaxAtoms)) of
+        {ok, _, Created} = Decoded ->
+            ok = add(Index, Created),
+            Decoded;
+        Refused ->
+            Refused
+    end.
 
 %% How many new atoms loop Index may still create under Max.
 -spec left(pos_integer(), non_neg_integer()) -> non_neg_integer().

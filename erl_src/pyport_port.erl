@@ -103,10 +103,8 @@ remaining(Deadline) ->
 %% those after `ready` are returned, for the running worker.
 await_ready(Port, Index, #{max_output_packet := MaxOutput, max_atoms := MaxAtoms} = Config,
             Deadline, Framer, [Frame | Frames]) ->
-    Decoded = pyport_wire:decode(Frame, MaxOutput, pyport_atoms:left(Index, MaxAtoms)),
-    case Decoded of
-        {ok, Packet, Created} ->
-            ok = pyport_atoms:add(Index, Created),
+    case pyport_atoms:decode(Frame, MaxOutput, Index, MaxAtoms) of
+        {ok, Packet, _Created} ->
             case Packet of
                 {ready, Info} ->
                     {ok, Info, Framer, Frames};

@@ -23,5 +23,9 @@
     %% port; callers stamp their cancelled tasks with it.
     cancel_grace_ms :: non_neg_integer(),
     os_pid :: integer() | undefined,
-    info :: map()
+    info :: map(),
+    %% {StreamRef, Credit}: items the port may still send on each stream
+    %% (py_stream adds what its consumer grants, the worker charges what
+    %% arrives), so that a port cannot send past the consumer's window.
+    streams :: ets:tid() | undefined
 }).

@@ -20,6 +20,10 @@
 -export([setup/2]).
 -export([stop/0]).
 -export([payload_size/1]).
+%% Erlang -> port, streams (docs/streams.md).
+-export([stream_start/6]).
+-export([stream_credit/2]).
+-export([stream_cancel/1]).
 %% port -> Erlang.
 -export([decode/3]).
 
@@ -35,6 +39,8 @@
                  | {whereis, CallId :: term(), Name :: term()}
                  | {log, Level :: term(), Logger :: term(), Message :: term()}
                  | {output, Stream :: term(), Line :: term()}
+                 | {stream_data, Id :: term(), Items :: term()}
+                 | {stream_end, Id :: term(), End :: term()}
                  | {error, {bad_packet, Reason :: term()}}
                  | {error, {unknown_message, Term :: term()}}
                  | {ready, Info :: map()}
@@ -89,6 +95,23 @@ setup(Worker, Index) ->
 stop() ->
     frame(stop).
 
+%% `{stream_start, Id, Module, Func, Args, Kwargs, Opts}`: run
+%% Module.Func(*Args, **Kwargs) and stream what it returns, at most
+%% `window` (in Opts) items before the first `stream_credit`.
+-spec stream_start(term(), term(), term(), list(), map(), map()) -> packet().
+stream_start(Id, Module, Func, Args, Kwargs, Opts) ->
+    frame({stream_start, Id, Module, Func, Args, Kwargs, Opts}).
+
+%% `{stream_credit, Id, N}`: the consumer takes N more items.
+-spec stream_credit(term(), pos_integer()) -> packet().
+stream_credit(Id, N) ->
+    frame({stream_credit, Id, N}).
+
+%% `{stream_cancel, Id}`: close the stream's generator.
+-spec stream_cancel(term()) -> packet().
+stream_cancel(Id) ->
+    frame({stream_cancel, Id}).
+
 %% The size of a packet's term, what the port's `max_packet` bounds.
 -spec payload_size(packet()) -> non_neg_integer().
 payload_size([<<Size:32>>, _]) ->
@@ -119,6 +142,8 @@ classify({call, _, _, _} = Call) -> Call;
 classify({whereis, _, _} = Whereis) -> Whereis;
 classify({log, _, _, _} = Log) -> Log;
 classify({output, _, _} = Output) -> Output;
+classify({stream_data, _, _} = Data) -> Data;
+classify({stream_end, _, _} = End) -> End;
 classify({error, {bad_packet, _}} = Error) -> Error;
 classify({error, {unknown_message, _}} = Error) -> Error;
 classify({ready, #{protocol := ?VERSION} = Info}) -> {ready, Info};

@@ -45,6 +45,7 @@ from ._api import detect_mode
 from ._interop import Bridge, current_caller, resolve
 from ._native import _pyport
 from ._schedule import is_marker, run_marker
+from ._stream import Streams
 from ._types import Pid
 from ._wire import (
     CALL_REPLY,
@@ -59,6 +60,9 @@ from ._wire import (
     REASONS,
     SETUP,
     STOP,
+    STREAM_CANCEL,
+    STREAM_CREDIT,
+    STREAM_START,
     TASK,
     TIMEOUT_REASON,
     exception_name,
@@ -198,6 +202,8 @@ class PortServer:
         # Blocking Erlang calls waiting right now (they need fd 3 read).
         self._waiting = 0
         self.bridge = Bridge(self)
+        # Generators streamed to Erlang (docs/streams.md).
+        self.streams = Streams(self)
         self.context = _context.PortContext(loop, self.bridge)
         self._time_slice = self.context.time_slice
 
@@ -478,6 +484,15 @@ class PortServer:
             if tag == STOP and size == 1:
                 self.stop()
                 return
+            if tag == STREAM_START and size == 7:
+                self.streams.start(*message[1:])
+                return
+            if tag == STREAM_CREDIT and size == 3:
+                self.streams.credit(message[1], message[2])
+                return
+            if tag == STREAM_CANCEL and size == 2:
+                self.streams.cancel(message[1])
+                return
         self.send(unknown_message(message))
 
     # -- output ------------------------------------------------------------
@@ -521,6 +536,10 @@ class PortServer:
             self.log("error", f"task {label} failed: {name}: {message}\n{tb}")
 
     # -- tasks -------------------------------------------------------------
+
+    def lookup(self, module_name: Any, func_name: Any) -> Callable[..., Any]:
+        """``Module.Func`` as a task names it (for streams)."""
+        return self._lookup(module_name, func_name)
 
     def _lookup(self, module_name: Any, func_name: Any) -> Callable[..., Any]:
         if not isinstance(module_name, str):
@@ -634,6 +653,8 @@ class PortServer:
             job.task.cancel(msg="pyport: deadline_ms passed")
 
     def _cancel(self, id: Any) -> None:
+        if self.streams.cancel(id):
+            return  # a stream whose consumer died (the worker cancels it)
         job = self._jobs.get(id)
         if job is None:
             # A plain function still running can only be waiting in a

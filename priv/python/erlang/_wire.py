@@ -77,6 +77,14 @@ TIMEOUT = _atom(TIMEOUT_REASON)
 CANCELLED = _atom(CANCELLED_REASON)
 REASONS = {TIMEOUT_REASON: TIMEOUT, CANCELLED_REASON: CANCELLED}
 
+# streams (docs/streams.md): ``{stream_data, Id, Items}`` and
+# ``{stream_end, Id, done | {error, Reason}}``
+STREAM_DATA = _atom("stream_data")
+STREAM_END = _atom("stream_end")
+DONE = _atom("done")
+IDLE_TIMEOUT_REASON = "idle_timeout"
+REASONS[IDLE_TIMEOUT_REASON] = _atom(IDLE_TIMEOUT_REASON)
+
 #: every atom the port may send, made before the atom bound applies
 PORT_ATOMS: tuple[str, ...] = tuple(_port_atoms)
 del _port_atoms
@@ -91,12 +99,19 @@ EXEC = "exec"
 EVAL = "eval"
 SETUP = "setup"
 STOP = "stop"
+STREAM_START = "stream_start"
+STREAM_CREDIT = "stream_credit"
+STREAM_CANCEL = "stream_cancel"
 
 # task and exec/eval options
 OPT_REPLY = "reply"
 OPT_DEADLINE = "deadline_ms"
 OPT_CALLER = "caller"
 INFINITY = "infinity"
+# stream options (besides caller and deadline_ms)
+OPT_WINDOW = "window"
+OPT_BATCH = "batch"
+OPT_IDLE = "idle_ms"
 
 # the setup map
 SETUP_WORKER = "worker"
@@ -196,6 +211,17 @@ def format_traceback(exc: BaseException) -> str:
 def result_error(id: Any, reason: Any) -> tuple[Any, ...]:
     """``{result, Id, {error, Reason}}``."""
     return (RESULT, id, (ERROR, reason))
+
+
+def stream_data(id: Any, items: list[Any]) -> tuple[Any, ...]:
+    """``{stream_data, Id, Items}``: a batch of a stream's items."""
+    return (STREAM_DATA, id, items)
+
+
+def stream_end(id: Any, reason: Any = None) -> tuple[Any, ...]:
+    """``{stream_end, Id, done}``, or ``{stream_end, Id, {error, Reason}}``
+    when ``reason`` is given."""
+    return (STREAM_END, id, DONE if reason is None else (ERROR, reason))
 
 
 def log(level: str, logger: str, message: str) -> tuple[Any, ...]:

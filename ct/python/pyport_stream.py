@@ -186,3 +186,13 @@ def rss_kb():
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
     return 0
+
+
+def spins_after(n, seconds):
+    """``n`` items, then spins on the loop thread for ``seconds`` (a busy
+    sync generator: the watchdog can interrupt it)."""
+    yield from range(n)
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        pass
+    yield n

@@ -37,7 +37,7 @@ from ._wire import (
     OPT_DEADLINE,
     OPT_IDLE,
     OPT_WINDOW,
-    REASONS,
+    STREAM_REASONS,
     TIMEOUT_REASON,
     python_error,
     stream_data,
@@ -267,14 +267,14 @@ class Streams:
             if st.failure is not None:
                 error = python_error(st.failure, with_traceback=False)
             else:
-                error = REASONS[st.reason or CANCELLED_REASON]
+                error = STREAM_REASONS[st.reason or CANCELLED_REASON]
                 if st.reason != CANCELLED_REASON:
                     # A deadline: what was produced before it still goes.
                     error = self._flush_then(st, error)
         except _pyport.TaskDeadline:
             # The watchdog interrupted a sync generator blocked past the
             # nearer of its two deadlines.
-            error = REASONS[st.reason or self._nearer_deadline(st)]
+            error = STREAM_REASONS[st.reason or self._nearer_deadline(st)]
         except _Refused as exc:
             error = python_error(exc.exc, with_traceback=False)
         except BaseException as exc:  # the generator raised: after its items

@@ -83,7 +83,9 @@ STREAM_DATA = _atom("stream_data")
 STREAM_END = _atom("stream_end")
 DONE = _atom("done")
 IDLE_TIMEOUT_REASON = "idle_timeout"
-REASONS[IDLE_TIMEOUT_REASON] = _atom(IDLE_TIMEOUT_REASON)
+#: why a stream ended without its generator finishing: a task's reasons
+#: and ``idle_timeout`` (``{stream_end, Id, {error, Reason}}``)
+STREAM_REASONS = {**REASONS, IDLE_TIMEOUT_REASON: _atom(IDLE_TIMEOUT_REASON)}
 
 #: every atom the port may send, made before the atom bound applies
 PORT_ATOMS: tuple[str, ...] = tuple(_port_atoms)

@@ -18,6 +18,8 @@
 -export([cancel/1]).
 -export([call_reply/2]).
 -export([setup/2]).
+-export([setup/3]).
+-export([obj_release/1]).
 -export([stop/0]).
 -export([payload_size/1]).
 %% port -> Erlang.
@@ -84,6 +86,16 @@ call_reply(CallId, Reply) ->
 -spec setup(pid(), pos_integer()) -> packet().
 setup(Worker, Index) ->
     frame({setup, #{worker => Worker, loop => Index}}).
+
+%% setup/2 with more keys (py_handle's incarnation and limit).
+-spec setup(pid(), pos_integer(), map()) -> packet().
+setup(Worker, Index, Extra) ->
+    frame({setup, Extra#{worker => Worker, loop => Index}}).
+
+%% `{obj_release, [N]}`: the port drops these handles (docs/handles.md).
+-spec obj_release([pos_integer()]) -> packet().
+obj_release(Numbers) ->
+    frame({obj_release, Numbers}).
 
 -spec stop() -> packet().
 stop() ->

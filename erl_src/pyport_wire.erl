@@ -30,7 +30,8 @@
 %% What decode/1 makes of a packet from the port: the packet itself when
 %% it is one the protocol knows (same shape as on the wire), otherwise a
 %% tag saying what is wrong with it.
--type inbound() :: {result, Id :: term(), {ok, term()} | {error, term()}}
+-type inbound() :: {result, Id :: term(), {ok, term()} | {error, term()}
+                                        | {handles, Value :: term(), Ns :: term()}}
                  | {send, CallId :: term(), Dest :: term(), Msg :: term()}
                  | {send, Dest :: term(), Msg :: term()}
                  | {call, CallId :: term(), Name :: term(), Args :: term()}

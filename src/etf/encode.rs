@@ -303,10 +303,7 @@ mod tests {
     fn an_object_with_an_erlang_hook_encodes_as_what_it_returns() {
         Python::initialize();
         Python::attach(|py| {
-            let obj = eval(
-                py,
-                c"type('T', (), {'__erlang__': lambda self: [1]})()",
-            );
+            let obj = eval(py, c"type('T', (), {'__erlang__': lambda self: [1]})()");
             let mut out = Vec::new();
             encode_term(&obj, &mut out).unwrap();
             assert_eq!(out, vec![VERSION, tag::LIST, 0, 0, 0, 1, 97, 1, tag::NIL]);

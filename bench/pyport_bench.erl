@@ -77,7 +77,10 @@ throughput_figures(Runs, Target, Exe) ->
             {<<"6. echo nested term (depth 100)">>, <<"echoes/s">>,
              fun() -> payload(lists:foldl(fun(I, Acc) -> [I, #{<<"k">> => Acc}] end, [], lists:seq(1, 50)), 5000) end}
         ] ++ [{<<"7. erlang.call round trips">>, <<"calls/s">>, fun() -> calls(2000) end}
-              || Callback, Target =:= pyport],
+              || Callback, Target =:= pyport]
+          ++ [{<<"9. py_obj:call on a handle (compare 2.)">>, <<"calls/s">>,
+               fun() -> handle_calls(20000) end}
+              || Target =:= pyport],
         [#{name => Name, unit => Unit, higher_is_better => true,
            Target => [measure(Fun) || _ <- lists:seq(1, Runs)]}
          || {Name, Unit, Fun} <- Scenarios]
@@ -177,6 +180,15 @@ concurrent(Procs, Each) ->
             end) || _ <- lists:seq(1, Procs)],
     [receive {done, P} -> ok end || P <- Pids],
     Procs * Each.
+
+%% Method calls on an object kept in Python (docs/handles.md): the same
+%% round trip as scenario 2, plus finding and resolving the handle.
+handle_calls(N) ->
+    {ok, Obj} = py_event_loop_pool:run(builtins, list, [[]], #{result => handle}),
+    lists:foreach(fun(_) -> {ok, 0} = py_obj:call(Obj, '__len__', []) end,
+                  lists:seq(1, N)),
+    ok = py_obj:release(Obj),
+    N.
 
 fire_and_collect(N) ->
     Refs = [py_event_loop:create_task(?PY, echo, [I]) || I <- lists:seq(1, N)],

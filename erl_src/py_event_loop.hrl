@@ -23,5 +23,8 @@
     %% port; callers stamp their cancelled tasks with it.
     cancel_grace_ms :: non_neg_integer(),
     os_pid :: integer() | undefined,
-    info :: map()
+    info :: map(),
+    %% Object handles (py_handle): this port's incarnation, which each of
+    %% its #py_obj{} carries, and who owns which handle.
+    handles :: py_handle:tables() | undefined
 }).

@@ -26,6 +26,7 @@
                     venv := file:filename_all() | undefined,
                     preload := [atom() | binary() | string()],
                     max_atoms := non_neg_integer(),
+                    max_handles := non_neg_integer(),
                     python_log_level := logger:level() | all | none | undefined,
                     output := output(),
                     env := env(),
@@ -173,6 +174,8 @@ loop_keys() ->
                   lists:all(fun(M) -> is_atom(M) orelse is_path(M) end, Ms)
       end},
      {max_atoms, 10000, fun(N) -> is_integer(N) andalso N >= 0 end},
+     %% Live object handles per loop (docs/handles.md).
+     {max_handles, 10000, fun(N) -> is_integer(N) andalso N >= 0 end},
      %% Unset: the OTP logger's primary level (resolve_log_level/1).
      {python_log_level, undefined,
       fun(L) ->

@@ -18,6 +18,8 @@
 -export([cancel/1]).
 -export([call_reply/2]).
 -export([setup/2]).
+-export([setup/3]).
+-export([obj_release/1]).
 -export([stop/0]).
 -export([payload_size/1]).
 %% port -> Erlang.
@@ -28,7 +30,8 @@
 %% What decode/1 makes of a packet from the port: the packet itself when
 %% it is one the protocol knows (same shape as on the wire), otherwise a
 %% tag saying what is wrong with it.
--type inbound() :: {result, Id :: term(), {ok, term()} | {error, term()}}
+-type inbound() :: {result, Id :: term(), {ok, term()} | {error, term()}
+                                        | {handles, Value :: term(), Ns :: term()}}
                  | {send, CallId :: term(), Dest :: term(), Msg :: term()}
                  | {send, Dest :: term(), Msg :: term()}
                  | {call, CallId :: term(), Name :: term(), Args :: term()}
@@ -84,6 +87,16 @@ call_reply(CallId, Reply) ->
 -spec setup(pid(), pos_integer()) -> packet().
 setup(Worker, Index) ->
     frame({setup, #{worker => Worker, loop => Index}}).
+
+%% setup/2 with more keys (py_handle's incarnation and limit).
+-spec setup(pid(), pos_integer(), map()) -> packet().
+setup(Worker, Index, Extra) ->
+    frame({setup, Extra#{worker => Worker, loop => Index}}).
+
+%% `{obj_release, [N]}`: the port drops these handles (docs/handles.md).
+-spec obj_release([pos_integer()]) -> packet().
+obj_release(Numbers) ->
+    frame({obj_release, Numbers}).
 
 -spec stop() -> packet().
 stop() ->

@@ -31,6 +31,7 @@ from ._api import (
     spawn_task,
 )
 from ._env import activate_venv
+from ._handles import Handle, HandleLimitError, handle
 from ._interop import (
     AtomLimitError,
     CallError,
@@ -56,6 +57,8 @@ __all__ = [
     "ErlangEventLoop",
     "ErlangEventLoopPolicy",
     "ExecutionMode",
+    "Handle",
+    "HandleLimitError",
     "NotConnectedError",
     "Pid",
     "PollerSelector",
@@ -69,6 +72,7 @@ __all__ = [
     "call",
     "consume_time_slice",
     "detect_mode",
+    "handle",
     "install",
     "new_event_loop",
     "run",

@@ -77,6 +77,13 @@ TIMEOUT = _atom(TIMEOUT_REASON)
 CANCELLED = _atom(CANCELLED_REASON)
 REASONS = {TIMEOUT_REASON: TIMEOUT, CANCELLED_REASON: CANCELLED}
 
+# object handles (docs/handles.md): {result, Id, {handles, Value, Ns}},
+# where Value carries each handle as {'$pyport_handle', N}
+HANDLES = _atom("handles")
+HANDLE_MARKER = _atom("$pyport_handle")
+STALE_HANDLE = _atom("stale_handle")
+HANDLE_LIMIT = _atom("handle_limit")
+
 #: every atom the port may send, made before the atom bound applies
 PORT_ATOMS: tuple[str, ...] = tuple(_port_atoms)
 del _port_atoms
@@ -91,16 +98,21 @@ EXEC = "exec"
 EVAL = "eval"
 SETUP = "setup"
 STOP = "stop"
+OBJ_RELEASE = "obj_release"  # {obj_release, [N]}: Erlang dropped handles
 
 # task and exec/eval options
 OPT_REPLY = "reply"
 OPT_DEADLINE = "deadline_ms"
 OPT_CALLER = "caller"
+OPT_RESULT = "result"  # handle | auto (docs/handles.md)
+OPT_HANDLE_ARGS = "handle_args"  # true: the arguments hold #py_obj{} handles
 INFINITY = "infinity"
 
 # the setup map
 SETUP_WORKER = "worker"
 SETUP_LOOP = "loop"
+SETUP_HANDLE_INCARNATION = "handle_incarnation"
+SETUP_HANDLE_MAX = "handle_max"
 
 # call_reply payloads: {ok, Value} | {error, Reason}; error reasons below
 OK_TAG = "ok"
@@ -196,6 +208,11 @@ def format_traceback(exc: BaseException) -> str:
 def result_error(id: Any, reason: Any) -> tuple[Any, ...]:
     """``{result, Id, {error, Reason}}``."""
     return (RESULT, id, (ERROR, reason))
+
+
+def result_handles(id: Any, value: Any, numbers: list[int]) -> tuple[Any, ...]:
+    """``{result, Id, {handles, Value, Ns}}``."""
+    return (RESULT, id, (HANDLES, value, numbers))
 
 
 def log(level: str, logger: str, message: str) -> tuple[Any, ...]:

@@ -200,14 +200,20 @@ place(#{node := Node}, _) ->
 place(_, Count) ->
     least_loaded(Count).
 
+%% This node's loops by their current pending count (a few ETS reads),
+%% the others by what their nodes published plus what this node has sent
+%% them since.
 least_loaded(Count) ->
-    chosen(py_cluster_route:least_loaded(py_cluster_registry:loops(), node()), Count).
+    Local = node(),
+    Rows = [Row || {{Node, _}, _, _} = Row <- py_cluster_registry:loops(), Node =/= Local]
+        ++ [{{Local, I}, Load, 0} || {I, Load} <- py_event_loop_pool:loads()],
+    chosen(py_cluster_route:least_loaded(Rows, Local), Count).
 
 chosen(none, _) ->
     %% No member at all: this node's application is not running.
     {error, loop_unavailable};
 chosen({Node, Index} = Place, Count) ->
-    _ = Count andalso py_cluster_registry:sent(Node, Index) =:= ok,
+    _ = Count andalso Node =/= node() andalso py_cluster_registry:sent(Node, Index) =:= ok,
     {ok, Place}.
 
 %% A node that is connected but has no pool in this cluster is not the

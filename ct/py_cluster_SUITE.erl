@@ -26,7 +26,8 @@ all() ->
     [single_node_is_the_cluster, routes_by_node, routes_by_key,
      least_loaded_moves_work_away_from_busy_node, remote_python_crash,
      remote_deadline_and_await_timeout_cancel, caller_death_cancels_remote_task,
-     node_kill_fails_inflight_at_once, node_joins_and_receives_work].
+     node_kill_fails_inflight_at_once, node_joins_and_receives_work,
+     other_pool_is_not_a_member].
 
 -spec init_per_suite(ct_suite:ct_config()) -> ct_suite:ct_config().
 init_per_suite(Config) ->
@@ -280,6 +281,21 @@ node_joins_and_receives_work(Config) ->
     ok = pyport_ct:wait_until(fun() -> not lists:member(D, py_cluster:nodes()) end, ?AT_ONCE),
     [?assertEqual(maps:get(K, Before), py_cluster:route(#{key => K})) || K <- Keys].
 
+-spec other_pool_is_not_a_member() -> [{doc, string()}].
+other_pool_is_not_a_member() -> [{doc, "A connected node whose pool has another cluster_pool name is not routed to: {not_member, Node}, never by load or key."}].
+-spec other_pool_is_not_a_member(ct_suite:ct_config()) -> term().
+other_pool_is_not_a_member(Config) ->
+    [B, C] = [?config(b, Config), ?config(c, Config)],
+    [E] = start_peers([{1, [{cluster_pool, elsewhere}]}]),
+    ?assert(lists:member(E, erlang:nodes())),
+    %% E's own cluster is E alone.
+    ok = pyport_ct:wait_until(fun() -> erpc:call(E, py_cluster, nodes, []) =:= [E] end, 2000),
+    timer:sleep(300),
+    ?assertEqual(lists:sort([node(), B, C]), py_cluster:nodes()),
+    ?assertEqual({error, {not_member, E}}, py_cluster:run(math, sqrt, [1.0], #{node => E})),
+    ?assertNot(lists:member({ok, atom_to_binary(E)},
+                            [where(#{key => K}) || K <- lists:seq(1, 30)])).
+
 %% Helpers.
 
 %% Runs tasks routed by load until told to stop; reports where they ran.
@@ -356,7 +372,7 @@ distribution() ->
 
 %% Starts one peer node per entry (its pool size), each running pyport
 %% with the suite's helpers and PYPORT_CT_NODE set to its name.
--spec start_peers([pos_integer()]) -> [node()].
+-spec start_peers([pos_integer() | {pos_integer(), [{atom(), term()}]}]) -> [node()].
 start_peers(Sizes) ->
     Ebin = filename:dirname(code:which(py_cluster)),
     Ct = filename:dirname(code:which(pyport_ct)),
@@ -364,13 +380,17 @@ start_peers(Sizes) ->
     Starters = [spawn_link(fun() ->
                                    {ok, Peer, Node} = peer:start(#{name => peer:random_name(),
                                                                    args => ["-pa", Ebin, "-pa", Ct]}),
+                                   {Size, Env} = case Spec of
+                                                     {S, E} -> {S, E};
+                                                     S -> {S, []}
+                                                 end,
                                    ok = erpc:call(Node, pyport_ct, start,
                                                   [[{event_loop_pool_size, Size},
-                                                    {env, node_env(Node)}]]),
+                                                    {env, node_env(Node)} | Env]]),
                                    #{loops := Loops} = erpc:call(Node, py_event_loop_pool, get_stats, []),
                                    true = ets:insert(?PEERS, {Peer, Node, [P || #{os_pid := P} <- Loops]}),
                                    Self ! {self(), Node}
-                           end) || Size <- Sizes],
+                           end) || Spec <- Sizes],
     [receive {S, Node} -> Node after 60000 -> ct:fail(peer_start_timeout) end || S <- Starters].
 
 -spec await_members([node()]) -> ok.

@@ -27,7 +27,7 @@ all() ->
      least_loaded_moves_work_away_from_busy_node, remote_python_crash,
      remote_deadline_and_await_timeout_cancel, caller_death_cancels_remote_task,
      node_kill_fails_inflight_at_once, node_joins_and_receives_work,
-     other_pool_is_not_a_member].
+     other_pool_is_not_a_member, malformed_loads_are_ignored].
 
 -spec init_per_suite(ct_suite:ct_config()) -> ct_suite:ct_config().
 init_per_suite(Config) ->
@@ -295,6 +295,27 @@ other_pool_is_not_a_member(Config) ->
     ?assertEqual({error, {not_member, E}}, py_cluster:run(math, sqrt, [1.0], #{node => E})),
     ?assertNot(lists:member({ok, atom_to_binary(E)},
                             [where(#{key => K}) || K <- lists:seq(1, 30)])).
+
+-spec malformed_loads_are_ignored() -> [{doc, string()}].
+malformed_loads_are_ignored() -> [{doc, "Load messages that are malformed (not [{Index, Pending | restarting}], too long) or come from a process that is not a member change nothing and do not restart the registry."}].
+-spec malformed_loads_are_ignored(ct_suite:ct_config()) -> term().
+malformed_loads_are_ignored(Config) ->
+    B = ?config(b, Config),
+    Registry = whereis(py_cluster_registry),
+    Before = py_cluster:loads(),
+    %% The last one is well formed, but its sender is not a member.
+    Bad = [not_a_list, [{0, 1}], [{1, -1}], [{1, busy}], [x | y],
+           [{I, 0} || I <- lists:seq(1, 5000)], [{1, 0}, {2, 0}, {3, 0}]],
+    ok = erpc:call(B, fun() ->
+                              Fake = spawn(fun() -> receive stop -> ok end end),
+                              [{py_cluster_registry, node(Registry)} ! {Tag, Fake, L}
+                               || L <- Bad, Tag <- [py_cluster_loads, py_cluster_hello]],
+                              ok
+                      end),
+    timer:sleep(300),
+    ?assertEqual(Registry, whereis(py_cluster_registry)),
+    ?assertEqual(Before, py_cluster:loads()),
+    ?assertEqual(lists:sort([node(), B, ?config(c, Config)]), py_cluster:nodes()).
 
 %% Helpers.
 

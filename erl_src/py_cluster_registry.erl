@@ -13,11 +13,13 @@
 %%     between two publications.
 %%
 %% Membership: each tick (cluster_load_interval_ms) reads the group from
-%% pg (an ETS read); a new member is monitored and sent this node's loads
-%% at once, and its rows appear when its own loads arrive. A member's
-%% 'DOWN' (node gone, connection lost, application stopped) removes its
-%% rows at once. Loads go to every member on a tick only when they have
-%% changed, so an idle cluster sends nothing.
+%% pg (an ETS read); a new member is monitored and sent a hello with this
+%% node's loads, which it answers with its own: its rows appear then. A
+%% member's 'DOWN' (node gone, connection lost, application stopped)
+%% removes its rows at once. Loads go to every member on a tick only when
+%% they have changed, so an idle cluster sends nothing. Only members of
+%% the group are listened to: a hello from a process pg does not list
+%% (yet) is ignored, and this node's own tick sends the hello instead.
 -module(py_cluster_registry).
 -behaviour(gen_server).
 
@@ -130,13 +132,14 @@ handle_cast(_Msg, State) ->
 -spec handle_info(term(), #state{}) -> {noreply, #state{}}.
 handle_info(tick, State) ->
     {noreply, tick(State)};
-handle_info({py_cluster_loads, Pid, Loads}, State) when is_pid(Pid) ->
-    %% Another node's member; its peers are trusted (same cookie), but a
-    %% malformed figure must not stop this process.
-    case node(Pid) =/= node() andalso valid_loads(Loads) of
-        true -> {noreply, published(Pid, Loads, State)};
-        false -> {noreply, State}
-    end;
+handle_info({py_cluster_loads, Pid, Loads}, #state{members = Members} = State)
+  when is_map_key(Pid, Members) ->
+    %% Peers are trusted (same cookie), but a malformed figure must not
+    %% stop this process.
+    _ = valid_loads(Loads) andalso store(Pid, Loads),
+    {noreply, State};
+handle_info({py_cluster_hello, Pid, Loads}, State) when is_pid(Pid) ->
+    {noreply, hello(Pid, Loads, State)};
 handle_info({'DOWN', MRef, process, Pid, _}, #state{members = Members} = State) ->
     case maps:take(Pid, Members) of
         {{Node, MRef}, Rest} ->
@@ -158,10 +161,11 @@ tick(#state{group = Group, interval = Interval, members = Members,
     New = [P || P <- pg:get_members(scope(), Group),
                 node(P) =/= node(), not maps:is_key(P, Members)],
     State1 = lists:foldl(fun monitor_member/2, State, New),
-    Message = {py_cluster_loads, self(), Loads},
+    _ = [P ! {py_cluster_hello, self(), Loads} || P <- New],
     _ = case Loads =:= Published of
-            true -> [P ! Message || P <- New];
-            false -> [P ! Message || P <- maps:keys(State1#state.members)]
+            true -> ok;
+            false -> [P ! {py_cluster_loads, self(), Loads}
+                      || P <- maps:keys(Members)]
         end,
     erlang:send_after(Interval, self(), tick),
     State1#state{published = Loads}.
@@ -184,20 +188,28 @@ own_rows(Node, Loads) ->
 monitor_member(Pid, #state{members = Members} = State) ->
     State#state{members = Members#{Pid => {node(Pid), erlang:monitor(process, Pid)}}}.
 
-%% A member's loads: its rows, and the member itself if it is new (its
-%% loads may come before pg has told this node about it).
-published(Pid, Loads, #state{members = Members, published = Mine} = State0) ->
-    State = case maps:is_key(Pid, Members) of
-                true ->
-                    State0;
-                false ->
-                    Pid ! {py_cluster_loads, self(), Mine},
-                    monitor_member(Pid, State0)
-            end,
+%% A member met for the first time, or met again: it is answered with
+%% this node's loads, and its own become its rows.
+hello(Pid, Loads, #state{group = Group, members = Members, published = Mine} = State0) ->
+    Known = maps:is_key(Pid, Members),
+    case node(Pid) =/= node() andalso valid_loads(Loads)
+        andalso (Known orelse lists:member(Pid, pg:get_members(scope(), Group))) of
+        true ->
+            State = case Known of
+                        true -> State0;
+                        false -> monitor_member(Pid, State0)
+                    end,
+            Pid ! {py_cluster_loads, self(), Mine},
+            store(Pid, Loads),
+            State;
+        false ->
+            State0
+    end.
+
+store(Pid, Loads) ->
     Node = node(Pid),
     true = ets:insert(?NODES, {Node, Pid}),
-    replace_rows(Node, Loads),
-    State.
+    replace_rows(Node, Loads).
 
 %% New rows first, then those of loops the node no longer has, so that a
 %% reader never sees the node without loops.

@@ -110,6 +110,24 @@ not_started_test() ->
     ?assertEqual([], py_cluster:nodes()),
     ?assertEqual(#{}, py_cluster:loads()).
 
+%% Settings.
+
+-spec cluster_settings_test() -> term().
+cluster_settings_test() ->
+    _ = application:load(pyport),
+    try
+        ?assertEqual({ok, #{pool => default, load_interval_ms => 100}}, pyport_config:cluster()),
+        ok = application:set_env(pyport, cluster_pool, <<"eu">>),
+        ok = application:set_env(pyport, cluster_load_interval_ms, 250),
+        ?assertEqual({ok, #{pool => <<"eu">>, load_interval_ms => 250}}, pyport_config:cluster()),
+        ?assertEqual([], pyport_config:unknown_keys(application:get_all_env(pyport))),
+        ok = application:set_env(pyport, cluster_load_interval_ms, 0),
+        ?assertEqual({error, {bad_config, {cluster_load_interval_ms, 0}}}, pyport_config:cluster())
+    after
+        application:unset_env(pyport, cluster_pool),
+        application:unset_env(pyport, cluster_load_interval_ms)
+    end.
+
 %% Internal.
 
 rows(Nodes, Loops) ->

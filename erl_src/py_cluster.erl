@@ -202,7 +202,7 @@ place(_, Count) ->
 
 %% This node's loops by their current pending count (a few ETS reads),
 %% the others by what their nodes published plus what this node has sent
-%% them since.
+%% them in the current interval.
 least_loaded(Count) ->
     Local = node(),
     Rows = [Row || {{Node, _}, _, _} = Row <- py_cluster_registry:loops(), Node =/= Local]

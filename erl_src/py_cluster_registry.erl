@@ -8,9 +8,11 @@
 %%   py_cluster_nodes  {Node, MemberPid}, this node included;
 %%   py_cluster_loads  {{Node, Index}, Load, Sent}: Load as its node last
 %%     published it (pending tasks, or `restarting`), Sent the tasks this
-%%     node has routed there since (callers bump it, a publication resets
-%%     it), so that the callers of one node do not all pick the same loop
-%%     between two publications.
+%%     node has routed there in the current interval (callers bump it,
+%%     each tick and each publication reset it), so that the callers of
+%%     one node do not all pick the same loop between two publications.
+%%     Reset on the tick too, because a node whose loads do not change
+%%     publishes nothing.
 %%
 %% Membership: each tick (cluster_load_interval_ms) reads the group from
 %% pg (an ETS read); a new member is monitored and sent a hello with this
@@ -157,7 +159,9 @@ tick(#state{group = Group, interval = Interval, members = Members,
             published = Published} = State0) ->
     State = renamed(State0),
     Loads = py_event_loop_pool:loads(),
-    own_rows(State#state.node, Loads),
+    _ = ets:select_replace(?LOADS, [{{'$1', '$2', '$3'}, [{'=/=', '$3', 0}],
+                                     [{{'$1', '$2', 0}}]}]),
+    replace_rows(State#state.node, Loads),
     New = [P || P <- pg:get_members(scope(), Group),
                 node(P) =/= node(), not maps:is_key(P, Members)],
     State1 = lists:foldl(fun monitor_member/2, State, New),
@@ -181,9 +185,6 @@ renamed(#state{node = Node} = State) ->
             true = ets:insert(?NODES, {New, self()}),
             State#state{node = New}
     end.
-
-own_rows(Node, Loads) ->
-    replace_rows(Node, Loads).
 
 monitor_member(Pid, #state{members = Members} = State) ->
     State#state{members = Members#{Pid => {node(Pid), erlang:monitor(process, Pid)}}}.

@@ -2,7 +2,7 @@
 %% (py_cluster_registry:loops/0), so that they can be tested alone.
 %%
 %% - least_loaded/2: the loop with the fewest tasks (published load plus
-%%   what this node has sent there since), a loop of this node preferred
+%%   what this node has sent there in the current interval), a loop of this node preferred
 %%   at equal load, ties broken at random so that callers spread; a loop
 %%   that is restarting only when every loop is.
 %% - by_key/2: rendezvous (highest random weight) hashing: a key goes to

@@ -212,8 +212,10 @@ least_loaded(Count) ->
 chosen(none, _) ->
     %% No member at all: this node's application is not running.
     {error, loop_unavailable};
-chosen({Node, Index} = Place, Count) ->
-    _ = Count andalso Node =/= node() andalso py_cluster_registry:sent(Node, Index) =:= ok,
+chosen({Node, Index} = Place, true) when Node =/= node() ->
+    ok = py_cluster_registry:sent(Node, Index),
+    {ok, Place};
+chosen(Place, _) ->
     {ok, Place}.
 
 %% A node that is connected but has no pool in this cluster is not the

@@ -27,7 +27,8 @@ all() ->
      least_loaded_moves_work_away_from_busy_node, remote_python_crash,
      remote_deadline_and_await_timeout_cancel, caller_death_cancels_remote_task,
      node_kill_fails_inflight_at_once, node_joins_and_receives_work,
-     other_pool_is_not_a_member, malformed_loads_are_ignored].
+     other_pool_is_not_a_member, malformed_loads_are_ignored,
+     caller_node_death_cancels_its_remote_tasks].
 
 -spec init_per_suite(ct_suite:ct_config()) -> ct_suite:ct_config().
 init_per_suite(Config) ->
@@ -326,6 +327,24 @@ malformed_loads_are_ignored(Config) ->
     ?assertEqual(Registry, whereis(py_cluster_registry)),
     ?assertEqual(Before, py_cluster:loads()),
     ?assertEqual(lists:sort([node(), B, ?config(c, Config)]), py_cluster:nodes()).
+
+-spec caller_node_death_cancels_its_remote_tasks() -> [{doc, string()}].
+caller_node_death_cancels_its_remote_tasks() -> [{doc, "kill -9 of the caller's node cancels the tasks its callers had on another node (the proxies' guards see noconnection)."}].
+-spec caller_node_death_cancels_its_remote_tasks(ct_suite:ct_config()) -> term().
+caller_node_death_cancels_its_remote_tasks(Config) ->
+    [B, C] = [?config(b, Config), ?config(c, Config)],
+    [K1, K2] = [key(), key()],
+    %% Callers on C with tasks on B.
+    _ = [spawn(C, fun() ->
+                          py_cluster:run(?H, watched_sleep, [K, 30], #{node => B, timeout => 60000})
+                  end) || K <- [K1, K2]],
+    ok = pyport_ct:wait_until(fun() -> on(B, was_started, [K1]) andalso on(B, was_started, [K2]) end,
+                              5000),
+    ok = await_load(B, 1, 2),
+    _ = os:cmd("kill -9 " ++ erpc:call(C, os, getpid, [])),
+    ok = pyport_ct:wait_until(fun() -> on(B, was_cancelled, [K1]) andalso on(B, was_cancelled, [K2]) end,
+                              3000),
+    ok = await_load(B, 1, 0).
 
 %% Helpers.
 

@@ -44,7 +44,9 @@ run(Args) ->
     Echo = filename:join(Root, "priv/pyport-echo"),
     Py = filename:join(Root, "priv/pyport"),
     Throughput = [throughput_figures(Runs, T, Exe) || {T, Exe} <- [{floor, Echo}, {pyport, Py}]],
-    Figures = merge(Throughput) ++ cpu_figures(Runs, Py) ++ idle_figures(Runs, Echo, Py),
+    Figures = merge(Throughput) ++ cpu_figures(Runs, Py) ++ idle_figures(Runs, Echo, Py)
+        %% Scenario 10: the cluster pool over peer nodes (bench/py_cluster_bench.erl).
+        ++ py_cluster_bench:figures(Runs, Py),
     print(Figures),
     write_json(Root, Label, Runs, Figures),
     ok.

@@ -38,6 +38,7 @@
 -export([get_loop/0]).
 -export([get_stats/0]).
 -export([loop_index/2]).
+-export([loads/0]).
 
 %% Internal API, for pyport_sup, py_event_worker and py_event_task.
 -export([start_link/1]).
@@ -173,6 +174,21 @@ get_stats() ->
         exit:{noproc, _} ->
             #{num_loops => 0, supported => false, restarts => 0,
               pending => 0, loops => []}
+    end.
+
+%% Pending tasks per loop, `restarting` for a loop between two ports,
+%% read from the registry without a call to the pool: the load figure
+%% py_cluster publishes; [] when the application is not running.
+-spec loads() -> [{pos_integer(), non_neg_integer() | restarting}].
+loads() ->
+    case num_loops() of
+        undefined ->
+            [];
+        N ->
+            [{I, case lookup(I) of
+                     {ok, #py_loop{pending = Pending}} -> pending_size(Pending);
+                     _ -> restarting
+                 end} || I <- lists:seq(1, N)]
     end.
 
 -spec loop_index(pid(), pos_integer()) -> pos_integer().

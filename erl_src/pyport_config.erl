@@ -12,6 +12,7 @@
 -export([port_args/1]).
 -export([unknown_keys/1]).
 -export([warn_unknown_keys/0]).
+-export([cluster/0]).
 
 -type output() :: logger | stderr.
 %% One loop's settings: the application environment with that loop's own
@@ -151,6 +152,18 @@ warn_unknown_keys() ->
                            #{pyport_unknown_keys => Unknown})
     end.
 
+%% The cluster settings (py_cluster_registry): the pool name whose `pg`
+%% group this node joins, and how often it publishes its loads.
+-spec cluster() -> {ok, #{pool := term(), load_interval_ms := pos_integer()}}
+                 | {error, {bad_config, term()}}.
+cluster() ->
+    case env(cluster_load_interval_ms, 100) of
+        Ms when is_integer(Ms), Ms > 0 ->
+            {ok, #{pool => env(cluster_pool, default), load_interval_ms => Ms}};
+        Other ->
+            {error, {bad_config, {cluster_load_interval_ms, Other}}}
+    end.
+
 %% Internal.
 
 %% The settings each loop may have of its own: {Key, Default, Valid}.
@@ -191,7 +204,9 @@ loop_keys() ->
 %% Read for the whole application only: validated where they are read
 %% (loop/1, pool_size/0, executable/0).
 global_keys() ->
-    [loops, event_loop_pool_size, executable].
+    [loops, event_loop_pool_size, executable]
+        %% Read by cluster/0.
+        ++ [cluster_pool, cluster_load_interval_ms].
 
 env(Key, Default) ->
     application:get_env(?APP, Key, Default).

@@ -20,6 +20,7 @@ code can talk back to Erlang (``send``, ``call``, ``async_call``, ``self``,
 
 from __future__ import annotations
 
+from ._actor import NOREPLY, From, GenServer, receive, reply
 from ._api import (
     ErlangEventLoopPolicy,
     ExecutionMode,
@@ -59,6 +60,9 @@ __all__ = [
     "ExecutionMode",
     "Handle",
     "HandleLimitError",
+    "From",
+    "GenServer",
+    "NOREPLY",
     "NotConnectedError",
     "Pid",
     "PollerSelector",
@@ -75,6 +79,8 @@ __all__ = [
     "handle",
     "install",
     "new_event_loop",
+    "receive",
+    "reply",
     "run",
     "schedule",
     "schedule_py",

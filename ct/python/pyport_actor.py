@@ -1,0 +1,167 @@
+"""Python side of ct/py_actor_SUITE.erl: actors, well-behaved and not.
+
+What the suite checks afterwards (a ``finally`` that ran, a message count)
+lives in module globals, reported by plain task functions on the same loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from typing import Any
+
+import erlang
+
+#: names of actors whose finally ran (cancelled_ran)
+finished: list[str] = []
+#: actors that have started waiting, by name
+waiting: set[str] = set()
+
+
+async def echo() -> None:
+    """Replies ``{echo, Msg}`` to ``{From, Msg}`` until ``stop``."""
+    while True:
+        message = await erlang.receive()
+        if message == "stop":
+            return
+        sender, body = message
+        erlang.send(sender, ("echo", body))
+
+
+async def echo_self() -> None:
+    """Sends its own pid (the proxy's) to whoever asks: ``{who, From}``."""
+    message = await erlang.receive()
+    erlang.send(message[1], ("self", erlang.self()))
+    await erlang.receive()
+
+
+async def raises(after: str) -> None:
+    """Raises ValueError once it gets a message."""
+    await erlang.receive()
+    raise ValueError(after)
+
+
+async def receive_timeout(sender: erlang.Pid, seconds: float) -> None:
+    """Tells ``sender`` whether a receive with a timeout timed out."""
+    try:
+        message = await erlang.receive(timeout=seconds)
+    except TimeoutError:
+        erlang.send(sender, "timed_out")
+    else:
+        erlang.send(sender, ("got", message))
+    await erlang.receive()
+
+
+async def selective(sender: erlang.Pid) -> None:
+    """Takes ``urgent`` messages first, then the rest in order."""
+    first = await erlang.receive(tags=["urgent"])
+    second = await erlang.receive(match=lambda m: m == "b")
+    rest = [await erlang.receive() for _ in range(2)]
+    erlang.send(sender, [first, second, *rest])
+    await erlang.receive()
+
+
+async def guarded(name: str) -> None:
+    """Waits forever; its finally records ``name`` (cancelled_ran)."""
+    try:
+        waiting.add(name)
+        await erlang.receive()
+    finally:
+        finished.append(name)
+
+
+def finished_names() -> list[str]:
+    return list(finished)
+
+
+def is_waiting(name: str) -> bool:
+    return name in waiting
+
+
+async def slow_sink(sender: erlang.Pid, count: int, delay: float) -> None:
+    """Consumes ``count`` messages slowly, checking they come in order."""
+    expected = 0
+    for _ in range(count):
+        message = await erlang.receive()
+        if message != ("n", expected):
+            raise AssertionError(f"message {expected} out of order: {message!r}")
+        expected += 1
+        if expected % 1000 == 0:
+            await asyncio.sleep(delay)
+    erlang.send(sender, ("sunk", expected))
+    await erlang.receive()
+
+
+async def idle() -> None:
+    """An actor that waits for one message and returns."""
+    await erlang.receive()
+
+
+def rss_kib() -> int:
+    """This port's resident set size, in KiB."""
+    with open(f"/proc/{os.getpid()}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise RuntimeError("no VmRSS")
+
+
+def actor_count() -> int:
+    """How many actor tasks run on this loop."""
+    return sum(1 for t in asyncio.all_tasks() if t.get_name().startswith("pyport:actor:"))
+
+
+def getpid() -> int:
+    return os.getpid()
+
+
+def bump(value: int) -> int:
+    """What the bench compares a call with: one plain task."""
+    return value + 1
+
+
+class Counter(erlang.GenServer):
+    """A counter gen_server: ``{add, N}`` call, ``{set, N}`` cast, ``get``."""
+
+    async def init(self, start: int = 0) -> None:
+        self.value = start
+        self.later: erlang.From | None = None
+
+    async def handle_call(self, request: Any, from_: erlang.From) -> Any:
+        if request == "get":
+            return self.value
+        if request == "bump":
+            self.value += 1
+            return self.value
+        if isinstance(request, tuple) and request[0] == "add":
+            self.value += request[1]
+            return self.value
+        if request == "later":
+            self.later = from_
+            return erlang.NOREPLY
+        if request == "crash":
+            raise RuntimeError("asked to crash")
+        if request == "stop":
+            self.stop()
+            return "stopping"
+        return ("unknown", request)
+
+    async def handle_cast(self, request: Any) -> None:
+        if isinstance(request, tuple) and request[0] == "set":
+            self.value = request[1]
+            if self.later is not None:
+                self.later.reply(("later", self.value))
+                self.later = None
+
+    async def handle_info(self, message: Any) -> None:
+        if isinstance(message, tuple) and message[0] == "tell":
+            erlang.send(message[1], ("value", self.value))
+
+
+class FailingInit(erlang.GenServer):
+    async def init(self) -> None:
+        raise KeyError("no config")
+
+
+def not_a_coroutine() -> int:
+    return 1

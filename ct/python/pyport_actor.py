@@ -11,6 +11,7 @@ import os
 from typing import Any
 
 import erlang
+import erlang._actor
 
 #: names of actors whose finally ran (cancelled_ran)
 finished: list[str] = []
@@ -165,3 +166,30 @@ class FailingInit(erlang.GenServer):
 
 def not_a_coroutine() -> int:
     return 1
+
+
+class Sink(erlang.GenServer):
+    """Takes ``{n, I}`` casts in order, slowly; ``stats`` call reports the
+    count and the most messages its mailbox ever held."""
+
+    async def init(self, delay: float) -> None:
+        self.delay = delay
+        self.count = 0
+        self.most_held = 0
+
+    async def handle_cast(self, request: Any) -> None:
+        if request != ("n", self.count):
+            raise AssertionError(f"cast {self.count} out of order: {request!r}")
+        self.count += 1
+        self.most_held = max(self.most_held, len(erlang._actor.current_mailbox("Sink")))
+        if self.count % 1000 == 0:
+            await asyncio.sleep(self.delay)
+
+    async def handle_call(self, request: Any, from_: erlang.From) -> Any:
+        return (self.count, self.most_held)
+
+
+async def report_pid(sender: erlang.Pid) -> None:
+    """Tells ``sender`` its port's OS pid, then waits."""
+    erlang.send(sender, ("os_pid", os.getpid()))
+    await erlang.receive()

@@ -18,7 +18,8 @@ all() ->
      receive_timeout, selective_receive, actor_raises, proxy_killed,
      linked_parent_exit_cancels, port_exit_fails_actors,
      supervisor_restarts_after_port_kill9, ten_thousand_actors_one_loop,
-     actors_on_both_loops, registered_name, bad_options].
+     actors_on_both_loops, registered_name, bad_options,
+     unconvertible_message_is_dropped, erlang_call_from_an_actor].
 
 -spec init_per_suite(ct_suite:ct_config()) -> ct_suite:ct_config().
 init_per_suite(Config) ->
@@ -310,6 +311,30 @@ bad_options(_) ->
     ?assertError({badarg, {args, not_a_list}},
                  py_actor:start_link(?A, echo, not_a_list, #{})),
     ?assertError({badarg, {spec, nope}}, py_actor:child_spec(nope)).
+
+-spec unconvertible_message_is_dropped() -> [{doc, string()}].
+unconvertible_message_is_dropped() -> [{doc, "A message with no Python form (a fun) is dropped with a warning but counted, so the window does not shrink: later messages still flow."}].
+-spec unconvertible_message_is_dropped(ct_suite:ct_config()) -> term().
+unconvertible_message_is_dropped(_) ->
+    {ok, Pid} = py_actor:start_link(?A, echo, [], #{window => 2}),
+    [Pid ! {self(), fun() -> ok end} || _ <- lists:seq(1, 5)],
+    [Pid ! {self(), N} || N <- lists:seq(1, 5)],
+    ?assertEqual([{<<"echo">>, N} || N <- lists:seq(1, 5)],
+                 [receive {<<"echo">>, _} = E -> E after 5000 -> timeout end
+                  || _ <- lists:seq(1, 5)]),
+    stop_actor(Pid).
+
+-spec erlang_call_from_an_actor() -> [{doc, string()}].
+erlang_call_from_an_actor() -> [{doc, "An actor may erlang.async_call and erlang.call Erlang callbacks and erlang.send replies while it serves its mailbox."}].
+-spec erlang_call_from_an_actor(ct_suite:ct_config()) -> term().
+erlang_call_from_an_actor(_) ->
+    ok = py_callback:register(actor_double, fun([X]) -> 2 * X end),
+    {ok, Pid} = py_actor:start_link(?A, calls_erlang, [self()], #{}),
+    [Pid ! N || N <- lists:seq(1, 20)],
+    ?assertEqual([{2 * N, 2 * N} || N <- lists:seq(1, 20)],
+                 [receive {_, _} = R -> R after 5000 -> timeout end || _ <- lists:seq(1, 20)]),
+    Pid ! stop,
+    ok = py_callback:unregister(actor_double).
 
 %% Helpers.
 

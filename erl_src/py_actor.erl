@@ -238,6 +238,7 @@ await_started(Parent, Ref, #py_loop{port = Port, max_packet = Max}, Window, Dead
         fail(timeout)
     end.
 
+-spec fail(term()) -> no_return().
 fail(Reason) ->
     proc_lib:init_ack({error, Reason}),
     exit(normal).

@@ -193,3 +193,14 @@ async def report_pid(sender: erlang.Pid) -> None:
     """Tells ``sender`` its port's OS pid, then waits."""
     erlang.send(sender, ("os_pid", os.getpid()))
     await erlang.receive()
+
+
+async def calls_erlang(sender: erlang.Pid) -> None:
+    """For each message, asks the ``actor_double`` callback twice (async
+    and blocking) and sends both answers back."""
+    while True:
+        message = await erlang.receive()
+        if message == "stop":
+            return
+        erlang.send(sender, (await erlang.async_call("actor_double", message),
+                             erlang.call("actor_double", message)))

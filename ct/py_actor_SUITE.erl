@@ -19,7 +19,8 @@ all() ->
      linked_parent_exit_cancels, port_exit_fails_actors,
      supervisor_restarts_after_port_kill9, ten_thousand_actors_one_loop,
      actors_on_both_loops, registered_name, bad_options,
-     unconvertible_message_is_dropped, erlang_call_from_an_actor].
+     unconvertible_message_is_dropped, erlang_call_from_an_actor,
+     forged_actor_packets_are_contained].
 
 -spec init_per_suite(ct_suite:ct_config()) -> ct_suite:ct_config().
 init_per_suite(Config) ->
@@ -335,6 +336,24 @@ erlang_call_from_an_actor(_) ->
                  [receive {_, _} = R -> R after 5000 -> timeout end || _ <- lists:seq(1, 20)]),
     Pid ! stop,
     ok = py_callback:unregister(actor_double).
+
+-spec forged_actor_packets_are_contained() -> [{doc, string()}].
+forged_actor_packets_are_contained() -> [{doc, "Python forging actor packets (an ack beyond the window, a reply to no call, an unknown or malformed id) cannot widen the window or reach anyone; the malformed one is logged."}].
+-spec forged_actor_packets_are_contained(ct_suite:ct_config()) -> term().
+forged_actor_packets_are_contained(_) ->
+    ok = pyport_ct:capture_logs(),
+    Window = 4,
+    {ok, Pid} = py_actor:start_link(?A, 'Forger', [0.01], #{window => Window}),
+    N = 3000,
+    [gen_server:cast(Pid, {n, I}) || I <- lists:seq(0, N - 1)],
+    {Count, MostHeld} = gen_server:call(Pid, stats, 30000),
+    ?assertEqual(N, Count),
+    ?assert(MostHeld =< Window),
+    _ = pyport_ct:await_log(fun(E) -> pyport_ct:log_mentions(E, <<"actor_ack">>) end, 5000),
+    ok = pyport_ct:release_logs(),
+    %% The forged reply reached nobody.
+    ?assertEqual([], pyport_ct:mailbox()),
+    stop_actor(Pid).
 
 %% Helpers.
 

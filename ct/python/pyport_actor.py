@@ -204,3 +204,22 @@ async def calls_erlang(sender: erlang.Pid) -> None:
             return
         erlang.send(sender, (await erlang.async_call("actor_double", message),
                              erlang.call("actor_double", message)))
+
+
+class Forger(Sink):
+    """A Sink that first forges packets about itself and others: an ack far
+    beyond its window, a reply to a call nobody made, an ack for an actor
+    that does not exist, and a malformed ack."""
+
+    async def init(self, delay: float) -> None:
+        await super().init(delay)
+        from erlang import _context, _wire
+
+        mailbox = erlang._actor.current_mailbox("Forger")
+        context = _context.current()
+        assert context is not None
+        queue = context.bridge.link.queue
+        queue(_wire.actor_ack(mailbox.id, 1 << 20))
+        queue(_wire.actor_reply(mailbox.id, 999999, "forged"))
+        queue(_wire.actor_ack(erlang.Atom("not_a_ref"), 1))
+        queue(_wire.actor_ack(mailbox.id, -5))

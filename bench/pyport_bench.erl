@@ -217,17 +217,17 @@ calls(N) ->
     {ok, N} = py_event_loop:run(?PY, call_loop, [N], #{timeout => 60000}),
     N.
 
-%% Scenario 10 (docs/actors.md): gen_server:call to a Python actor against
+%% Scenario 11 (docs/actors.md): gen_server:call to a Python actor against
 %% py_event_loop:run of the same function, both on loop 1; cast throughput
 %% (a final call returns once every cast before it is handled).
 actor_scenarios() ->
     case code:ensure_loaded(py_actor) of
         {module, py_actor} ->
-            [{<<"10. gen_server:call to a Python actor">>, <<"calls/s">>,
+            [{<<"11. gen_server:call to a Python actor">>, <<"calls/s">>,
               fun() -> with_actor(fun(Pid) -> actor_calls(Pid, 20000) end) end},
-             {<<"10. py_event_loop:run of the same function">>, <<"tasks/s">>,
+             {<<"11. py_event_loop:run of the same function">>, <<"tasks/s">>,
               fun() -> runs(20000) end},
-             {<<"10. gen_server:cast to a Python actor">>, <<"casts/s">>,
+             {<<"11. gen_server:cast to a Python actor">>, <<"casts/s">>,
               fun() -> with_actor(fun(Pid) -> actor_casts(Pid, 100000) end) end}];
         _ ->
             []

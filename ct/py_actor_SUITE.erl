@@ -290,12 +290,19 @@ actors_on_both_loops(_) ->
     stop_actor(P2).
 
 -spec registered_name() -> [{doc, string()}].
-registered_name() -> [{doc, "name => {local, N} registers the proxy: gen_server:call by name works, a second start is already_started."}].
+registered_name() -> [{doc, "name => {local, N} registers the proxy: gen_server:call by name works, sys:suspend/resume hold and release it, a second start is already_started."}].
 -spec registered_name(ct_suite:ct_config()) -> term().
 registered_name(_) ->
     {ok, Pid} = py_actor:start_link(?A, 'Counter', [1], #{name => {local, py_counter}}),
     ?assertEqual(Pid, whereis(py_counter)),
     ?assertEqual(2, gen_server:call(py_counter, bump, 5000)),
+    %% sys support: suspended, a call waits; resumed, it is answered.
+    ok = sys:suspend(py_counter),
+    Self = self(),
+    _ = spawn_link(fun() -> Self ! {bumped, gen_server:call(py_counter, bump, 5000)} end),
+    receive {bumped, _} -> ct:fail(answered_while_suspended) after 200 -> ok end,
+    ok = sys:resume(py_counter),
+    receive {bumped, Bumped} -> ?assertEqual(3, Bumped) after 5000 -> ct:fail(not_resumed) end,
     ?assertEqual({error, {already_started, Pid}},
                  py_actor:start(?A, 'Counter', [], #{name => {local, py_counter}})),
     stop_actor(Pid),

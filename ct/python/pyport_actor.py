@@ -223,3 +223,20 @@ class Forger(Sink):
         queue(_wire.actor_reply(mailbox.id, 999999, "forged"))
         queue(_wire.actor_ack(erlang.Atom("not_a_ref"), 1))
         queue(_wire.actor_ack(mailbox.id, -5))
+
+
+#: what Recorder.terminate was given, in order
+terminated: list[Any] = []
+
+
+class Recorder(erlang.GenServer):
+    """Records its terminate reason; ``crash`` raises, ``stop`` stops."""
+
+    async def handle_info(self, message: Any) -> None:
+        if message == "crash":
+            raise LookupError("crashed")
+        if message == "stop":
+            self.stop()
+
+    async def terminate(self, reason: Any) -> None:
+        terminated.append(reason if isinstance(reason, str) else type(reason).__name__)

@@ -158,3 +158,16 @@ def test_a_message_without_python_form_is_dropped_and_counted(port):
     port.send(msg(id, "done"))
     assert port.recv() == ("actor_ack", id, 1)
     assert port.recv() == ("result", id, ("ok", None))
+
+
+@pytest.mark.parametrize("how, reason", [("stop", "normal"), ("crash", "LookupError"),
+                                         ("cancel", "cancelled")])
+def test_terminate_runs_however_a_gen_server_ends(port, how, reason):
+    pyport_actor.terminated.clear()
+    id = start(port, "Recorder", window=64)
+    if how == "cancel":
+        port.send((Atom("cancel"), id))
+    else:
+        port.send(msg(id, Atom(how)))
+    assert port.recv()[:2] == ("result", id)
+    assert pyport_actor.terminated == [reason]

@@ -82,7 +82,8 @@ throughput_figures(Runs, Target, Exe) ->
               || Callback, Target =:= pyport]
           ++ [{<<"9. py_obj:call on a handle (compare 2.)">>, <<"calls/s">>,
                fun() -> handle_calls(20000) end}
-              || Target =:= pyport],
+              || Target =:= pyport]
+          ++ [Scenario || Target =:= pyport, Scenario <- actor_scenarios()],
         [#{name => Name, unit => Unit, higher_is_better => true,
            Target => [measure(Fun) || _ <- lists:seq(1, Runs)]}
          || {Name, Unit, Fun} <- Scenarios]
@@ -214,6 +215,46 @@ payload(Term, N) ->
 
 calls(N) ->
     {ok, N} = py_event_loop:run(?PY, call_loop, [N], #{timeout => 60000}),
+    N.
+
+%% Scenario 11 (docs/actors.md): gen_server:call to a Python actor against
+%% py_event_loop:run of the same function, both on loop 1; cast throughput
+%% (a final call returns once every cast before it is handled).
+actor_scenarios() ->
+    case code:ensure_loaded(py_actor) of
+        {module, py_actor} ->
+            [{<<"11. gen_server:call to a Python actor">>, <<"calls/s">>,
+              fun() -> with_actor(fun(Pid) -> actor_calls(Pid, 20000) end) end},
+             {<<"11. py_event_loop:run of the same function">>, <<"tasks/s">>,
+              fun() -> runs(20000) end},
+             {<<"11. gen_server:cast to a Python actor">>, <<"casts/s">>,
+              fun() -> with_actor(fun(Pid) -> actor_casts(Pid, 100000) end) end}];
+        _ ->
+            []
+    end.
+
+with_actor(Fun) ->
+    {ok, Pid} = py_actor:start(bench_actor, 'Bumper', [], #{loop => 1}),
+    try Fun(Pid)
+    after
+        proc_lib:stop(Pid)
+    end.
+
+actor_calls(Pid, N) ->
+    lists:foreach(fun(I) -> I1 = I + 1, I1 = gen_server:call(Pid, {bump, I}, 60000) end,
+                  lists:seq(1, N)),
+    N.
+
+runs(N) ->
+    lists:foreach(fun(I) ->
+                          I1 = I + 1,
+                          {ok, I1} = py_event_loop:run({pyport_loop, 1}, bench_actor, bump, [I], #{})
+                  end, lists:seq(1, N)),
+    N.
+
+actor_casts(Pid, N) ->
+    lists:foreach(fun(I) -> gen_server:cast(Pid, I) end, lists:seq(1, N)),
+    N = gen_server:call(Pid, count, 60000),
     N.
 
 rss_mb(OsPid) ->

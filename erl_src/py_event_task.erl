@@ -26,6 +26,7 @@
 -export([spawn/5]).
 -export([spawn/6]).
 -export([run_source/4]).
+-export([submit_actor/3]).
 
 %% Pure helpers, exported for the API modules and their unit tests.
 -export([check_call/4]).
@@ -128,6 +129,19 @@ run_source(Index, Kind, Code, Timeout) when Kind =:= exec; Kind =:= eval ->
     Deadline = deadline(Timeout),
     case submit(Index, {Kind, Code}, Deadline) of
         {ok, Ref, Handle} -> wait(Ref, Handle, Deadline);
+        {error, _} = Error -> Error
+    end.
+
+%% Starts an actor (py_actor): a pending entry like a task's, whose
+%% caller is the proxy, so that the worker routes the actor's end and the
+%% port's exit to it, and cancels the actor when the proxy dies.
+-spec submit_actor(loop_index(), {actor, py_event_loop:py_name(), py_event_loop:py_name(),
+                                  list(), py_event_loop:kwargs(), map()},
+                   integer() | infinity)
+    -> {ok, reference(), #py_loop{}} | {error, term()}.
+submit_actor(Index, {actor, _, _, _, _, _} = Request, Deadline) ->
+    case submit(Index, Request, Deadline) of
+        {ok, Ref, {task, Loop}} -> {ok, Ref, Loop};
         {error, _} = Error -> Error
     end.
 
@@ -316,6 +330,8 @@ write(Port, Bin, Deadline) ->
 
 packet({task, Module, Func, Args, Kwargs, Opts}, Ref) ->
     pyport_wire:task(Ref, Module, Func, Args, Kwargs, Opts);
+packet({actor, Module, Func, Args, Kwargs, Opts}, Ref) ->
+    pyport_wire:actor_start(Ref, Module, Func, Args, Kwargs, Opts#{caller => self()});
 packet({Kind, Code}, Ref) ->
     pyport_wire:source(Kind, Ref, Code, #{caller => self()}).
 

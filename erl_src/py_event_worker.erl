@@ -276,6 +276,14 @@ handle_packet({Kind, _, _, _} = Request, State) when Kind =:= call; Kind =:= sen
     serve(Request, State);
 handle_packet({Kind, _, _} = Request, State) when Kind =:= whereis; Kind =:= send ->
     serve(Request, State);
+handle_packet(Actor, #state{pending = Pending, index = Index})
+  when element(1, Actor) =:= actor_started; element(1, Actor) =:= actor_ack;
+       element(1, Actor) =:= actor_reply ->
+    %% An actor's own traffic goes to its proxy (py_actor).
+    case py_actor_route:route(Actor, Pending) of
+        ok -> ok;
+        malformed -> pyport_log:protocol_fault(Actor, Index)
+    end;
 handle_packet(Other, #state{index = Index}) ->
     %% bad_packet, unknown_message, or one the port should not send now.
     pyport_log:protocol_fault(Other, Index).

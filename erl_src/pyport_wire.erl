@@ -22,6 +22,9 @@
 -export([obj_release/1]).
 -export([stop/0]).
 -export([payload_size/1]).
+%% Erlang -> port, actors (py_actor).
+-export([actor_start/6]).
+-export([actor_msg/2]).
 %% port -> Erlang.
 -export([decode/3]).
 
@@ -38,6 +41,9 @@
                  | {whereis, CallId :: term(), Name :: term()}
                  | {log, Level :: term(), Logger :: term(), Message :: term()}
                  | {output, Stream :: term(), Line :: term()}
+                 | {actor_started, ActorId :: term()}
+                 | {actor_ack, ActorId :: term(), Count :: term()}
+                 | {actor_reply, ActorId :: term(), Token :: term(), Reply :: term()}
                  | {error, {bad_packet, Reason :: term()}}
                  | {error, {unknown_message, Term :: term()}}
                  | {ready, Info :: map()}
@@ -102,6 +108,18 @@ obj_release(Numbers) ->
 stop() ->
     frame(stop).
 
+%% `{actor_start, Id, Module, Func, Args, Kwargs, Opts}`: run the
+%% coroutine (or GenServer) Module.Func(*Args, **Kwargs) as actor Id; it
+%% answers `{actor_started, Id}`, then one `{result, Id, _}` when it ends.
+-spec actor_start(term(), term(), term(), list(), map(), map()) -> packet().
+actor_start(Id, Module, Func, Args, Kwargs, Opts) ->
+    frame({actor_start, Id, Module, Func, Args, Kwargs, Opts}).
+
+%% `{actor_msg, Id, Msg}`: the next message of actor Id's mailbox.
+-spec actor_msg(term(), term()) -> packet().
+actor_msg(Id, Msg) ->
+    frame({actor_msg, Id, Msg}).
+
 %% The size of a packet's term, what the port's `max_packet` bounds.
 -spec payload_size(packet()) -> non_neg_integer().
 payload_size([<<Size:32>>, _]) ->
@@ -132,6 +150,9 @@ classify({call, _, _, _} = Call) -> Call;
 classify({whereis, _, _} = Whereis) -> Whereis;
 classify({log, _, _, _} = Log) -> Log;
 classify({output, _, _} = Output) -> Output;
+classify({actor_started, _} = Started) -> Started;
+classify({actor_ack, _, _} = Ack) -> Ack;
+classify({actor_reply, _, _, _} = Reply) -> Reply;
 classify({error, {bad_packet, _}} = Error) -> Error;
 classify({error, {unknown_message, _}} = Error) -> Error;
 classify({ready, #{protocol := ?VERSION} = Info}) -> {ready, Info};

@@ -41,6 +41,7 @@ from types import ModuleType
 from typing import Any, Callable
 
 from . import _context
+from ._actor import Actors
 from ._api import detect_mode
 from ._handles import HandleInTerm, HandleLimitError, HandleTable, StaleHandleError
 from ._interop import Bridge, current_caller, resolve
@@ -48,6 +49,8 @@ from ._native import _pyport
 from ._schedule import is_marker, run_marker
 from ._types import Pid
 from ._wire import (
+    ACTOR_MSG,
+    ACTOR_START,
     CALL_REPLY,
     CANCEL,
     CANCELLED_REASON,
@@ -211,6 +214,7 @@ class PortServer:
         self._waiting = 0
         self.bridge = Bridge(self)
         self.handles = HandleTable()
+        self.actors = Actors(self)
         self.context = _context.PortContext(loop, self.bridge)
         self._time_slice = self.context.time_slice
 
@@ -495,6 +499,15 @@ class PortServer:
             if tag == STOP and size == 1:
                 self.stop()
                 return
+            if tag == ACTOR_MSG and size == 3:
+                self.actors.deliver(message[1], message[2])
+                return
+            if tag == ACTOR_MSG and size == 4:  # its message had no Python form
+                self.actors.drop(message[1], str(message[3]))
+                return
+            if tag == ACTOR_START and size == 7:
+                self.actors.start(*message[1:])
+                return
         self.send(unknown_message(message))
 
     # -- output ------------------------------------------------------------
@@ -569,6 +582,17 @@ class PortServer:
             self.log("error", f"task {label} failed: {name}: {message}\n{tb}")
 
     # -- tasks -------------------------------------------------------------
+
+    def adopt(self, id: Any, label: str, task: asyncio.Task[Any]) -> None:
+        """Track ``task`` (an actor's) as Erlang's task ``id``: its end is
+        replied, and ``{cancel, Id}`` cancels it."""
+        job = _Job(id, label, True, task)
+        self._jobs[id] = job
+        task.add_done_callback(functools.partial(self._task_done, job))
+
+    def lookup(self, module_name: Any, func_name: Any) -> Callable[..., Any]:
+        """``module.func`` as a task names it (the actors' way in)."""
+        return self._lookup(module_name, func_name)
 
     def _lookup(self, module_name: Any, func_name: Any) -> Callable[..., Any]:
         if not isinstance(module_name, str):

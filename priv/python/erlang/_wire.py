@@ -50,6 +50,11 @@ CALL = _atom("call")
 SEND = _atom("send")
 WHEREIS = _atom("whereis")
 
+# actors (docs/actors.md): the port's half of an actor's traffic
+ACTOR_STARTED = _atom("actor_started")
+ACTOR_ACK = _atom("actor_ack")
+ACTOR_REPLY = _atom("actor_reply")
+
 # keys of the ready map, and its mode values (erlang.ExecutionMode)
 _PROTOCOL = _atom("protocol")
 _PYTHON_VERSION = PYTHON
@@ -99,6 +104,8 @@ EVAL = "eval"
 SETUP = "setup"
 STOP = "stop"
 OBJ_RELEASE = "obj_release"  # {obj_release, [N]}: Erlang dropped handles
+ACTOR_START = "actor_start"
+ACTOR_MSG = "actor_msg"
 
 # task and exec/eval options
 OPT_REPLY = "reply"
@@ -106,6 +113,7 @@ OPT_DEADLINE = "deadline_ms"
 OPT_CALLER = "caller"
 OPT_RESULT = "result"  # handle | auto (docs/handles.md)
 OPT_HANDLE_ARGS = "handle_args"  # true: the arguments hold #py_obj{} handles
+OPT_WINDOW = "window"  # actor_start: messages Erlang sends ahead of consumption
 INFINITY = "infinity"
 
 # the setup map
@@ -230,6 +238,21 @@ def output(fd: int, line: bytes) -> tuple[Any, ...]:
 def request(tag: Any, call_id: int, fields: tuple[Any, ...]) -> tuple[Any, ...]:
     """``{call | send | whereis, CallId, Fields...}``."""
     return (tag, call_id, *fields)
+
+
+def actor_started(id: Any) -> tuple[Any, ...]:
+    """``{actor_started, Id}``: the actor runs (a GenServer: its init returned)."""
+    return (ACTOR_STARTED, id)
+
+
+def actor_ack(id: Any, count: int) -> tuple[Any, ...]:
+    """``{actor_ack, Id, Count}``: ``count`` more messages consumed."""
+    return (ACTOR_ACK, id, count)
+
+
+def actor_reply(id: Any, token: int, reply: Any) -> tuple[Any, ...]:
+    """``{actor_reply, Id, Token, Reply}``: the answer to a gen_server call."""
+    return (ACTOR_REPLY, id, token, reply)
 
 
 def unknown_message(message: Any) -> tuple[Any, ...]:

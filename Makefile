@@ -70,7 +70,7 @@ conformance: build
 # the node and its ports pinned to one CPU (cross-CPU wake-ups cost ~30 us).
 bench: build
 	@mkdir -p _build/bench
-	erlc -o _build/bench bench/pyport_bench.erl
+	erlc -o _build/bench bench/pyport_bench.erl bench/py_cluster_bench.erl
 	erl -noshell +sbwt none $(ERL_PA) -pa _build/bench -eval 'pyport_bench:main(["unpinned"])'
 	taskset -c 0 erl -noshell +sbwt none $(ERL_PA) -pa _build/bench -eval 'pyport_bench:main(["pinned"])'
 

@@ -44,12 +44,14 @@ run(Args) ->
     Echo = filename:join(Root, "priv/pyport-echo"),
     Py = filename:join(Root, "priv/pyport"),
     Throughput = [throughput_figures(Runs, T, Exe) || {T, Exe} <- [{floor, Echo}, {pyport, Py}]],
-    Figures = merge(Throughput) ++ cpu_figures(Runs, Py) ++ idle_figures(Runs, Echo, Py),
+    Figures = merge(Throughput) ++ cpu_figures(Runs, Py) ++ idle_figures(Runs, Echo, Py)
+        %% Scenario 10: the cluster pool over peer nodes (bench/py_cluster_bench.erl).
+        ++ py_cluster_bench:figures(Runs, Py),
     print(Figures),
     write_json(Root, Label, Runs, Figures),
     ok.
 
-%% Scenarios 1-7 and 10, measured on one target.
+%% Scenarios 1-7, 9 (handles), 11 (actors) and 12 (streams), measured on one target.
 throughput_figures(Runs, Target, Exe) ->
     with_pool(Exe, 2, fun() ->
         Callback = register_callback(),
@@ -77,21 +79,25 @@ throughput_figures(Runs, Target, Exe) ->
             {<<"6. echo nested term (depth 100)">>, <<"echoes/s">>,
              fun() -> payload(lists:foldl(fun(I, Acc) -> [I, #{<<"k">> => Acc}] end, [], lists:seq(1, 50)), 5000) end}
         ] ++ stream_scenarios() ++ [{<<"7. erlang.call round trips">>, <<"calls/s">>, fun() -> calls(2000) end}
-              || Callback, Target =:= pyport],
+              || Callback, Target =:= pyport]
+          ++ [{<<"9. py_obj:call on a handle (compare 2.)">>, <<"calls/s">>,
+               fun() -> handle_calls(20000) end}
+              || Target =:= pyport]
+          ++ [Scenario || Target =:= pyport, Scenario <- actor_scenarios()],
         [#{name => Name, unit => Unit, higher_is_better => true,
            Target => [measure(Fun) || _ <- lists:seq(1, Runs)]}
          || {Name, Unit, Fun} <- Scenarios]
     end).
 
-%% Scenario 10 (docs/streams.md): one stream from one loop, read with
+%% Scenario 12 (docs/streams.md): one stream from one loop, read with
 %% py_stream:next/2; items produced faster than one per loop iteration
 %% travel in batches, so the window (not the round trip) bounds the rate.
 stream_scenarios() ->
-    [{<<"10. stream 200k small items, sync generator, one loop">>, <<"items/s">>,
+    [{<<"12. stream 200k small items, sync generator, one loop">>, <<"items/s">>,
       fun() -> streamed(count, [200000], 4096) end},
-     {<<"10. stream 200k small items, async generator, one loop">>, <<"items/s">>,
+     {<<"12. stream 200k small items, async generator, one loop">>, <<"items/s">>,
       fun() -> streamed(acount, [200000], 4096) end},
-     {<<"10. stream 64 KiB chunks (2000), one loop">>, <<"MB/s">>,
+     {<<"12. stream 64 KiB chunks (2000), one loop">>, <<"MB/s">>,
       fun() -> streamed(chunks, [2000, 65536], 64) * 65536 / 1000000 end}].
 
 streamed(F, Args, Window) ->
@@ -199,6 +205,15 @@ concurrent(Procs, Each) ->
     [receive {done, P} -> ok end || P <- Pids],
     Procs * Each.
 
+%% Method calls on an object kept in Python (docs/handles.md): the same
+%% round trip as scenario 2, plus finding and resolving the handle.
+handle_calls(N) ->
+    {ok, Obj} = py_event_loop_pool:run(builtins, list, [[]], #{result => handle}),
+    lists:foreach(fun(_) -> {ok, 0} = py_obj:call(Obj, '__len__', []) end,
+                  lists:seq(1, N)),
+    ok = py_obj:release(Obj),
+    N.
+
 fire_and_collect(N) ->
     Refs = [py_event_loop:create_task(?PY, echo, [I]) || I <- lists:seq(1, N)],
     lists:foreach(fun(R) -> {ok, _} = py_event_loop:await(R, infinity) end, Refs),
@@ -221,6 +236,46 @@ payload(Term, N) ->
 
 calls(N) ->
     {ok, N} = py_event_loop:run(?PY, call_loop, [N], #{timeout => 60000}),
+    N.
+
+%% Scenario 11 (docs/actors.md): gen_server:call to a Python actor against
+%% py_event_loop:run of the same function, both on loop 1; cast throughput
+%% (a final call returns once every cast before it is handled).
+actor_scenarios() ->
+    case code:ensure_loaded(py_actor) of
+        {module, py_actor} ->
+            [{<<"11. gen_server:call to a Python actor">>, <<"calls/s">>,
+              fun() -> with_actor(fun(Pid) -> actor_calls(Pid, 20000) end) end},
+             {<<"11. py_event_loop:run of the same function">>, <<"tasks/s">>,
+              fun() -> runs(20000) end},
+             {<<"11. gen_server:cast to a Python actor">>, <<"casts/s">>,
+              fun() -> with_actor(fun(Pid) -> actor_casts(Pid, 100000) end) end}];
+        _ ->
+            []
+    end.
+
+with_actor(Fun) ->
+    {ok, Pid} = py_actor:start(bench_actor, 'Bumper', [], #{loop => 1}),
+    try Fun(Pid)
+    after
+        proc_lib:stop(Pid)
+    end.
+
+actor_calls(Pid, N) ->
+    lists:foreach(fun(I) -> I1 = I + 1, I1 = gen_server:call(Pid, {bump, I}, 60000) end,
+                  lists:seq(1, N)),
+    N.
+
+runs(N) ->
+    lists:foreach(fun(I) ->
+                          I1 = I + 1,
+                          {ok, I1} = py_event_loop:run({pyport_loop, 1}, bench_actor, bump, [I], #{})
+                  end, lists:seq(1, N)),
+    N.
+
+actor_casts(Pid, N) ->
+    lists:foreach(fun(I) -> gen_server:cast(Pid, I) end, lists:seq(1, N)),
+    N = gen_server:call(Pid, count, 60000),
     N.
 
 rss_mb(OsPid) ->

@@ -14,6 +14,7 @@
 -export([create_task/3]).
 -export([create_task/4]).
 -export([create_task/5]).
+-export([create_task/6]).
 -export([await/1]).
 -export([await/2]).
 -export([spawn_task/3]).
@@ -31,7 +32,12 @@
 
 -type py_name() :: atom() | binary().
 -type kwargs() :: #{atom() | binary() => term()}.
--type run_opts() :: #{timeout => timeout(), kwargs => kwargs()}.
+%% `result`: `term` (the default) converts the result; `handle` keeps it
+%% in Python and returns a handle (py_obj); `auto` converts what has a term
+%% form and keeps the rest as handles (docs/handles.md).
+-type run_opts() :: #{timeout => timeout(), kwargs => kwargs(),
+                      result => handle | auto | term}.
+-type task_opts() :: #{result => handle | auto | term}.
 %% Python source text: a binary or a string (UTF-8 / Unicode).
 -type source() :: unicode:chardata().
 -type source_opts() :: #{timeout => timeout()}.
@@ -48,8 +54,12 @@
                 | {python, Type :: binary(), Message :: binary(),
                    Traceback :: binary()}
                 | {python_exit, Status :: integer() | term()}
-                | {worker_down, Reason :: term()}.
+                | {worker_down, Reason :: term()}
+                | py_handle:error()
+                | {handle_limit, Max :: non_neg_integer()}
+                | {bad_reply, handles}.
 -type result() :: {ok, term()} | {error, reason()}.
+-export_type([task_opts/0]).
 -export_type([py_name/0, kwargs/0, run_opts/0, loop/0, reason/0, result/0,
               source/0, source_opts/0]).
 
@@ -71,7 +81,10 @@ run(Loop, Module, Func, Args, Opts) ->
     Index = loop_index(Loop),
     {Timeout, Kwargs} = py_event_task:run_options(Opts),
     ok = py_event_task:check_call(Module, Func, Args, Kwargs),
-    py_event_task:run(Index, Module, Func, Args, Kwargs, Timeout).
+    case py_handle:task_opts(Index, Args, Kwargs, Opts) of
+        {ok, Extra} -> py_event_task:run(Index, Module, Func, Args, Kwargs, Timeout, Extra);
+        {error, _} = Error -> Error
+    end.
 
 -spec create_task(py_name(), py_name(), list()) -> reference().
 create_task(Module, Func, Args) ->
@@ -84,9 +97,23 @@ create_task(Module, Func, Args, Kwargs) ->
 -spec create_task(loop(), py_name(), py_name(), list(), kwargs())
     -> reference().
 create_task(Loop, Module, Func, Args, Kwargs) ->
+    create_task(Loop, Module, Func, Args, Kwargs, #{}).
+
+%% create_task/5 with options: `result` as for run/5.
+-spec create_task(loop(), py_name(), py_name(), list(), kwargs(), task_opts())
+    -> reference().
+create_task(Loop, Module, Func, Args, Kwargs, Opts) when is_map(Opts) ->
     Index = loop_index(Loop),
     ok = py_event_task:check_call(Module, Func, Args, Kwargs),
-    py_event_task:create(Index, Module, Func, Args, Kwargs).
+    maps:foreach(fun(result, _) -> ok;
+                    (Key, Value) -> error({badarg, {option, Key, Value}})
+                 end, Opts),
+    case py_handle:task_opts(Index, Args, Kwargs, Opts) of
+        {ok, Extra} -> py_event_task:create(Index, Module, Func, Args, Kwargs, Extra);
+        {error, Reason} -> py_event_task:failed(Reason)
+    end;
+create_task(_, _, _, _, _, Opts) ->
+    error({badarg, {options, Opts}}).
 
 -spec await(reference()) -> result().
 await(Ref) ->
@@ -114,7 +141,10 @@ spawn_task(Module, Func, Args, Kwargs) ->
 spawn_task(Loop, Module, Func, Args, Kwargs) ->
     Index = loop_index(Loop),
     ok = py_event_task:check_call(Module, Func, Args, Kwargs),
-    py_event_task:spawn(Index, Module, Func, Args, Kwargs).
+    case py_handle:task_opts(Index, Args, Kwargs, #{}) of
+        {ok, Extra} -> py_event_task:spawn(Index, Module, Func, Args, Kwargs, Extra);
+        {error, _} = Error -> Error
+    end.
 
 %% Runs Python statements in the loop's `__main__` namespace (e.g. to
 %% define helpers without a file); what they define is visible to later

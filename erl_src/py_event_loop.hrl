@@ -24,6 +24,9 @@
     cancel_grace_ms :: non_neg_integer(),
     os_pid :: integer() | undefined,
     info :: map(),
+    %% Object handles (py_handle): this port's incarnation, which each of
+    %% its #py_obj{} carries, and who owns which handle.
+    handles :: py_handle:tables() | undefined,
     %% {StreamRef, Credit}: items the port may still send on each stream
     %% (py_stream adds what its consumer grants, the worker charges what
     %% arrives), so that a port cannot send past the consumer's window.

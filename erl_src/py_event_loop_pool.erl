@@ -26,6 +26,7 @@
 -export([run/4]).
 -export([create_task/3]).
 -export([create_task/4]).
+-export([create_task/5]).
 -export([await/1]).
 -export([await/2]).
 -export([spawn_task/3]).
@@ -37,6 +38,7 @@
 -export([get_loop/0]).
 -export([get_stats/0]).
 -export([loop_index/2]).
+-export([loads/0]).
 -export([stream/3]).
 -export([stream/4]).
 
@@ -61,7 +63,8 @@
                         python := binary() | undefined,
                         mode := atom() | undefined,
                         restarts := non_neg_integer(),
-                        atoms_created := non_neg_integer()}.
+                        atoms_created := non_neg_integer(),
+                        handles := non_neg_integer()}.
 -type stats() :: #{num_loops := non_neg_integer(),
                    supported := boolean(),
                    restarts := non_neg_integer(),
@@ -97,7 +100,8 @@ run(Module, Func, Args) ->
 -spec run(py_event_loop:py_name(), py_event_loop:py_name(), list(),
           py_event_loop:run_opts()) -> py_event_loop:result().
 run(Module, Func, Args, Opts) ->
-    py_event_loop:run(my_loop(), Module, Func, Args, Opts).
+    Kwargs = case Opts of #{kwargs := K} -> K; _ -> #{} end,
+    py_event_loop:run(task_loop(Args, Kwargs), Module, Func, Args, Opts).
 
 -spec create_task(py_event_loop:py_name(), py_event_loop:py_name(), list())
     -> reference().
@@ -107,7 +111,13 @@ create_task(Module, Func, Args) ->
 -spec create_task(py_event_loop:py_name(), py_event_loop:py_name(), list(),
                   py_event_loop:kwargs()) -> reference().
 create_task(Module, Func, Args, Kwargs) ->
-    py_event_loop:create_task(my_loop(), Module, Func, Args, Kwargs).
+    create_task(Module, Func, Args, Kwargs, #{}).
+
+%% create_task/4 with options (`result`, see py_event_loop:run_opts()).
+-spec create_task(py_event_loop:py_name(), py_event_loop:py_name(), list(),
+                  py_event_loop:kwargs(), py_event_loop:task_opts()) -> reference().
+create_task(Module, Func, Args, Kwargs, Opts) ->
+    py_event_loop:create_task(task_loop(Args, Kwargs), Module, Func, Args, Kwargs, Opts).
 
 %% A reference knows its loop, so await is the same for the pool and for
 %% a single loop.
@@ -128,7 +138,7 @@ spawn_task(Module, Func, Args) ->
                  py_event_loop:kwargs())
     -> ok | {error, py_event_loop:reason()}.
 spawn_task(Module, Func, Args, Kwargs) ->
-    py_event_loop:spawn_task(my_loop(), Module, Func, Args, Kwargs).
+    py_event_loop:spawn_task(task_loop(Args, Kwargs), Module, Func, Args, Kwargs).
 
 %% py_event_loop:exec/eval on the caller's loop. Note that what exec
 %% defines lives on that loop only (other processes may use other loops).
@@ -178,6 +188,21 @@ get_stats() ->
         exit:{noproc, _} ->
             #{num_loops => 0, supported => false, restarts => 0,
               pending => 0, loops => []}
+    end.
+
+%% Pending tasks per loop, `restarting` for a loop between two ports,
+%% read from the registry without a call to the pool: the load figure
+%% py_cluster publishes; [] when the application is not running.
+-spec loads() -> [{pos_integer(), non_neg_integer() | restarting}].
+loads() ->
+    case num_loops() of
+        undefined ->
+            [];
+        N ->
+            [{I, case lookup(I) of
+                     {ok, #py_loop{pending = Pending}} -> pending_size(Pending);
+                     _ -> restarting
+                 end} || I <- lists:seq(1, N)]
     end.
 
 -spec loop_index(pid(), pos_integer()) -> pos_integer().
@@ -322,6 +347,14 @@ num_loops() ->
         error:badarg -> undefined
     end.
 
+%% The loop of the object handles among a task's arguments (py_handle),
+%% otherwise the caller's.
+task_loop(Args, Kwargs) ->
+    case py_handle:loop_of(Args, Kwargs) of
+        none -> my_loop();
+        Index -> {pyport_loop, Index}
+    end.
+
 my_loop() ->
     case num_loops() of
         %% Not started: loop 1 is as unavailable as any other, and the
@@ -342,7 +375,7 @@ stats(#state{num_loops = N, starts = Starts}) ->
 loop_stats(Index, Starts) ->
     case lookup(Index) of
         {ok, #py_loop{worker = W, port = Port, pending = Pending,
-                      os_pid = OsPid, info = Info}} ->
+                      os_pid = OsPid, info = Info} = Loop} ->
             #{index => Index,
               worker => W,
               port => Port,
@@ -353,7 +386,9 @@ loop_stats(Index, Starts) ->
               restarts => maps:get(Index, Starts, 1) - 1,
               %% New atoms its frames created since the application
               %% started (bounded by max_atoms, see pyport_atoms).
-              atoms_created => pyport_atoms:created(Index)};
+              atoms_created => pyport_atoms:created(Index),
+              %% Live object handles (py_handle).
+              handles => py_handle:count(Loop#py_loop.handles)};
         _ ->
             %% Between a crash and the restart.
             down

@@ -18,10 +18,15 @@
 
 %% API.
 -export([run/6]).
+-export([run/7]).
 -export([create/5]).
+-export([create/6]).
+-export([failed/1]).
 -export([await/2]).
 -export([spawn/5]).
+-export([spawn/6]).
 -export([run_source/4]).
+-export([submit_actor/3]).
 
 %% Pure helpers, exported for the API modules and their unit tests.
 -export([check_call/4]).
@@ -59,9 +64,19 @@
           list(), py_event_loop:kwargs(), timeout())
     -> py_event_loop:result().
 run(Index, Module, Func, Args, Kwargs, Timeout) ->
+    run(Index, Module, Func, Args, Kwargs, Timeout, #{}).
+
+%% run/6 with more task options (py_handle's `result`, `handle_args`).
+-spec run(loop_index(), py_event_loop:py_name(), py_event_loop:py_name(),
+          list(), py_event_loop:kwargs(), timeout(), map())
+    -> py_event_loop:result().
+run(Index, Module, Func, Args, Kwargs, Timeout, Extra) ->
     Deadline = deadline(Timeout),
-    case submit(Index, task(Module, Func, Args, Kwargs, task_opts(Timeout)),
-                Deadline) of
+    Opts = case task_opts(Timeout) of
+               TaskOpts when map_size(Extra) =:= 0 -> TaskOpts;
+               TaskOpts -> maps:merge(TaskOpts, Extra)
+           end,
+    case submit(Index, task(Module, Func, Args, Kwargs, Opts), Deadline) of
         {ok, Ref, Handle} ->
             wait(Ref, Handle, Deadline);
         {error, _} = Error ->
@@ -74,16 +89,28 @@ run(Index, Module, Func, Args, Kwargs, Timeout) ->
 -spec create(loop_index(), py_event_loop:py_name(), py_event_loop:py_name(),
              list(), py_event_loop:kwargs()) -> reference().
 create(Index, Module, Func, Args, Kwargs) ->
-    case submit(Index, task(Module, Func, Args, Kwargs, #{}),
+    create(Index, Module, Func, Args, Kwargs, #{}).
+
+%% create/5 with task options (py_handle's `result`, `handle_args`).
+-spec create(loop_index(), py_event_loop:py_name(), py_event_loop:py_name(),
+             list(), py_event_loop:kwargs(), map()) -> reference().
+create(Index, Module, Func, Args, Kwargs, Opts) ->
+    case submit(Index, task(Module, Func, Args, Kwargs, Opts),
                 deadline(?SUBMIT_MS)) of
         {ok, Ref, Handle} ->
             put(?KEY(Ref), Handle),
             Ref;
         {error, Reason} ->
-            Ref = make_ref(),
-            put(?KEY(Ref), {failed, Reason}),
-            Ref
+            failed(Reason)
     end.
+
+%% A task reference whose await/2 gives `{error, Reason}`: a submission
+%% refused before anything was sent.
+-spec failed(term()) -> reference().
+failed(Reason) ->
+    Ref = make_ref(),
+    put(?KEY(Ref), {failed, Reason}),
+    Ref.
 
 -spec await(reference(), timeout()) -> py_event_loop:result().
 await(Ref, Timeout) ->
@@ -111,6 +138,19 @@ run_source(Index, Kind, Code, Timeout) when Kind =:= exec; Kind =:= eval ->
         {error, _} = Error -> Error
     end.
 
+%% Starts an actor (py_actor): a pending entry like a task's, whose
+%% caller is the proxy, so that the worker routes the actor's end and the
+%% port's exit to it, and cancels the actor when the proxy dies.
+-spec submit_actor(loop_index(), {actor, py_event_loop:py_name(), py_event_loop:py_name(),
+                                  list(), py_event_loop:kwargs(), map()},
+                   integer() | infinity)
+    -> {ok, reference(), #py_loop{}} | {error, term()}.
+submit_actor(Index, {actor, _, _, _, _, _} = Request, Deadline) ->
+    case submit(Index, Request, Deadline) of
+        {ok, Ref, {task, Loop}} -> {ok, Ref, Loop};
+        {error, _} = Error -> Error
+    end.
+
 %% Fire and forget: no pending entry, no monitor, and the task is not
 %% cancelled when the caller exits (that is the point of spawning it).
 -spec spawn(loop_index(), py_event_loop:py_name(), py_event_loop:py_name(),
@@ -118,11 +158,19 @@ run_source(Index, Kind, Code, Timeout) when Kind =:= exec; Kind =:= eval ->
     -> ok | {error, loop_unavailable | overloaded | timeout
                     | {packet_too_large, pos_integer(), pos_integer()}}.
 spawn(Index, Module, Func, Args, Kwargs) ->
+    spawn(Index, Module, Func, Args, Kwargs, #{}).
+
+%% spawn/5 with task options (py_handle's `handle_args`).
+-spec spawn(loop_index(), py_event_loop:py_name(), py_event_loop:py_name(),
+            list(), py_event_loop:kwargs(), map())
+    -> ok | {error, loop_unavailable | overloaded | timeout
+                    | {packet_too_large, pos_integer(), pos_integer()}}.
+spawn(Index, Module, Func, Args, Kwargs, Extra) ->
     Deadline = deadline(?SUBMIT_MS),
     case live_loop(Index, Deadline) of
         {ok, #py_loop{port = Port, max_packet = Max}} ->
             Packet = pyport_wire:task(make_ref(), Module, Func, Args, Kwargs,
-                                      #{reply => false, caller => self()}),
+                                      Extra#{reply => false, caller => self()}),
             try write(Port, checked_size(Packet, Max), Deadline) of
                 ok -> ok;
                 busy -> {error, timeout}
@@ -152,6 +200,8 @@ run_options(Opts) when is_map(Opts) ->
     maps:foreach(
       fun(timeout, _) -> ok;
          (kwargs, _) -> ok;
+         %% handle | auto | term, checked by py_handle:task_opts/4.
+         (result, _) -> ok;
          (Key, Value) -> error({badarg, {option, Key, Value}})
       end, Opts),
     Timeout = check_timeout(maps:get(timeout, Opts, 5000)),
@@ -288,6 +338,8 @@ write(Port, Bin, Deadline) ->
 
 packet({task, Module, Func, Args, Kwargs, Opts}, Ref) ->
     pyport_wire:task(Ref, Module, Func, Args, Kwargs, Opts);
+packet({actor, Module, Func, Args, Kwargs, Opts}, Ref) ->
+    pyport_wire:actor_start(Ref, Module, Func, Args, Kwargs, Opts#{caller => self()});
 packet({Kind, Code}, Ref) ->
     pyport_wire:source(Kind, Ref, Code, #{caller => self()}).
 

@@ -61,6 +61,8 @@
     send_allow :: py_callback:send_allow(),
     %% Frames refused for atoms so far: only some are logged.
     atoms_refused = 0 :: non_neg_integer(),
+    %% Object handles and their owners (py_handle).
+    handles :: py_handle:tables(),
     %% Each stream's credit (py_stream_route).
     streams :: ets:tid() | undefined
 }).
@@ -115,6 +117,9 @@ handle_cast({monitor, Pid}, #state{monitored = Monitored} = State)
         false -> true = ets:insert(Monitored, {Pid, erlang:monitor(process, Pid)})
     end,
     {noreply, State};
+handle_cast({release_handles, Ns}, State) when is_list(Ns) ->
+    %% An owner's release the busy port did not take.
+    {noreply, send_queued([pyport_wire:obj_release(Ns)], State)};
 handle_cast(_Msg, State) ->
     {noreply, State}.
 
@@ -153,8 +158,9 @@ handle_info({'DOWN', MRef, process, Pid, _},
                                KillAt <- [pyport_overdue:mark(Pending, Ref, Grace)],
                                KillAt =/= false],
     State1 = send_cancels([Ref || {Ref, _} <- Marked], State),
+    State2 = release_handles(py_handle:owner_down(Pid, State#state.handles), State1),
     {noreply, lists:foldl(fun({_, KillAt}, S) -> arm_overdue(KillAt, S) end,
-                          State1, Marked)};
+                          State2, Marked)};
 handle_info({timeout, TRef, retry_backlog},
             #state{backlog_timer = TRef, backlog = Backlog} = State) ->
     {noreply, flush_backlog(Backlog, State#state{backlog = queue:new(),
@@ -199,8 +205,10 @@ start_port(Index, Config) ->
         {ok, Port, Info, Framer, Frames} ->
             %% (A port that died meanwhile is noticed by its exit status,
             %% like any crash.)
-            _ = send_packet(Port, pyport_wire:setup(self(), Index)),
-            {ok, State} = registered(Index, Port, Info, Framer, Config),
+            Handles = py_handle:new(maps:get(max_handles, Config)),
+            _ = send_packet(Port, pyport_wire:setup(self(), Index,
+                                                    py_handle:setup_info(Handles))),
+            {ok, State} = registered(Index, Port, Info, Framer, Config, Handles),
             {ok, State, {continue, {frames, Frames}}};
         {error, Reason} ->
             {stop, {port_start_failed, Reason}}
@@ -212,7 +220,7 @@ registered(Index, Port, Info, Framer, #{max_pending := MaxPending,
                                         max_atoms := MaxAtoms,
                                         send_allow := SendAllow,
                                         cancel_grace_ms := Grace,
-                                        output := Output}) ->
+                                        output := Output}, Handles) ->
     Pending = ets:new(py_event_pending,
                       [set, public, {write_concurrency, true}]),
     ByCaller = ets:new(py_event_by_caller,
@@ -228,14 +236,14 @@ registered(Index, Port, Info, Framer, #{max_pending := MaxPending,
                     pending = Pending, by_caller = ByCaller, monitored = Monitored,
                     max_pending = MaxPending, max_packet = MaxPacket,
                     cancel_grace_ms = Grace, os_pid = OsPid, info = Info,
-                    streams = Streams},
+                    handles = Handles, streams = Streams},
     ok = py_event_loop_pool:register_loop(Index, Loop),
     {ok, #state{index = Index, port = Port, pending = Pending,
                 by_caller = ByCaller, monitored = Monitored, os_pid = OsPid,
                 last_output = erlang:monotonic_time(millisecond),
                 cancel_grace_ms = Grace, output = Output,
                 max_packet = MaxPacket, max_output = MaxOutput, framer = Framer,
-                max_atoms = MaxAtoms, send_allow = SendAllow,
+                max_atoms = MaxAtoms, send_allow = SendAllow, handles = Handles,
                 streams = Streams}}.
 
 port_os_pid(Port) ->
@@ -244,6 +252,14 @@ port_os_pid(Port) ->
         undefined -> undefined
     end.
 
+handle_packet({result, Ref, {handles, Value, Ns}},
+              #state{index = Index, port = Port, pending = Pending, by_caller = ByCaller,
+                     handles = Handles}) ->
+    %% A result that carries object handles (py_handle).
+    case py_handle:routed(Ref, Value, Ns, Pending, ByCaller, {Index, Handles}) of
+        [] -> ok;
+        Drop -> release_now(Port, Drop)
+    end;
 handle_packet({result, Ref, Result}, #state{pending = Pending, by_caller = ByCaller} = State) ->
     %% {cancelled, _}: the caller timed out or died and Python has now
     %% answered the cancel; no entry: a spawned task or a lost race. Either
@@ -271,6 +287,14 @@ handle_packet({Kind, _, _, _} = Request, State) when Kind =:= call; Kind =:= sen
     serve(Request, State);
 handle_packet({Kind, _, _} = Request, State) when Kind =:= whereis; Kind =:= send ->
     serve(Request, State);
+handle_packet(Actor, #state{pending = Pending, index = Index})
+  when element(1, Actor) =:= actor_started; element(1, Actor) =:= actor_ack;
+       element(1, Actor) =:= actor_reply ->
+    %% An actor's own traffic goes to its proxy (py_actor).
+    case py_actor_route:route(Actor, Pending) of
+        ok -> ok;
+        malformed -> pyport_log:protocol_fault(Actor, Index)
+    end;
 handle_packet(Other, #state{index = Index}) ->
     %% bad_packet, unknown_message, or one the port should not send now.
     pyport_log:protocol_fault(Other, Index).
@@ -417,9 +441,26 @@ send_packet(Port, Packet) ->
 
 %% Cancels go after those already waiting, in order; what the port does
 %% not take now is retried shortly.
-send_cancels(Refs, #state{backlog = Backlog, backlog_timer = Timer} = State) ->
-    Queued = lists:foldl(fun(Ref, Q) -> queue:in(pyport_wire:cancel(Ref), Q) end,
-                         Backlog, Refs),
+send_cancels(Refs, State) ->
+    send_queued([pyport_wire:cancel(Ref) || Ref <- Refs], State).
+
+%% Handles whose owner died: the port drops them (after the cancels).
+release_handles([], State) ->
+    State;
+release_handles(Ns, State) ->
+    send_queued([pyport_wire:obj_release(Ns)], State).
+
+%% From handle_packet/2, which cannot queue: a port too busy to take the
+%% release now gets it through the backlog.
+release_now(Port, Ns) ->
+    case send_packet(Port, pyport_wire:obj_release(Ns)) of
+        busy -> gen_server:cast(self(), {release_handles, Ns});
+        _ -> ok
+    end.
+
+%% Packets that go after those already waiting, in order.
+send_queued(Packets, #state{backlog = Backlog, backlog_timer = Timer} = State) ->
+    Queued = lists:foldl(fun queue:in/2, Backlog, Packets),
     case Timer of
         undefined -> flush_backlog(Queued, State#state{backlog = queue:new()});
         _ -> State#state{backlog = Queued}

@@ -12,6 +12,7 @@
 -export([port_args/1]).
 -export([unknown_keys/1]).
 -export([warn_unknown_keys/0]).
+-export([cluster/0]).
 
 -type output() :: logger | stderr.
 %% One loop's settings: the application environment with that loop's own
@@ -26,6 +27,7 @@
                     venv := file:filename_all() | undefined,
                     preload := [atom() | binary() | string()],
                     max_atoms := non_neg_integer(),
+                    max_handles := non_neg_integer(),
                     python_log_level := logger:level() | all | none | undefined,
                     output := output(),
                     env := env(),
@@ -150,6 +152,18 @@ warn_unknown_keys() ->
                            #{pyport_unknown_keys => Unknown})
     end.
 
+%% The cluster settings (py_cluster_registry): the pool name whose `pg`
+%% group this node joins, and how often it publishes its loads.
+-spec cluster() -> {ok, #{pool := term(), load_interval_ms := pos_integer()}}
+                 | {error, {bad_config, term()}}.
+cluster() ->
+    case env(cluster_load_interval_ms, 100) of
+        Ms when is_integer(Ms), Ms > 0 ->
+            {ok, #{pool => env(cluster_pool, default), load_interval_ms => Ms}};
+        Other ->
+            {error, {bad_config, {cluster_load_interval_ms, Other}}}
+    end.
+
 %% Internal.
 
 %% The settings each loop may have of its own: {Key, Default, Valid}.
@@ -173,6 +187,8 @@ loop_keys() ->
                   lists:all(fun(M) -> is_atom(M) orelse is_path(M) end, Ms)
       end},
      {max_atoms, 10000, fun(N) -> is_integer(N) andalso N >= 0 end},
+     %% Live object handles per loop (docs/handles.md).
+     {max_handles, 10000, fun(N) -> is_integer(N) andalso N >= 0 end},
      %% Unset: the OTP logger's primary level (resolve_log_level/1).
      {python_log_level, undefined,
       fun(L) ->
@@ -188,7 +204,9 @@ loop_keys() ->
 %% Read for the whole application only: validated where they are read
 %% (loop/1, pool_size/0, executable/0).
 global_keys() ->
-    [loops, event_loop_pool_size, executable].
+    [loops, event_loop_pool_size, executable]
+        %% Read by cluster/0.
+        ++ [cluster_pool, cluster_load_interval_ms].
 
 env(Key, Default) ->
     application:get_env(?APP, Key, Default).

@@ -40,6 +40,17 @@ init(N) ->
         #{id => py_event_loop_sup,
           start => {py_event_loop_sup, start_link, [N]},
           type => supervisor,
-          shutdown => infinity}
+          shutdown => infinity},
+        %% Last: the cluster's view of the loops (docs/cluster.md). Its
+        %% `pg` scope, then the member that joins it and publishes this
+        %% node's loads; neither restart touches a loop.
+        #{id => py_cluster_scope,
+          start => {pg, start_link, [py_cluster_registry:scope()]},
+          type => worker,
+          shutdown => 5000},
+        #{id => py_cluster_registry,
+          start => {py_cluster_registry, start_link, []},
+          type => worker,
+          shutdown => 5000}
     ],
     {ok, {Flags, Children}}.

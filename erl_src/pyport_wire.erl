@@ -18,8 +18,13 @@
 -export([cancel/1]).
 -export([call_reply/2]).
 -export([setup/2]).
+-export([setup/3]).
+-export([obj_release/1]).
 -export([stop/0]).
 -export([payload_size/1]).
+%% Erlang -> port, actors (py_actor).
+-export([actor_start/6]).
+-export([actor_msg/2]).
 %% Erlang -> port, streams (docs/streams.md).
 -export([stream_start/6]).
 -export([stream_credit/2]).
@@ -32,13 +37,17 @@
 %% What decode/1 makes of a packet from the port: the packet itself when
 %% it is one the protocol knows (same shape as on the wire), otherwise a
 %% tag saying what is wrong with it.
--type inbound() :: {result, Id :: term(), {ok, term()} | {error, term()}}
+-type inbound() :: {result, Id :: term(), {ok, term()} | {error, term()}
+                                        | {handles, Value :: term(), Ns :: term()}}
                  | {send, CallId :: term(), Dest :: term(), Msg :: term()}
                  | {send, Dest :: term(), Msg :: term()}
                  | {call, CallId :: term(), Name :: term(), Args :: term()}
                  | {whereis, CallId :: term(), Name :: term()}
                  | {log, Level :: term(), Logger :: term(), Message :: term()}
                  | {output, Stream :: term(), Line :: term()}
+                 | {actor_started, ActorId :: term()}
+                 | {actor_ack, ActorId :: term(), Count :: term()}
+                 | {actor_reply, ActorId :: term(), Token :: term(), Reply :: term()}
                  | {stream_data, Id :: term(), Items :: term()}
                  | {stream_end, Id :: term(), End :: term()}
                  | {error, {bad_packet, Reason :: term()}}
@@ -91,10 +100,31 @@ call_reply(CallId, Reply) ->
 setup(Worker, Index) ->
     frame({setup, #{worker => Worker, loop => Index}}).
 
+%% setup/2 with more keys (py_handle's incarnation and limit).
+-spec setup(pid(), pos_integer(), map()) -> packet().
+setup(Worker, Index, Extra) ->
+    frame({setup, Extra#{worker => Worker, loop => Index}}).
+
+%% `{obj_release, [N]}`: the port drops these handles (docs/handles.md).
+-spec obj_release([pos_integer()]) -> packet().
+obj_release(Numbers) ->
+    frame({obj_release, Numbers}).
+
 -spec stop() -> packet().
 stop() ->
     frame(stop).
 
+%% `{actor_start, Id, Module, Func, Args, Kwargs, Opts}`: run the
+%% coroutine (or GenServer) Module.Func(*Args, **Kwargs) as actor Id; it
+%% answers `{actor_started, Id}`, then one `{result, Id, _}` when it ends.
+-spec actor_start(term(), term(), term(), list(), map(), map()) -> packet().
+actor_start(Id, Module, Func, Args, Kwargs, Opts) ->
+    frame({actor_start, Id, Module, Func, Args, Kwargs, Opts}).
+
+%% `{actor_msg, Id, Msg}`: the next message of actor Id's mailbox.
+-spec actor_msg(term(), term()) -> packet().
+actor_msg(Id, Msg) ->
+    frame({actor_msg, Id, Msg}).
 %% `{stream_start, Id, Module, Func, Args, Kwargs, Opts}`: run
 %% Module.Func(*Args, **Kwargs) and stream what it returns, at most
 %% `window` (in Opts) items before the first `stream_credit`.
@@ -142,6 +172,9 @@ classify({call, _, _, _} = Call) -> Call;
 classify({whereis, _, _} = Whereis) -> Whereis;
 classify({log, _, _, _} = Log) -> Log;
 classify({output, _, _} = Output) -> Output;
+classify({actor_started, _} = Started) -> Started;
+classify({actor_ack, _, _} = Ack) -> Ack;
+classify({actor_reply, _, _, _} = Reply) -> Reply;
 classify({stream_data, _, _} = Data) -> Data;
 classify({stream_end, _, _} = End) -> End;
 classify({error, {bad_packet, _}} = Error) -> Error;

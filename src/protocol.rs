@@ -21,6 +21,10 @@ pub mod atoms {
     pub const EVAL: &str = "eval";
     pub const CALL_REPLY: &str = "call_reply";
     pub const STOP: &str = "stop";
+    /// Actors (docs/actors.md): a start awaits a `result` like a task; a
+    /// message whose term has no Python form still reaches the mailbox.
+    pub const ACTOR_START: &str = "actor_start";
+    pub const ACTOR_MSG: &str = "actor_msg";
     /// The task option that asks for no `result` (`spawn_task`).
     pub const REPLY: &str = "reply";
 
@@ -56,7 +60,7 @@ pub enum Inbound<'py> {
 }
 
 /// Message tags whose second element is an id awaiting a `result`.
-const REPLYING: [&str; 3] = [atoms::TASK, atoms::EXEC, atoms::EVAL];
+const REPLYING: [&str; 4] = [atoms::TASK, atoms::EXEC, atoms::EVAL, atoms::ACTOR_START];
 
 /// Python's name of the exception an unconvertible task argument raises.
 const TYPE_ERROR: &str = "TypeError";
@@ -127,6 +131,23 @@ fn decode_elements<'py>(py: Python<'py>, frame: &[u8]) -> Result<Inbound<'py>, E
                 &items[1],
                 &err.to_string(),
             )?));
+        }
+        if index == 2 && arity == 3 && tag.as_deref() == Some(atoms::ACTOR_MSG) {
+            // The actor's flow control counts every message: Python gets
+            // `('actor_msg', Id, None, Reason)` and drops it, counted.
+            let reason = PyString::new(py, &err.to_string());
+            return Ok(Inbound::Message(
+                PyTuple::new(
+                    py,
+                    [
+                        items[0].clone(),
+                        items[1].clone(),
+                        py.None().into_bound(py),
+                        reason.into_any(),
+                    ],
+                )?
+                .into_any(),
+            ));
         }
         if index >= 2 && tag.as_deref() == Some(atoms::STREAM_START) {
             // The stream's consumer waits for its end, not for a result.
@@ -359,6 +380,20 @@ mod tests {
         assert_eq!(
             reply_of(&frame),
             "message ('call_reply', 9, ('error', ('unconvertible', 'cannot convert Erlang port to Python')))"
+        );
+    }
+
+    #[test]
+    fn an_unconvertible_actor_message_still_reaches_its_mailbox() {
+        // {actor_msg, 9, Port}
+        let mut frame = vec![VERSION, tag::SMALL_TUPLE, 3];
+        encode::atom(atoms::ACTOR_MSG, &mut frame);
+        frame.extend_from_slice(&[tag::SMALL_INTEGER, 9, tag::NEW_PORT]);
+        encode::atom("n@h", &mut frame);
+        frame.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0]);
+        assert_eq!(
+            reply_of(&frame),
+            "message ('actor_msg', 9, None, 'cannot convert Erlang port to Python')"
         );
     }
 

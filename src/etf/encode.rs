@@ -96,6 +96,12 @@ pub fn encode(obj: &Bound<'_, PyAny>, depth: usize, out: &mut Vec<u8>) -> R<()> 
         pid(p.get(), out);
     } else if let Ok(r) = obj.cast::<Ref>() {
         reference(r.get(), out)?;
+    } else if obj.hasattr("__erlang__")? {
+        // The object's own term form (docs/handles.md): only types outside
+        // the table get here, so the table's types pay nothing for it. A
+        // hook returning itself ends at MAX_DEPTH.
+        let term = obj.call_method0("__erlang__")?;
+        encode(&term, depth + 1, out)?;
     } else {
         return Err(EtfError::UnsupportedType(type_name(obj)));
     }
@@ -291,6 +297,20 @@ mod tests {
             crate::etf::item_vec::<u64>(usize::MAX / 4),
             Err(EtfError::NoMemory(_))
         ));
+    }
+
+    #[test]
+    fn an_object_with_an_erlang_hook_encodes_as_what_it_returns() {
+        Python::initialize();
+        Python::attach(|py| {
+            let obj = eval(py, c"type('T', (), {'__erlang__': lambda self: [1]})()");
+            let mut out = Vec::new();
+            encode_term(&obj, &mut out).unwrap();
+            assert_eq!(out, vec![VERSION, tag::LIST, 0, 0, 0, 1, 97, 1, tag::NIL]);
+            let selfish = eval(py, c"type('S', (), {'__erlang__': lambda self: self})()");
+            let err = encode_term(&selfish, &mut Vec::new()).unwrap_err();
+            assert!(matches!(err, EtfError::TooDeep(_)), "{err:?}");
+        });
     }
 
     #[test]

@@ -15,11 +15,14 @@ See docs/event-loop.md for the loop's design and how it differs from stdlib
 asyncio and from the NIF-based bridge whose API this follows. In port mode,
 code can talk back to Erlang (``send``, ``call``, ``async_call``, ``self``,
 ``whereis``, ``atom``, ``schedule``, ``schedule_py``,
-``consume_time_slice``): see docs/interop.md.
+``consume_time_slice``): see docs/interop.md. Inside a Python actor
+(``py_actor:start_link/4``), ``await receive()`` takes the next message and
+``GenServer`` is the gen_server base class: see docs/actors.md.
 """
 
 from __future__ import annotations
 
+from ._actor import NOREPLY, From, GenServer, receive, reply
 from ._api import (
     ErlangEventLoopPolicy,
     ExecutionMode,
@@ -31,6 +34,7 @@ from ._api import (
     spawn_task,
 )
 from ._env import activate_venv
+from ._handles import Handle, HandleLimitError, handle
 from ._interop import (
     AtomLimitError,
     CallError,
@@ -56,6 +60,11 @@ __all__ = [
     "ErlangEventLoop",
     "ErlangEventLoopPolicy",
     "ExecutionMode",
+    "Handle",
+    "HandleLimitError",
+    "From",
+    "GenServer",
+    "NOREPLY",
     "NotConnectedError",
     "Pid",
     "PollerSelector",
@@ -69,8 +78,11 @@ __all__ = [
     "call",
     "consume_time_slice",
     "detect_mode",
+    "handle",
     "install",
     "new_event_loop",
+    "receive",
+    "reply",
     "run",
     "schedule",
     "schedule_py",

@@ -41,24 +41,36 @@ from types import ModuleType
 from typing import Any, Callable
 
 from . import _context
+from ._actor import Actors
 from ._api import detect_mode
+from ._handles import HandleInTerm, HandleLimitError, HandleTable, StaleHandleError
 from ._interop import Bridge, current_caller, resolve
 from ._native import _pyport
 from ._schedule import is_marker, run_marker
 from ._stream import Streams
 from ._types import Pid
 from ._wire import (
+    ACTOR_MSG,
+    ACTOR_START,
     CALL_REPLY,
     CANCEL,
     CANCELLED_REASON,
     EVAL,
     EXEC,
+    HANDLE_LIMIT,
     INFINITY,
+    OBJ_RELEASE,
     OPT_CALLER,
     OPT_DEADLINE,
+    OPT_HANDLE_ARGS,
     OPT_REPLY,
+    OPT_RESULT,
     REASONS,
     SETUP,
+    SETUP_HANDLE_INCARNATION,
+    SETUP_HANDLE_MAX,
+    SETUP_LOOP,
+    STALE_HANDLE,
     STOP,
     STREAM_CANCEL,
     STREAM_CREDIT,
@@ -70,6 +82,7 @@ from ._wire import (
     python_error,
     ready,
     result_error,
+    result_handles,
     start_failed,
     unknown_message,
 )
@@ -90,7 +103,7 @@ _PLAIN_RESULTS = frozenset({type(None), bool, int, float, str, bytes, list, tupl
 class _Job:
     """A task the server runs as an asyncio Task (it may be cancelled)."""
 
-    __slots__ = ("id", "label", "reply", "task", "timer", "reason")
+    __slots__ = ("id", "label", "reply", "task", "timer", "reason", "mode")
 
     def __init__(self, id: Any, label: str, reply: bool, task: asyncio.Future[Any]) -> None:
         self.id = id
@@ -100,6 +113,8 @@ class _Job:
         self.timer: asyncio.TimerHandle | None = None
         # Why the server cancelled the task: "cancelled" or "timeout".
         self.reason: str | None = None
+        # The task's `result` option (handle | auto), None for a term.
+        self.mode: str | None = None
 
 
 class _OptionError(TypeError):
@@ -202,6 +217,8 @@ class PortServer:
         # Blocking Erlang calls waiting right now (they need fd 3 read).
         self._waiting = 0
         self.bridge = Bridge(self)
+        self.handles = HandleTable()
+        self.actors = Actors(self)
         # Generators streamed to Erlang (docs/streams.md).
         self.streams = Streams(self)
         self.context = _context.PortContext(loop, self.bridge)
@@ -480,9 +497,22 @@ class PortServer:
                 return
             if tag == SETUP and size == 2:
                 self.bridge.setup(message[1])
+                self._setup_handles(message[1])
+                return
+            if tag == OBJ_RELEASE and size == 2:
+                self.handles.release(message[1])
                 return
             if tag == STOP and size == 1:
                 self.stop()
+                return
+            if tag == ACTOR_MSG and size == 3:
+                self.actors.deliver(message[1], message[2])
+                return
+            if tag == ACTOR_MSG and size == 4:  # its message had no Python form
+                self.actors.drop(message[1], str(message[3]))
+                return
+            if tag == ACTOR_START and size == 7:
+                self.actors.start(*message[1:])
                 return
             if tag == STREAM_START and size == 7:
                 self.streams.start(*message[1:])
@@ -507,12 +537,43 @@ class PortServer:
     def _reply_error(self, id: Any, reason: Any) -> None:
         self.send(result_error(id, reason))
 
-    def _reply_ok(self, id: Any, value: Any) -> None:
+    def _reply_ok(self, id: Any, value: Any, mode: str | None = None) -> None:
         try:
-            self.channel.send_result(id, value)
+            if mode is None:
+                self.channel.send_result(id, value)
+                return
+            if mode == "auto":
+                try:
+                    self.channel.send_result(id, value)
+                    return
+                except TypeError:
+                    pass  # parts without a term form: kept as handles
+            self._reply_handles(id, value, mode)
+        except HandleInTerm:
+            # erlang.handle(...) somewhere in the result (docs/handles.md).
+            self._reply_handles(id, value, mode)
         except BaseException as exc:  # unconvertible (TypeError), too deep, or
             # whatever the result's own conversion hooks raise
             self._reply_error(id, python_error(exc, with_traceback=False))
+
+    def _reply_handles(self, id: Any, value: Any, mode: str | None) -> None:
+        """``{result, Id, {handles, Value, Ns}}``: ``value`` (or its parts)
+        kept in the handle table; Erlang builds the handle terms."""
+        try:
+            tagged, numbers = self.handles.tagged(value, mode)
+        except HandleLimitError:
+            self._reply_error(id, (HANDLE_LIMIT, self.handles.max_handles))
+            return
+        try:
+            self.channel.send(result_handles(id, tagged, numbers))
+        except BaseException as exc:  # the converted parts may still fail
+            self.handles.release(numbers)
+            self._reply_error(id, python_error(exc, with_traceback=False))
+
+    def _setup_handles(self, info: Any) -> None:
+        if isinstance(info, dict):
+            self.handles.setup(info.get(SETUP_LOOP), info.get(SETUP_HANDLE_INCARNATION),
+                               info.get(SETUP_HANDLE_MAX))
 
     def fail_start(self, reason: Any) -> None:
         """Tell Erlang the port cannot start (``{start_failed, Reason}``)
@@ -537,8 +598,16 @@ class PortServer:
 
     # -- tasks -------------------------------------------------------------
 
+    def adopt(self, id: Any, label: str, task: asyncio.Task[Any]) -> None:
+        """Track ``task`` (an actor's) as Erlang's task ``id``: its end is
+        replied, and ``{cancel, Id}`` cancels it."""
+        job = _Job(id, label, True, task)
+        self._jobs[id] = job
+        task.add_done_callback(functools.partial(self._task_done, job))
+
     def lookup(self, module_name: Any, func_name: Any) -> Callable[..., Any]:
-        """``Module.Func`` as a task names it (for streams)."""
+        """``module.func`` as a task names it (the actors' and streams'
+        way in)."""
         return self._lookup(module_name, func_name)
 
     def _lookup(self, module_name: Any, func_name: Any) -> Callable[..., Any]:
@@ -577,6 +646,7 @@ class PortServer:
     def _run_task(self, id: Any, module_name: Any, func_name: Any,
                   args: Any, kwargs: Any, opts: Any) -> None:
         label = f"{module_name}.{func_name}"
+        mode: str | None = None
         if not opts:
             # The common case (create_task/await): no deadline, a reply.
             reply, deadline = True, None
@@ -586,6 +656,16 @@ class PortServer:
             except _OptionError as exc:
                 self._reply_error(id, python_error(TypeError(str(exc)), with_traceback=False))
                 return
+            mode = opts.get(OPT_RESULT)
+            if mode not in ("handle", "auto"):
+                mode = None
+            if opts.get(OPT_HANDLE_ARGS) is True:
+                try:
+                    args = self.handles.resolve(args)
+                    kwargs = self.handles.resolve(kwargs)
+                except StaleHandleError:
+                    self._reply_error(id, STALE_HANDLE)
+                    return
         caller = opts.get(OPT_CALLER) if isinstance(opts, dict) else None
         token = current_caller.set(caller if isinstance(caller, Pid) else None)
         bridge = self.bridge
@@ -614,7 +694,7 @@ class PortServer:
                     task = asyncio.ensure_future(result, loop=self.loop)
             else:
                 if reply:
-                    self._reply_ok(id, result)
+                    self._reply_ok(id, result, mode)
                 return
         except asyncio.CancelledError:
             # Cancelled (or timed out) while waiting in a blocking Erlang call.
@@ -641,6 +721,7 @@ class PortServer:
             bridge.leave_frame(frame)
             current_caller.reset(token)
         job = _Job(id, label, reply, task)
+        job.mode = mode
         self._jobs[id] = job
         if deadline is not None:
             job.timer = self.loop.call_later(deadline, self._expire, job)
@@ -686,7 +767,7 @@ class PortServer:
         if exc is not None:
             self._fail(job.id, job.reply, job.label, exc)
         elif job.reply:
-            self._reply_ok(job.id, task.result())
+            self._reply_ok(job.id, task.result(), job.mode)
 
     # -- exec / eval ------------------------------------------------------------
 

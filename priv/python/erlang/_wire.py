@@ -50,6 +50,11 @@ CALL = _atom("call")
 SEND = _atom("send")
 WHEREIS = _atom("whereis")
 
+# actors (docs/actors.md): the port's half of an actor's traffic
+ACTOR_STARTED = _atom("actor_started")
+ACTOR_ACK = _atom("actor_ack")
+ACTOR_REPLY = _atom("actor_reply")
+
 # keys of the ready map, and its mode values (erlang.ExecutionMode)
 _PROTOCOL = _atom("protocol")
 _PYTHON_VERSION = PYTHON
@@ -77,6 +82,12 @@ TIMEOUT = _atom(TIMEOUT_REASON)
 CANCELLED = _atom(CANCELLED_REASON)
 REASONS = {TIMEOUT_REASON: TIMEOUT, CANCELLED_REASON: CANCELLED}
 
+# object handles (docs/handles.md): {result, Id, {handles, Value, Ns}},
+# where Value carries each handle as {'$pyport_handle', N}
+HANDLES = _atom("handles")
+HANDLE_MARKER = _atom("$pyport_handle")
+STALE_HANDLE = _atom("stale_handle")
+HANDLE_LIMIT = _atom("handle_limit")
 # streams (docs/streams.md): ``{stream_data, Id, Items}`` and
 # ``{stream_end, Id, done | {error, Reason}}``
 STREAM_DATA = _atom("stream_data")
@@ -101,6 +112,9 @@ EXEC = "exec"
 EVAL = "eval"
 SETUP = "setup"
 STOP = "stop"
+OBJ_RELEASE = "obj_release"  # {obj_release, [N]}: Erlang dropped handles
+ACTOR_START = "actor_start"
+ACTOR_MSG = "actor_msg"
 STREAM_START = "stream_start"
 STREAM_CREDIT = "stream_credit"
 STREAM_CANCEL = "stream_cancel"
@@ -109,6 +123,9 @@ STREAM_CANCEL = "stream_cancel"
 OPT_REPLY = "reply"
 OPT_DEADLINE = "deadline_ms"
 OPT_CALLER = "caller"
+OPT_RESULT = "result"  # handle | auto (docs/handles.md)
+OPT_HANDLE_ARGS = "handle_args"  # true: the arguments hold #py_obj{} handles
+OPT_WINDOW = "window"  # actor_start: messages Erlang sends ahead of consumption
 INFINITY = "infinity"
 # stream options (besides caller and deadline_ms)
 OPT_WINDOW = "window"
@@ -118,6 +135,8 @@ OPT_IDLE = "idle_ms"
 # the setup map
 SETUP_WORKER = "worker"
 SETUP_LOOP = "loop"
+SETUP_HANDLE_INCARNATION = "handle_incarnation"
+SETUP_HANDLE_MAX = "handle_max"
 
 # call_reply payloads: {ok, Value} | {error, Reason}; error reasons below
 OK_TAG = "ok"
@@ -215,6 +234,11 @@ def result_error(id: Any, reason: Any) -> tuple[Any, ...]:
     return (RESULT, id, (ERROR, reason))
 
 
+def result_handles(id: Any, value: Any, numbers: list[int]) -> tuple[Any, ...]:
+    """``{result, Id, {handles, Value, Ns}}``."""
+    return (RESULT, id, (HANDLES, value, numbers))
+
+
 def stream_data(id: Any, items: list[Any]) -> tuple[Any, ...]:
     """``{stream_data, Id, Items}``: a batch of a stream's items."""
     return (STREAM_DATA, id, items)
@@ -241,6 +265,21 @@ def output(fd: int, line: bytes) -> tuple[Any, ...]:
 def request(tag: Any, call_id: int, fields: tuple[Any, ...]) -> tuple[Any, ...]:
     """``{call | send | whereis, CallId, Fields...}``."""
     return (tag, call_id, *fields)
+
+
+def actor_started(id: Any) -> tuple[Any, ...]:
+    """``{actor_started, Id}``: the actor runs (a GenServer: its init returned)."""
+    return (ACTOR_STARTED, id)
+
+
+def actor_ack(id: Any, count: int) -> tuple[Any, ...]:
+    """``{actor_ack, Id, Count}``: ``count`` more messages consumed."""
+    return (ACTOR_ACK, id, count)
+
+
+def actor_reply(id: Any, token: int, reply: Any) -> tuple[Any, ...]:
+    """``{actor_reply, Id, Token, Reply}``: the answer to a gen_server call."""
+    return (ACTOR_REPLY, id, token, reply)
 
 
 def unknown_message(message: Any) -> tuple[Any, ...]:

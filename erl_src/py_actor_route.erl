@@ -1,0 +1,42 @@
+%% Routes an actor's own packets from the port (docs/actors.md) to its
+%% proxy (py_actor). Called by py_event_worker; what it gets is untrusted
+%% (decoded by pyport_term): an actor id is only believed when the loop's
+%% pending table names a process for it, and only that process is told.
+-module(py_actor_route).
+
+%% API.
+-export([route/2]).
+
+%% The largest acknowledgement believed in one packet: more than any
+%% window (py_actor caps credit at its window anyway).
+-define(MAX_ACK, 1 bsl 20).
+
+%% API.
+
+%% Hands `actor_started`, `actor_ack` and `actor_reply` to the proxy of the
+%% actor they name as `{py_actor, Id, What}`; one for an actor that has
+%% gone (a late ack) is dropped. `malformed` for fields of the wrong type.
+-spec route(tuple(), ets:tid()) -> ok | malformed.
+route({actor_started, Id}, Pending) when is_reference(Id) ->
+    to_proxy(Id, started, Pending);
+route({actor_ack, Id, N}, Pending)
+  when is_reference(Id), is_integer(N), N > 0, N =< ?MAX_ACK ->
+    to_proxy(Id, {ack, N}, Pending);
+route({actor_reply, Id, Token, Reply}, Pending)
+  when is_reference(Id), is_integer(Token), Token > 0 ->
+    to_proxy(Id, {reply, Token, Reply}, Pending);
+route(_, _) ->
+    malformed.
+
+%% Internal.
+
+%% A task's caller named by a forged id would get a `{py_actor, ...}`
+%% message it never matches; nobody else can be reached.
+to_proxy(Id, What, Pending) ->
+    case ets:lookup(Pending, Id) of
+        [{Id, Proxy}] when is_pid(Proxy) ->
+            Proxy ! {py_actor, Id, What},
+            ok;
+        _ ->
+            ok
+    end.

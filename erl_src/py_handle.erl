@@ -1,0 +1,282 @@
+%% The bookkeeping of object handles (docs/handles.md): the handle term,
+%% finding handles in a task's arguments, and who owns which handle.
+%%
+%% A loop's handles live in two public tables made by its worker with the
+%% port (so they go with it): `owners` {N, OwnerPid} and `by_owner`
+%% {{OwnerPid, N}}, ordered by owner so that a dead owner's handles are
+%% found by key prefix, like a dead caller's tasks in `by_caller`. The
+%% worker writes them when it routes a result carrying handles and when an
+%% owner dies; an owner writes them when it releases or transfers.
+%%
+%% What the port reports is untrusted: a reply names handle numbers, and
+%% only numbers (positive integers, at most the loop's max_handles of them
+%% at once) are taken from it; the #py_obj{} terms are built here with the
+%% loop's own index and incarnation.
+-module(py_handle).
+
+-include("py_event_loop.hrl").
+-include("py_handle.hrl").
+
+%% API, for py_event_loop, py_event_loop_pool and py_obj.
+-export([task_opts/4]).
+-export([loop_of/2]).
+-export([live/1]).
+-export([release/2]).
+-export([transfer/3]).
+%% For py_event_worker.
+-export([new/1]).
+-export([setup_info/1]).
+-export([routed/6]).
+-export([owner_down/2]).
+-export([count/1]).
+
+-type tables() :: #{incarnation := reference(),
+                    owners := ets:tid(),
+                    by_owner := ets:tid(),
+                    max := non_neg_integer()}.
+-type handle() :: #py_obj{}.
+-type error() :: stale_handle | not_owner
+               | {foreign_handle, {loop, pos_integer()} | {node, node()}}
+               | mixed_loops.
+-export_type([tables/0, handle/0, error/0]).
+
+%% The atom Python puts where a reply carries handle N: {'$pyport_handle', N}.
+-define(MARKER, '$pyport_handle').
+
+%% API.
+
+%% The task options a task on loop Index needs for its handles: the
+%% `result` option (handle | auto), and `handle_args => true` when its
+%% arguments hold handles, all of which must be live handles of that loop.
+-spec task_opts(pos_integer(), list(), map(), map())
+    -> {ok, map()} | {error, error()}.
+task_opts(Index, Args, Kwargs, Opts) ->
+    Extra = case Opts of
+                #{result := Mode} when Mode =:= handle; Mode =:= auto -> #{result => Mode};
+                #{result := term} -> #{};
+                #{result := Other} -> error({badarg, {result, Other}});
+                _ -> #{}
+            end,
+    case find([Args, Kwargs]) of
+        none ->
+            {ok, Extra};
+        {found, #py_obj{incarnation = Inc}} when node(Inc) =/= node() ->
+            {error, {foreign_handle, {node, node(Inc)}}};
+        {found, #py_obj{loop = L}} when L =/= Index ->
+            {error, {foreign_handle, {loop, L}}};
+        {found, Obj} ->
+            case live(Obj) of
+                {ok, _} -> {ok, Extra#{handle_args => true}};
+                {error, _} = Error -> Error
+            end;
+        mixed ->
+            {error, mixed_loops}
+    end.
+
+%% The loop of the handles among a task's arguments, if any (the pool
+%% routes such a task there); none when they name several loops, which
+%% task_opts/4 then refuses.
+-spec loop_of(term(), term()) -> pos_integer() | none.
+loop_of(Args, Kwargs) ->
+    case find([Args, Kwargs]) of
+        {found, #py_obj{loop = L}} -> L;
+        _ -> none
+    end.
+
+%% The loop of a handle whose port is still the one that made it.
+-spec live(term()) -> {ok, #py_loop{}} | {error, stale_handle}.
+live(#py_obj{loop = Index, incarnation = Inc}) when is_integer(Index), Index > 0 ->
+    case py_event_loop_pool:lookup(Index) of
+        {ok, #py_loop{handles = #{incarnation := Inc}} = Loop} -> {ok, Loop};
+        _ -> {error, stale_handle}
+    end;
+live(Other) ->
+    error({badarg, {handle, Other}}).
+
+%% Drops the caller's handle: its table entry goes at once, and the port
+%% drops the object (the worker sends the packet if the port is busy).
+-spec release(handle(), pid()) -> ok | {error, stale_handle | not_owner}.
+release(#py_obj{id = N} = Obj, Owner) ->
+    case owned(Obj, Owner) of
+        {ok, #py_loop{port = Port, worker = Worker, handles = T}} ->
+            disown(T, Owner, N),
+            Packet = pyport_wire:obj_release([N]),
+            try erlang:port_command(Port, Packet, [nosuspend]) of
+                true -> ok;
+                false -> gen_server:cast(Worker, {release_handles, [N]})
+            catch
+                %% The port is gone, and the object with it.
+                error:badarg -> ok
+            end;
+        {error, _} = Error ->
+            Error
+    end.
+
+%% Makes To the owner of a handle Owner owns; the worker monitors To, so
+%% the handle goes when To exits (at once if To is already dead).
+-spec transfer(handle(), pid(), pid()) -> ok | {error, stale_handle | not_owner}.
+transfer(#py_obj{id = N} = Obj, Owner, To) ->
+    case owned(Obj, Owner) of
+        {ok, #py_loop{worker = Worker, handles = #{owners := Owners,
+                                                  by_owner := ByOwner}}} ->
+            true = ets:insert(ByOwner, {{To, N}}),
+            true = ets:insert(Owners, {N, To}),
+            true = ets:delete(ByOwner, {Owner, N}),
+            %% Always asked: To's 'DOWN' may have been handled already, and
+            %% the worker monitors each process once.
+            gen_server:cast(Worker, {monitor, To}),
+            ok;
+        {error, _} = Error ->
+            Error
+    end.
+
+%% For py_event_worker.
+
+-spec new(non_neg_integer()) -> tables().
+new(Max) ->
+    #{incarnation => make_ref(),
+      owners => ets:new(py_handle_owners, [set, public, {read_concurrency, true}]),
+      by_owner => ets:new(py_handle_by_owner, [ordered_set, public]),
+      max => Max}.
+
+%% What the port is told in `setup`.
+-spec setup_info(tables()) -> map().
+setup_info(#{incarnation := Inc, max := Max}) ->
+    #{handle_incarnation => Inc, handle_max => Max}.
+
+%% A `{result, Ref, {handles, Value, Ns}}` from the port: the caller
+%% becomes the owner of the new handles in Ns and gets Value with each
+%% {'$pyport_handle', N} replaced by its #py_obj{}. Returns the numbers the
+%% port must drop (no caller any more, the loop's limit, a bad reply).
+-spec routed(reference(), term(), term(), ets:tid(), ets:tid(),
+             {pos_integer(), tables()}) -> [pos_integer()].
+routed(Ref, Value, Ns, Pending, ByCaller, {Index, #{max := Max} = T}) ->
+    Numbers = numbers(Ns, Max),
+    case ets:take(Pending, Ref) of
+        [{Ref, Caller}] when is_pid(Caller) ->
+            true = ets:delete(ByCaller, {Caller, Ref}),
+            case Numbers of
+                bad ->
+                    Ref ! {Ref, {error, {bad_reply, handles}}},
+                    [];
+                _ ->
+                    case own(T, Caller, Numbers) of
+                        ok ->
+                            Set = maps:from_keys(Numbers, true),
+                            Ref ! {Ref, {ok, replace(Value, Set, Index, T)}},
+                            [];
+                        limit ->
+                            Ref ! {Ref, {error, {handle_limit, Max}}},
+                            Numbers
+                    end
+            end;
+        _ when Numbers =:= bad ->
+            [];
+        _ ->
+            %% The caller gave up or died: nobody can own these.
+            [N || N <- Numbers, not ets:member(maps:get(owners, T), N)]
+    end.
+
+%% The handles Pid owned, now released (the worker tells the port).
+-spec owner_down(pid(), tables()) -> [pos_integer()].
+owner_down(Pid, #{owners := Owners, by_owner := ByOwner}) ->
+    Ns = ets:select(ByOwner, [{{{Pid, '$1'}}, [], ['$1']}]),
+    true = ets:match_delete(ByOwner, {{Pid, '_'}}),
+    lists:foreach(fun(N) -> ets:delete(Owners, N) end, Ns),
+    Ns.
+
+%% Live handles of a loop.
+-spec count(tables() | undefined) -> non_neg_integer().
+count(#{owners := Owners}) ->
+    case ets:info(Owners, size) of
+        undefined -> 0;
+        Size -> Size
+    end;
+count(undefined) ->
+    0.
+
+%% Internal.
+
+%% The first handle in Term, or mixed when handles of several ports are
+%% there. Binaries and other leaves are not looked into.
+find(Term) ->
+    try find(Term, none) of
+        Found -> Found
+    catch
+        throw:mixed -> mixed
+    end.
+
+find(#py_obj{loop = L, incarnation = I} = Obj, Found) when is_reference(I) ->
+    case Found of
+        none -> {found, Obj};
+        {found, #py_obj{loop = L, incarnation = I}} -> Found;
+        _ -> throw(mixed)
+    end;
+find([H | T], Found) ->
+    find(T, find(H, Found));
+find(Tuple, Found) when is_tuple(Tuple) ->
+    find(tuple_to_list(Tuple), Found);
+find(Map, Found) when is_map(Map) ->
+    maps:fold(fun(_, V, F) -> find(V, F) end, Found, Map);
+find(_, Found) ->
+    Found.
+
+owned(#py_obj{id = N} = Obj, Owner) ->
+    case live(Obj) of
+        {ok, #py_loop{handles = #{owners := Owners}} = Loop} ->
+            case ets:lookup(Owners, N) of
+                [{N, Owner}] -> {ok, Loop};
+                [_] -> {error, not_owner};
+                [] -> {error, stale_handle}
+            end;
+        {error, _} = Error ->
+            Error
+    end.
+
+disown(#{owners := Owners, by_owner := ByOwner}, Owner, N) ->
+    true = ets:delete(Owners, N),
+    true = ets:delete(ByOwner, {Owner, N}).
+
+%% Handle numbers from the port: a proper list of positive integers, no
+%% longer than the loop may hold.
+numbers(Ns, Max) when is_list(Ns) ->
+    try length(Ns) of
+        Len when Len =< Max ->
+            case lists:all(fun(N) -> is_integer(N) andalso N > 0 end, Ns) of
+                true -> lists:usort(Ns);
+                false -> bad
+            end;
+        _ ->
+            bad
+    catch
+        error:badarg -> bad
+    end;
+numbers(_, _) ->
+    bad.
+
+%% Numbers the loop already has (a handle the port sends again) keep
+%% their owner; new ones count against the loop's limit.
+own(#{owners := Owners, by_owner := ByOwner, max := Max}, Owner, Numbers) ->
+    New = [N || N <- Numbers, not ets:member(Owners, N)],
+    case ets:info(Owners, size) + length(New) > Max of
+        true ->
+            limit;
+        false ->
+            true = ets:insert(ByOwner, [{{Owner, N}} || N <- New]),
+            true = ets:insert(Owners, [{N, Owner} || N <- New]),
+            ok
+    end.
+
+replace({?MARKER, N} = Marker, Set, Index, #{incarnation := Inc}) ->
+    case Set of
+        #{N := _} -> #py_obj{loop = Index, incarnation = Inc, id = N};
+        _ -> Marker
+    end;
+replace([H | T], Set, Index, Tables) ->
+    [replace(H, Set, Index, Tables) | replace(T, Set, Index, Tables)];
+replace(Tuple, Set, Index, Tables) when is_tuple(Tuple) ->
+    list_to_tuple(replace(tuple_to_list(Tuple), Set, Index, Tables));
+replace(Map, Set, Index, Tables) when is_map(Map) ->
+    maps:map(fun(_, V) -> replace(V, Set, Index, Tables) end, Map);
+replace(Other, _, _, _) ->
+    Other.

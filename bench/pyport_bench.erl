@@ -51,7 +51,7 @@ run(Args) ->
     write_json(Root, Label, Runs, Figures),
     ok.
 
-%% Scenarios 1-7, measured on one target.
+%% Scenarios 1-7, 9 (handles), 11 (actors) and 12 (streams), measured on one target.
 throughput_figures(Runs, Target, Exe) ->
     with_pool(Exe, 2, fun() ->
         Callback = register_callback(),
@@ -78,7 +78,7 @@ throughput_figures(Runs, Target, Exe) ->
              fun() -> payload(maps:from_list([{integer_to_binary(K), K} || K <- lists:seq(1, 100)]), 5000) end},
             {<<"6. echo nested term (depth 100)">>, <<"echoes/s">>,
              fun() -> payload(lists:foldl(fun(I, Acc) -> [I, #{<<"k">> => Acc}] end, [], lists:seq(1, 50)), 5000) end}
-        ] ++ [{<<"7. erlang.call round trips">>, <<"calls/s">>, fun() -> calls(2000) end}
+        ] ++ stream_scenarios() ++ [{<<"7. erlang.call round trips">>, <<"calls/s">>, fun() -> calls(2000) end}
               || Callback, Target =:= pyport]
           ++ [{<<"9. py_obj:call on a handle (compare 2.)">>, <<"calls/s">>,
                fun() -> handle_calls(20000) end}
@@ -88,6 +88,27 @@ throughput_figures(Runs, Target, Exe) ->
            Target => [measure(Fun) || _ <- lists:seq(1, Runs)]}
          || {Name, Unit, Fun} <- Scenarios]
     end).
+
+%% Scenario 12 (docs/streams.md): one stream from one loop, read with
+%% py_stream:next/2; items produced faster than one per loop iteration
+%% travel in batches, so the window (not the round trip) bounds the rate.
+stream_scenarios() ->
+    [{<<"12. stream 200k small items, sync generator, one loop">>, <<"items/s">>,
+      fun() -> streamed(count, [200000], 4096) end},
+     {<<"12. stream 200k small items, async generator, one loop">>, <<"items/s">>,
+      fun() -> streamed(acount, [200000], 4096) end},
+     {<<"12. stream 64 KiB chunks (2000), one loop">>, <<"MB/s">>,
+      fun() -> streamed(chunks, [2000, 65536], 64) * 65536 / 1000000 end}].
+
+streamed(F, Args, Window) ->
+    Ref = py_event_loop:stream({pyport_loop, 1}, ?PY, F, Args, #{window => Window}),
+    drain_stream(Ref, 0).
+
+drain_stream(Ref, N) ->
+    case py_stream:next(Ref, 60000) of
+        {ok, _} -> drain_stream(Ref, N + 1);
+        done -> N
+    end.
 
 %% Scenario 8: the same CPU-bound work from two processes, with one loop
 %% and with two; one interpreter and one GIL per port should scale.

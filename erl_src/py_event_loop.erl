@@ -26,6 +26,9 @@
 -export([eval/1]).
 -export([eval/2]).
 -export([eval/3]).
+-export([stream/3]).
+-export([stream/4]).
+-export([stream/5]).
 
 -type py_name() :: atom() | binary().
 -type kwargs() :: #{atom() | binary() => term()}.
@@ -174,6 +177,25 @@ eval(Loop, Expr) ->
 -spec eval(loop(), source(), source_opts()) -> result().
 eval(Loop, Expr, Opts) ->
     source(eval, Loop, Expr, Opts).
+
+%% A stream (docs/streams.md): Module.Func(*Args, **Kwargs) returns a
+%% generator, an async generator or another lazy iterable, whose items
+%% the caller takes with py_stream. Returns at once.
+-spec stream(py_name(), py_name(), list()) -> py_stream:stream().
+stream(Module, Func, Args) ->
+    stream(Module, Func, Args, #{}).
+
+-spec stream(py_name(), py_name(), list(), py_stream:options()) -> py_stream:stream().
+stream(Module, Func, Args, Opts) ->
+    stream({pyport_loop, ?DEFAULT_LOOP}, Module, Func, Args, Opts).
+
+-spec stream(loop(), py_name(), py_name(), list(), py_stream:options())
+    -> py_stream:stream().
+stream(Loop, Module, Func, Args, Opts) ->
+    Index = loop_index(Loop),
+    {Kwargs, StreamOpts} = py_stream:check_options(Opts),
+    ok = py_event_task:check_call(Module, Func, Args, Kwargs),
+    py_stream:start(Index, Module, Func, Args, Kwargs, StreamOpts).
 
 %% Internal.
 

@@ -26,5 +26,9 @@
     info :: map(),
     %% Object handles (py_handle): this port's incarnation, which each of
     %% its #py_obj{} carries, and who owns which handle.
-    handles :: py_handle:tables() | undefined
+    handles :: py_handle:tables() | undefined,
+    %% {StreamRef, Credit}: items the port may still send on each stream
+    %% (py_stream adds what its consumer grants, the worker charges what
+    %% arrives), so that a port cannot send past the consumer's window.
+    streams :: ets:tid() | undefined
 }).

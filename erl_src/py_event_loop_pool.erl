@@ -39,8 +39,11 @@
 -export([get_stats/0]).
 -export([loop_index/2]).
 -export([loads/0]).
+-export([stream/3]).
+-export([stream/4]).
 
 %% Internal API, for pyport_sup, py_event_worker and py_event_task.
+-export([num_loops/0]).
 -export([start_link/1]).
 -export([register_loop/2]).
 -export([lookup/1]).
@@ -156,6 +159,17 @@ eval(Expr) ->
     -> py_event_loop:result().
 eval(Expr, Opts) ->
     py_event_loop:eval(my_loop(), Expr, Opts).
+
+%% A stream (docs/streams.md) on the caller's loop, owned by the caller.
+-spec stream(py_event_loop:py_name(), py_event_loop:py_name(), list())
+    -> py_stream:stream().
+stream(Module, Func, Args) ->
+    stream(Module, Func, Args, #{}).
+
+-spec stream(py_event_loop:py_name(), py_event_loop:py_name(), list(),
+             py_stream:options()) -> py_stream:stream().
+stream(Module, Func, Args, Opts) ->
+    py_event_loop:stream(my_loop(), Module, Func, Args, Opts).
 
 %% The calling process's loop, for the explicit-loop functions of
 %% py_event_loop.
@@ -323,6 +337,8 @@ wait_for_loop(Index, From, Deadline, #state{waiters = Waiters, bounds = Bounds} 
             {noreply, State#state{waiters = Waiters#{Index => [{From, Deadline} | Live]}}}
     end.
 
+%% How many loops the pool runs; undefined when it is not running.
+-spec num_loops() -> pos_integer() | undefined.
 num_loops() ->
     try ets:lookup(?PY_LOOP_REGISTRY, num_loops) of
         [{num_loops, N}] -> N;

@@ -34,6 +34,12 @@
 -export([check_timeout/1]).
 -export([task_opts/1]).
 
+%% Submission helpers shared with py_stream.
+-export([live_loop/2]).
+-export([write/3]).
+-export([deadline/1]).
+-export([after_ms/1]).
+
 -type loop_index() :: pos_integer().
 -export_type([loop_index/0]).
 
@@ -259,6 +265,8 @@ submit(Index, Request, Deadline) ->
 fresh({error, stale}) -> {error, loop_unavailable};
 fresh(Started) -> Started.
 
+-spec live_loop(loop_index(), integer() | infinity)
+    -> {ok, #py_loop{}} | {error, timeout | overloaded | loop_unavailable}.
 live_loop(Index, Deadline) ->
     case py_event_loop_pool:lookup(Index) of
         {ok, Loop} -> {ok, Loop};
@@ -412,10 +420,12 @@ cancel(Ref, {task, #py_loop{worker = Worker, port = Port, pending = Pending,
             ok
     end.
 
+-spec deadline(timeout()) -> integer() | infinity.
 deadline(infinity) -> infinity;
 deadline(Ms) -> erlang:monotonic_time(millisecond) + Ms.
 
 %% What is left of Deadline, as one `after` can wait it.
+-spec after_ms(integer() | infinity) -> timeout().
 after_ms(infinity) -> infinity;
 after_ms(Deadline) ->
     min(?MAX_AFTER, max(0, Deadline - erlang:monotonic_time(millisecond))).

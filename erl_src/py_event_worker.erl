@@ -62,7 +62,9 @@
     %% Frames refused for atoms so far: only some are logged.
     atoms_refused = 0 :: non_neg_integer(),
     %% Object handles and their owners (py_handle).
-    handles :: py_handle:tables()
+    handles :: py_handle:tables(),
+    %% Each stream's credit (py_stream_route).
+    streams :: ets:tid() | undefined
 }).
 
 %% How long a stopping worker lets Python cancel its tasks and exit
@@ -229,18 +231,20 @@ registered(Index, Port, Info, Framer, #{max_pending := MaxPending,
                 #{os_pid := P} when is_integer(P) -> P;
                 _ -> port_os_pid(Port)
             end,
+    Streams = py_stream_route:new_table(),
     Loop = #py_loop{index = Index, worker = self(), port = Port,
                     pending = Pending, by_caller = ByCaller, monitored = Monitored,
                     max_pending = MaxPending, max_packet = MaxPacket,
                     cancel_grace_ms = Grace, os_pid = OsPid, info = Info,
-                    handles = Handles},
+                    handles = Handles, streams = Streams},
     ok = py_event_loop_pool:register_loop(Index, Loop),
     {ok, #state{index = Index, port = Port, pending = Pending,
                 by_caller = ByCaller, monitored = Monitored, os_pid = OsPid,
                 last_output = erlang:monotonic_time(millisecond),
                 cancel_grace_ms = Grace, output = Output,
                 max_packet = MaxPacket, max_output = MaxOutput, framer = Framer,
-                max_atoms = MaxAtoms, send_allow = SendAllow, handles = Handles}}.
+                max_atoms = MaxAtoms, send_allow = SendAllow, handles = Handles,
+                streams = Streams}}.
 
 port_os_pid(Port) ->
     case erlang:port_info(Port, os_pid) of
@@ -256,7 +260,7 @@ handle_packet({result, Ref, {handles, Value, Ns}},
         [] -> ok;
         Drop -> release_now(Port, Drop)
     end;
-handle_packet({result, Ref, Result}, #state{pending = Pending, by_caller = ByCaller}) ->
+handle_packet({result, Ref, Result}, #state{pending = Pending, by_caller = ByCaller} = State) ->
     %% {cancelled, _}: the caller timed out or died and Python has now
     %% answered the cancel; no entry: a spawned task or a lost race. Either
     %% way the reply has nowhere to go.
@@ -266,8 +270,15 @@ handle_packet({result, Ref, Result}, #state{pending = Pending, by_caller = ByCal
             true = ets:delete(ByCaller, {Caller, Ref}),
             ok;
         [{Ref, {cancelled, _}}] -> ok;
+        [{Ref, {stream, _, _}} = Stream] ->
+            %% Streams end with stream_end; a result for one is a fault.
+            py_stream_route:fault(Stream, unexpected_result, stream_tables(State));
         [] -> ok
     end;
+handle_packet({stream_data, Ref, Items}, State) ->
+    py_stream_route:data(Ref, Items, stream_tables(State));
+handle_packet({stream_end, Ref, End}, State) ->
+    py_stream_route:ended(Ref, End, stream_tables(State));
 handle_packet({log, Level, Logger, Message}, #state{index = Index}) ->
     pyport_log:record(Level, Logger, Message, Index);
 handle_packet({output, Stream, Line}, #state{index = Index, output = Mode}) ->
@@ -287,6 +298,9 @@ handle_packet(Actor, #state{pending = Pending, index = Index})
 handle_packet(Other, #state{index = Index}) ->
     %% bad_packet, unknown_message, or one the port should not send now.
     pyport_log:protocol_fault(Other, Index).
+
+stream_tables(#state{pending = Pending, by_caller = ByCaller, streams = Streams}) ->
+    {Pending, ByCaller, Streams}.
 
 serve(Request, #state{port = Port, max_packet = Max, by_caller = ByCaller,
                       send_allow = Allow}) ->
@@ -321,6 +335,10 @@ atoms_refused(Reason, Id, Frame, #state{index = Index, pending = Pending,
                          [{Ref, Caller}] when is_pid(Caller) ->
                              Ref ! {Ref, {error, {atom_limit, MaxAtoms}}},
                              true;
+                         [{Ref, {stream, _, _}} = Stream] ->
+                             py_stream_route:fault(Stream, {atom_limit, MaxAtoms},
+                                                   stream_tables(State)),
+                             true;
                          _ ->
                              false
                      end;
@@ -352,8 +370,10 @@ port_exited(Status, #state{os_pid = OsPid} = State) ->
 
 %% Fails every pending caller with Status and stops the worker.
 stopped(Status, #state{index = Index, pending = Pending, os_pid = OsPid} = State) ->
-    Failed = [Ref || {Ref, Caller} <- ets:tab2list(Pending), is_pid(Caller)],
+    Entries = ets:tab2list(Pending),
+    Failed = [Ref || {Ref, Caller} <- Entries, is_pid(Caller)],
     true = ets:delete_all_objects(Pending),
+    py_stream_route:exited(Entries, {python_exit, Status}),
     true = ets:delete_all_objects(State#state.by_caller),
     lists:foreach(fun(Ref) ->
                           Ref ! {Ref, {error, {python_exit, Status}}}

@@ -46,12 +46,15 @@ decode(Bin, _Max, Left) ->
         error:badarg -> decode_creating(Bin, Left)
     end.
 
-%% @doc The `Id' of a `{result, Id, _}' frame, when `Id' itself decodes
-%% without new atoms: lets a caller be told that its result was refused.
+%% @doc The `Id' of a `{result, Id, _}' frame (or of a stream's
+%% `{stream_data | stream_end, Id, _}'), when `Id' itself decodes without
+%% new atoms: lets a caller be told that its result was refused.
 -spec result_id(binary()) -> {ok, term()} | error.
 result_id(<<?VERSION, 104, 3, Rest/binary>>) ->
     case atom_name(Rest) of
-        {ok, <<"result">>, _, AfterTag} ->
+        {ok, Tag, _, AfterTag} when Tag =:= <<"result">>;
+                                    Tag =:= <<"stream_data">>;
+                                    Tag =:= <<"stream_end">> ->
             case skip(AfterTag) of
                 {ok, AfterId} ->
                     IdBytes = binary:part(AfterTag, 0, byte_size(AfterTag) - byte_size(AfterId)),

@@ -25,6 +25,10 @@
 %% Erlang -> port, actors (py_actor).
 -export([actor_start/6]).
 -export([actor_msg/2]).
+%% Erlang -> port, streams (docs/streams.md).
+-export([stream_start/6]).
+-export([stream_credit/2]).
+-export([stream_cancel/1]).
 %% port -> Erlang.
 -export([decode/3]).
 
@@ -44,6 +48,8 @@
                  | {actor_started, ActorId :: term()}
                  | {actor_ack, ActorId :: term(), Count :: term()}
                  | {actor_reply, ActorId :: term(), Token :: term(), Reply :: term()}
+                 | {stream_data, Id :: term(), Items :: term()}
+                 | {stream_end, Id :: term(), End :: term()}
                  | {error, {bad_packet, Reason :: term()}}
                  | {error, {unknown_message, Term :: term()}}
                  | {ready, Info :: map()}
@@ -119,6 +125,22 @@ actor_start(Id, Module, Func, Args, Kwargs, Opts) ->
 -spec actor_msg(term(), term()) -> packet().
 actor_msg(Id, Msg) ->
     frame({actor_msg, Id, Msg}).
+%% `{stream_start, Id, Module, Func, Args, Kwargs, Opts}`: run
+%% Module.Func(*Args, **Kwargs) and stream what it returns, at most
+%% `window` (in Opts) items before the first `stream_credit`.
+-spec stream_start(term(), term(), term(), list(), map(), map()) -> packet().
+stream_start(Id, Module, Func, Args, Kwargs, Opts) ->
+    frame({stream_start, Id, Module, Func, Args, Kwargs, Opts}).
+
+%% `{stream_credit, Id, N}`: the consumer takes N more items.
+-spec stream_credit(term(), pos_integer()) -> packet().
+stream_credit(Id, N) ->
+    frame({stream_credit, Id, N}).
+
+%% `{stream_cancel, Id}`: close the stream's generator.
+-spec stream_cancel(term()) -> packet().
+stream_cancel(Id) ->
+    frame({stream_cancel, Id}).
 
 %% The size of a packet's term, what the port's `max_packet` bounds.
 -spec payload_size(packet()) -> non_neg_integer().
@@ -153,6 +175,8 @@ classify({output, _, _} = Output) -> Output;
 classify({actor_started, _} = Started) -> Started;
 classify({actor_ack, _, _} = Ack) -> Ack;
 classify({actor_reply, _, _, _} = Reply) -> Reply;
+classify({stream_data, _, _} = Data) -> Data;
+classify({stream_end, _, _} = End) -> End;
 classify({error, {bad_packet, _}} = Error) -> Error;
 classify({error, {unknown_message, _}} = Error) -> Error;
 classify({ready, #{protocol := ?VERSION} = Info}) -> {ready, Info};

@@ -41,6 +41,11 @@ pub mod atoms {
     pub const TOO_LARGE: &str = "too_large";
     pub const UNCONVERTIBLE: &str = "unconvertible";
 
+    // Streams (docs/streams.md): the start Rust may answer by itself, and
+    // that answer.
+    pub const STREAM_START: &str = "stream_start";
+    pub const STREAM_END: &str = "stream_end";
+
     // `pyport-echo` only: its `mode`, and its `bad_packet` reason.
     pub const ECHO: &str = "echo";
     pub const UNDECODABLE: &str = "undecodable";
@@ -144,6 +149,14 @@ fn decode_elements<'py>(py: Python<'py>, frame: &[u8]) -> Result<Inbound<'py>, E
                 .into_any(),
             ));
         }
+        if index >= 2 && tag.as_deref() == Some(atoms::STREAM_START) {
+            // The stream's consumer waits for its end, not for a result.
+            return Ok(Inbound::Reply(stream_python_error(
+                &items[1],
+                TYPE_ERROR,
+                &err.to_string(),
+            )?));
+        }
         let replying = tag.is_some_and(|t| REPLYING.contains(&t.as_str()));
         if index >= 2 && replying {
             // Always a TypeError on the wire, whatever Python raised while
@@ -241,6 +254,34 @@ pub fn python_error(id: &Bound<'_, PyAny>, kind: &str, message: &str) -> Result<
     Ok(out)
 }
 
+/// `{stream_end, Id, {error, {python, Type, Message, <<>>}}}`: a stream
+/// that could not start, for an id decoded from the same message.
+pub fn stream_python_error(
+    id: &Bound<'_, PyAny>,
+    kind: &str,
+    message: &str,
+) -> Result<Vec<u8>, EtfError> {
+    let mut out = Vec::new();
+    crate::etf::reserve(&mut out, encode::HEADROOM)?;
+    out.push(VERSION);
+    encode::small_tuple_header(3, &mut out);
+    encode::atom(atoms::STREAM_END, &mut out);
+    encode::encode(id, 1, &mut out)?;
+    python_error_payload(kind, message, &mut out);
+    Ok(out)
+}
+
+/// Appends `{error, {python, Type, Message, <<>>}}`.
+fn python_error_payload(kind: &str, message: &str, out: &mut Vec<u8>) {
+    encode::small_tuple_header(2, out);
+    encode::atom(atoms::ERROR, out);
+    encode::small_tuple_header(4, out);
+    encode::atom(atoms::PYTHON, out);
+    encode::text(kind, out);
+    encode::text(message, out);
+    encode::text("", out);
+}
+
 /// Appends `{result, Id, {ok, Value}}` (no version byte handling needed by
 /// the caller).
 pub fn result_ok(
@@ -307,6 +348,22 @@ mod tests {
         assert_eq!(
             reply_of(&task_with_arg(&port)),
             "('result', 7, ('error', ('python', 'TypeError', 'cannot convert Erlang port to Python', '')))"
+        );
+    }
+
+    #[test]
+    fn an_unconvertible_stream_argument_ends_that_stream() {
+        let mut port = vec![tag::NEW_PORT];
+        encode::atom("n@h", &mut port);
+        port.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0]);
+        let mut frame = task_with_arg(&port);
+        // The same fields under the stream's tag: `task` -> `stream_start`.
+        let mut start = vec![VERSION, tag::SMALL_TUPLE, 7];
+        encode::atom(atoms::STREAM_START, &mut start);
+        start.extend_from_slice(&frame.split_off(3 + 2 + atoms::TASK.len()));
+        assert_eq!(
+            reply_of(&start),
+            "('stream_end', 7, ('error', ('python', 'TypeError', 'cannot convert Erlang port to Python', '')))"
         );
     }
 

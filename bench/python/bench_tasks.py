@@ -1,7 +1,7 @@
 """Python side of `make bench`: trivial work, so the figures measure pyport."""
 
 import asyncio
-from typing import Any
+from typing import Any, AsyncIterator, Iterator
 
 
 def echo(x: Any) -> Any:
@@ -37,3 +37,21 @@ def call_loop(n: int) -> int:
 async def sleep_ms(ms: int) -> int:
     await asyncio.sleep(ms / 1000)
     return ms
+
+
+def count(n: int) -> Iterator[int]:
+    """A stream of ``n`` small integers from a sync generator."""
+    yield from range(n)
+
+
+async def acount(n: int) -> AsyncIterator[int]:
+    """The same from an async generator."""
+    for i in range(n):
+        yield i
+
+
+def chunks(n: int, size: int) -> Iterator[bytes]:
+    """A stream of ``n`` binaries of ``size`` bytes."""
+    chunk = b"x" * size
+    for _ in range(n):
+        yield chunk

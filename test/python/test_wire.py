@@ -35,6 +35,9 @@ def every_envelope() -> list[Any]:
         *(_wire.output(fd, b"line") for fd in _wire.STREAMS),
         *(_wire.request(tag, 1, ("x",)) for tag in (_wire.CALL, _wire.SEND, _wire.WHEREIS)),
         _wire.unknown_message("junk"),
+        _wire.stream_data(1, [1, 2]),
+        _wire.stream_end(1),
+        *(_wire.stream_end(1, reason) for reason in _wire.STREAM_REASONS.values()),
     ]
 
 

@@ -47,6 +47,7 @@ from ._handles import HandleInTerm, HandleLimitError, HandleTable, StaleHandleEr
 from ._interop import Bridge, current_caller, resolve
 from ._native import _pyport
 from ._schedule import is_marker, run_marker
+from ._stream import Streams
 from ._types import Pid
 from ._wire import (
     ACTOR_MSG,
@@ -71,6 +72,9 @@ from ._wire import (
     SETUP_LOOP,
     STALE_HANDLE,
     STOP,
+    STREAM_CANCEL,
+    STREAM_CREDIT,
+    STREAM_START,
     TASK,
     TIMEOUT_REASON,
     exception_name,
@@ -215,6 +219,8 @@ class PortServer:
         self.bridge = Bridge(self)
         self.handles = HandleTable()
         self.actors = Actors(self)
+        # Generators streamed to Erlang (docs/streams.md).
+        self.streams = Streams(self)
         self.context = _context.PortContext(loop, self.bridge)
         self._time_slice = self.context.time_slice
 
@@ -508,6 +514,15 @@ class PortServer:
             if tag == ACTOR_START and size == 7:
                 self.actors.start(*message[1:])
                 return
+            if tag == STREAM_START and size == 7:
+                self.streams.start(*message[1:])
+                return
+            if tag == STREAM_CREDIT and size == 3:
+                self.streams.credit(message[1], message[2])
+                return
+            if tag == STREAM_CANCEL and size == 2:
+                self.streams.cancel(message[1])
+                return
         self.send(unknown_message(message))
 
     # -- output ------------------------------------------------------------
@@ -591,7 +606,8 @@ class PortServer:
         task.add_done_callback(functools.partial(self._task_done, job))
 
     def lookup(self, module_name: Any, func_name: Any) -> Callable[..., Any]:
-        """``module.func`` as a task names it (the actors' way in)."""
+        """``module.func`` as a task names it (the actors' and streams'
+        way in)."""
         return self._lookup(module_name, func_name)
 
     def _lookup(self, module_name: Any, func_name: Any) -> Callable[..., Any]:
@@ -718,6 +734,8 @@ class PortServer:
             job.task.cancel(msg="pyport: deadline_ms passed")
 
     def _cancel(self, id: Any) -> None:
+        if self.streams.cancel(id):
+            return  # a stream whose consumer died (the worker cancels it)
         job = self._jobs.get(id)
         if job is None:
             # A plain function still running can only be waiting in a

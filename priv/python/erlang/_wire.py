@@ -88,6 +88,15 @@ HANDLES = _atom("handles")
 HANDLE_MARKER = _atom("$pyport_handle")
 STALE_HANDLE = _atom("stale_handle")
 HANDLE_LIMIT = _atom("handle_limit")
+# streams (docs/streams.md): ``{stream_data, Id, Items}`` and
+# ``{stream_end, Id, done | {error, Reason}}``
+STREAM_DATA = _atom("stream_data")
+STREAM_END = _atom("stream_end")
+DONE = _atom("done")
+IDLE_TIMEOUT_REASON = "idle_timeout"
+#: why a stream ended without its generator finishing: a task's reasons
+#: and ``idle_timeout`` (``{stream_end, Id, {error, Reason}}``)
+STREAM_REASONS = {**REASONS, IDLE_TIMEOUT_REASON: _atom(IDLE_TIMEOUT_REASON)}
 
 #: every atom the port may send, made before the atom bound applies
 PORT_ATOMS: tuple[str, ...] = tuple(_port_atoms)
@@ -106,6 +115,9 @@ STOP = "stop"
 OBJ_RELEASE = "obj_release"  # {obj_release, [N]}: Erlang dropped handles
 ACTOR_START = "actor_start"
 ACTOR_MSG = "actor_msg"
+STREAM_START = "stream_start"
+STREAM_CREDIT = "stream_credit"
+STREAM_CANCEL = "stream_cancel"
 
 # task and exec/eval options
 OPT_REPLY = "reply"
@@ -115,6 +127,10 @@ OPT_RESULT = "result"  # handle | auto (docs/handles.md)
 OPT_HANDLE_ARGS = "handle_args"  # true: the arguments hold #py_obj{} handles
 OPT_WINDOW = "window"  # actor_start: messages Erlang sends ahead of consumption
 INFINITY = "infinity"
+# stream options (besides caller and deadline_ms)
+OPT_WINDOW = "window"
+OPT_BATCH = "batch"
+OPT_IDLE = "idle_ms"
 
 # the setup map
 SETUP_WORKER = "worker"
@@ -221,6 +237,17 @@ def result_error(id: Any, reason: Any) -> tuple[Any, ...]:
 def result_handles(id: Any, value: Any, numbers: list[int]) -> tuple[Any, ...]:
     """``{result, Id, {handles, Value, Ns}}``."""
     return (RESULT, id, (HANDLES, value, numbers))
+
+
+def stream_data(id: Any, items: list[Any]) -> tuple[Any, ...]:
+    """``{stream_data, Id, Items}``: a batch of a stream's items."""
+    return (STREAM_DATA, id, items)
+
+
+def stream_end(id: Any, reason: Any = None) -> tuple[Any, ...]:
+    """``{stream_end, Id, done}``, or ``{stream_end, Id, {error, Reason}}``
+    when ``reason`` is given."""
+    return (STREAM_END, id, DONE if reason is None else (ERROR, reason))
 
 
 def log(level: str, logger: str, message: str) -> tuple[Any, ...]:

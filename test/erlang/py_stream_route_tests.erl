@@ -1,0 +1,175 @@
+%% The worker's stream routing fed what a hostile port could send: items
+%% beyond the credit, an improper item list, a bad end, a result for a
+%% stream; and the ordinary paths (pull batches, active items, ends).
+-module(py_stream_route_tests).
+
+-include_lib("eunit/include/eunit.hrl").
+
+%% eunit generates test/0; the build wants a spec for every export.
+-spec test() -> term().
+
+setup() ->
+    {ets:new(pending, [set, public]), ets:new(by_caller, [ordered_set, public]),
+     py_stream_route:new_table()}.
+
+teardown({P, B, C}) ->
+    [ets:delete(T) || T <- [P, B, C]],
+    _ = flush(),
+    ok.
+
+stream({Pending, ByCaller, Credit}, Mode, Window) ->
+    Ref = alias([explicit_unalias]),
+    true = ets:insert(Pending, {Ref, {stream, self(), Mode}}),
+    true = ets:insert(ByCaller, {{self(), Ref}}),
+    true = ets:insert(Credit, {Ref, Window}),
+    Ref.
+
+-spec pull_batch_is_one_message_test() -> ok.
+pull_batch_is_one_message_test() ->
+    T = setup(),
+    try
+        Ref = stream(T, pull, 3),
+        ok = py_stream_route:data(Ref, [a, b, c], T),
+        ?assertEqual([{py_stream, Ref, {batch, [a, b, c]}}], flush()),
+        ok
+    after
+        teardown(T)
+    end.
+
+-spec active_items_are_one_message_each_test() -> ok.
+active_items_are_one_message_each_test() ->
+    T = setup(),
+    try
+        Ref = stream(T, active, 3),
+        ok = py_stream_route:data(Ref, [a, b], T),
+        ?assertEqual([{py_stream, Ref, {data, a}}, {py_stream, Ref, {data, b}}], flush()),
+        ok
+    after
+        teardown(T)
+    end.
+
+-spec items_beyond_credit_end_the_stream_test() -> ok.
+items_beyond_credit_end_the_stream_test() ->
+    {Pending, _, Credit} = T = setup(),
+    try
+        Ref = stream(T, pull, 2),
+        ok = py_stream_route:data(Ref, [a], T),
+        ok = py_stream_route:data(Ref, [b, c], T),
+        ?assertEqual([{py_stream, Ref, {batch, [a]}},
+                      {py_stream, Ref, {error, {bad_stream, credit_exceeded}}},
+                      {'$gen_cast', {cancel, Ref}}], flush()),
+        ?assertEqual([], ets:lookup(Pending, Ref)),
+        ?assertEqual([], ets:lookup(Credit, Ref)),
+        ok
+    after
+        teardown(T)
+    end.
+
+-spec improper_items_end_the_stream_test() -> ok.
+improper_items_end_the_stream_test() ->
+    T = setup(),
+    try
+        Ref = stream(T, active, 5),
+        %% [a | b], decoded as a port's frame would be (dialyzer rightly
+        %% refuses to see one built in code).
+        Improper = binary_to_term(<<131, 108, 1:32, 100, 1:16, $a, 100, 1:16, $b>>),
+        ok = py_stream_route:data(Ref, Improper, T),
+        ?assertEqual([{py_stream, Ref, {error, {bad_stream, bad_items}}},
+                       {'$gen_cast', {cancel, Ref}}], flush()),
+        ok
+    after
+        teardown(T)
+    end.
+
+-spec a_bad_end_is_an_error_test() -> ok.
+a_bad_end_is_an_error_test() ->
+    T = setup(),
+    try
+        Ref = stream(T, pull, 1),
+        ok = py_stream_route:ended(Ref, weird, T),
+        ?assertEqual([{py_stream, Ref, {error, {bad_stream, {bad_end, weird}}}}], flush()),
+        ok
+    after
+        teardown(T)
+    end.
+
+-spec end_clears_the_entries_test() -> ok.
+end_clears_the_entries_test() ->
+    {Pending, ByCaller, Credit} = T = setup(),
+    try
+        Ref = stream(T, pull, 1),
+        ok = py_stream_route:ended(Ref, done, T),
+        ?assertEqual([{py_stream, Ref, done}], flush()),
+        ?assertEqual(0, ets:info(Pending, size) + ets:info(ByCaller, size)
+                       + ets:info(Credit, size)),
+        ok
+    after
+        teardown(T)
+    end.
+
+-spec answer_to_a_cancel_clears_the_entry_test() -> ok.
+answer_to_a_cancel_clears_the_entry_test() ->
+    {Pending, _, Credit} = T = setup(),
+    try
+        Ref = stream(T, pull, 1),
+        true = ets:insert(Pending, {Ref, {cancelled, 0}}),
+        ok = py_stream_route:data(Ref, [late], T),
+        ok = py_stream_route:ended(Ref, {error, cancelled}, T),
+        ?assertEqual([], flush()),
+        ?assertEqual(0, ets:info(Pending, size) + ets:info(Credit, size)),
+        ok
+    after
+        teardown(T)
+    end.
+
+-spec a_stream_end_for_a_task_changes_nothing_test() -> ok.
+a_stream_end_for_a_task_changes_nothing_test() ->
+    {Pending, _, _} = T = setup(),
+    try
+        Task = make_ref(),
+        Cancelled = make_ref(),
+        true = ets:insert(Pending, [{Task, self()}, {Cancelled, {cancelled, 0}}]),
+        ok = py_stream_route:ended(Task, done, T),
+        ok = py_stream_route:ended(Cancelled, done, T),
+        ?assertEqual([], flush()),
+        ?assertEqual(2, ets:info(Pending, size)),
+        ok
+    after
+        teardown(T)
+    end.
+
+-spec data_for_a_task_or_unknown_id_is_dropped_test() -> ok.
+data_for_a_task_or_unknown_id_is_dropped_test() ->
+    {Pending, _, _} = T = setup(),
+    try
+        Task = make_ref(),
+        true = ets:insert(Pending, {Task, self()}),
+        ok = py_stream_route:data(Task, [x], T),
+        ok = py_stream_route:data(make_ref(), [x], T),
+        ok = py_stream_route:data(not_even_a_ref, [x], T),
+        ?assertEqual([], flush()),
+        ok
+    after
+        teardown(T)
+    end.
+
+-spec exit_reaches_every_stream_test() -> ok.
+exit_reaches_every_stream_test() ->
+    {Pending, _, _} = T = setup(),
+    try
+        A = stream(T, pull, 1),
+        B = stream(T, active, 1),
+        ok = py_stream_route:exited(ets:tab2list(Pending) ++ [{make_ref(), self()}],
+                                    {python_exit, 137}),
+        ?assertEqual(lists:sort([{py_stream, A, {error, {python_exit, 137}}},
+                                  {py_stream, B, {error, {python_exit, 137}}}]),
+                      lists:sort(flush())),
+        ok
+    after
+        teardown(T)
+    end.
+
+flush() ->
+    receive M -> [M | flush()]
+    after 0 -> []
+    end.

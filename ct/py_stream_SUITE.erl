@@ -26,7 +26,7 @@ all() ->
      not_a_stream_is_an_error, port_killed_mid_stream, port_killed_mid_active_stream,
      two_streams_interleaved, pool_stream_beside_tasks, foreach_and_raising_fun,
      bad_options_are_badarg, unknown_and_ended_streams, unconvertible_argument,
-     batching_within_credit].
+     batching_within_credit, forged_results_end_the_stream].
 
 -spec init_per_suite(ct_suite:ct_config()) -> ct_suite:ct_config().
 init_per_suite(Config) ->
@@ -418,6 +418,27 @@ batching_within_credit(_) ->
     ?assertEqual({ok, lists:seq(0, 4)}, py_stream:to_list(Ref1)),
     no_stream_left().
 
+-spec forged_results_end_the_stream() -> [{doc, string()}].
+forged_results_end_the_stream() -> [{doc, "A result packet that Python forges for a stream's id (plain, or carrying object handles) ends that stream with {bad_stream, unexpected_result} at once; the loop serves on."}].
+-spec forged_results_end_the_stream(ct_suite:ct_config()) -> term().
+forged_results_end_the_stream(_) ->
+    #{os_pid := OsPid} = pyport_ct:loop_stats(1),
+    lists:foreach(
+      fun(Reply) ->
+              Ref = py_event_loop:stream(?L1, ?S, endless, [<<"forged">>],
+                                         #{mode => active, window => 1}),
+              ?assertEqual([0], data(Ref, 1)),
+              Body = term_to_binary({result, Ref, Reply}),
+              Frame = <<(byte_size(Body)):32, Body/binary>>,
+              {ok, _} = py_event_loop:run(?L1, pyport_hostile, forge_raw, [Frame], #{}),
+              receive
+                  {py_stream, Ref, {error, {bad_stream, unexpected_result}}} -> ok
+              after ?PROMPTLY -> ct:fail({no_stream_end, Reply})
+              end
+      end, [{ok, 1}, {handles, 1, [1]}]),
+    ?assertMatch(#{os_pid := OsPid}, pyport_ct:loop_stats(1)),
+    no_stream_left().
+
 %% Helpers.
 
 %% N data messages of an active stream (fewer if they stop coming).
@@ -457,3 +478,4 @@ no_stream_left() ->
     ?assertEqual([], [M || {py_stream, _, _} = M <- pyport_ct:mailbox()]),
     ?assertEqual([], [K || {{py_stream, _} = K, _} <- get()]),
     ok.
+

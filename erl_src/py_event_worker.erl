@@ -254,11 +254,17 @@ port_os_pid(Port) ->
 
 handle_packet({result, Ref, {handles, Value, Ns}},
               #state{index = Index, port = Port, pending = Pending, by_caller = ByCaller,
-                     handles = Handles}) ->
-    %% A result that carries object handles (py_handle).
-    case py_handle:routed(Ref, Value, Ns, Pending, ByCaller, {Index, Handles}) of
-        [] -> ok;
-        Drop -> release_now(Port, Drop)
+                     handles = Handles} = State) ->
+    %% A result that carries object handles (py_handle). Streams end with
+    %% stream_end: a result naming one is a fault, whatever it carries.
+    case ets:lookup(Pending, Ref) of
+        [{Ref, {stream, _, _}} = Stream] ->
+            py_stream_route:fault(Stream, unexpected_result, stream_tables(State));
+        _ ->
+            case py_handle:routed(Ref, Value, Ns, Pending, ByCaller, {Index, Handles}) of
+                [] -> ok;
+                Drop -> release_now(Port, Drop)
+            end
     end;
 handle_packet({result, Ref, Result}, #state{pending = Pending, by_caller = ByCaller} = State) ->
     %% {cancelled, _}: the caller timed out or died and Python has now

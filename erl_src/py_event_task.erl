@@ -148,7 +148,7 @@ run_source(Index, Kind, Code, Timeout) when Kind =:= exec; Kind =:= eval ->
     -> {ok, reference(), #py_loop{}} | {error, term()}.
 submit_actor(Index, {actor, _, _, _, _, _} = Request, Deadline) ->
     case submit(Index, Request, Deadline) of
-        {ok, Ref, {task, Loop}} -> {ok, Ref, Loop};
+        {ok, Ref, {task, Loop, _T0, _Queue}} -> {ok, Ref, Loop};
         {error, _} = Error -> Error
     end.
 

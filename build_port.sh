@@ -13,7 +13,7 @@ if ! command -v cargo >/dev/null 2>&1; then
   exit 1
 fi
 if [ ! -x target/release/pyport ]; then
-  echo "pyport: building the Rust port executable (first build: a few minutes)" >&2
+  echo "pyport: building the Rust port executable (first build: about a minute)" >&2
 fi
 if [ -n "$PYPORT_FEATURES" ]; then
   cargo build --release --bins --features "$PYPORT_FEATURES" >&2

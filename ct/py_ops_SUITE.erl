@@ -122,8 +122,9 @@ config_warnings(_) ->
     %% Logged in this order (await_log drops what does not match).
     _ = pyport_ct:await_log(fun(E) -> pyport_ct:log_mentions(E, <<"`loops` has entries for loop(s) [5]">>) end, 5000),
     Unknown = pyport_ct:await_log(fun(E) -> pyport_ct:log_mentions(E, <<"unknown configuration">>) end, 5000),
-    ?assert(pyport_ct:log_mentions(Unknown, <<"pythonpath">>)),
-    ?assert(pyport_ct:log_mentions(Unknown, <<"pool_size">>)),
+    ?assert(pyport_ct:log_mentions(Unknown, <<"did you mean ">>)),
+    ?assert(pyport_ct:log_mentions(Unknown, <<"python_path for pythonpath">>)),
+    ?assert(pyport_ct:log_mentions(Unknown, <<"event_loop_pool_size for pool_size">>)),
     ?assertEqual({ok, 4.0}, py_event_loop_pool:run(math, sqrt, [16.0])).
 
 %% -- restart_loop and code_change -------------------------------------------------

@@ -214,11 +214,27 @@ warn_unknown_keys() ->
         [] ->
             ok;
         Unknown ->
+            Known = lists:sort([K || {K, _, _} <- loop_keys()] ++ global_keys()),
             logger:warning("pyport: unknown configuration key(s) ~tp (ignored, "
-                           "or refused in a loops entry); known keys: ~tp",
-                           [Unknown, lists:sort([K || {K, _, _} <- loop_keys()]
-                                                ++ global_keys())],
+                           "or refused in a loops entry)~ts; known keys: ~tp",
+                           [Unknown, suggestions(Unknown, Known), Known],
                            #{pyport_unknown_keys => Unknown})
+    end.
+
+%% " (did you mean python_path for pythonpath, ...)" for the unknown keys
+%% that are a known key without its underscores or its last words.
+suggestions(Unknown, Known) ->
+    Plain = fun(K) -> string:replace(atom_to_list(K), "_", "", all) end,
+    Pairs = [{Good, Bad}
+             || Bad <- [K || K <- Unknown, is_atom(K)],
+                Good <- Known,
+                lists:flatten(Plain(Good)) =:= lists:flatten(Plain(Bad))
+                    orelse lists:suffix("_" ++ atom_to_list(Bad), atom_to_list(Good))],
+    case Pairs of
+        [] -> "";
+        _ -> [" (did you mean ",
+              lists:join(", ", [io_lib:format("~ts for ~ts", [Good, Bad]) || {Good, Bad} <- Pairs]),
+              ")"]
     end.
 
 %% The cluster settings (py_cluster_registry): the pool name whose `pg`

@@ -9,7 +9,7 @@ PORT    := priv/pyport
 ERL_PA  := -pa _build/default/lib/pyport/ebin
 
 .PHONY: all deps deps-apt deps-pip build demo test test-rust lint-rust \
-        lint-python test-python eunit ct erl-checks conformance bench bench-loop soak clean
+        lint-python test-python eunit ct erl-checks conformance bench bench-loop soak check-env clean
 
 all: build
 
@@ -45,7 +45,7 @@ test-rust: lint-rust
 
 lint-rust:
 	cargo fmt --check
-	cargo clippy --release --all-targets -- -D warnings
+	cargo clippy --release --all-targets --features echo -- -D warnings
 
 eunit: build
 	$(REBAR) eunit
@@ -69,6 +69,7 @@ conformance: build
 # Not part of `make test`: figures, never assertions. Unpinned, then with
 # the node and its ports pinned to one CPU (cross-CPU wake-ups cost ~30 us).
 bench: build
+	PYPORT_FEATURES=echo sh build_port.sh
 	@mkdir -p _build/bench
 	erlc -o _build/bench bench/pyport_bench.erl bench/py_cluster_bench.erl
 	erl -noshell +sbwt none $(ERL_PA) -pa _build/bench -eval 'pyport_bench:main(["unpinned"])'
@@ -87,6 +88,12 @@ soak: build
 	@mkdir -p _build/soak
 	erlc -o _build/soak bench/soak.erl
 	erl -noshell $(ERL_PA) -pa _build/soak -eval 'soak:main()'
+
+# What the configured application's loops would start with: the Python
+# found, the venv, python_path, preload modules (docs/operations.md).
+# CONFIG=path/to/sys.config to check a release's settings.
+check-env: build
+	erl -noshell $(ERL_PA) $(if $(CONFIG),-config $(CONFIG)) -eval 'py_envcheck:main()'
 
 clean:
 	cargo clean

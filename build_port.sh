@@ -1,10 +1,25 @@
 #!/bin/sh
 # Builds the Rust port executable and installs it as priv/pyport.
-# Called by rebar3's pre-compile hook and by `make`; cargo makes it a no-op
-# when nothing changed.
+# Called by rebar3's pre-compile hook (and so by `mix compile` of a project
+# that depends on pyport) and by `make`; cargo makes it a no-op when
+# nothing changed. Cargo's progress goes to stderr, so that a first build
+# (a few minutes: pyo3 and the port) is not a silent wait.
+# PYPORT_FEATURES=echo also builds the benchmark floor priv/pyport-echo.
 set -e
 cd "$(dirname "$0")"
-cargo build --release --quiet --bins
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "pyport: cargo (stable Rust) is needed to build the port executable;" >&2
+  echo "pyport: install it with https://rustup.rs, then compile again" >&2
+  exit 1
+fi
+if [ ! -x target/release/pyport ]; then
+  echo "pyport: building the Rust port executable (first build: about a minute)" >&2
+fi
+if [ -n "$PYPORT_FEATURES" ]; then
+  cargo build --release --bins --features "$PYPORT_FEATURES" >&2
+else
+  cargo build --release --bins >&2
+fi
 mkdir -p priv
 for bin in pyport pyport-echo; do
   if [ -f "target/release/$bin" ]; then

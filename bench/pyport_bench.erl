@@ -83,11 +83,29 @@ throughput_figures(Runs, Target, Exe) ->
           ++ [{<<"9. py_obj:call on a handle (compare 2.)">>, <<"calls/s">>,
                fun() -> handle_calls(20000) end}
               || Target =:= pyport]
-          ++ [Scenario || Target =:= pyport, Scenario <- actor_scenarios()],
-        [#{name => Name, unit => Unit, higher_is_better => true,
-           Target => [measure(Fun) || _ <- lists:seq(1, Runs)]}
-         || {Name, Unit, Fun} <- Scenarios]
+          ++ [Scenario || Target =:= pyport, Scenario <- actor_scenarios()]
+          ++ [{<<"13. sequential via a named pool (py_pool, compare 2.)">>, <<"tasks/s">>,
+               fun() -> named_sequential(20000) end}],
+        %% Scenario 13's pool: started once per target, stopped with it.
+        {ok, NamedPool} = py_pool:start_link(#{name => bench_pool, size => 2,
+                                               python_path => [filename:absname("bench/python")]}),
+        try
+            [#{name => Name, unit => Unit, higher_is_better => true,
+               Target => [measure(Fun) || _ <- lists:seq(1, Runs)]}
+             || {Name, Unit, Fun} <- Scenarios]
+        after
+            unlink(NamedPool),
+            MRef = erlang:monitor(process, NamedPool),
+            exit(NamedPool, shutdown),
+            receive {'DOWN', MRef, _, _, _} -> ok end
+        end
     end).
+
+%% Scenario 13 (docs/operations.md): scenario 2 through a named pool.
+named_sequential(N) ->
+    lists:foreach(fun(I) -> {ok, I} = py_pool:run(bench_pool, ?PY, echo, [I]) end,
+                  lists:seq(1, N)),
+    N.
 
 %% Scenario 12 (docs/streams.md): one stream from one loop, read with
 %% py_stream:next/2; items produced faster than one per loop iteration

@@ -29,6 +29,7 @@
 -export([stream/3]).
 -export([stream/4]).
 -export([stream/5]).
+-export([loop_index_check/1]).
 
 -type py_name() :: atom() | binary().
 -type kwargs() :: #{atom() | binary() => term()}.
@@ -44,7 +45,7 @@
 %% A loop handle from py_event_loop_pool:get_loop/0. It names the loop, not
 %% its current worker, so it stays valid across port restarts. Treat it as
 %% opaque.
--type loop() :: {pyport_loop, pos_integer()}.
+-type loop() :: {pyport_loop, pos_integer() | {atom(), pos_integer()}}.
 -type reason() :: timeout
                 | cancelled
                 | loop_unavailable
@@ -196,6 +197,10 @@ stream(Loop, Module, Func, Args, Opts) ->
     {Kwargs, StreamOpts} = py_stream:check_options(Opts),
     ok = py_event_task:check_call(Module, Func, Args, Kwargs),
     py_stream:start(Index, Module, Func, Args, Kwargs, StreamOpts).
+%% The loop id of a loop handle; badarg if it is not one (py_pool).
+-spec loop_index_check(loop()) -> py_event_task:loop_index().
+loop_index_check(Loop) ->
+    loop_index(Loop).
 
 %% Internal.
 
@@ -219,4 +224,6 @@ source_timeout(Opts) ->
     error({badarg, {options, Opts}}).
 
 loop_index({pyport_loop, Index}) when is_integer(Index), Index > 0 -> Index;
+%% A named pool's loop (py_pool).
+loop_index({pyport_loop, {Pool, Index} = Id}) when is_atom(Pool), is_integer(Index), Index > 0 -> Id;
 loop_index(Other) -> error({badarg, {loop, Other}}).

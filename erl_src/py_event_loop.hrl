@@ -3,7 +3,8 @@
 %% registry owned by py_event_loop_pool when it starts; callers read it
 %% with py_event_loop_pool:lookup/1.
 -record(py_loop, {
-    index :: pos_integer(),
+    %% An integer for the default pool, {Pool, I} for a named pool's.
+    index :: py_event_task:loop_index(),
     worker :: pid(),
     port :: port(),
     %% {TaskRef, CallerPid}; public, so callers insert before they send.
@@ -30,5 +31,7 @@
     %% {StreamRef, Credit}: items the port may still send on each stream
     %% (py_stream adds what its consumer grants, the worker charges what
     %% arrives), so that a port cannot send past the consumer's window.
-    streams :: ets:tid() | undefined
+    streams :: ets:tid() | undefined,
+    %% Task latency and queue time (py_ops_stats), written by callers.
+    stats :: py_ops_stats:ref() | undefined
 }).

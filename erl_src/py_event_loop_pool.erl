@@ -41,6 +41,10 @@
 -export([loads/0]).
 -export([stream/3]).
 -export([stream/4]).
+%% Operations (docs/operations.md): named pools under the user's own
+%% supervisor (py_pool), restarting one loop.
+-export([child_spec/1]).
+-export([restart_loop/1]).
 
 %% Internal API, for pyport_sup, py_event_worker and py_event_task.
 -export([num_loops/0]).
@@ -54,6 +58,7 @@
 -export([handle_call/3]).
 -export([handle_cast/2]).
 -export([handle_info/2]).
+-export([code_change/3]).
 
 -type loop_stats() :: #{index := pos_integer(),
                         worker := pid(),
@@ -64,7 +69,9 @@
                         mode := atom() | undefined,
                         restarts := non_neg_integer(),
                         atoms_created := non_neg_integer(),
-                        handles := non_neg_integer()}.
+                        handles := non_neg_integer(),
+                        python_lib := binary() | undefined,
+                        tasks := py_ops_stats:stats()}.
 -type stats() :: #{num_loops := non_neg_integer(),
                    supported := boolean(),
                    restarts := non_neg_integer(),
@@ -74,6 +81,10 @@
 
 -record(state, {
     num_loops :: pos_integer(),
+    %% `default`, or the name of a named pool (py_pool), whose registry is
+    %% the ETS table of that name and whose loops are {Pool, Index}.
+    pool = default :: atom(),
+    table = ?PY_LOOP_REGISTRY :: atom(),
     %% Registrations per loop index: every one after the first is a restart.
     starts = #{} :: #{pos_integer() => pos_integer()},
     %% Worker monitors, so a dead worker's entry leaves the registry even
@@ -82,8 +93,14 @@
     %% Callers waiting for a loop's fresh worker, with their deadlines.
     waiters = #{} :: #{pos_integer() => [{gen_server:from(), deadline()}]},
     %% How many may wait per loop: its max_pending when it last ran.
-    bounds = #{} :: #{pos_integer() => pos_integer() | infinity}
+    bounds = #{} :: #{pos_integer() => pos_integer() | infinity},
+    %% The timer of the next look at the OTP logger's level, and the level
+    %% seen last.
+    follow :: {reference(), logger:level() | all | none} | undefined
 }).
+
+%% How often the pool looks at the OTP logger's primary level.
+-define(FOLLOW_MS, 200).
 
 -type deadline() :: integer() | infinity.
 
@@ -212,15 +229,30 @@ loop_index(Pid, NumLoops) when is_pid(Pid), is_integer(NumLoops),
 
 %% Internal API.
 
--spec start_link(pos_integer()) -> {ok, pid()} | {error, term()}.
-start_link(NumLoops) ->
-    gen_server:start_link({local, ?MODULE}, ?MODULE, NumLoops, []).
+-spec start_link(pos_integer() | {atom(), pos_integer(), map()})
+    -> {ok, pid()} | {error, term()}.
+start_link(NumLoops) when is_integer(NumLoops) ->
+    gen_server:start_link({local, ?MODULE}, ?MODULE, NumLoops, []);
+start_link({Pool, NumLoops, Config}) ->
+    %% A named pool's server is registered under the pool's name.
+    gen_server:start_link({local, Pool}, ?MODULE, {Pool, NumLoops, Config}, []).
+
+%% A supervisor child spec for a named pool (py_pool:child_spec/1).
+-spec child_spec(map()) -> supervisor:child_spec().
+child_spec(Opts) ->
+    py_pool:child_spec(Opts).
+
+%% Stops the port of one loop gracefully (Python cancels its tasks) and
+%% waits until its fresh port is ready (py_pool:restart_loop/1).
+-spec restart_loop(py_event_loop:loop()) -> ok | {error, term()}.
+restart_loop(Loop) ->
+    py_pool:restart_loop(Loop).
 
 %% What a caller needs to submit to loop Index; `restarting` while that
 %% loop's port restarts (see await_loop/3), error when there is no such
 %% loop or the application is not running.
--spec lookup(pos_integer()) -> {ok, #py_loop{}} | restarting | error.
-lookup(Index) ->
+-spec lookup(py_event_task:loop_index()) -> {ok, #py_loop{}} | restarting | error.
+lookup(Index) when is_integer(Index) ->
     try ets:lookup(?PY_LOOP_REGISTRY, Index) of
         [{Index, #py_loop{} = Loop}] -> {ok, Loop};
         [{Index, restarting}] -> restarting;
@@ -228,48 +260,68 @@ lookup(Index) ->
     catch
         %% No registry: the application is not running.
         error:badarg -> error
-    end.
+    end;
+lookup({Pool, Index}) when is_atom(Pool), is_integer(Index) ->
+    %% A named pool's loop: its registry is the table named after it.
+    try ets:lookup(Pool, Index) of
+        [{Index, #py_loop{index = {Pool, Index}} = Loop}] -> {ok, Loop};
+        [{Index, restarting}] -> restarting;
+        _ -> error
+    catch
+        error:badarg -> error
+    end;
+lookup(_) ->
+    error.
 
 %% Waits until loop Index has a worker other than Dead (the one a caller
 %% found dead, or none), by Deadline (monotonic milliseconds). Beyond the
 %% loop's max_pending waiters: overloaded. No such loop, or the pool
 %% stopping (the application is going, or its supervisor gave up):
 %% loop_unavailable.
--spec await_loop(pos_integer(), pid() | none, deadline())
+-spec await_loop(py_event_task:loop_index(), pid() | none, deadline())
     -> {ok, #py_loop{}} | {error, timeout | overloaded | loop_unavailable}.
-await_loop(Index, Dead, Deadline) ->
+await_loop(Id, Dead, Deadline) ->
+    Index = local_index(Id),
     Timeout = case Deadline of
                   infinity -> infinity;
                   _ -> min(?MAX_AFTER, max(0, Deadline - erlang:monotonic_time(millisecond)))
               end,
     try
-        gen_server:call(?MODULE, {await_loop, Index, Dead, Deadline}, Timeout)
+        gen_server:call(server(Id), {await_loop, Index, Dead, Deadline}, Timeout)
     catch
         %% A late reply is dropped: the call's alias is gone.
         exit:{timeout, _} -> {error, timeout};
         exit:_ -> {error, loop_unavailable}
     end.
 
--spec register_loop(pos_integer(), #py_loop{}) -> ok.
-register_loop(Index, #py_loop{index = Index} = Loop) ->
-    gen_server:call(?MODULE, {register_loop, Loop}).
+-spec register_loop(py_event_task:loop_index(), #py_loop{}) -> ok.
+register_loop(Id, #py_loop{index = Id} = Loop) ->
+    gen_server:call(server(Id), {register_loop, Loop}).
 
 %% gen_server.
 
--spec init(pos_integer()) -> {ok, #state{}}.
+-spec init(pos_integer() | {atom(), pos_integer(), map()}) -> {ok, #state{}}.
+init({Pool, NumLoops, Config}) ->
+    %% A named pool: its settings are read by its workers from its table
+    %% (pyport_config:loop/1), its atom budgets kept like the default's.
+    _ = ets:new(Pool, [named_table, public, set, {read_concurrency, true}]),
+    true = ets:insert(Pool, [{num_loops, NumLoops}, {config, Config}]),
+    ok = pyport_atoms:init_pool(Pool, NumLoops),
+    {ok, following(#state{num_loops = NumLoops, pool = Pool, table = Pool})};
 init(NumLoops) ->
     _ = ets:new(?PY_LOOP_REGISTRY,
                 [named_table, public, set, {read_concurrency, true}]),
     true = ets:insert(?PY_LOOP_REGISTRY, {num_loops, NumLoops}),
-    {ok, #state{num_loops = NumLoops}}.
+    {ok, following(#state{num_loops = NumLoops})}.
 
 -spec handle_call(term(), gen_server:from(), #state{})
     -> {reply, term(), #state{}}.
-handle_call({register_loop, #py_loop{index = Index, worker = Pid,
+handle_call({register_loop, #py_loop{index = Id, worker = Pid,
                                      max_pending = Max} = Loop},
             _From, #state{starts = Starts, workers = Workers, waiters = Waiters,
-                          bounds = Bounds} = State) ->
-    true = ets:insert(?PY_LOOP_REGISTRY, {Index, Loop}),
+                          bounds = Bounds, table = Table} = State) ->
+    Index = local_index(Id),
+    true = ets:insert(Table, {Index, Loop}),
     MRef = erlang:monitor(process, Pid),
     {Waiting, Rest} = case maps:take(Index, Waiters) of
                           error -> {[], Waiters};
@@ -284,8 +336,8 @@ handle_call({register_loop, #py_loop{index = Index, worker = Pid,
                  workers = Workers#{MRef => {Index, Pid}},
                  waiters = Rest,
                  bounds = Bounds#{Index => Max}}};
-handle_call({await_loop, Index, Dead, Deadline}, From, State) ->
-    case ets:lookup(?PY_LOOP_REGISTRY, Index) of
+handle_call({await_loop, Index, Dead, Deadline}, From, #state{table = Table} = State) ->
+    case ets:lookup(Table, Index) of
         [{Index, #py_loop{worker = Worker} = Loop}] when Worker =/= Dead ->
             {reply, {ok, Loop}, State};
         [{Index, _}] ->
@@ -304,16 +356,16 @@ handle_cast(_Msg, State) ->
     {noreply, State}.
 
 -spec handle_info(term(), #state{}) -> {noreply, #state{}}.
-handle_info({'DOWN', MRef, process, Pid, _}, #state{workers = Workers} = State) ->
+handle_info({'DOWN', MRef, process, Pid, _}, #state{workers = Workers, table = Table} = State) ->
     case maps:take(MRef, Workers) of
         {{Index, Pid}, Rest} ->
             %% Only if no successor has registered in the meantime; this
             %% process is the registry's only writer, so no race.
-            case ets:lookup(?PY_LOOP_REGISTRY, Index) of
+            case ets:lookup(Table, Index) of
                 [{Index, #py_loop{worker = Pid}}] ->
                     %% Its supervisor starts the next one; callers wait
                     %% for it (await_loop/3).
-                    true = ets:insert(?PY_LOOP_REGISTRY, {Index, restarting});
+                    true = ets:insert(Table, {Index, restarting});
                 _ ->
                     ok
             end,
@@ -321,10 +373,43 @@ handle_info({'DOWN', MRef, process, Pid, _}, #state{workers = Workers} = State) 
         error ->
             {noreply, State}
     end;
+handle_info({timeout, TRef, follow_log_level}, #state{follow = {TRef, _}} = State) ->
+    {noreply, following(State)};
 handle_info(_Info, State) ->
     {noreply, State}.
 
+%% The state record is unchanged across versions so far.
+-spec code_change(term(), #state{}, term()) -> {ok, #state{}}.
+code_change(_OldVsn, State, _Extra) ->
+    {ok, State}.
+
 %% Internal.
+
+%% The OTP logger's primary level, looked at every ?FOLLOW_MS: when it
+%% changes, every worker of the pool is told, and those whose
+%% python_log_level is unset pass it on to Python (there is no logger
+%% callback for a change of the primary level, hence the poll).
+following(#state{follow = Follow, workers = Workers} = State) ->
+    #{level := Level} = logger:get_primary_config(),
+    case Follow of
+        {_, Level} -> ok;
+        undefined -> ok;
+        {_, _} -> _ = [gen_server:cast(Pid, {otp_log_level, Level})
+                       || {_, Pid} <- maps:values(Workers)],
+                  ok
+    end,
+    TRef = erlang:start_timer(?FOLLOW_MS, self(), follow_log_level),
+    State#state{follow = {TRef, Level}}.
+
+server(Index) when is_integer(Index) -> ?MODULE;
+server({Pool, _}) -> Pool.
+
+local_index(Index) when is_integer(Index) -> Index;
+local_index({_, Index}) -> Index.
+
+%% The loop id of index I in the pool: the default pool's are integers.
+loop_id(#state{pool = default}, I) -> I;
+loop_id(#state{pool = Pool}, I) -> {Pool, I}.
 
 wait_for_loop(Index, From, Deadline, #state{waiters = Waiters, bounds = Bounds} = State) ->
     Now = erlang:monotonic_time(millisecond),
@@ -363,8 +448,8 @@ my_loop() ->
         N -> {pyport_loop, loop_index(self(), N)}
     end.
 
-stats(#state{num_loops = N, starts = Starts}) ->
-    Loops = [loop_stats(Index, Starts) || Index <- lists:seq(1, N)],
+stats(#state{num_loops = N, starts = Starts} = State) ->
+    Loops = [loop_stats(loop_id(State, Index), Starts) || Index <- lists:seq(1, N)],
     Live = [L || #{} = L <- Loops],
     #{num_loops => N,
       supported => true,
@@ -372,8 +457,9 @@ stats(#state{num_loops = N, starts = Starts}) ->
       pending => lists:sum([P || #{pending := P} <- Live]),
       loops => Live}.
 
-loop_stats(Index, Starts) ->
-    case lookup(Index) of
+loop_stats(Id, Starts) ->
+    Index = local_index(Id),
+    case lookup(Id) of
         {ok, #py_loop{worker = W, port = Port, pending = Pending,
                       os_pid = OsPid, info = Info} = Loop} ->
             #{index => Index,
@@ -386,9 +472,12 @@ loop_stats(Index, Starts) ->
               restarts => maps:get(Index, Starts, 1) - 1,
               %% New atoms its frames created since the application
               %% started (bounded by max_atoms, see pyport_atoms).
-              atoms_created => pyport_atoms:created(Index),
+              atoms_created => pyport_atoms:created(Id),
               %% Live object handles (py_handle).
-              handles => py_handle:count(Loop#py_loop.handles)};
+              handles => py_handle:count(Loop#py_loop.handles),
+              %% The loaded libpython and task timings (py_ops_stats).
+              python_lib => maps:get(python_lib, Info, undefined),
+              tasks => py_ops_stats:read(Loop#py_loop.stats)};
         _ ->
             %% Between a crash and the restart.
             down

@@ -11,14 +11,24 @@
 
 %% API.
 
--spec start_link(pos_integer()) -> {ok, pid()} | {error, term()}.
-start_link(NumLoops) ->
-    supervisor:start_link({local, ?MODULE}, ?MODULE, NumLoops).
+-spec start_link(pos_integer() | {atom(), pos_integer()}) -> {ok, pid()} | {error, term()}.
+start_link(NumLoops) when is_integer(NumLoops) ->
+    supervisor:start_link({local, ?MODULE}, ?MODULE, NumLoops);
+start_link({Pool, NumLoops}) ->
+    %% A named pool's loops (py_pool_sup): not registered, loop ids {Pool, I}.
+    supervisor:start_link(?MODULE, {Pool, NumLoops}).
 
 %% supervisor.
 
--spec init(pos_integer())
+-spec init(pos_integer() | {atom(), pos_integer()})
     -> {ok, {supervisor:sup_flags(), [supervisor:child_spec()]}}.
+init({Pool, NumLoops}) ->
+    %% py_pool:restart_loop/1 finds this supervisor in the pool's table.
+    true = ets:insert(Pool, {loop_sup, self()}),
+    {ok, {Flags, Children}} = init(NumLoops),
+    {ok, {Flags, [C#{id := {py_event_worker, {Pool, I}},
+                     start := {py_event_worker, start_link, [{Pool, I}]}}
+                  || #{id := {py_event_worker, I}} = C <- Children]}};
 init(NumLoops) ->
     %% A crashing Python process is expected now and then (that is what
     %% the isolation is for), so up to 10 restarts in 5 s are absorbed. A

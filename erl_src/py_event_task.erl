@@ -40,7 +40,8 @@
 -export([deadline/1]).
 -export([after_ms/1]).
 
--type loop_index() :: pos_integer().
+%% The default pool's loops are integers, a named pool's {Pool, I}.
+-type loop_index() :: pos_integer() | {atom(), pos_integer()}.
 -export_type([loop_index/0]).
 
 %% What await/2 needs, kept in the caller's process dictionary under the
@@ -115,7 +116,7 @@ failed(Reason) ->
 -spec await(reference(), timeout()) -> py_event_loop:result().
 await(Ref, Timeout) ->
     case erase(?KEY(Ref)) of
-        {task, #py_loop{}} = Handle ->
+        {task, #py_loop{}, _, _} = Handle ->
             wait(Ref, Handle, deadline(Timeout));
         {failed, Reason} ->
             {error, Reason};
@@ -147,7 +148,7 @@ run_source(Index, Kind, Code, Timeout) when Kind =:= exec; Kind =:= eval ->
     -> {ok, reference(), #py_loop{}} | {error, term()}.
 submit_actor(Index, {actor, _, _, _, _, _} = Request, Deadline) ->
     case submit(Index, Request, Deadline) of
-        {ok, Ref, {task, Loop}} -> {ok, Ref, Loop};
+        {ok, Ref, {task, Loop, _T0, _Queue}} -> {ok, Ref, Loop};
         {error, _} = Error -> Error
     end.
 
@@ -246,20 +247,28 @@ task(Module, Func, Args, Kwargs, Opts) ->
 %% is waited for; so is one whose worker turns out to be dead when the
 %% caller writes (the registry still names it until the pool notices).
 submit(Index, Request, Deadline) ->
+    T0 = erlang:monotonic_time(microsecond),
     case live_loop(Index, Deadline) of
         {ok, #py_loop{worker = Worker} = Loop} ->
             case start_on(Loop, Request, Deadline) of
                 {error, stale} ->
                     case py_event_loop_pool:await_loop(Index, Worker, Deadline) of
-                        {ok, Fresh} -> fresh(start_on(Fresh, Request, Deadline));
+                        {ok, Fresh} -> timed(fresh(start_on(Fresh, Request, Deadline)), T0);
                         {error, _} = Error -> Error
                     end;
                 Started ->
-                    Started
+                    timed(Started, T0)
             end;
         {error, _} = Error ->
             Error
     end.
+
+%% The handle of a started task carries its submission time and how long
+%% it took the port to take it (py_ops_stats).
+timed({ok, Ref, {task, Loop}}, T0) ->
+    {ok, Ref, {task, Loop, T0, erlang:monotonic_time(microsecond) - T0}};
+timed(Other, _) ->
+    Other.
 
 %% A loop that fails again right after its restart is not waited for twice.
 fresh({error, stale}) -> {error, loop_unavailable};
@@ -372,9 +381,12 @@ abandon(Ref, #py_loop{pending = Pending, by_caller = ByCaller}) ->
     after 0 -> ok
     end.
 
-wait(Ref, Handle, Deadline) ->
+wait(Ref, {task, #py_loop{stats = Stats} = Loop, T0, Queue} = Handle, Deadline) ->
     receive
         {Ref, Result} ->
+            Latency = erlang:monotonic_time(microsecond) - T0,
+            ok = py_ops_stats:record(Stats, Latency, Queue),
+            ok = py_telemetry:task_stop(Loop#py_loop.index, Latency, Queue, Result),
             Result;
         {'DOWN', Ref, process, _, Reason} ->
             {error, {worker_down, Reason}}
@@ -401,7 +413,7 @@ timed_out(Ref, Handle) ->
 %% drops that answer, and kills the port if none comes within the grace
 %% period while the port makes no progress at all (see pyport_overdue).
 cancel(Ref, {task, #py_loop{worker = Worker, port = Port, pending = Pending,
-                            by_caller = ByCaller, cancel_grace_ms = Grace}}) ->
+                            by_caller = ByCaller, cancel_grace_ms = Grace}, _, _}) ->
     case pyport_overdue:mark(Pending, Ref, Grace) of
         KillAt when is_integer(KillAt) ->
             catch ets:delete(ByCaller, {self(), Ref}),

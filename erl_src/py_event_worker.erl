@@ -29,9 +29,10 @@
 -export([handle_info/2]).
 -export([handle_continue/2]).
 -export([terminate/2]).
+-export([code_change/3]).
 
 -record(state, {
-    index :: pos_integer(),
+    index :: py_event_task:loop_index(),
     port :: port() | undefined,
     pending :: ets:tid(),
     by_caller :: ets:tid(),
@@ -64,7 +65,10 @@
     %% Object handles and their owners (py_handle).
     handles :: py_handle:tables(),
     %% Each stream's credit (py_stream_route).
-    streams :: ets:tid() | undefined
+    streams :: ets:tid() | undefined,
+    %% python_log_level unset: Python's level follows the OTP logger's
+    %% (the pool tells of changes).
+    follow_log_level = false :: boolean()
 }).
 
 %% How long a stopping worker lets Python cancel its tasks and exit
@@ -78,20 +82,25 @@
 
 %% API.
 
--spec start_link(pos_integer()) -> {ok, pid()} | ignore | {error, term()}.
+-spec start_link(py_event_task:loop_index()) -> {ok, pid()} | ignore | {error, term()}.
 start_link(Index) ->
     gen_server:start_link(?MODULE, Index, []).
 
 %% gen_server.
 
--spec init(pos_integer())
+-spec init(py_event_task:loop_index())
     -> {ok, #state{}, {continue, {frames, [binary()]}}} | {stop, term()}.
 init(Index) ->
     %% Port exits must arrive as messages, and a shutdown from the
     %% supervisor must run terminate/2 so that Python gets its `stop`.
     process_flag(trap_exit, true),
     case pyport_config:loop(Index) of
-        {ok, Config} -> start_port(Index, Config);
+        %% A venv with requirements is made and filled first (py_venv).
+        {ok, Config0} ->
+            case py_venv:ensure(Index, Config0) of
+                {ok, Config} -> start_port(Index, Config);
+                {error, Reason} -> {stop, {venv_failed, Reason}}
+            end;
         {error, Reason} -> {stop, Reason}
     end.
 
@@ -120,6 +129,9 @@ handle_cast({monitor, Pid}, #state{monitored = Monitored} = State)
 handle_cast({release_handles, Ns}, State) when is_list(Ns) ->
     %% An owner's release the busy port did not take.
     {noreply, send_queued([pyport_wire:obj_release(Ns)], State)};
+handle_cast({otp_log_level, Level}, #state{follow_log_level = true} = State) ->
+    %% The OTP logger's level changed (py_event_loop_pool follows it).
+    {noreply, send_queued([pyport_wire:log_level(Level)], State)};
 handle_cast(_Msg, State) ->
     {noreply, State}.
 
@@ -183,6 +195,11 @@ handle_info(_Info, State) ->
 handle_continue({frames, Frames}, State) ->
     frames(Frames, State).
 
+%% The state record is unchanged across versions so far.
+-spec code_change(term(), #state{}, term()) -> {ok, #state{}}.
+code_change(_OldVsn, State, _Extra) ->
+    {ok, State}.
+
 -spec terminate(term(), #state{}) -> ok.
 terminate(_Reason, #state{port = undefined}) ->
     ok;
@@ -198,7 +215,7 @@ terminate(_Reason, #state{port = Port} = State) ->
 
 %% Internal.
 
--spec start_port(pos_integer(), pyport_config:config())
+-spec start_port(py_event_task:loop_index(), pyport_config:config())
     -> {ok, #state{}, {continue, {frames, [binary()]}}} | {stop, term()}.
 start_port(Index, Config) ->
     case pyport_port:open(Index, Config) of
@@ -209,7 +226,7 @@ start_port(Index, Config) ->
             _ = send_packet(Port, pyport_wire:setup(self(), Index,
                                                     py_handle:setup_info(Handles))),
             {ok, State} = registered(Index, Port, Info, Framer, Config, Handles),
-            {ok, State, {continue, {frames, Frames}}};
+            {ok, caught_up_log_level(Config, State), {continue, {frames, Frames}}};
         {error, Reason} ->
             {stop, {port_start_failed, Reason}}
     end.
@@ -220,7 +237,7 @@ registered(Index, Port, Info, Framer, #{max_pending := MaxPending,
                                         max_atoms := MaxAtoms,
                                         send_allow := SendAllow,
                                         cancel_grace_ms := Grace,
-                                        output := Output}, Handles) ->
+                                        output := Output} = Config, Handles) ->
     Pending = ets:new(py_event_pending,
                       [set, public, {write_concurrency, true}]),
     ByCaller = ets:new(py_event_by_caller,
@@ -236,7 +253,7 @@ registered(Index, Port, Info, Framer, #{max_pending := MaxPending,
                     pending = Pending, by_caller = ByCaller, monitored = Monitored,
                     max_pending = MaxPending, max_packet = MaxPacket,
                     cancel_grace_ms = Grace, os_pid = OsPid, info = Info,
-                    handles = Handles, streams = Streams},
+                    handles = Handles, streams = Streams, stats = py_ops_stats:new()},
     ok = py_event_loop_pool:register_loop(Index, Loop),
     {ok, #state{index = Index, port = Port, pending = Pending,
                 by_caller = ByCaller, monitored = Monitored, os_pid = OsPid,
@@ -244,7 +261,18 @@ registered(Index, Port, Info, Framer, #{max_pending := MaxPending,
                 cancel_grace_ms = Grace, output = Output,
                 max_packet = MaxPacket, max_output = MaxOutput, framer = Framer,
                 max_atoms = MaxAtoms, send_allow = SendAllow, handles = Handles,
-                streams = Streams}}.
+                streams = Streams,
+                follow_log_level = maps:get(log_level_follows, Config, false)}}.
+
+%% The OTP logger's level may have changed while the port started, before
+%% the pool knew this worker: the pool tells registered workers only.
+caught_up_log_level(#{python_log_level := Started}, #state{follow_log_level = true} = State) ->
+    case logger:get_primary_config() of
+        #{level := Started} -> State;
+        #{level := Now} -> send_queued([pyport_wire:log_level(Now)], State)
+    end;
+caught_up_log_level(_, State) ->
+    State.
 
 port_os_pid(Port) ->
     case erlang:port_info(Port, os_pid) of
@@ -384,7 +412,7 @@ stopped(Status, #state{index = Index, pending = Pending, os_pid = OsPid} = State
     lists:foreach(fun(Ref) ->
                           Ref ! {Ref, {error, {python_exit, Status}}}
                   end, Failed),
-    logger:error("pyport loop ~b (OS pid ~tp) exited with ~tp; "
+    logger:error("pyport loop ~p (OS pid ~tp) exited with ~tp; "
                  "~b pending task(s) failed",
                  [Index, OsPid, Status, length(Failed)],
                  #{pyport_loop => Index}),
@@ -402,7 +430,7 @@ forget_overdue(#state{index = Index, pending = Pending, cancel_grace_ms = Grace}
         0 ->
             ok;
         N ->
-            logger:warning("pyport loop ~b: ~b cancelled task(s) still not finished "
+            logger:warning("pyport loop ~p: ~b cancelled task(s) still not finished "
                            "long after the cancel while the port keeps serving; "
                            "forgetting them", [Index, N], #{pyport_loop => Index})
     end,
@@ -413,7 +441,7 @@ forget_overdue(#state{index = Index, pending = Pending, cancel_grace_ms = Grace}
 %% supervisor starts a fresh one.
 unresponsive(N, #state{index = Index, os_pid = OsPid, port = Port,
                        cancel_grace_ms = Grace} = State) ->
-    logger:error("pyport loop ~b (OS pid ~tp): ~b cancelled task(s) not "
+    logger:error("pyport loop ~p (OS pid ~tp): ~b cancelled task(s) not "
                  "finished ~b ms after the cancel (Python ignores "
                  "cancellation or is stuck); killing the port",
                  [Index, OsPid, N, Grace], #{pyport_loop => Index}),

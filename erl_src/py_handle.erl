@@ -36,7 +36,7 @@
                     max := non_neg_integer()}.
 -type handle() :: #py_obj{}.
 -type error() :: stale_handle | not_owner
-               | {foreign_handle, {loop, pos_integer()} | {node, node()}}
+               | {foreign_handle, {loop, py_event_task:loop_index()} | {node, node()}}
                | mixed_loops.
 -export_type([tables/0, handle/0, error/0]).
 
@@ -48,7 +48,7 @@
 %% The task options a task on loop Index needs for its handles: the
 %% `result` option (handle | auto), and `handle_args => true` when its
 %% arguments hold handles, all of which must be live handles of that loop.
--spec task_opts(pos_integer(), list(), map(), map())
+-spec task_opts(py_event_task:loop_index(), list(), map(), map())
     -> {ok, map()} | {error, error()}.
 task_opts(Index, Args, Kwargs, Opts) ->
     Extra = case Opts of
@@ -76,7 +76,7 @@ task_opts(Index, Args, Kwargs, Opts) ->
 %% The loop of the handles among a task's arguments, if any (the pool
 %% routes such a task there); none when they name several loops, which
 %% task_opts/4 then refuses.
--spec loop_of(term(), term()) -> pos_integer() | none.
+-spec loop_of(term(), term()) -> py_event_task:loop_index() | none.
 loop_of(Args, Kwargs) ->
     case find([Args, Kwargs]) of
         {found, #py_obj{loop = L}} -> L;
@@ -85,7 +85,8 @@ loop_of(Args, Kwargs) ->
 
 %% The loop of a handle whose port is still the one that made it.
 -spec live(term()) -> {ok, #py_loop{}} | {error, stale_handle}.
-live(#py_obj{loop = Index, incarnation = Inc}) when is_integer(Index), Index > 0 ->
+live(#py_obj{loop = Index, incarnation = Inc}) when is_integer(Index), Index > 0;
+                                                  is_tuple(Index) ->
     case py_event_loop_pool:lookup(Index) of
         {ok, #py_loop{handles = #{incarnation := Inc}} = Loop} -> {ok, Loop};
         _ -> {error, stale_handle}
@@ -149,7 +150,7 @@ setup_info(#{incarnation := Inc, max := Max}) ->
 %% {'$pyport_handle', N} replaced by its #py_obj{}. Returns the numbers the
 %% port must drop (no caller any more, the loop's limit, a bad reply).
 -spec routed(reference(), term(), term(), ets:tid(), ets:tid(),
-             {pos_integer(), tables()}) -> [pos_integer()].
+             {py_event_task:loop_index(), tables()}) -> [pos_integer()].
 routed(Ref, Value, Ns, Pending, ByCaller, {Index, #{max := Max} = T}) ->
     Numbers = numbers(Ns, Max),
     case ets:take(Pending, Ref) of

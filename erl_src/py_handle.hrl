@@ -4,7 +4,7 @@
 %% restarted never names an object of the fresh one (docs/handles.md).
 %% Built by the Erlang side only (py_handle); treat it as opaque.
 -record(py_obj, {
-    loop :: pos_integer(),
+    loop :: py_event_task:loop_index(),
     incarnation :: reference(),
     id :: pos_integer()
 }).

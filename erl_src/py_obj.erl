@@ -96,6 +96,10 @@ task(Obj, Func, Args, Opts) ->
 checked(#py_obj{loop = Index, incarnation = Inc, id = N} = Obj)
   when is_integer(Index), Index > 0, is_reference(Inc), is_integer(N), N > 0 ->
     Obj;
+%% A handle of a named pool's loop (py_pool).
+checked(#py_obj{loop = {Pool, Index}, incarnation = Inc, id = N} = Obj)
+  when is_atom(Pool), is_integer(Index), Index > 0, is_reference(Inc), is_integer(N), N > 0 ->
+    Obj;
 checked(Other) ->
     error({badarg, {handle, Other}}).
 

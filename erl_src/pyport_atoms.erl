@@ -14,8 +14,10 @@
 -export([clear/0]).
 -export([decode/4]).
 -export([created/1]).
+-export([init_pool/2]).
 
 -define(KEY, {?MODULE, counters}).
+-define(POOL_KEY(Pool), {?MODULE, pool, Pool}).
 
 %% API.
 
@@ -24,16 +26,27 @@
 init(NumLoops) ->
     persistent_term:put(?KEY, {NumLoops, counters:new(NumLoops, [atomics])}).
 
-%% Forgets the counters (application stop).
+%% The counters of a named pool's NumLoops loops (py_pool), made the
+%% first time the pool starts and kept across its restarts, like the
+%% default pool's across worker restarts.
+-spec init_pool(atom(), pos_integer()) -> ok.
+init_pool(Pool, NumLoops) ->
+    case persistent_term:get(?POOL_KEY(Pool), undefined) of
+        {NumLoops, _} -> ok;
+        _ -> persistent_term:put(?POOL_KEY(Pool), {NumLoops, counters:new(NumLoops, [atomics])})
+    end.
+
+%% Forgets the counters (application stop), named pools' too.
 -spec clear() -> ok.
 clear() ->
     _ = persistent_term:erase(?KEY),
+    _ = [persistent_term:erase(K) || {?POOL_KEY(_) = K, _} <- persistent_term:get()],
     ok.
 
 %% Decodes Frame of loop Index (pyport_wire:decode/3) within what is left
 %% of the loop's budget MaxAtoms, and charges the budget with the atoms it
 %% created: the one place where a frame spends atoms.
--spec decode(binary(), pos_integer(), pos_integer(), non_neg_integer())
+-spec decode(binary(), pos_integer(), py_event_task:loop_index(), non_neg_integer())
     -> pyport_wire:decoded().
 decode(Frame, MaxOutput, Index, MaxAtoms) ->
     case pyport_wire:decode(Frame, MaxOutput, left(Index, MaxAtoms)) of
@@ -45,32 +58,40 @@ decode(Frame, MaxOutput, Index, MaxAtoms) ->
     end.
 
 %% How many new atoms loop Index may still create under Max.
--spec left(pos_integer(), non_neg_integer()) -> non_neg_integer().
+-spec left(py_event_task:loop_index(), non_neg_integer()) -> non_neg_integer().
 left(Index, Max) ->
     max(0, Max - created(Index)).
 
--spec add(pos_integer(), non_neg_integer()) -> ok.
+-spec add(py_event_task:loop_index(), non_neg_integer()) -> ok.
 add(_Index, 0) ->
     ok;
 add(Index, N) ->
     case counters_of(Index) of
-        {ok, Ref} -> counters:add(Ref, Index, N);
+        {ok, Ref} -> counters:add(Ref, slot(Index), N);
         error -> ok
     end.
 
 %% The atoms loop Index has created so far; 0 when there are no counters
 %% (the application is not running).
--spec created(pos_integer()) -> non_neg_integer().
+-spec created(py_event_task:loop_index()) -> non_neg_integer().
 created(Index) ->
     case counters_of(Index) of
-        {ok, Ref} -> counters:get(Ref, Index);
+        {ok, Ref} -> counters:get(Ref, slot(Index));
         error -> 0
     end.
 
 %% Internal.
 
+counters_of({Pool, Index}) ->
+    case persistent_term:get(?POOL_KEY(Pool), undefined) of
+        {N, Ref} when Index =< N -> {ok, Ref};
+        _ -> error
+    end;
 counters_of(Index) ->
     case persistent_term:get(?KEY, undefined) of
         {N, Ref} when Index =< N -> {ok, Ref};
         _ -> error
     end.
+
+slot({_, Index}) -> Index;
+slot(Index) -> Index.

@@ -13,6 +13,8 @@
 -export([unknown_keys/1]).
 -export([warn_unknown_keys/0]).
 -export([cluster/0]).
+-export([pool/1]).
+-export([loops_beyond/2]).
 
 -type output() :: logger | stderr.
 %% One loop's settings: the application environment with that loop's own
@@ -24,14 +26,17 @@
                     max_pending := pos_integer() | infinity,
                     cancel_grace_ms := non_neg_integer(),
                     start_timeout := timeout(),
-                    venv := file:filename_all() | undefined,
+                    venv := file:filename_all() | py_venv:spec() | undefined,
                     preload := [atom() | binary() | string()],
                     max_atoms := non_neg_integer(),
                     max_handles := non_neg_integer(),
                     python_log_level := logger:level() | all | none | undefined,
                     output := output(),
                     env := env(),
-                    send_allow := py_callback:send_allow()}.
+                    send_allow := py_callback:send_allow(),
+                    allow_other_python := boolean(),
+                    %% Set by loop/1: python_log_level was unset.
+                    log_level_follows => boolean()}.
 %% Variables set (a string) or unset (false) in the port's environment, on
 %% top of the node's own, which the port inherits.
 -type env() :: [{string(), string() | false}].
@@ -46,11 +51,23 @@
 
 %% The settings of loop Index, validated; {error, {bad_config, {Key,
 %% Value}}} names the first bad one.
--spec loop(pos_integer()) -> {ok, config()} | {error, {bad_config, term()}}.
+-spec loop(py_event_task:loop_index()) -> {ok, config()} | {error, {bad_config, term()}}.
+loop({Pool, Index}) ->
+    %% A named pool's settings, as its server keeps them (pool/1 checked them).
+    Settings = try ets:lookup(Pool, config) of
+                   [{config, C}] -> C;
+                   [] -> #{}
+               catch
+                   error:badarg -> #{}
+               end,
+    loop(fun(Key, Default) -> maps:get(Key, Settings, Default) end, Index);
 loop(Index) ->
-    Global = maps:from_list([{Key, env(Key, Default)}
+    loop(fun env/2, Index).
+
+loop(Get, Index) ->
+    Global = maps:from_list([{Key, Get(Key, Default)}
                              || {Key, Default, _} <- loop_keys()]),
-    case loop_entry(env(loops, #{}), Index) of
+    case loop_entry(Get(loops, #{}), Index) of
         {ok, Own} ->
             Valid = maps:from_list([{Key, Check} || {Key, _, Check} <- loop_keys()]),
             %% The global env is checked on its own too: a loop's own env
@@ -65,6 +82,45 @@ loop(Index) ->
         {error, _} = Error ->
             Error
     end.
+
+%% A named pool's options (py_pool:child_spec/1): `name` (an atom), `size`
+%% (default 1), `loops` and every per-loop key; anything else, or a
+%% `loops` entry for a loop the pool does not have, is refused.
+-spec pool(term()) -> {ok, atom(), pos_integer(), map()} | {error, {bad_config, term()}}.
+pool(#{name := Name} = Opts) when is_atom(Name), Name =/= default, Name =/= undefined ->
+    Size = maps:get(size, Opts, 1),
+    Settings = maps:without([name, size], Opts),
+    Known = [Key || {Key, _, _} <- loop_keys()] ++ [loops],
+    Get = fun(Key, Default) -> maps:get(Key, Settings, Default) end,
+    case [K || K <- maps:keys(Settings), not lists:member(K, Known)] of
+        _ when not is_integer(Size); Size < 1 ->
+            {error, {bad_config, {size, Size}}};
+        [K | _] ->
+            {error, {bad_config, {unknown_key, K}}};
+        [] ->
+            case loops_beyond(Get(loops, #{}), Size) of
+                [] ->
+                    %% Every loop's settings, checked now rather than by
+                    %% each worker as it starts.
+                    Checked = [loop(Get, I) || I <- lists:seq(1, Size)],
+                    case [E || {error, _} = E <- Checked] of
+                        [] -> {ok, Name, Size, Settings};
+                        [Error | _] -> Error
+                    end;
+                [I | _] ->
+                    {error, {bad_config, {{loops, I}, {no_such_loop, Size}}}}
+            end
+    end;
+pool(Other) ->
+    {error, {bad_config, {pool, Other}}}.
+
+%% The keys of a `loops` map that name no loop of a pool of Size loops.
+-spec loops_beyond(term(), pos_integer()) -> [term()].
+loops_beyond(Loops, Size) when is_map(Loops) ->
+    lists:sort([I || I <- maps:keys(Loops),
+                     not (is_integer(I) andalso I >= 1 andalso I =< Size)]);
+loops_beyond(_, _) ->
+    [].
 
 %% The configured number of loops; unset means one per scheduler.
 -spec pool_size() -> {ok, pos_integer()} | {error, {bad_config, term()}}.
@@ -137,19 +193,48 @@ unknown_keys(Env) ->
             end,
     Global ++ Loops.
 
-%% Logs one warning for the unknown keys of pyport's environment, if any
-%% (called once, when the application starts).
+%% Logs one warning for the unknown keys of pyport's environment, if any,
+%% and one for `loops` entries beyond the pool's size (called once, when
+%% the application starts).
 -spec warn_unknown_keys() -> ok.
 warn_unknown_keys() ->
+    case pool_size() of
+        {ok, Size} ->
+            case loops_beyond(env(loops, #{}), Size) of
+                [] -> ok;
+                Beyond -> logger:warning("pyport: `loops` has entries for loop(s) ~tp, "
+                                         "but the pool has ~b loop(s): those settings "
+                                         "apply to no loop", [Beyond, Size],
+                                         #{pyport_loops_beyond => Beyond})
+            end;
+        {error, _} ->
+            ok
+    end,
     case unknown_keys(application:get_all_env(?APP)) of
         [] ->
             ok;
         Unknown ->
+            Known = lists:sort([K || {K, _, _} <- loop_keys()] ++ global_keys()),
             logger:warning("pyport: unknown configuration key(s) ~tp (ignored, "
-                           "or refused in a loops entry); known keys: ~tp",
-                           [Unknown, lists:sort([K || {K, _, _} <- loop_keys()]
-                                                ++ global_keys())],
+                           "or refused in a loops entry)~ts; known keys: ~tp",
+                           [Unknown, suggestions(Unknown, Known), Known],
                            #{pyport_unknown_keys => Unknown})
+    end.
+
+%% " (did you mean python_path for pythonpath, ...)" for the unknown keys
+%% that are a known key without its underscores or its last words.
+suggestions(Unknown, Known) ->
+    Plain = fun(K) -> string:replace(atom_to_list(K), "_", "", all) end,
+    Pairs = [{Good, Bad}
+             || Bad <- [K || K <- Unknown, is_atom(K)],
+                Good <- Known,
+                lists:flatten(Plain(Good)) =:= lists:flatten(Plain(Bad))
+                    orelse lists:suffix("_" ++ atom_to_list(Bad), atom_to_list(Good))],
+    case Pairs of
+        [] -> "";
+        _ -> [" (did you mean ",
+              lists:join(", ", [io_lib:format("~ts for ~ts", [Good, Bad]) || {Good, Bad} <- Pairs]),
+              ")"]
     end.
 
 %% The cluster settings (py_cluster_registry): the pool name whose `pg`
@@ -180,7 +265,9 @@ loop_keys() ->
      %% How long Python has to answer a cancel before its port is killed.
      {cancel_grace_ms, 2000, fun(T) -> is_integer(T) andalso T >= 0 end},
      {start_timeout, 10000, fun positive_or_infinity/1},
-     {venv, undefined, fun(V) -> V =:= undefined orelse is_path(V) end},
+     {venv, undefined, fun(V) -> V =:= undefined orelse is_path(V) orelse py_venv:is_spec(V) end},
+     %% Refuse a libpython other than the one the port was built against.
+     {allow_other_python, false, fun is_boolean/1},
      {preload, [],
       fun(Ms) ->
               is_list(Ms) andalso
@@ -270,7 +357,7 @@ is_send_allow(_) ->
 %% Unset: Python logs what the OTP logger would let through now.
 resolve_log_level(#{python_log_level := undefined} = Config) ->
     #{level := Level} = logger:get_primary_config(),
-    Config#{python_log_level := Level};
+    Config#{python_log_level := Level, log_level_follows => true};
 resolve_log_level(Config) ->
     Config.
 

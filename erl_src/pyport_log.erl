@@ -29,7 +29,7 @@
 %% API.
 
 %% A Python logging record from loop Index.
--spec record(term(), term(), term(), pos_integer()) -> ok.
+-spec record(term(), term(), term(), py_event_task:loop_index()) -> ok.
 record(Level, Logger, Message, Index) ->
     Meta = #{pyport_loop => Index, python_logger => Logger},
     case unicode:characters_to_binary(Message) of
@@ -41,7 +41,7 @@ record(Level, Logger, Message, Index) ->
 
 %% A line Python (or C code in the port) wrote to fd 1 or 2, sent where
 %% the loop's `output` setting says.
--spec output(term(), term(), pos_integer(), pyport_config:output()) -> ok.
+-spec output(term(), term(), py_event_task:loop_index(), pyport_config:output()) -> ok.
 output(Stream, Line, Index, logger) ->
     Level = case Stream of
                 stderr -> warning;
@@ -52,17 +52,17 @@ output(Stream, Line, Index, logger) ->
     logger:log(Level, "~ts", [truncate(text(Line), ?MAX_TEXT)], Meta);
 output(Stream, Line, Index, stderr) ->
     io:put_chars(standard_error,
-                 [io_lib:format("[pyport ~b ~s] ", [Index, stream(Stream)]),
+                 [io_lib:format("[pyport ~p ~s] ", [Index, stream(Stream)]),
                   truncate(text(Line), ?MAX_TEXT), $\n]).
 
 %% A packet the port answered with an error (one it could not decode or
 %% did not understand), or one from the port that was not expected.
--spec protocol_fault(pyport_wire:inbound(), pos_integer()) -> ok.
+-spec protocol_fault(pyport_wire:inbound(), py_event_task:loop_index()) -> ok.
 protocol_fault({error, {bad_packet, Reason}}, Index) ->
-    logger:warning("pyport loop ~b could not decode a packet (bad_packet): ~ts",
+    logger:warning("pyport loop ~p could not decode a packet (bad_packet): ~ts",
                    [Index, bounded(Reason)], #{pyport_loop => Index});
 protocol_fault({error, {unknown_message, Term}}, Index) ->
-    logger:warning("pyport loop ~b did not understand a message "
+    logger:warning("pyport loop ~p did not understand a message "
                    "(unknown_message): ~ts",
                    [Index, bounded(Term)], #{pyport_loop => Index});
 protocol_fault(Packet, Index) ->
@@ -70,15 +70,15 @@ protocol_fault(Packet, Index) ->
                {unexpected, Term} -> Term;
                _ -> Packet
            end,
-    logger:warning("pyport loop ~b sent an unexpected packet: ~ts",
+    logger:warning("pyport loop ~p sent an unexpected packet: ~ts",
                    [Index, bounded(What)], #{pyport_loop => Index}).
 
 %% A frame refused for the atoms it would create (Reason from
 %% pyport_term), the Count-th of the loop; Routed: it was a result, and
 %% its caller got the error.
--spec atoms_refused(term(), boolean(), binary(), pos_integer(), pos_integer()) -> ok.
+-spec atoms_refused(term(), boolean(), binary(), pos_integer(), py_event_task:loop_index()) -> ok.
 atoms_refused(Reason, Routed, Frame, Count, Index) ->
-    logger:warning("pyport loop ~b: a packet of ~b bytes would exceed the "
+    logger:warning("pyport loop ~p: a packet of ~b bytes would exceed the "
                    "loop's atom budget (~ts, refused packet ~b); ~ts; it starts ~ts",
                    [Index, byte_size(Frame), bounded(Reason), Count,
                     case Routed of
@@ -90,9 +90,9 @@ atoms_refused(Reason, Routed, Frame, Count, Index) ->
 
 %% The port's output cannot be framed or decoded (Reason), and the port is
 %% killed; Buffered bytes of an incomplete frame were held.
--spec bad_output(term(), non_neg_integer(), term(), pos_integer()) -> ok.
+-spec bad_output(term(), non_neg_integer(), term(), py_event_task:loop_index()) -> ok.
 bad_output(Reason, Buffered, OsPid, Index) ->
-    logger:error("pyport loop ~b (OS pid ~ts) wrote output that is not a "
+    logger:error("pyport loop ~p (OS pid ~ts) wrote output that is not a "
                  "valid packet (~ts, ~b bytes buffered); killing the port",
                  [Index, bounded(OsPid), bounded(Reason), Buffered],
                  #{pyport_loop => Index}).

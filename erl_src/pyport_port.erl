@@ -20,7 +20,7 @@
 %% its ready info, the framer and the frames that came in the same read
 %% after `ready' (for the worker to handle), or why it did not start (the
 %% port is closed then).
--spec open(pos_integer(), pyport_config:config())
+-spec open(py_event_task:loop_index(), pyport_config:config())
     -> {ok, port(), map(), pyport_framer:framer(), [binary()]} | {error, term()}.
 open(Index, Config) ->
     %% Until Python captures its fds 1 and 2, what the port writes there
@@ -51,11 +51,21 @@ open(Index, #{start_timeout := StartTimeout, max_output_packet := MaxOutput,
             case await_ready(Port, Index, Config, deadline(StartTimeout), Framer, []) of
                 {ok, Info, Framer1, Frames} ->
                     startup_output(StderrFile, Index, Config),
-                    {ok, Port, Info, Framer1, Frames};
+                    %% The interpreter check (py_interpreter).
+                    case py_interpreter:check(Index, Info, Config) of
+                        ok ->
+                            {ok, Port, Info, Framer1, Frames};
+                        {error, Reason} ->
+                            close(Port),
+                            logger:error("pyport loop ~p: the port failed to start: ~tp",
+                                         [Index, Reason], #{pyport_loop => Index}),
+                            {error, Reason}
+                    end;
                 {error, Reason0} ->
                     close(Port),
-                    Reason = with_stderr(Reason0, StderrFile),
-                    logger:error("pyport loop ~b: the port failed to start: ~tp",
+                    Reason = py_interpreter:loader_message(
+                               with_stderr(Reason0, StderrFile), Exe, Env),
+                    logger:error("pyport loop ~p: the port failed to start: ~tp",
                                  [Index, Reason], #{pyport_loop => Index}),
                     {error, Reason}
             end

@@ -47,7 +47,7 @@ dir() ->
 %% A fresh file name in the directory for loop Index (the directory is
 %% made now if the application did not make it, e.g. a worker started on
 %% its own in a test).
--spec file(pos_integer()) -> {ok, file:filename()} | {error, term()}.
+-spec file(py_event_task:loop_index()) -> {ok, file:filename()} | {error, term()}.
 file(Index) ->
     Dir = case dir() of
               {ok, D} -> {ok, D};
@@ -55,8 +55,8 @@ file(Index) ->
           end,
     case Dir of
         {ok, Path} ->
-            Name = io_lib:format("loop-~b-~b.stderr",
-                                 [Index, erlang:unique_integer([positive])]),
+            Name = io_lib:format("loop-~s-~b.stderr",
+                                 [file_tag(Index), erlang:unique_integer([positive])]),
             {ok, filename:join(Path, lists:flatten(Name))};
         {error, _} = Error ->
             Error
@@ -93,3 +93,8 @@ create(Base, Attempts) ->
         {error, _} = Error ->
             Error
     end.
+
+%% A named pool's name may hold any character: the file name gets its hash.
+file_tag(Index) when is_integer(Index) -> integer_to_list(Index);
+file_tag({Pool, Index}) ->
+    io_lib:format("~b-~b", [erlang:phash2(Pool), Index]).

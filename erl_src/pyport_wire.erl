@@ -21,6 +21,7 @@
 -export([setup/3]).
 -export([obj_release/1]).
 -export([stop/0]).
+-export([log_level/1]).
 -export([payload_size/1]).
 %% Erlang -> port, actors (py_actor).
 -export([actor_start/6]).
@@ -96,12 +97,12 @@ call_reply(CallId, Reply) ->
     frame({call_reply, CallId, Reply}).
 
 %% Sent once, right after `ready`: what `erlang.self()` is outside a task.
--spec setup(pid(), pos_integer()) -> packet().
+-spec setup(pid(), py_event_task:loop_index()) -> packet().
 setup(Worker, Index) ->
     frame({setup, #{worker => Worker, loop => Index}}).
 
 %% setup/2 with more keys (py_handle's incarnation and limit).
--spec setup(pid(), pos_integer(), map()) -> packet().
+-spec setup(pid(), py_event_task:loop_index(), map()) -> packet().
 setup(Worker, Index, Extra) ->
     frame({setup, Extra#{worker => Worker, loop => Index}}).
 
@@ -141,6 +142,11 @@ stream_credit(Id, N) ->
 -spec stream_cancel(term()) -> packet().
 stream_cancel(Id) ->
     frame({stream_cancel, Id}).
+%% `{log_level, Level}`: the OTP logger's primary level changed; a port
+%% whose python_log_level is unset follows it (docs/operations.md).
+-spec log_level(logger:level() | all | none) -> packet().
+log_level(Level) when is_atom(Level) ->
+    frame({log_level, Level}).
 
 %% The size of a packet's term, what the port's `max_packet` bounds.
 -spec payload_size(packet()) -> non_neg_integer().

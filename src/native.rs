@@ -44,5 +44,8 @@ pub fn _pyport(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("MAX_DEPTH", crate::etf::MAX_DEPTH)?;
     m.add("MAX_ATOM_CHARS", crate::terms::MAX_ATOM_CHARS)?;
     m.add("PROTOCOL_VERSION", crate::protocol::PROTOCOL_VERSION)?;
+    // The Python the executable was linked against (build.rs).
+    m.add("BUILT_PYTHON_LIB_DIR", env!("PYPORT_BUILT_PYTHON_LIB_DIR"))?;
+    m.add("BUILT_PYTHON_VERSION", env!("PYPORT_BUILT_PYTHON_VERSION"))?;
     Ok(())
 }

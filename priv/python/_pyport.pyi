@@ -7,6 +7,8 @@ through the ``erlang`` package; see docs/architecture.md.
 from typing import Any, final
 
 PROTOCOL_VERSION: int  # the wire protocol version (docs/protocol.md)
+BUILT_PYTHON_LIB_DIR: str  # build.rs: the libpython directory linked against
+BUILT_PYTHON_VERSION: str  # "X.Y"
 MAX_DEPTH: int
 
 @final

@@ -80,7 +80,8 @@ class HandleTable:
 
     def __init__(self, max_handles: int = 10000) -> None:
         self.max_handles = max_handles
-        self.loop: int | None = None
+        # An int, or (pool, int) for a named pool's loop (erl_src/py_pool.erl).
+        self.loop: int | tuple[str, int] | None = None
         self.incarnation: Ref | None = None
         self._objects: dict[int, Any] = {}
         self._numbers = itertools.count(1)
@@ -93,6 +94,9 @@ class HandleTable:
         ``handle_max``)."""
         if isinstance(loop, int):
             self.loop = loop
+        elif (isinstance(loop, tuple) and len(loop) == 2 and isinstance(loop[0], str)
+              and isinstance(loop[1], int)):
+            self.loop = (loop[0], loop[1])
         if isinstance(incarnation, Ref):
             self.incarnation = incarnation
         if isinstance(max_handles, int) and not isinstance(max_handles, bool) \

@@ -19,6 +19,7 @@ from . import _env
 from ._api import new_event_loop
 from ._logging import ChannelLogHandler, OutputForwarder, python_level
 from ._native import _pyport
+from ._ops import ChannelStream
 from ._port import PortServer
 from ._types import Atom
 from ._wire import PORT_ATOMS, bad_venv
@@ -102,8 +103,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     # The channel works on duplicates; a forked child closes the originals.
     server = PortServer(loop, channel, child_closes=(fd_in, fd_out))
     forwarder = OutputForwarder(loop, server.send) if args.capture_output else None
+    streams = (sys.stdout, sys.stderr)
     if forwarder is not None:
         forwarder.start()
+        # print() and log records in one queue, so in order (erlang._ops).
+        sys.stdout = ChannelStream(server, 1)
+        sys.stderr = ChannelStream(server, 2)
     handler = ChannelLogHandler(server)
     root = logging.getLogger()
     root.addHandler(handler)
@@ -129,6 +134,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return server.serve_forever()
     finally:
         if forwarder is not None:
+            for stream in (sys.stdout, sys.stderr):
+                stream.flush()
+            sys.stdout, sys.stderr = streams
             # The last lines (written while shutting down) go out too.
             forwarder.stop()
             server.drain(1.0)

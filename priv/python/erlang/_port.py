@@ -40,7 +40,7 @@ import weakref
 from types import ModuleType
 from typing import Any, Callable
 
-from . import _context
+from . import _context, _ops
 from ._actor import Actors
 from ._api import detect_mode
 from ._handles import HandleInTerm, HandleLimitError, HandleTable, StaleHandleError
@@ -70,6 +70,7 @@ from ._wire import (
     SETUP_HANDLE_INCARNATION,
     SETUP_HANDLE_MAX,
     SETUP_LOOP,
+    LOG_LEVEL,
     STALE_HANDLE,
     STOP,
     STREAM_CANCEL,
@@ -234,7 +235,7 @@ class PortServer:
         self._started = True
         self._loop_thread = threading.get_ident()
         self.channel.send(ready(detect_mode().value, platform.python_version(),
-                                os.getpid()))
+                                os.getpid(), _ops.interpreter_info()))
         self.loop._iteration_hook = self._after_iteration  # type: ignore[attr-defined]
         if hasattr(self.loop, "_owner"):  # an ErlangEventLoop
             self.loop._owner = self
@@ -522,6 +523,11 @@ class PortServer:
                 return
             if tag == STREAM_CANCEL and size == 2:
                 self.streams.cancel(message[1])
+                return
+            if tag == LOG_LEVEL and size == 2:
+                problem = _ops.set_log_level(message[1])
+                if problem is not None:
+                    self.log("warning", problem)
                 return
         self.send(unknown_message(message))
 

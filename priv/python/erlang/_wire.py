@@ -98,6 +98,10 @@ IDLE_TIMEOUT_REASON = "idle_timeout"
 #: and ``idle_timeout`` (``{stream_end, Id, {error, Reason}}``)
 STREAM_REASONS = {**REASONS, IDLE_TIMEOUT_REASON: _atom(IDLE_TIMEOUT_REASON)}
 
+#: The keys erlang._ops adds to ``ready`` (made here, before the atom bound).
+READY_EXTRA = {name: _atom(name)
+               for name in ("python_lib", "python_lib_built", "python_lib_same")}
+
 #: every atom the port may send, made before the atom bound applies
 PORT_ATOMS: tuple[str, ...] = tuple(_port_atoms)
 del _port_atoms
@@ -118,6 +122,7 @@ ACTOR_MSG = "actor_msg"
 STREAM_START = "stream_start"
 STREAM_CREDIT = "stream_credit"
 STREAM_CANCEL = "stream_cancel"
+LOG_LEVEL = "log_level"  # {log_level, OtpLevel}: the OTP logger's level changed
 
 # task and exec/eval options
 OPT_REPLY = "reply"
@@ -157,14 +162,19 @@ def split_reply(reply: Any) -> tuple[str, Any] | None:
 # -- envelopes -------------------------------------------------------------------
 
 
-def ready(mode: str, python_version: str, os_pid: int) -> tuple[Any, ...]:
-    """``{ready, #{protocol, python, os_pid, mode}}``."""
-    return (READY, {
+def ready(mode: str, python_version: str, os_pid: int,
+          extra: dict[str, Any] | None = None) -> tuple[Any, ...]:
+    """``{ready, #{protocol, python, os_pid, mode}}``, plus ``extra``'s keys
+    as atoms (``erlang._ops.interpreter_info``)."""
+    info: dict[Any, Any] = {
         _PROTOCOL: PROTOCOL_VERSION,
         _PYTHON_VERSION: python_version,
         _OS_PID: os_pid,
         _MODE: MODES[mode],
-    })
+    }
+    for key, value in (extra or {}).items():
+        info[READY_EXTRA[key]] = value
+    return (READY, info)
 
 
 def start_failed(reason: Any) -> tuple[Any, ...]:

@@ -83,7 +83,17 @@ throughput_figures(Runs, Target, Exe) ->
           ++ [{<<"9. py_obj:call on a handle (compare 2.)">>, <<"calls/s">>,
                fun() -> handle_calls(20000) end}
               || Target =:= pyport]
-          ++ [Scenario || Target =:= pyport, Scenario <- actor_scenarios()],
+          ++ [Scenario || Target =:= pyport, Scenario <- actor_scenarios()]
+          %% Scenario 12: the erlang_python layer (docs/porting.md).
+          ++ [{<<"12. py:call sequential (compare 2.)">>, <<"calls/s">>,
+               fun() -> py_calls(20000) end}
+              || Target =:= pyport]
+          ++ [{<<"12. schedule_inline chain, 1000 steps">>, <<"steps/s">>,
+               fun() -> chain(inline_chain, 1000, 50) end}
+              || Target =:= pyport]
+          ++ [{<<"12. schedule_py chain, 1000 steps">>, <<"steps/s">>,
+               fun() -> chain(py_chain, 1000, 50) end}
+              || Target =:= pyport],
         [#{name => Name, unit => Unit, higher_is_better => true,
            Target => [measure(Fun) || _ <- lists:seq(1, Runs)]}
          || {Name, Unit, Fun} <- Scenarios]
@@ -213,6 +223,16 @@ handle_calls(N) ->
                   lists:seq(1, N)),
     ok = py_obj:release(Obj),
     N.
+
+py_calls(N) ->
+    lists:foreach(fun(I) -> {ok, I} = py:call(?PY, echo, [I]) end, lists:seq(1, N)),
+    N.
+
+%% Times chains of Steps continuations (bench/python/bench_compat.py).
+chain(F, Steps, Times) ->
+    lists:foreach(fun(_) -> {ok, 0} = py:call(bench_compat, F, [Steps]) end,
+                  lists:seq(1, Times)),
+    Steps * Times.
 
 fire_and_collect(N) ->
     Refs = [py_event_loop:create_task(?PY, echo, [I]) || I <- lists:seq(1, N)],

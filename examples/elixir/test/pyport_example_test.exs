@@ -38,4 +38,17 @@ defmodule PyportExampleTest do
     assert {:ok, "HI"} = :py.eval("__import__('erlang').call('elixir_upcase', 'hi')")
     :ok = :py.unregister_function(:elixir_upcase)
   end
+
+  test "a Python actor is a process: GenServer.call/cast, linked, stopped" do
+    {:ok, pid} = :py_actor.start_link(:example, :Counter, [41], %{})
+    assert 42 = GenServer.call(pid, :bump)
+    :ok = GenServer.cast(pid, {:set, 1})
+    assert 2 = GenServer.call(pid, :bump)
+    # None is nil here too (none_atom: :nil for the whole loop).
+    assert nil == GenServer.call(pid, :nothing)
+    ref = Process.monitor(pid)
+    Process.unlink(pid)
+    Process.exit(pid, :shutdown)
+    assert_receive {:DOWN, ^ref, :process, ^pid, :shutdown}, 5000
+  end
 end

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import erlang
+
 
 async def fetch(name: str, delay: float = 0.01) -> dict[str, Any]:
     """Pretends to fetch something, concurrently with the others."""
@@ -20,3 +22,22 @@ def describe(user: dict[str, Any]) -> str:
 def options(**kwargs: Any) -> list[Any]:
     """Keyword lists arrive as keyword arguments."""
     return sorted(kwargs.items())
+
+
+class Counter(erlang.GenServer):
+    """A Python actor: an Erlang process Elixir calls with GenServer."""
+
+    async def init(self, start: int) -> None:
+        self.value = start
+
+    async def handle_call(self, request: Any, from_: Any) -> Any:
+        if request == "bump":
+            self.value += 1
+            return self.value
+        if request == "nothing":
+            return None
+        return ("unknown", request)
+
+    async def handle_cast(self, request: Any) -> None:
+        if isinstance(request, tuple) and request[0] == "set":
+            self.value = request[1]

@@ -225,6 +225,8 @@ schedule_inline_chains(_) ->
     {ok, [499500, 100]} = py:call(?F, chunked, [1000]),
     {ok, 42} = py:call(?F, inline_then_async, [21]),
     {ok, [45, 1]} = py:await(py:async_call(?F, chunked, [10])),
+    %% After schedule_py (the task already a Task), inline markers too.
+    {ok, 10} = py:call(?F, py_then_inline, [5]),
     ok.
 
 -spec schedule_inline_stays_in_one_iteration() -> [{doc, string()}].

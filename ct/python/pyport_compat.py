@@ -48,6 +48,11 @@ def inline_then_async(x: int) -> Any:
     return erlang.schedule_inline("pyport_compat", "slow_double", [x])
 
 
+def py_then_inline(x: int) -> Any:
+    """schedule_py, whose continuation returns a schedule_inline marker."""
+    return erlang.schedule_py("pyport_compat", "inline_then_async", [x])
+
+
 def inline_same_iteration(n: int) -> Any:
     """Chains n inline steps, recording each step's ready-queue length and
     a counter other tasks bump: unchanged means no loop turn in between."""

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 from . import _context, _wire
 from ._interop import MAX_NESTING, Bridge, _Waiter, check_name, resolve
 from ._native import _pyport
-from ._schedule import ScheduleMarker
+from ._schedule import ScheduleMarker, _SchedulePy
 
 __all__ = [
     "ErlangFunction",
@@ -34,30 +34,23 @@ _T = TypeVar("_T")
 # -- schedule_inline ---------------------------------------------------------
 
 
-class InlineMarker(ScheduleMarker):
+class InlineMarker(_SchedulePy):
     """What :func:`schedule_inline` returns. Returned from a function the
     port runs as a task, the task continues with ``module.func(*args,
     **kwargs)`` at once, in the same loop iteration: no round trip to Erlang
-    and no turn of the loop in between (unlike ``schedule_py``)."""
+    and no turn of the loop in between (unlike ``schedule_py``).
 
-    __slots__ = ("module", "func", "args", "kwargs")
+    A ``schedule_py`` marker, so that a continuation already running as a
+    Task (after ``schedule`` or ``schedule_py``) follows it too, with the
+    one turn of the loop ``schedule_py`` takes."""
 
-    def __init__(self, module: str, func: str, args: list[Any],
-                 kwargs: dict[str, Any]) -> None:
-        self.module = module
-        self.func = func
-        self.args = args
-        self.kwargs = kwargs
+    __slots__ = ()
 
     def __repr__(self) -> str:
         return f"<erlang.schedule_inline {self.module}.{self.func}>"
 
     def step(self) -> Any:
-        module = sys.modules.get(self.module) or importlib.import_module(self.module)
-        target: object = resolve(module, self.func)
-        if not callable(target):
-            raise TypeError(f"{self.module}.{self.func} is not callable")
-        return target(*self.args, **self.kwargs)
+        return self.target()(*self.args, **self.kwargs)
 
 
 def schedule_inline(module: str, func: str,

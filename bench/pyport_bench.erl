@@ -84,14 +84,14 @@ throughput_figures(Runs, Target, Exe) ->
                fun() -> handle_calls(20000) end}
               || Target =:= pyport]
           ++ [Scenario || Target =:= pyport, Scenario <- actor_scenarios()]
-          %% Scenario 12: the erlang_python layer (docs/porting.md).
-          ++ [{<<"12. py:call sequential (compare 2.)">>, <<"calls/s">>,
+          %% Scenario 13: the erlang_python layer (docs/porting.md).
+          ++ [{<<"13. py:call sequential (compare 2.)">>, <<"calls/s">>,
                fun() -> py_calls(20000) end}
               || Target =:= pyport]
-          ++ [{<<"12. schedule_inline chain, 1000 steps">>, <<"steps/s">>,
+          ++ [{<<"13. schedule_inline chain, 1000 steps">>, <<"steps/s">>,
                fun() -> chain(inline_chain, 1000, 50) end}
               || Target =:= pyport]
-          ++ [{<<"12. schedule_py chain, 1000 steps">>, <<"steps/s">>,
+          ++ [{<<"13. schedule_py chain, 1000 steps">>, <<"steps/s">>,
                fun() -> chain(py_chain, 1000, 50) end}
               || Target =:= pyport],
         [#{name => Name, unit => Unit, higher_is_better => true,

@@ -23,7 +23,7 @@ all() ->
      run_from_sync_code, run_from_sync_code_keeps_loop_serving,
      run_from_sync_code_times_out, none_atom_per_call, none_atom_per_pool,
      bad_none_atom_config, keyword_lists_as_kwargs, structs_arrive_as_dicts,
-     reload_every_loop].
+     reload_every_loop, stream_3_4].
 
 -spec init_per_testcase(atom(), ct_suite:ct_config()) -> ct_suite:ct_config().
 init_per_testcase(none_atom_per_pool, Config) ->
@@ -364,4 +364,19 @@ reload_every_loop(Config) ->
      || L <- Loops],
     %% Not imported anywhere: nothing to do.
     ok = py:reload(compat_never_imported),
+    ok.
+
+-spec stream_3_4() -> [{doc, string()}].
+stream_3_4() -> [{doc, "py:stream/3,4 collect every item of a generator or async generator (kwargs as a map or keyword list), with pyport's error terms."}].
+-spec stream_3_4(ct_suite:ct_config()) -> term().
+stream_3_4(_) ->
+    {ok, [0, 1, 2, 3, 4]} = py:stream(?F, count, [5]),
+    {ok, [0, 3, 6, 9]} = py:stream(?F, count, [10], #{step => 3}),
+    {ok, [0, 5]} = py:stream(?F, count, [10], [{step, 5}]),
+    {ok, [#{<<"i">> := 0, <<"none">> := none}, #{<<"i">> := 1}]} = py:stream(?F, acount, [2]),
+    {ok, []} = py:stream(?F, count, [0]),
+    {error, {python, <<"ModuleNotFoundError">>, _, _}} = py:stream(no_such_module, f, []),
+    %% Keyword lists reach py_event_loop_pool:stream/4 itself too.
+    {ok, [0, 4]} = py_stream:to_list(py_event_loop_pool:stream(?F, count, [8],
+                                                               #{kwargs => [{step, 4}]})),
     ok.

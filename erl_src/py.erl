@@ -38,6 +38,8 @@
 -export([register_function/3]).
 -export([unregister_function/1]).
 -export([reload/1]).
+-export([stream/3]).
+-export([stream/4]).
 
 %% Kwargs: a map, or a keyword list (Elixir's `[a: 1]`).
 -type kwargs() :: py_event_loop:kwargs() | [{atom(), term()}].
@@ -227,6 +229,22 @@ unregister_function(Name) ->
     -> ok | {error, [{pos_integer(), py_event_loop:reason()}]}.
 reload(Module) ->
     py_event_loop_pool:reload(Module).
+
+%% Every item of the generator (sync or async) or other lazy iterable
+%% that Module.Func(*Args) returns, collected: {ok, Items} once it ends.
+%% Items come under pyport's flow control (py_stream, docs/streams.md);
+%% waiting more than 30 s for one item (erlang_python's wait) cancels the
+%% stream and is {error, timeout}.
+-spec stream(py_event_loop:py_name(), py_event_loop:py_name(), list())
+    -> {ok, list()} | {error, py_stream:reason()}.
+stream(Module, Func, Args) ->
+    stream(Module, Func, Args, #{}).
+
+-spec stream(py_event_loop:py_name(), py_event_loop:py_name(), list(), kwargs())
+    -> {ok, list()} | {error, py_stream:reason()}.
+stream(Module, Func, Args, Kwargs) ->
+    Stream = py_event_loop_pool:stream(Module, Func, Args, #{kwargs => Kwargs}),
+    py_stream:to_list(Stream, ?DEFAULT_TIMEOUT).
 
 %% Internal.
 

@@ -205,8 +205,13 @@ stream(Module, Func, Args, Opts) ->
 
 -spec stream(loop(), py_name(), py_name(), list(), py_stream:options())
     -> py_stream:stream().
-stream(Loop, Module, Func, Args, Opts) ->
+stream(Loop, Module, Func, Args, Opts0) ->
     Index = loop_index(Loop),
+    %% A keyword list is kwargs here too (py_compat:kwargs/1).
+    Opts = case Opts0 of
+               #{kwargs := Kw} -> Opts0#{kwargs := py_compat:kwargs(Kw)};
+               _ -> Opts0
+           end,
     {Kwargs, StreamOpts} = py_stream:check_options(Opts),
     ok = py_event_task:check_call(Module, Func, Args, Kwargs),
     py_stream:start(Index, Module, Func, Args, Kwargs, StreamOpts).

@@ -155,3 +155,15 @@ def version_of(module: str) -> Any:
 def notify_self(message: Any) -> None:
     """Sends ``message`` to the task's caller (for casts)."""
     erlang.send(erlang.self(), message)
+
+
+def count(n: int, step: int = 1) -> Any:
+    """A generator, for py:stream."""
+    yield from range(0, n, step)
+
+
+async def acount(n: int) -> Any:
+    """An async generator, for py:stream."""
+    for i in range(n):
+        await asyncio.sleep(0)
+        yield {"i": i, "none": None}

@@ -51,4 +51,11 @@ defmodule PyportExampleTest do
     Process.exit(pid, :shutdown)
     assert_receive {:DOWN, ^ref, :process, ^pid, :shutdown}, 5000
   end
+
+  test "a stream: items of a Python async generator, under flow control" do
+    assert {:ok, [3, 2, 1, nil]} = :py.stream(:example, :countdown, [3])
+    stream = :py_event_loop_pool.stream(:example, :countdown, [2], %{kwargs: [delay: 0.001]})
+    assert {:ok, 2} = :py_stream.next(stream)
+    assert {:ok, [1, nil]} = :py_stream.to_list(stream)
+  end
 end

@@ -41,3 +41,11 @@ class Counter(erlang.GenServer):
     async def handle_cast(self, request: Any) -> None:
         if isinstance(request, tuple) and request[0] == "set":
             self.value = request[1]
+
+
+async def countdown(n: int, delay: float = 0.0) -> Any:
+    """An async generator: a stream of items, then None."""
+    for i in range(n, 0, -1):
+        await asyncio.sleep(delay)
+        yield i
+    yield None

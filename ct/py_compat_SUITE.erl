@@ -210,6 +210,11 @@ attribute_style_callbacks(_) ->
     {ok, false} = py:call(?F, has_attribute, [<<"_compat_add">>]),
     ok = py:exec(<<"from erlang import compat_add as imported_add">>),
     {ok, 9} = py:eval(<<"imported_add(4, 5)">>),
+    %% The request itself, with any term for a name: only a registered
+    %% name is true, nothing else breaks.
+    {ok, {<<"ok">>, true}} = py:call(?F, registered_raw, [<<"compat_add">>]),
+    {ok, {<<"ok">>, false}} = py:call(?F, registered_raw, [[1, {2}]]),
+    {ok, {<<"ok">>, false}} = py:call(?F, registered_raw, [<<"no_such_callback">>]),
     ok = py:unregister_function(compat_add),
     {error, {python, <<"AttributeError">>, _, _}} =
         py:call(?F, call_attribute, [<<"compat_add">>, 1, 2]),

@@ -167,3 +167,13 @@ async def acount(n: int) -> Any:
     for i in range(n):
         await asyncio.sleep(0)
         yield {"i": i, "none": None}
+
+
+def registered_raw(name: Any) -> Any:
+    """The raw reply to a ``registered`` request naming anything at all, as
+    forged code could send it."""
+    from erlang import _context, _wire
+
+    context = _context.current()
+    assert context is not None
+    return context.bridge.request(_wire.REGISTERED, name)

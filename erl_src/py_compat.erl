@@ -18,12 +18,14 @@
 %% API.
 
 %% Kwargs as a map. A keyword list (`[{timeout, 5}]`, Elixir's `[timeout:
-%% 5]`) becomes the map of its pairs; a key given twice is refused, as
-%% Python refuses a keyword argument given twice. Anything else is
-%% returned as it is, for the caller's own check to refuse.
+%% 5]`, and `[]`) becomes the map of its pairs; a key given twice is
+%% refused, as Python refuses a keyword argument given twice. Anything
+%% else is returned as it is, for the caller's own check to refuse.
 -spec kwargs(term()) -> term().
 kwargs(Map) when is_map(Map) ->
     Map;
+kwargs([]) ->
+    #{};
 kwargs([{Key, _} | _] = List) when is_atom(Key) ->
     case keyword_map(List, #{}) of
         {ok, Map} -> Map;

@@ -21,7 +21,7 @@ duplicate_keyword_is_refused_test() ->
 -spec improper_keyword_lists_are_left_for_the_caller_to_refuse_test() -> term().
 improper_keyword_lists_are_left_for_the_caller_to_refuse_test() ->
     ?assertError({badarg, {kwargs, [{a, 1}, x]}}, py_compat:kwargs([{a, 1}, x])),
-    ?assertEqual([], py_compat:kwargs([])),
+    ?assertEqual(#{}, py_compat:kwargs([])),
     ?assertEqual([{<<"a">>, 1}], py_compat:kwargs([{<<"a">>, 1}])),
     ?assertEqual(not_kwargs, py_compat:kwargs(not_kwargs)).
 

@@ -9,7 +9,8 @@ PORT    := priv/pyport
 ERL_PA  := -pa _build/default/lib/pyport/ebin
 
 .PHONY: all deps deps-apt deps-pip build demo test test-rust lint-rust \
-        lint-python test-python eunit ct erl-checks conformance bench bench-loop soak check-env clean
+        lint-python test-python eunit ct erl-checks conformance bench bench-loop soak check-env clean \
+        deps-elixir test-elixir
 
 all: build
 
@@ -25,6 +26,13 @@ deps-apt:
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q $$missing; \
 	fi
 
+# Debian's Elixir, for the Elixir example only (make test-elixir).
+deps-elixir: deps-apt
+	@command -v mix >/dev/null 2>&1 || { \
+	  echo "==> installing elixir"; \
+	  $(SUDO) apt-get update -q && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q elixir; }
+
 deps-pip:
 	@$(PYTHON) -c "import pytest, mypy" 2>/dev/null || \
 	  $(PYTHON) -m pip install -q -r requirements-test.txt
@@ -38,7 +46,7 @@ demo: build
 	erlc -o _build/demo examples/pyport_demo.erl
 	erl -noshell $(ERL_PA) -pa _build/demo -eval 'pyport_demo:main()'
 
-test: deps test-rust build eunit lint-python test-python ct erl-checks conformance
+test: deps test-rust build eunit lint-python test-python ct erl-checks test-elixir conformance
 
 test-rust: lint-rust
 	cargo test --release
@@ -62,6 +70,15 @@ lint-python: deps-pip
 
 test-python: build
 	$(PORT) run -m pytest -q test/python
+
+# The Mix project in examples/elixir, with pyport as a rebar3 dependency:
+# Mix uses Debian's rebar3 and needs nothing from hex.pm. pyport's beams
+# there are rebuilt each time: Mix's incremental rebar3 build misses
+# changed headers.
+test-elixir: build deps-elixir
+	rm -rf examples/elixir/_build/test/lib/pyport
+	cd examples/elixir && MIX_HOME=$(CURDIR)/_build/mix MIX_REBAR3=$$(command -v $(REBAR)) \
+	  HEX_OFFLINE=1 mix test
 
 conformance: build
 	$(PORT) run conformance/run.py

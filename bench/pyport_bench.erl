@@ -84,9 +84,19 @@ throughput_figures(Runs, Target, Exe) ->
                fun() -> handle_calls(20000) end}
               || Target =:= pyport]
           ++ [Scenario || Target =:= pyport, Scenario <- actor_scenarios()]
-          ++ [{<<"13. sequential via a named pool (py_pool, compare 2.)">>, <<"tasks/s">>,
+          %% Scenario 13: the erlang_python layer (docs/porting.md).
+          ++ [{<<"13. py:call sequential (compare 2.)">>, <<"calls/s">>,
+               fun() -> py_calls(20000) end}
+              || Target =:= pyport]
+          ++ [{<<"13. schedule_inline chain, 1000 steps">>, <<"steps/s">>,
+               fun() -> chain(inline_chain, 1000, 50) end}
+              || Target =:= pyport]
+          ++ [{<<"13. schedule_py chain, 1000 steps">>, <<"steps/s">>,
+               fun() -> chain(py_chain, 1000, 50) end}
+              || Target =:= pyport]
+          ++ [{<<"14. sequential via a named pool (py_pool, compare 2.)">>, <<"tasks/s">>,
                fun() -> named_sequential(20000) end}],
-        %% Scenario 13's pool: started once per target, stopped with it.
+        %% Scenario 14's pool: started once per target, stopped with it.
         {ok, NamedPool} = py_pool:start_link(#{name => bench_pool, size => 2,
                                                python_path => [filename:absname("bench/python")]}),
         try
@@ -101,7 +111,7 @@ throughput_figures(Runs, Target, Exe) ->
         end
     end).
 
-%% Scenario 13 (docs/operations.md): scenario 2 through a named pool.
+%% Scenario 14 (docs/operations.md): scenario 2 through a named pool.
 named_sequential(N) ->
     lists:foreach(fun(I) -> {ok, I} = py_pool:run(bench_pool, ?PY, echo, [I]) end,
                   lists:seq(1, N)),
@@ -231,6 +241,16 @@ handle_calls(N) ->
                   lists:seq(1, N)),
     ok = py_obj:release(Obj),
     N.
+
+py_calls(N) ->
+    lists:foreach(fun(I) -> {ok, I} = py:call(?PY, echo, [I]) end, lists:seq(1, N)),
+    N.
+
+%% Times chains of Steps continuations (bench/python/bench_compat.py).
+chain(F, Steps, Times) ->
+    lists:foreach(fun(_) -> {ok, 0} = py:call(bench_compat, F, [Steps]) end,
+                  lists:seq(1, Times)),
+    Steps * Times.
 
 fire_and_collect(N) ->
     Refs = [py_event_loop:create_task(?PY, echo, [I]) || I <- lists:seq(1, N)],

@@ -59,7 +59,8 @@
 -type request() :: {call, CallId :: term(), Name :: term(), Args :: term()}
                  | {send, CallId :: term(), Dest :: term(), Msg :: term()}
                  | {send, Dest :: term(), Msg :: term()}
-                 | {whereis, CallId :: term(), Name :: term()}.
+                 | {whereis, CallId :: term(), Name :: term()}
+                 | {registered, CallId :: term(), Name :: term()}.
 -export_type([name/0, callback/0, reply/0, request/0, send_allow/0,
               send_policy/0]).
 
@@ -140,6 +141,11 @@ serve({whereis, CallId, Name}, Port, _, Policy) ->
                        end
           end,
     answer(Port, pyport_wire:call_reply(CallId, {ok, Pid}));
+serve({registered, CallId, Name}, Port, _, _) ->
+    %% `erlang.<name>` in Python (attribute-style callbacks): only
+    %% registered names are attributes. Registration is the node owner's
+    %% choice, so the send policy does not apply.
+    answer(Port, pyport_wire:call_reply(CallId, {ok, lookup_name(Name) =/= error}));
 serve({send, Dest, Msg}, _, _, Policy) ->
     %% Fire and forget (protocol v1): a destination that does not exist
     %% (or is not allowed) is ignored, as with `!`.

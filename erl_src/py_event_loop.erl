@@ -36,12 +36,21 @@
 %% `result`: `term` (the default) converts the result; `handle` keeps it
 %% in Python and returns a handle (py_obj); `auto` converts what has a term
 %% form and keeps the rest as handles (docs/handles.md).
--type run_opts() :: #{timeout => timeout(), kwargs => kwargs(),
-                      result => handle | auto | term}.
--type task_opts() :: #{result => handle | auto | term}.
+%% `kwargs` may also be a keyword list (`[{a, 1}]`, Elixir's `[a: 1]`);
+%% `none_atom` is what Python's `None` becomes in this result (default:
+%% the loop's `none_atom` setting, itself `none` by default).
+-type run_opts() :: #{timeout => timeout(), kwargs => kwargs() | [{atom(), term()}],
+                      result => handle | auto | term,
+                      none_atom => py_compat:none_atom()}.
+-type task_opts() :: #{result => handle | auto | term,
+                       none_atom => py_compat:none_atom()}.
 %% Python source text: a binary or a string (UTF-8 / Unicode).
 -type source() :: unicode:chardata().
--type source_opts() :: #{timeout => timeout()}.
+%% eval only: `locals`, the local bindings of the expression (a map or
+%% keyword list, names as atoms or binaries), and `none_atom` as for run/5.
+-type source_opts() :: #{timeout => timeout(),
+                         locals => #{atom() | binary() => term()} | [{atom(), term()}],
+                         none_atom => py_compat:none_atom()}.
 %% A loop handle from py_event_loop_pool:get_loop/0. It names the loop, not
 %% its current worker, so it stays valid across port restarts. Treat it as
 %% opaque.
@@ -83,7 +92,8 @@ run(Loop, Module, Func, Args, Opts) ->
     {Timeout, Kwargs} = py_event_task:run_options(Opts),
     ok = py_event_task:check_call(Module, Func, Args, Kwargs),
     case py_handle:task_opts(Index, Args, Kwargs, Opts) of
-        {ok, Extra} -> py_event_task:run(Index, Module, Func, Args, Kwargs, Timeout, Extra);
+        {ok, Extra} -> py_event_task:run(Index, Module, Func, Args, Kwargs, Timeout,
+                                         py_compat:none_atom_opt(Opts, Extra));
         {error, _} = Error -> Error
     end.
 
@@ -103,14 +113,17 @@ create_task(Loop, Module, Func, Args, Kwargs) ->
 %% create_task/5 with options: `result` as for run/5.
 -spec create_task(loop(), py_name(), py_name(), list(), kwargs(), task_opts())
     -> reference().
-create_task(Loop, Module, Func, Args, Kwargs, Opts) when is_map(Opts) ->
+create_task(Loop, Module, Func, Args, Kwargs0, Opts) when is_map(Opts) ->
     Index = loop_index(Loop),
+    Kwargs = py_compat:kwargs(Kwargs0),
     ok = py_event_task:check_call(Module, Func, Args, Kwargs),
     maps:foreach(fun(result, _) -> ok;
+                    (none_atom, _) -> ok;
                     (Key, Value) -> error({badarg, {option, Key, Value}})
                  end, Opts),
     case py_handle:task_opts(Index, Args, Kwargs, Opts) of
-        {ok, Extra} -> py_event_task:create(Index, Module, Func, Args, Kwargs, Extra);
+        {ok, Extra} -> py_event_task:create(Index, Module, Func, Args, Kwargs,
+                                            py_compat:none_atom_opt(Opts, Extra));
         {error, Reason} -> py_event_task:failed(Reason)
     end;
 create_task(_, _, _, _, _, Opts) ->
@@ -139,8 +152,9 @@ spawn_task(Module, Func, Args, Kwargs) ->
 
 -spec spawn_task(loop(), py_name(), py_name(), list(), kwargs())
     -> ok | {error, reason()}.
-spawn_task(Loop, Module, Func, Args, Kwargs) ->
+spawn_task(Loop, Module, Func, Args, Kwargs0) ->
     Index = loop_index(Loop),
+    Kwargs = py_compat:kwargs(Kwargs0),
     ok = py_event_task:check_call(Module, Func, Args, Kwargs),
     case py_handle:task_opts(Index, Args, Kwargs, #{}) of
         {ok, Extra} -> py_event_task:spawn(Index, Module, Func, Args, Kwargs, Extra);
@@ -192,8 +206,13 @@ stream(Module, Func, Args, Opts) ->
 
 -spec stream(loop(), py_name(), py_name(), list(), py_stream:options())
     -> py_stream:stream().
-stream(Loop, Module, Func, Args, Opts) ->
+stream(Loop, Module, Func, Args, Opts0) ->
     Index = loop_index(Loop),
+    %% A keyword list is kwargs here too (py_compat:kwargs/1).
+    Opts = case Opts0 of
+               #{kwargs := Kw} -> Opts0#{kwargs := py_compat:kwargs(Kw)};
+               _ -> Opts0
+           end,
     {Kwargs, StreamOpts} = py_stream:check_options(Opts),
     ok = py_event_task:check_call(Module, Func, Args, Kwargs),
     py_stream:start(Index, Module, Func, Args, Kwargs, StreamOpts).
@@ -206,21 +225,27 @@ loop_index_check(Loop) ->
 
 source(Kind, Loop, Text, Opts) ->
     Index = loop_index(Loop),
-    Timeout = source_timeout(Opts),
+    Timeout = source_timeout(Kind, Opts),
     Bin = try unicode:characters_to_binary(Text) of
               B when is_binary(B) -> B;
               _ -> error({badarg, {source, Text}})
           catch
               error:badarg -> error({badarg, {source, Text}})
           end,
-    py_event_task:run_source(Index, Kind, Bin, Timeout).
+    case Kind of
+        exec -> py_event_task:run_source(Index, Kind, Bin, Timeout);
+        eval -> py_event_task:run_source(Index, Kind, Bin, Timeout,
+                                         py_compat:eval_opts(Opts))
+    end.
 
-source_timeout(Opts) when is_map(Opts) ->
+source_timeout(Kind, Opts) when is_map(Opts) ->
     maps:foreach(fun(timeout, _) -> ok;
+                    (locals, _) when Kind =:= eval -> ok;
+                    (none_atom, _) when Kind =:= eval -> ok;
                     (Key, Value) -> error({badarg, {option, Key, Value}})
                  end, Opts),
     py_event_task:check_timeout(maps:get(timeout, Opts, ?DEFAULT_TIMEOUT));
-source_timeout(Opts) ->
+source_timeout(_, Opts) ->
     error({badarg, {options, Opts}}).
 
 loop_index({pyport_loop, Index}) when is_integer(Index), Index > 0 -> Index;

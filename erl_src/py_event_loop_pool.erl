@@ -41,6 +41,7 @@
 -export([loads/0]).
 -export([stream/3]).
 -export([stream/4]).
+-export([reload/1]).
 %% Operations (docs/operations.md): named pools under the user's own
 %% supervisor (py_pool), restarting one loop.
 -export([child_spec/1]).
@@ -220,6 +221,19 @@ loads() ->
                      {ok, #py_loop{pending = Pending}} -> pending_size(Pending);
                      _ -> restarting
                  end} || I <- lists:seq(1, N)]
+    end.
+
+%% Reloads Python module Module (`importlib.reload`) on every loop that has
+%% imported it, so that new source takes effect pool-wide; loops that have
+%% not imported it import the new source when they first need it.
+%% {error, [{Index, Reason}]} names the loops where it failed (e.g. a
+%% SyntaxError in the new source: that loop keeps the old module).
+-spec reload(py_event_loop:py_name())
+    -> ok | {error, [{pos_integer(), py_event_loop:reason()}]}.
+reload(Module) ->
+    case num_loops() of
+        undefined -> {error, [{1, loop_unavailable}]};
+        N -> py_compat:reload(Module, [{pyport_loop, I} || I <- lists:seq(1, N)])
     end.
 
 -spec loop_index(pid(), pos_integer()) -> pos_integer().

@@ -27,6 +27,7 @@
 -export([spawn/6]).
 -export([run_source/4]).
 -export([submit_actor/3]).
+-export([run_source/5]).
 
 %% Pure helpers, exported for the API modules and their unit tests.
 -export([check_call/4]).
@@ -132,9 +133,16 @@ await(Ref, Timeout) ->
 %% caller as for tasks), waited for like run/6.
 -spec run_source(loop_index(), exec | eval, binary(), timeout())
     -> py_event_loop:result().
-run_source(Index, Kind, Code, Timeout) when Kind =:= exec; Kind =:= eval ->
+run_source(Index, Kind, Code, Timeout) ->
+    run_source(Index, Kind, Code, Timeout, #{}).
+
+%% run_source/4 with more options for the port (eval's `locals` and
+%% `none_atom`, py_compat:eval_opts/1).
+-spec run_source(loop_index(), exec | eval, binary(), timeout(), map())
+    -> py_event_loop:result().
+run_source(Index, Kind, Code, Timeout, Extra) when Kind =:= exec; Kind =:= eval ->
     Deadline = deadline(Timeout),
-    case submit(Index, {Kind, Code}, Deadline) of
+    case submit(Index, {Kind, Code, Extra}, Deadline) of
         {ok, Ref, Handle} -> wait(Ref, Handle, Deadline);
         {error, _} = Error -> Error
     end.
@@ -203,10 +211,12 @@ run_options(Opts) when is_map(Opts) ->
          (kwargs, _) -> ok;
          %% handle | auto | term, checked by py_handle:task_opts/4.
          (result, _) -> ok;
+         %% checked by py_compat:none_atom_opt/2.
+         (none_atom, _) -> ok;
          (Key, Value) -> error({badarg, {option, Key, Value}})
       end, Opts),
     Timeout = check_timeout(maps:get(timeout, Opts, 5000)),
-    Kwargs = maps:get(kwargs, Opts, #{}),
+    Kwargs = py_compat:kwargs(maps:get(kwargs, Opts, #{})),
     is_map(Kwargs) orelse error({badarg, {kwargs, Kwargs}}),
     {Timeout, Kwargs};
 run_options(Opts) ->
@@ -349,8 +359,8 @@ packet({task, Module, Func, Args, Kwargs, Opts}, Ref) ->
     pyport_wire:task(Ref, Module, Func, Args, Kwargs, Opts);
 packet({actor, Module, Func, Args, Kwargs, Opts}, Ref) ->
     pyport_wire:actor_start(Ref, Module, Func, Args, Kwargs, Opts#{caller => self()});
-packet({Kind, Code}, Ref) ->
-    pyport_wire:source(Kind, Ref, Code, #{caller => self()}).
+packet({Kind, Code, Extra}, Ref) ->
+    pyport_wire:source(Kind, Ref, Code, Extra#{caller => self()}).
 
 %% The port would skip an oversized packet without being able to say which
 %% task it was, leaving the caller to time out; refuse it here instead.

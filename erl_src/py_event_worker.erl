@@ -319,7 +319,8 @@ handle_packet({output, Stream, Line}, #state{index = Index, output = Mode}) ->
     pyport_log:output(Stream, Line, Index, Mode);
 handle_packet({Kind, _, _, _} = Request, State) when Kind =:= call; Kind =:= send ->
     serve(Request, State);
-handle_packet({Kind, _, _} = Request, State) when Kind =:= whereis; Kind =:= send ->
+handle_packet({Kind, _, _} = Request, State) when Kind =:= whereis; Kind =:= send;
+                                                  Kind =:= registered ->
     serve(Request, State);
 handle_packet(Actor, #state{pending = Pending, index = Index})
   when element(1, Actor) =:= actor_started; element(1, Actor) =:= actor_ack;

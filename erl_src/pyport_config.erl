@@ -35,6 +35,7 @@
                     env := env(),
                     send_allow := py_callback:send_allow(),
                     allow_other_python := boolean(),
+                    none_atom := py_compat:none_atom(),
                     %% Set by loop/1: python_log_level was unset.
                     log_level_follows => boolean()}.
 %% Variables set (a string) or unset (false) in the port's environment, on
@@ -167,6 +168,10 @@ port_args(#{max_packet := MaxPacket, python_path := _} = Config) ->
         ++ Repeat(preload, "--preload")
         ++ Value(max_atoms, "--max-atoms", fun integer_to_list/1)
         ++ Value(python_log_level, "--log-level", fun atom_to_list/1)
+        ++ case maps:get(none_atom, Config, none) of
+               none -> [];
+               NoneAtom -> ["--none-atom", atom_to_list(NoneAtom)]
+           end
         ++ case maps:is_key(output, Config) of
                true -> ["--capture-output"];
                false -> []
@@ -286,7 +291,9 @@ loop_keys() ->
      %% Set or unset in the port's environment (it inherits the node's).
      {env, [], fun(Env) -> is_list(Env) andalso lists:all(fun is_env_entry/1, Env) end},
      %% Where Python's erlang.send/whereis may reach (py_callback).
-     {send_allow, any, fun is_send_allow/1}].
+     {send_allow, any, fun is_send_allow/1},
+     %% What Python's None becomes (nil for Elixir; docs/elixir.md).
+     {none_atom, none, fun(A) -> lists:member(A, [none, nil, undefined]) end}].
 
 %% Read for the whole application only: validated where they are read
 %% (loop/1, pool_size/0, executable/0).

@@ -44,6 +44,7 @@
                  | {send, Dest :: term(), Msg :: term()}
                  | {call, CallId :: term(), Name :: term(), Args :: term()}
                  | {whereis, CallId :: term(), Name :: term()}
+                 | {registered, CallId :: term(), Name :: term()}
                  | {log, Level :: term(), Logger :: term(), Message :: term()}
                  | {output, Stream :: term(), Line :: term()}
                  | {actor_started, ActorId :: term()}
@@ -176,6 +177,7 @@ classify({send, _, _, _} = Send) -> Send;
 classify({send, _, _} = Send) -> Send;
 classify({call, _, _, _} = Call) -> Call;
 classify({whereis, _, _} = Whereis) -> Whereis;
+classify({registered, _, _} = Registered) -> Registered;
 classify({log, _, _, _} = Log) -> Log;
 classify({output, _, _} = Output) -> Output;
 classify({actor_started, _} = Started) -> Started;

@@ -126,12 +126,19 @@ impl Channel {
     }
 
     /// Queues `{result, Id, {ok, Value}}`, with the same errors as `send`.
+    /// `none_atom` (`"nil"`, `"undefined"`) is what `None` becomes in this
+    /// reply instead of the port's default.
+    #[pyo3(signature = (id, value, none_atom = None))]
     fn send_result(
         &mut self,
         id: &Bound<'_, PyAny>,
         value: &Bound<'_, PyAny>,
+        none_atom: Option<&str>,
     ) -> Result<(), ChannelError> {
-        self.queue(|out| protocol::result_ok(id, value, out))
+        encode::none_atom::with(none_atom, || {
+            self.queue(|out| protocol::result_ok(id, value, out))
+        })
+        .unwrap_or_else(|| Err(ChannelError::NoneAtom(none_atom.unwrap_or_default().into())))
     }
 
     /// Writes what the pipe takes now; returns the bytes still queued.

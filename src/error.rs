@@ -105,12 +105,17 @@ pub enum ChannelError {
     /// Handing a message to Python failed (memory).
     #[error(transparent)]
     Python(#[from] PyErr),
+    /// `send_result`'s `none_atom` is not one `None` may become.
+    #[error("none_atom must be 'none', 'nil' or 'undefined', not {0:?}")]
+    NoneAtom(String),
 }
 
 impl From<ChannelError> for PyErr {
     fn from(e: ChannelError) -> Self {
         match e {
-            ChannelError::BadFd(_) | ChannelError::Closed => PyValueError::new_err(e.to_string()),
+            ChannelError::BadFd(_) | ChannelError::Closed | ChannelError::NoneAtom(_) => {
+                PyValueError::new_err(e.to_string())
+            }
             ChannelError::Io(io) => io.into(),
             // A payload `send` cannot frame is a value it cannot send, as
             // for any other unsendable term.

@@ -17,6 +17,20 @@ fn decode<'py>(py: Python<'py>, data: &[u8]) -> PyResult<Bound<'py, PyAny>> {
     Ok(crate::etf::decode::decode_term(py, data)?)
 }
 
+/// `_pyport.set_none_atom(name)`: what `None` becomes in every term the
+/// port encodes from now on (`"none"`, `"nil"` or `"undefined"`).
+#[pyfunction]
+fn set_none_atom(name: &str) -> PyResult<()> {
+    if crate::etf::encode::none_atom::set_port(name) {
+        Ok(())
+    } else {
+        Err(pyo3::exceptions::PyValueError::new_err(format!(
+            "none_atom must be one of {:?}, not {name:?}",
+            crate::etf::encode::none_atom::names()
+        )))
+    }
+}
+
 #[pymodule]
 pub fn _pyport(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<crate::terms::Atom>()?;
@@ -27,6 +41,7 @@ pub fn _pyport(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<crate::capture::OutputCapture>()?;
     m.add_function(wrap_pyfunction!(encode, m)?)?;
     m.add_function(wrap_pyfunction!(decode, m)?)?;
+    m.add_function(wrap_pyfunction!(set_none_atom, m)?)?;
     m.add_function(wrap_pyfunction!(crate::terms::set_max_atoms, m)?)?;
     m.add_function(wrap_pyfunction!(crate::terms::atom_usage, m)?)?;
     m.add_function(wrap_pyfunction!(crate::watchdog::arm_deadline, m)?)?;

@@ -48,7 +48,7 @@ pub fn encode(obj: &Bound<'_, PyAny>, depth: usize, out: &mut Vec<u8>) -> R<()> 
         }
     }
     if obj.is_none() {
-        atom("none", out);
+        atom(none_atom::current(), out);
     } else if let Ok(b) = obj.cast::<PyBool>() {
         atom(if b.is_true() { "true" } else { "false" }, out);
     } else if let Ok(i) = obj.cast::<PyInt>() {
@@ -106,6 +106,71 @@ pub fn encode(obj: &Bound<'_, PyAny>, depth: usize, out: &mut Vec<u8>) -> R<()> 
         return Err(EtfError::UnsupportedType(type_name(obj)));
     }
     Ok(())
+}
+
+/// What Python's `None` becomes: `none` (the type table's default), or
+/// `nil`/`undefined` for a port (`--none-atom`, application env
+/// `none_atom`) or one reply (the task option `none_atom`). Elixir code
+/// wants `nil`. All three decode back to `None`, so the choice never
+/// breaks a round trip. Read only when a `None` is encoded: the common
+/// types above never look at it.
+pub mod none_atom {
+    use std::cell::Cell;
+    use std::sync::atomic::{AtomicU8, Ordering};
+
+    const NAMES: [&str; 3] = ["none", "nil", "undefined"];
+    /// Index into NAMES, for every encoding of this process.
+    static PORT: AtomicU8 = AtomicU8::new(0);
+
+    thread_local! {
+        /// An override for the encoding running on this thread (one reply).
+        static CALL: Cell<Option<u8>> = const { Cell::new(None) };
+    }
+
+    fn index(name: &str) -> Option<u8> {
+        NAMES.iter().position(|n| *n == name).map(|i| i as u8)
+    }
+
+    /// The atom `None` is written as now.
+    pub fn current() -> &'static str {
+        let i = CALL
+            .with(Cell::get)
+            .unwrap_or_else(|| PORT.load(Ordering::Relaxed));
+        NAMES[usize::from(i)]
+    }
+
+    /// Sets the port's default; false (and nothing changed) for a name
+    /// outside `none`, `nil`, `undefined`.
+    pub fn set_port(name: &str) -> bool {
+        match index(name) {
+            Some(i) => {
+                PORT.store(i, Ordering::Relaxed);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Runs `f` with `None` written as `name` on this thread (`None`: the
+    /// port's default); false without running it for an unknown name.
+    pub fn with<T>(name: Option<&str>, f: impl FnOnce() -> T) -> Option<T> {
+        let Some(name) = name else { return Some(f()) };
+        let i = index(name)?;
+        // Restored even if `f` unwinds, and nested overrides stack.
+        struct Restore(Option<u8>);
+        impl Drop for Restore {
+            fn drop(&mut self) {
+                CALL.with(|c| c.set(self.0));
+            }
+        }
+        let _restore = Restore(CALL.with(|c| c.replace(Some(i))));
+        Some(f())
+    }
+
+    /// The accepted names, for error messages.
+    pub fn names() -> &'static [&'static str] {
+        &NAMES
+    }
 }
 
 fn len32(n: usize) -> R<u32> {
@@ -259,6 +324,31 @@ mod tests {
 
     fn eval<'py>(py: Python<'py>, code: &std::ffi::CStr) -> Bound<'py, PyAny> {
         py.eval(code, None, None).unwrap()
+    }
+
+    #[test]
+    fn none_becomes_the_atom_chosen_for_one_encoding_only() {
+        Python::initialize();
+        Python::attach(|py| {
+            let obj = eval(py, c"[None]");
+            let encoded = |name: Option<&str>| {
+                none_atom::with(name, || {
+                    let mut out = Vec::new();
+                    encode_term(&obj, &mut out).unwrap();
+                    out
+                })
+            };
+            let nil = encoded(Some("nil")).unwrap();
+            assert!(nil
+                .windows(5)
+                .any(|w| w == [tag::SMALL_ATOM_UTF8, 3, b'n', b'i', b'l']));
+            // Unknown names are refused without encoding; afterwards the
+            // default is back.
+            assert!(encoded(Some("null")).is_none());
+            let none = encoded(None).unwrap();
+            assert!(none.windows(4).any(|w| w == b"none"));
+            assert!(!none.windows(3).any(|w| w == b"nil"));
+        });
     }
 
     #[test]

@@ -48,8 +48,11 @@ run_options_rejects_bad_values_test_() ->
                    py_event_task:run_options(#{timeout => -1})),
      ?_assertError({badarg, {timeout, 1.5}},
                    py_event_task:run_options(#{timeout => 1.5})),
-     ?_assertError({badarg, {kwargs, []}},
-                   py_event_task:run_options(#{kwargs => []})),
+     %% A keyword list ([] included) is kwargs (py_compat); a list of
+     %% anything else is not.
+     ?_assertError({badarg, {kwargs, [1]}},
+                   py_event_task:run_options(#{kwargs => [1]})),
+     ?_assertEqual({5000, #{a => 1}}, py_event_task:run_options(#{kwargs => [{a, 1}]})),
      ?_assertError({badarg, {option, timout, 100}},
                    py_event_task:run_options(#{timout => 100})),
      ?_assertError({badarg, {options, [{timeout, 100}]}},

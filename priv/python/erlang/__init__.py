@@ -17,7 +17,11 @@ code can talk back to Erlang (``send``, ``call``, ``async_call``, ``self``,
 ``whereis``, ``atom``, ``schedule``, ``schedule_py``,
 ``consume_time_slice``): see docs/interop.md. Inside a Python actor
 (``py_actor:start_link/4``), ``await receive()`` takes the next message and
-``GenServer`` is the gen_server base class: see docs/actors.md.
+``GenServer`` is the gen_server base class: see docs/actors.md. For code
+ported from erlang_python: ``schedule_inline``, and Erlang functions
+registered with ``py_callback:register/2`` as attributes
+(``erlang.my_fun(1, 2)``, ``from erlang import my_fun``): see
+docs/porting.md.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from ._api import (
     sleep,
     spawn_task,
 )
+from ._compat import ErlangFunction, callback_attribute, schedule_inline
 from ._env import activate_venv
 from ._handles import Handle, HandleLimitError, handle
 from ._interop import (
@@ -59,6 +64,7 @@ __all__ = [
     "CallError",
     "ErlangEventLoop",
     "ErlangEventLoopPolicy",
+    "ErlangFunction",
     "ExecutionMode",
     "Handle",
     "HandleLimitError",
@@ -85,6 +91,7 @@ __all__ = [
     "reply",
     "run",
     "schedule",
+    "schedule_inline",
     "schedule_py",
     "self",
     "send",
@@ -92,3 +99,10 @@ __all__ = [
     "spawn_task",
     "whereis",
 ]
+
+
+def __getattr__(name: str) -> ErlangFunction:
+    """``erlang.my_fun`` / ``from erlang import my_fun``: the Erlang function
+    registered as ``my_fun`` (PEP 562; ``AttributeError`` when there is
+    none, see ``erlang._compat.callback_attribute``)."""
+    return callback_attribute(name)

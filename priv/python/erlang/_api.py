@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Coroutine, Generator
 from typing import Any, TypeVar
 
 from . import _context
+from ._compat import nested_run, runs_nested
 from ._loop import ErlangEventLoop, main_thread_loop
 
 __all__ = [
@@ -75,9 +76,14 @@ def run(main: Coroutine[Any, Any, _T], *, debug: bool | None = None) -> _T:
 
     The loop is closed afterwards (remaining tasks cancelled, async
     generators and the default executor shut down). ``RuntimeError`` when
-    called from a running event loop.
+    called from a running event loop, except from sync code that pyport's
+    port runs (a function Erlang called, directly or through a blocking
+    call): there ``main`` runs to completion on the port's loop, with the
+    nested iteration of a blocking ``erlang.call`` (docs/porting.md).
     """
     if _running_loop() is not None:
+        if runs_nested():
+            return nested_run(main)
         # Checked before the Runner makes (and then fails to close) a loop.
         raise RuntimeError("erlang.run() cannot be called from a running event loop")
     with asyncio.Runner(debug=debug, loop_factory=new_event_loop) as runner:

@@ -16,6 +16,7 @@ import sys
 from collections.abc import Sequence
 
 from . import _env
+from ._compat import install_nested_run
 from ._api import new_event_loop
 from ._logging import ChannelLogHandler, OutputForwarder, python_level
 from ._native import _pyport
@@ -48,6 +49,8 @@ def _parse_args(argv: Sequence[str]) -> argparse.Namespace:
                         help="import MODULE before reporting ready (repeatable)")
     parser.add_argument("--max-atoms", type=int, metavar="N",
                         help="distinct atoms Python may create (default 10000)")
+    parser.add_argument("--none-atom", choices=("none", "nil", "undefined"),
+                        help="the atom Python's None becomes (default none)")
     parser.add_argument("--log-level", metavar="OTP_LEVEL",
                         help="root logger level, as an OTP level (debug, info, "
                              "notice, warning, error, ...)")
@@ -96,6 +99,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         Atom(name)
     if args.max_atoms is not None:
         _pyport.set_max_atoms(max(args.max_atoms, 0))
+    if args.none_atom is not None:
+        _pyport.set_none_atom(args.none_atom)
+    install_nested_run()
     loop = new_event_loop()
     asyncio.set_event_loop(loop)
     fd_in, fd_out = args.channel_fds

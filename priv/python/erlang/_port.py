@@ -43,6 +43,7 @@ from typing import Any, Callable
 from . import _context, _ops
 from ._actor import Actors
 from ._api import detect_mode
+from ._compat import follow_inline
 from ._handles import HandleInTerm, HandleLimitError, HandleTable, StaleHandleError
 from ._interop import Bridge, current_caller, resolve
 from ._native import _pyport
@@ -63,6 +64,8 @@ from ._wire import (
     OPT_CALLER,
     OPT_DEADLINE,
     OPT_HANDLE_ARGS,
+    OPT_LOCALS,
+    OPT_NONE_ATOM,
     OPT_REPLY,
     OPT_RESULT,
     REASONS,
@@ -104,7 +107,7 @@ _PLAIN_RESULTS = frozenset({type(None), bool, int, float, str, bytes, list, tupl
 class _Job:
     """A task the server runs as an asyncio Task (it may be cancelled)."""
 
-    __slots__ = ("id", "label", "reply", "task", "timer", "reason", "mode")
+    __slots__ = ("id", "label", "reply", "task", "timer", "reason", "mode", "none_atom")
 
     def __init__(self, id: Any, label: str, reply: bool, task: asyncio.Future[Any]) -> None:
         self.id = id
@@ -116,6 +119,8 @@ class _Job:
         self.reason: str | None = None
         # The task's `result` option (handle | auto), None for a term.
         self.mode: str | None = None
+        # The task's `none_atom` option, None for the port's default.
+        self.none_atom: str | None = None
 
 
 class _OptionError(TypeError):
@@ -543,8 +548,12 @@ class PortServer:
     def _reply_error(self, id: Any, reason: Any) -> None:
         self.send(result_error(id, reason))
 
-    def _reply_ok(self, id: Any, value: Any, mode: str | None = None) -> None:
+    def _reply_ok(self, id: Any, value: Any, mode: str | None = None,
+                  none_atom: str | None = None) -> None:
         try:
+            if none_atom is not None and mode is None:
+                self.channel.send_result(id, value, none_atom)
+                return
             if mode is None:
                 self.channel.send_result(id, value)
                 return
@@ -653,6 +662,7 @@ class PortServer:
                   args: Any, kwargs: Any, opts: Any) -> None:
         label = f"{module_name}.{func_name}"
         mode: str | None = None
+        none_atom: str | None = None
         if not opts:
             # The common case (create_task/await): no deadline, a reply.
             reply, deadline = True, None
@@ -665,6 +675,9 @@ class PortServer:
             mode = opts.get(OPT_RESULT)
             if mode not in ("handle", "auto"):
                 mode = None
+            none_atom = opts.get(OPT_NONE_ATOM)
+            if not isinstance(none_atom, str):
+                none_atom = None
             if opts.get(OPT_HANDLE_ARGS) is True:
                 try:
                     args = self.handles.resolve(args)
@@ -691,6 +704,10 @@ class PortServer:
             else:
                 result = _call_with_deadline(func, args, kwargs, deadline)
             if is_marker(result):
+                # erlang.schedule_inline(): continue here and now.
+                result = follow_inline(result, None if frame.deadline is None
+                                       else frame.deadline - self.loop.time())
+            if is_marker(result):
                 # erlang.schedule()/schedule_py(): continue as a Task.
                 result = run_marker(result)
             if type(result) not in _PLAIN_RESULTS and inspect.isawaitable(result):
@@ -700,7 +717,7 @@ class PortServer:
                     task = asyncio.ensure_future(result, loop=self.loop)
             else:
                 if reply:
-                    self._reply_ok(id, result, mode)
+                    self._reply_ok(id, result, mode, none_atom)
                 return
         except asyncio.CancelledError:
             # Cancelled (or timed out) while waiting in a blocking Erlang call.
@@ -728,6 +745,7 @@ class PortServer:
             current_caller.reset(token)
         job = _Job(id, label, reply, task)
         job.mode = mode
+        job.none_atom = none_atom
         self._jobs[id] = job
         if deadline is not None:
             job.timer = self.loop.call_later(deadline, self._expire, job)
@@ -773,7 +791,7 @@ class PortServer:
         if exc is not None:
             self._fail(job.id, job.reply, job.label, exc)
         elif job.reply:
-            self._reply_ok(job.id, task.result(), job.mode)
+            self._reply_ok(job.id, task.result(), job.mode, job.none_atom)
 
     # -- exec / eval ------------------------------------------------------------
 
@@ -789,11 +807,19 @@ class PortServer:
         caller = opts.get(OPT_CALLER) if isinstance(opts, dict) else None
         token = current_caller.set(caller if isinstance(caller, Pid) else None)
         frame = self.bridge.enter_frame(id, None)
+        none_atom: str | None = None
         try:
             if not isinstance(text, str):
                 raise TypeError(f"{kind} source must be a string, not {type(text).__name__}")
             code = compile(text, f"<erlang {kind}>", kind)
-            value = eval(code, self._main_namespace())
+            if isinstance(opts, dict) and (OPT_LOCALS in opts or OPT_NONE_ATOM in opts):
+                # py:eval/2,3 and eval/3's `locals` (docs/porting.md).
+                none_atom = opts.get(OPT_NONE_ATOM)
+                if not isinstance(none_atom, str):
+                    none_atom = None
+                value = eval(code, self._main_namespace(), _locals(opts.get(OPT_LOCALS)))
+            else:
+                value = eval(code, self._main_namespace())
         except asyncio.CancelledError:
             self._reply_error(id, REASONS[frame.reason or CANCELLED_REASON])
             return
@@ -803,5 +829,19 @@ class PortServer:
         finally:
             self.bridge.leave_frame(frame)
             current_caller.reset(token)
-        self._reply_ok(id, None if kind == EXEC else value)
+        self._reply_ok(id, None if kind == EXEC else value, None, none_atom)
 
+
+
+def _locals(bindings: Any) -> dict[str, Any]:
+    """The local namespace of an eval with bindings: names as str."""
+    if bindings is None:
+        return {}
+    if not isinstance(bindings, dict):
+        raise TypeError(f"eval locals must be a map, not {type(bindings).__name__}")
+    out: dict[str, Any] = {}
+    for key, value in bindings.items():
+        if not isinstance(key, str):
+            raise TypeError(f"eval locals: names must be atoms or binaries, not {key!r}")
+        out[key] = value
+    return out

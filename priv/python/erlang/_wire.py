@@ -49,6 +49,9 @@ UNKNOWN_MESSAGE = _atom("unknown_message")
 CALL = _atom("call")
 SEND = _atom("send")
 WHEREIS = _atom("whereis")
+#: {registered, CallId, Name}: is an Erlang function registered as Name?
+#: (``erlang.<name>`` attribute callbacks, docs/porting.md)
+REGISTERED = _atom("registered")
 
 # actors (docs/actors.md): the port's half of an actor's traffic
 ACTOR_STARTED = _atom("actor_started")
@@ -131,6 +134,8 @@ OPT_CALLER = "caller"
 OPT_RESULT = "result"  # handle | auto (docs/handles.md)
 OPT_HANDLE_ARGS = "handle_args"  # true: the arguments hold #py_obj{} handles
 OPT_WINDOW = "window"  # actor_start: messages Erlang sends ahead of consumption
+OPT_NONE_ATOM = "none_atom"  # none | nil | undefined: what None becomes in the reply
+OPT_LOCALS = "locals"  # eval: a map of local bindings (docs/porting.md)
 INFINITY = "infinity"
 # stream options (besides caller and deadline_ms)
 OPT_WINDOW = "window"

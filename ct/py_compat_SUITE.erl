@@ -1,0 +1,388 @@
+%% Porting from erlang_python and Elixir's conversions (docs/porting.md,
+%% docs/elixir.md): each function of the porting table through `py`, eval
+%% with bindings, the async worker backend, schedule_inline,
+%% attribute-style callbacks, erlang.run/asyncio.run from sync code, the
+%% `none_atom` option, keyword lists as kwargs, structs, reload/1.
+%% Fixtures: ct/python/pyport_compat.py.
+-module(py_compat_SUITE).
+
+-include_lib("common_test/include/ct.hrl").
+-include_lib("stdlib/include/assert.hrl").
+
+-compile([export_all, nowarn_export_all]).
+
+-define(F, pyport_compat).
+-define(NUM_LOOPS, 2).
+
+-spec all() -> [atom()].
+all() ->
+    [call_3_4_5, call_errors_keep_pyport_terms, cast_3_4_5, spawn_call_and_await,
+     async_call_and_await, async_gather, eval_with_bindings, eval_1_2_3, exec_1_2,
+     register_and_unregister_function, attribute_style_callbacks,
+     schedule_inline_chains, schedule_inline_stays_in_one_iteration,
+     run_from_sync_code, run_from_sync_code_keeps_loop_serving,
+     run_from_sync_code_times_out, none_atom_per_call, none_atom_per_pool,
+     bad_none_atom_config, keyword_lists_as_kwargs, structs_arrive_as_dicts,
+     reload_every_loop, stream_3_4].
+
+-spec init_per_testcase(atom(), ct_suite:ct_config()) -> ct_suite:ct_config().
+init_per_testcase(none_atom_per_pool, Config) ->
+    ok = pyport_ct:start([{event_loop_pool_size, ?NUM_LOOPS}, {none_atom, nil}]),
+    Config;
+init_per_testcase(bad_none_atom_config, Config) ->
+    Config;
+init_per_testcase(reload_every_loop, Config) ->
+    Dir = filename:join(?config(priv_dir, Config), "reload"),
+    ok = filelib:ensure_path(Dir),
+    ok = pyport_ct:start([{event_loop_pool_size, ?NUM_LOOPS},
+                          {python_path, [pyport_ct:helpers_dir(), Dir]}]),
+    [{reload_dir, Dir} | Config];
+init_per_testcase(_, Config) ->
+    ok = pyport_ct:start([{event_loop_pool_size, ?NUM_LOOPS}]),
+    Config.
+
+-spec end_per_testcase(atom(), ct_suite:ct_config()) -> ok.
+end_per_testcase(_, _Config) ->
+    _ = py_callback:unregister(compat_add),
+    _ = py_callback:unregister(compat_mf),
+    _ = py_callback:unregister(compat_roundtrip),
+    pyport_ct:stop().
+
+%% A callback for register_function/3.
+-spec add([integer()]) -> integer().
+add([A, B]) -> A + B.
+
+%% Cases.
+
+-spec call_3_4_5() -> [{doc, string()}].
+call_3_4_5() -> [{doc, "py:call/3,4,5 run on the caller's loop or a given loop, with kwargs (map or keyword list), options and a timeout."}].
+-spec call_3_4_5(ct_suite:ct_config()) -> term().
+call_3_4_5(_) ->
+    {ok, 4.0} = py:call(math, sqrt, [16.0]),
+    {ok, [[1], #{<<"k">> := 2}]} = py:call(?F, echo, [1], #{k => 2}),
+    {ok, [[], #{<<"k">> := 3}]} = py:call(?F, echo, [], [{k, 3}]),
+    {ok, Loop} = py_event_loop_pool:get_loop(),
+    {ok, 2.0} = py:call(Loop, math, sqrt, [4.0]),
+    {ok, [[], #{<<"k">> := 1}]} = py:call(Loop, ?F, echo, [], #{kwargs => #{k => 1}}),
+    {ok, 8} = py:call(?F, slow_double, [4], #{delay => 0.01}, 5000),
+    {error, timeout} = py:call(?F, slow_double, [4], #{delay => 5}, 50),
+    {error, timeout} = py:call(Loop, ?F, slow_double, [4], #{kwargs => #{delay => 5},
+                                                            timeout => 50}),
+    ok.
+
+-spec call_errors_keep_pyport_terms() -> [{doc, string()}].
+call_errors_keep_pyport_terms() -> [{doc, "A Python exception is pyport's {python, Type, Message, Traceback}, not erlang_python's {Type, Message}."}].
+-spec call_errors_keep_pyport_terms(ct_suite:ct_config()) -> term().
+call_errors_keep_pyport_terms(_) ->
+    {error, {python, <<"ValueError">>, <<"bad value">>, Tb}} = py:call(?F, fail, []),
+    ?assertNotEqual(nomatch, binary:match(Tb, <<"Traceback">>)),
+    {error, {python, <<"ModuleNotFoundError">>, _, _}} = py:call(no_such_module, f, []),
+    {error, {python, <<"ZeroDivisionError">>, _, _}} = py:eval(<<"1/0">>),
+    {error, {python, <<"NameError">>, _, _}} = py:eval(<<"undefined_name_here">>),
+    ?assertError({badarg, {args, not_a_list}}, py:call(math, sqrt, not_a_list)),
+    ok.
+
+-spec cast_3_4_5() -> [{doc, string()}].
+cast_3_4_5() -> [{doc, "py:cast/3,4,5 run the function without a reply; the caller is erlang.self() in Python."}].
+-spec cast_3_4_5(ct_suite:ct_config()) -> term().
+cast_3_4_5(_) ->
+    ok = py:cast(?F, notify_self, [<<"three">>]),
+    ok = py:cast(?F, notify_self, [], #{message => <<"four">>}),
+    ok = py:cast(?F, notify_self, [], [{message, <<"four-kw">>}]),
+    {ok, Loop} = py_event_loop_pool:get_loop(),
+    ok = py:cast(Loop, ?F, notify_self, [<<"loop">>]),
+    ok = py:cast(Loop, ?F, notify_self, [], #{message => <<"five">>}),
+    [receive M -> ok after 5000 -> ct:fail({no_cast, M}) end
+     || M <- [<<"three">>, <<"four">>, <<"four-kw">>, <<"loop">>, <<"five">>]],
+    %% A failing cast is logged, not returned.
+    ok = py:cast(?F, fail, []),
+    ok.
+
+-spec spawn_call_and_await() -> [{doc, string()}].
+spawn_call_and_await() -> [{doc, "py:spawn_call/3,4,5 return at once; py:await/1,2 collect the result; an await that times out cancels the task and its result never arrives."}].
+-spec spawn_call_and_await(ct_suite:ct_config()) -> term().
+spawn_call_and_await(_) ->
+    R1 = py:spawn_call(?F, slow_double, [1]),
+    R2 = py:spawn_call(?F, slow_double, [2], #{delay => 0.01}),
+    {ok, Loop} = py_event_loop_pool:get_loop(),
+    R3 = py:spawn_call(Loop, ?F, slow_double, [3]),
+    R4 = py:spawn_call(Loop, ?F, slow_double, [4], [{delay, 0.01}]),
+    {ok, 2} = py:await(R1),
+    {ok, 4} = py:await(R2, 5000),
+    {ok, 6} = py:await(R3),
+    {ok, 8} = py:await(R4, infinity),
+    Slow = py:spawn_call(?F, slow_double, [1], #{delay => 10}),
+    {error, timeout} = py:await(Slow, 50),
+    {error, unknown_task} = py:await(Slow, 50),
+    timer:sleep(100),
+    [] = pyport_ct:mailbox(),
+    ok.
+
+-spec async_call_and_await() -> [{doc, string()}].
+async_call_and_await() -> [{doc, "The async worker backend: py:async_call/3,4 start asyncio tasks that run concurrently; py:await and py:async_await collect them."}].
+-spec async_call_and_await(ct_suite:ct_config()) -> term().
+async_call_and_await(_) ->
+    Refs = [py:async_call(?F, slow_double, [I], #{delay => 0.05}) || I <- lists:seq(1, 10)],
+    Doubled = [2 * I || I <- lists:seq(1, 10)],
+    Doubled = [V || {ok, V} <- [py:await(Ref) || Ref <- Refs]],
+    {ok, 4.0} = py:async_await(py:async_call(math, sqrt, [16.0])),
+    {ok, 6} = py:async_await(py:async_call(?F, slow_double, [3], [{delay, 0}]), 5000),
+    {error, {python, <<"ValueError">>, _, _}} = py:await(py:async_call(?F, fail, [])),
+    ok.
+
+-spec async_gather() -> [{doc, string()}].
+async_gather() -> [{doc, "py:async_gather/1,2 give the results in order, or every failure with its position."}].
+-spec async_gather(ct_suite:ct_config()) -> term().
+async_gather(_) ->
+    {ok, [2, 4.0, 6]} = py:async_gather([{?F, slow_double, [1]}, {math, sqrt, [16.0]},
+                                         {?F, slow_double, [3]}]),
+    {error, {gather_failed, [{2, {python, <<"ValueError">>, _, _}}]}} =
+        py:async_gather([{?F, slow_double, [1]}, {?F, fail, []}], 5000),
+    {ok, []} = py:async_gather([]),
+    ok.
+
+-spec eval_with_bindings() -> [{doc, string()}].
+eval_with_bindings() -> [{doc, "py_event_loop:eval/3 with `locals` evaluates with those bindings, which do not leak into __main__."}].
+-spec eval_with_bindings(ct_suite:ct_config()) -> term().
+eval_with_bindings(_) ->
+    {ok, Loop} = py_event_loop_pool:get_loop(),
+    {ok, 30} = py_event_loop:eval(Loop, <<"x * y">>, #{locals => #{x => 5, y => 6}}),
+    {ok, 11} = py_event_loop:eval(Loop, <<"x + y">>, #{locals => [{x, 5}, {y, 6}]}),
+    {ok, <<"ab">>} = py_event_loop_pool:eval(<<"a + b">>, #{locals => #{<<"a">> => <<"a">>,
+                                                                      b => <<"b">>}}),
+    {error, {python, <<"NameError">>, _, _}} = py_event_loop:eval(Loop, <<"x">>),
+    ?assertError({badarg, {locals, [1]}}, py_event_loop:eval(Loop, <<"1">>, #{locals => [1]})),
+    ?assertError({badarg, {locals, #{1 := 2}}},
+                 py_event_loop:eval(Loop, <<"1">>, #{locals => #{1 => 2}})),
+    ?assertError({badarg, {option, locals, _}},
+                 py_event_loop:exec(Loop, <<"1">>, #{locals => #{}})),
+    ok.
+
+-spec eval_1_2_3() -> [{doc, string()}].
+eval_1_2_3() -> [{doc, "py:eval/1,2,3: an expression, with a map of local bindings, a timeout, or on a given loop."}].
+-spec eval_1_2_3(ct_suite:ct_config()) -> term().
+eval_1_2_3(_) ->
+    {ok, 3} = py:eval(<<"1 + 2">>),
+    {ok, 30} = py:eval(<<"x * y">>, #{x => 5, y => 6}),
+    {ok, 7} = py:eval("x + 2", [{x, 5}], 5000),
+    {ok, Loop} = py_event_loop_pool:get_loop(),
+    {ok, 4} = py:eval(Loop, <<"2 * 2">>),
+    {ok, 9} = py:eval(Loop, <<"z * z">>, #{z => 3}),
+    {error, timeout} = py:eval(<<"__import__('time').sleep(0.5)">>, #{}, 100),
+    ok.
+
+-spec exec_1_2() -> [{doc, string()}].
+exec_1_2() -> [{doc, "py:exec/1,2 run statements in the loop's __main__; a later py:eval from the same process sees them."}].
+-spec exec_1_2(ct_suite:ct_config()) -> term().
+exec_1_2(_) ->
+    ok = py:exec(<<"def triple(v):\n    return 3 * v\n">>),
+    {ok, 12} = py:eval(<<"triple(n)">>, #{n => 4}),
+    {ok, 15} = py:call('__main__', triple, [5]),
+    {ok, Loop} = py_event_loop_pool:get_loop(),
+    ok = py:exec(Loop, "counter = 41"),
+    {ok, 42} = py:eval(Loop, <<"counter + 1">>),
+    {error, {python, <<"SyntaxError">>, _, _}} = py:exec(<<"def (">>),
+    ok.
+
+-spec register_and_unregister_function() -> [{doc, string()}].
+register_and_unregister_function() -> [{doc, "py:register_function/2,3 make a fun or M:F callable with erlang.call; after unregister_function/1 it is unknown."}].
+-spec register_and_unregister_function(ct_suite:ct_config()) -> term().
+register_and_unregister_function(_) ->
+    ok = py:register_function(compat_add, fun([A, B]) -> A + B end),
+    ok = py:register_function(compat_mf, ?MODULE, add),
+    {ok, 3} = py:eval(<<"__import__('erlang').call('compat_add', 1, 2)">>),
+    {ok, 7} = py:eval(<<"__import__('erlang').call('compat_mf', 3, 4)">>),
+    ok = py:unregister_function(compat_add),
+    {error, {python, <<"UnknownCallbackError">>, _, _}} =
+        py:eval(<<"__import__('erlang').call('compat_add', 1, 2)">>),
+    ok.
+
+-spec attribute_style_callbacks() -> [{doc, string()}].
+attribute_style_callbacks() -> [{doc, "A registered function is erlang.<name> and importable with `from erlang import name`; other names (unregistered, private) are AttributeErrors."}].
+-spec attribute_style_callbacks(ct_suite:ct_config()) -> term().
+attribute_style_callbacks(_) ->
+    ok = py:register_function(compat_add, fun([A, B]) -> A + B end),
+    {ok, 30} = py:call(?F, call_attribute, [<<"compat_add">>, 10, 20]),
+    {ok, 5} = py:call(?F, call_imported, [2, 3]),
+    {ok, 30} = py:eval(<<"__import__('erlang').compat_add(10, 20)">>),
+    {ok, true} = py:call(?F, has_attribute, [<<"compat_add">>]),
+    {ok, false} = py:call(?F, has_attribute, [<<"compat_nothing">>]),
+    {ok, false} = py:call(?F, has_attribute, [<<"_compat_add">>]),
+    ok = py:exec(<<"from erlang import compat_add as imported_add">>),
+    {ok, 9} = py:eval(<<"imported_add(4, 5)">>),
+    %% The request itself, with any term for a name: only a registered
+    %% name is true, nothing else breaks.
+    {ok, {<<"ok">>, true}} = py:call(?F, registered_raw, [<<"compat_add">>]),
+    {ok, {<<"ok">>, false}} = py:call(?F, registered_raw, [[1, {2}]]),
+    {ok, {<<"ok">>, false}} = py:call(?F, registered_raw, [<<"no_such_callback">>]),
+    ok = py:unregister_function(compat_add),
+    {error, {python, <<"AttributeError">>, _, _}} =
+        py:call(?F, call_attribute, [<<"compat_add">>, 1, 2]),
+    {error, {python, <<"ImportError">>, _, _}} = py:call(?F, call_imported, [2, 3]),
+    %% The object imported earlier now names an unknown callback.
+    {error, {python, <<"UnknownCallbackError">>, _, _}} = py:eval(<<"imported_add(4, 5)">>),
+    ok.
+
+-spec schedule_inline_chains() -> [{doc, string()}].
+schedule_inline_chains() -> [{doc, "erlang.schedule_inline continues a task with the next step until a value, a coroutine or another marker."}].
+-spec schedule_inline_chains(ct_suite:ct_config()) -> term().
+schedule_inline_chains(_) ->
+    {ok, [499500, 100]} = py:call(?F, chunked, [1000]),
+    {ok, 42} = py:call(?F, inline_then_async, [21]),
+    {ok, [45, 1]} = py:await(py:async_call(?F, chunked, [10])),
+    %% After schedule_py (the task already a Task), inline markers too.
+    {ok, 10} = py:call(?F, py_then_inline, [5]),
+    ok.
+
+-spec schedule_inline_stays_in_one_iteration() -> [{doc, string()}].
+schedule_inline_stays_in_one_iteration() -> [{doc, "Inline steps run in one loop iteration (a ticker task never runs between them), while schedule_py steps let the loop turn."}].
+-spec schedule_inline_stays_in_one_iteration(ct_suite:ct_config()) -> term().
+schedule_inline_stays_in_one_iteration(_) ->
+    Ticker = py:async_call(?F, ticker, [50000]),
+    {ok, [T, T, T, T, T]} = py:call(?F, inline_same_iteration, [5]),
+    {ok, Ticks} = py:call(?F, py_same_iteration, [5]),
+    5 = length(Ticks),
+    ?assertEqual(Ticks, lists:usort(Ticks)),
+    {ok, _} = py:await(Ticker, 30000),
+    ok.
+
+-spec run_from_sync_code() -> [{doc, string()}].
+run_from_sync_code() -> [{doc, "erlang.run(coro) and asyncio.run(coro) called from sync code Erlang invoked (directly or under a coroutine) run the coroutine to completion; in a thread with no loop they are the stdlib's own."}].
+-spec run_from_sync_code(ct_suite:ct_config()) -> term().
+run_from_sync_code(_) ->
+    {ok, [2, 3]} = py:call(?F, run_from_sync, [1]),
+    {ok, [11, 12]} = py:await(py:async_call(?F, run_from_sync_in_coroutine, [10])),
+    {ok, 2} = py:call(?F, run_outside_port_loop, []),
+    ok.
+
+-spec run_from_sync_code_keeps_loop_serving() -> [{doc, string()}].
+run_from_sync_code_keeps_loop_serving() -> [{doc, "While asyncio.run waits, the loop serves other work: its coroutine awaits an Erlang callback that runs a task on that same loop."}].
+-spec run_from_sync_code_keeps_loop_serving(ct_suite:ct_config()) -> term().
+run_from_sync_code_keeps_loop_serving(_) ->
+    {ok, Loop} = py_event_loop_pool:get_loop(),
+    ok = py:register_function(compat_roundtrip,
+                              fun([X]) -> {ok, V} = py:call(Loop, ?F, slow_double, [X]), V end),
+    {ok, 14} = py:call(?F, run_loop_keeps_serving, [7]),
+    ok.
+
+-spec run_from_sync_code_times_out() -> [{doc, string()}].
+run_from_sync_code_times_out() -> [{doc, "A caller's deadline ends an asyncio.run that never finishes (its coroutine is cancelled) and the loop goes on."}].
+-spec run_from_sync_code_times_out(ct_suite:ct_config()) -> term().
+run_from_sync_code_times_out(_) ->
+    {ok, Loop} = py_event_loop_pool:get_loop(),
+    {ok, OsPid} = py:call(?F, pid_of_interpreter, []),
+    {error, timeout} = py:call(Loop, ?F, run_forever_coroutine, [], #{timeout => 200}),
+    {ok, 2.0} = py:call(math, sqrt, [4.0]),
+    {ok, OsPid} = py:call(?F, pid_of_interpreter, []),
+    {ok, 0} = py:eval(<<"len([t for t in __import__('asyncio').all_tasks() "
+                        "if 'sleep' in repr(t.get_coro())])">>),
+    ok.
+
+-spec none_atom_per_call() -> [{doc, string()}].
+none_atom_per_call() -> [{doc, "The none_atom option makes None `nil` (or `undefined`) in one result, at any depth; other calls keep `none`."}].
+-spec none_atom_per_call(ct_suite:ct_config()) -> term().
+none_atom_per_call(_) ->
+    Nil = #{<<"a">> => nil, <<"b">> => [nil, {nil}]},
+    {ok, Nil} = py_event_loop_pool:run(?F, nones, [], #{none_atom => nil}),
+    {ok, #{<<"a">> := none}} = py_event_loop_pool:run(?F, nones, []),
+    {ok, undefined} = py_event_loop_pool:run(?F, nothing, [], #{none_atom => undefined}),
+    {ok, Loop} = py_event_loop_pool:get_loop(),
+    {ok, Nil} = py_event_loop:await(
+                  py_event_loop:create_task(Loop, ?F, nones, [], #{}, #{none_atom => nil})),
+    %% A coroutine's result too, and eval.
+    {ok, nil} = py_event_loop_pool:run(asyncio, sleep, [0], #{none_atom => nil}),
+    {ok, nil} = py_event_loop_pool:eval(<<"None">>, #{none_atom => nil}),
+    %% nil from Erlang is None in Python, and comes back as asked.
+    {ok, [[nil], #{}]} = py_event_loop_pool:run(?F, echo, [nil], #{none_atom => nil}),
+    {ok, [[none], #{}]} = py_event_loop_pool:run(?F, echo, [nil]),
+    ?assertError({badarg, {none_atom, null}},
+                 py_event_loop_pool:run(?F, nothing, [], #{none_atom => null})),
+    ok.
+
+-spec none_atom_per_pool() -> [{doc, string()}].
+none_atom_per_pool() -> [{doc, "The none_atom setting makes None `nil` in everything a loop sends (results, erlang.send); a call may still ask for `none`."}].
+-spec none_atom_per_pool(ct_suite:ct_config()) -> term().
+none_atom_per_pool(_) ->
+    {ok, nil} = py:call(?F, nothing, []),
+    {ok, #{<<"a">> := nil}} = py:call(?F, nones, []),
+    {ok, #{<<"a">> := none}} = py_event_loop_pool:run(?F, nones, [], #{none_atom => none}),
+    ok = py:cast(?F, notify_self, [none]),
+    receive nil -> ok after 5000 -> ct:fail(no_nil_message) end,
+    ok.
+
+-spec bad_none_atom_config() -> [{doc, string()}].
+bad_none_atom_config() -> [{doc, "A none_atom setting outside none, nil and undefined is a bad_config naming it."}].
+-spec bad_none_atom_config(ct_suite:ct_config()) -> term().
+bad_none_atom_config(_) ->
+    _ = application:load(pyport),
+    ok = application:set_env(pyport, none_atom, null),
+    {error, {bad_config, {none_atom, null}}} = pyport_config:loop(1),
+    ok = application:unset_env(pyport, none_atom),
+    ok.
+
+-spec keyword_lists_as_kwargs() -> [{doc, string()}].
+keyword_lists_as_kwargs() -> [{doc, "Keyword lists (Elixir's [a: 1]) are kwargs for run, create_task and spawn_task; a key given twice is a badarg."}].
+-spec keyword_lists_as_kwargs(ct_suite:ct_config()) -> term().
+keyword_lists_as_kwargs(_) ->
+    {ok, [[1], #{<<"a">> := 1, <<"b">> := 2}]} =
+        py_event_loop_pool:run(?F, echo, [1], #{kwargs => [{a, 1}, {b, 2}]}),
+    {ok, [[], #{<<"a">> := 1}]} =
+        py_event_loop_pool:await(py_event_loop_pool:create_task(?F, echo, [], [{a, 1}])),
+    ok = py_event_loop_pool:spawn_task(?F, notify_self, [], [{message, <<"kw">>}]),
+    receive <<"kw">> -> ok after 5000 -> ct:fail(no_spawn_message) end,
+    ?assertError({badarg, {kwargs, [{a, 1}, {a, 2}]}},
+                 py_event_loop_pool:run(?F, echo, [], #{kwargs => [{a, 1}, {a, 2}]})),
+    ?assertError({badarg, {kwargs, [{a, 1}, 2]}},
+                 py_event_loop_pool:create_task(?F, echo, [], [{a, 1}, 2])),
+    %% The empty keyword list is no kwargs.
+    {ok, [[], #{}]} = py_event_loop_pool:await(py_event_loop_pool:create_task(?F, echo, [], [])),
+    {ok, 1} = py:eval(<<"1">>, []),
+    ok.
+
+-spec structs_arrive_as_dicts() -> [{doc, string()}].
+structs_arrive_as_dicts() -> [{doc, "An Elixir struct is a map: Python gets a dict with '__struct__' (a str) and gives back a map with binary keys, as docs/elixir.md says."}].
+-spec structs_arrive_as_dicts(ct_suite:ct_config()) -> term().
+structs_arrive_as_dicts(_) ->
+    Struct = #{'__struct__' => 'Elixir.URI', host => <<"example.org">>, port => 443},
+    {ok, [[Back], #{}]} = py:call(?F, echo, [Struct]),
+    #{<<"__struct__">> := <<"Elixir.URI">>, <<"host">> := <<"example.org">>,
+      <<"port">> := 443} = Back,
+    {ok, <<"Elixir.URI">>} = py:eval(<<"s['__struct__']">>, #{s => Struct}),
+    ok.
+
+-spec reload_every_loop() -> [{doc, string()}].
+reload_every_loop() -> [{doc, "py:reload/1 (py_event_loop_pool:reload/1) reloads a module on every loop that imported it; a syntax error is reported per loop, which keep the old module."}].
+-spec reload_every_loop(ct_suite:ct_config()) -> term().
+reload_every_loop(Config) ->
+    File = filename:join(?config(reload_dir, Config), "compat_reloaded.py"),
+    ok = file:write_file(File, <<"VERSION = 1\n">>),
+    Loops = [{pyport_loop, I} || I <- lists:seq(1, ?NUM_LOOPS)],
+    [{ok, 1} = py_event_loop:run(L, compat_reloaded, 'VERSION.__int__', [], #{})
+     || L <- Loops],
+    ok = file:write_file(File, <<"VERSION = 200\n">>),
+    ok = py:reload(compat_reloaded),
+    [{ok, 200} = py_event_loop:run(L, compat_reloaded, 'VERSION.__int__', [], #{})
+     || L <- Loops],
+    ok = file:write_file(File, <<"VERSION = (\n">>),
+    {error, [{1, {python, <<"SyntaxError">>, _, _}}, {2, {python, <<"SyntaxError">>, _, _}}]} =
+        py_event_loop_pool:reload(<<"compat_reloaded">>),
+    [{ok, 200} = py_event_loop:run(L, compat_reloaded, 'VERSION.__int__', [], #{})
+     || L <- Loops],
+    %% Not imported anywhere: nothing to do.
+    ok = py:reload(compat_never_imported),
+    ok.
+
+-spec stream_3_4() -> [{doc, string()}].
+stream_3_4() -> [{doc, "py:stream/3,4 collect every item of a generator or async generator (kwargs as a map or keyword list), with pyport's error terms."}].
+-spec stream_3_4(ct_suite:ct_config()) -> term().
+stream_3_4(_) ->
+    {ok, [0, 1, 2, 3, 4]} = py:stream(?F, count, [5]),
+    {ok, [0, 3, 6, 9]} = py:stream(?F, count, [10], #{step => 3}),
+    {ok, [0, 5]} = py:stream(?F, count, [10], [{step, 5}]),
+    {ok, [#{<<"i">> := 0, <<"none">> := none}, #{<<"i">> := 1}]} = py:stream(?F, acount, [2]),
+    {ok, []} = py:stream(?F, count, [0]),
+    {error, {python, <<"ModuleNotFoundError">>, _, _}} = py:stream(no_such_module, f, []),
+    %% Keyword lists reach py_event_loop_pool:stream/4 itself too.
+    {ok, [0, 4]} = py_stream:to_list(py_event_loop_pool:stream(?F, count, [8],
+                                                               #{kwargs => [{step, 4}]})),
+    ok.

@@ -329,6 +329,11 @@ impl LoopCore {
         Ok(())
     }
 
+    /// Whether the core reads the clock itself (no `time()` override).
+    fn _core_time_is_native(&self) -> bool {
+        self.native_time.load(Mem::Relaxed)
+    }
+
     fn time(&self) -> f64 {
         monotonic()
     }

@@ -43,6 +43,8 @@ const MAX_SELECT: f64 = 24.0 * 3600.0;
 const SWEEP_MIN_TIMERS: usize = 100;
 
 static RUN_DEBUG: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+static TASK: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+static SET_TASK_NAME: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 static RUN_NESTED_FOREIGN: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
 /// One entry of the timer heap: earliest `when` first, then FIFO.
@@ -394,6 +396,95 @@ impl LoopCore {
             return Err(PyTypeError::new_err("when cannot be None"));
         }
         Self::schedule(slf, when.extract()?, callback, args, context)
+    }
+
+    #[pyo3(signature = (callback, *args, context = None))]
+    fn call_soon_threadsafe<'py>(
+        slf: &Bound<'py, Self>,
+        callback: Bound<'py, PyAny>,
+        args: Bound<'py, PyTuple>,
+        context: Option<Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, Handle>> {
+        let py = slf.py();
+        slf.get().check_closed()?;
+        if slf.get().debug.load(Mem::Relaxed) {
+            slf.call_method1(intern!(py, "_check_callback"), (&callback, "call_soon_threadsafe"))?;
+        }
+        let handle = Self::_call_soon(slf, callback, args, context)?;
+        slf.call_method0(intern!(py, "_write_to_self"))?;
+        Ok(handle)
+    }
+
+    fn get_debug(&self) -> bool {
+        self.debug.load(Mem::Relaxed)
+    }
+
+    /// `BaseEventLoop.create_task` without its Python frame. No frame is
+    /// dropped from a debug-mode source traceback: the Task records the
+    /// stack from its creator's frame, which here is the caller's.
+    #[pyo3(signature = (coro, *, name = None, context = None))]
+    fn create_task<'py>(
+        slf: &Bound<'py, Self>,
+        coro: &Bound<'py, PyAny>,
+        name: Option<Bound<'py, PyAny>>,
+        context: Option<Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let py = slf.py();
+        slf.get().check_closed()?;
+        let factory = slf.getattr(intern!(py, "_task_factory"))?;
+        if factory.is_none() {
+            let kwargs = PyDict::new(py);
+            kwargs.set_item(intern!(py, "loop"), slf)?;
+            if let Some(name) = name {
+                kwargs.set_item(intern!(py, "name"), name)?;
+            }
+            if let Some(context) = context {
+                kwargs.set_item(intern!(py, "context"), context)?;
+            }
+            let task = TASK.import(py, "asyncio.tasks", "Task")?;
+            return task.call((coro,), Some(&kwargs));
+        }
+        let task = match context {
+            None => factory.call1((slf, coro))?,
+            Some(context) => {
+                let kwargs = PyDict::new(py);
+                kwargs.set_item(intern!(py, "context"), context)?;
+                factory.call((slf, coro), Some(&kwargs))?
+            }
+        };
+        let set_name = SET_TASK_NAME.import(py, "asyncio.tasks", "_set_task_name")?;
+        set_name.call1((&task, name))?;
+        Ok(task)
+    }
+
+    /// `BaseSelectorEventLoop._process_events`: queues the reader and/or
+    /// writer of each ready selector key (`data` is `(reader, writer)`);
+    /// a cancelled one is unregistered instead.
+    fn _process_events(slf: &Bound<'_, Self>, event_list: &Bound<'_, PyAny>) -> PyResult<()> {
+        let py = slf.py();
+        for item in event_list.try_iter()? {
+            let (key, mask): (Bound<'_, PyAny>, u32) = item?.extract()?;
+            let fileobj = key.get_item(0)?;
+            let (reader, writer): (Bound<'_, PyAny>, Bound<'_, PyAny>) = key.get_item(3)?.extract()?;
+            for (bit, handle, remove) in [
+                (1, reader, intern!(py, "_remove_reader")),
+                (2, writer, intern!(py, "_remove_writer")),
+            ] {
+                if mask & bit == 0 || handle.is_none() {
+                    continue;
+                }
+                let cancelled = match handle.cast::<Handle>() {
+                    Ok(h) => h.borrow().cancelled,
+                    Err(_) => handle.getattr(intern!(py, "_cancelled"))?.is_truthy()?,
+                };
+                if cancelled {
+                    slf.call_method1(remove, (&fileobj,))?;
+                } else {
+                    slf.get().push_ready(handle.unbind());
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Queues a handle unless cancelled (readers, writers, signals).

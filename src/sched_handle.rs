@@ -230,6 +230,20 @@ fn enter<'py>(py: Python<'py>, ctx: &Py<PyAny>, nested: bool) -> PyResult<Bound<
 
 #[pymethods]
 impl Handle {
+    /// `Handle(callback, args, loop, context=None)`, as `asyncio.Handle`.
+    #[new]
+    #[pyo3(signature = (callback, args, event_loop, context = None))]
+    fn py_new(
+        py: Python<'_>,
+        callback: Py<PyAny>,
+        args: Py<PyTuple>,
+        event_loop: &Bound<'_, PyAny>,
+        context: Option<Py<PyAny>>,
+    ) -> PyResult<Self> {
+        let debug = event_loop.call_method0("get_debug")?.is_truthy()?;
+        Handle::new(py, callback, args, event_loop.clone().unbind(), context, debug)
+    }
+
     fn cancel(slf: &Bound<'_, Self>) -> PyResult<()> {
         Self::do_cancel(slf, None)
     }

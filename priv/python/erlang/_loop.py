@@ -208,15 +208,51 @@ class ErlangEventLoop(ErlangSelectorEventLoop, _Core):
     time = _Core.time
     call_soon = _Core.call_soon
     _call_soon = _Core._call_soon
+    call_soon_threadsafe = _Core.call_soon_threadsafe
+    create_task = _Core.create_task
+    get_debug = _Core.get_debug
     call_later = _Core.call_later
     call_at = _Core.call_at
     _add_callback = _Core._add_callback
     _timer_handle_cancelled = _Core._timer_handle_cancelled
     _run_once = _Core._run_once
+    _process_events = _Core._process_events
 
     def __init__(self, selector: selectors.BaseSelector | None = None) -> None:
         super().__init__(selector)
         self._core_init()
+
+    def _add_reader(self, fd: Any, callback: Callable[..., object], *args: Any) -> Any:
+        return self._add_io(fd, selectors.EVENT_READ, callback, args)
+
+    def _add_writer(self, fd: Any, callback: Callable[..., object], *args: Any) -> Any:
+        return self._add_io(fd, selectors.EVENT_WRITE, callback, args)
+
+    def _add_io(self, fd: Any, event: int, callback: Callable[..., object],
+                args: tuple[Any, ...]) -> Any:
+        """What the stdlib's ``_add_reader``/``_add_writer`` do (register
+        ``fd`` for ``event``, or add ``event`` to its registration and cancel
+        the handle it replaces), with a native handle: the core then runs
+        the transports' ready callbacks without a Python frame."""
+        self._check_closed()  # type: ignore[attr-defined]
+        handle = _pyport.Handle(callback, args, self, None)
+        selector = self._selector  # type: ignore[attr-defined]
+        try:
+            key = selector.get_key(fd)
+        except KeyError:
+            data = (handle, None) if event == selectors.EVENT_READ else (None, handle)
+            selector.register(fd, event, data)
+            return handle
+        reader, writer = key.data
+        if event == selectors.EVENT_READ:
+            selector.modify(fd, key.events | event, (handle, writer))
+            replaced = reader
+        else:
+            selector.modify(fd, key.events | event, (reader, handle))
+            replaced = writer
+        if replaced is not None:
+            replaced.cancel()
+        return handle
 
 
 def loop_class() -> type[ErlangSelectorEventLoop]:

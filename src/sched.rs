@@ -132,7 +132,11 @@ impl LoopCore {
     }
 
     /// The stdlib's debug-mode checks of `call_soon`/`call_at`.
-    fn debug_checks(slf: &Bound<'_, Self>, callback: &Bound<'_, PyAny>, method: &str) -> PyResult<()> {
+    fn debug_checks(
+        slf: &Bound<'_, Self>,
+        callback: &Bound<'_, PyAny>,
+        method: &str,
+    ) -> PyResult<()> {
         slf.call_method0(intern!(slf.py(), "_check_thread"))?;
         slf.call_method1(intern!(slf.py(), "_check_callback"), (callback, method))?;
         Ok(())
@@ -270,7 +274,8 @@ impl LoopCore {
                     let owner = core.st().owner.as_ref().map(|o| o.clone_ref(py));
                     match owner {
                         Some(o) => {
-                            o.bind(py).call_method1(intern!(py, "escaped"), (e.value(py),))?;
+                            o.bind(py)
+                                .call_method1(intern!(py, "escaped"), (e.value(py),))?;
                         }
                         None => return Err(e),
                     }
@@ -282,7 +287,12 @@ impl LoopCore {
         Ok(())
     }
 
-    fn run_item(slf: &Bound<'_, Self>, item: &Bound<'_, PyAny>, debug: bool, nested: bool) -> PyResult<()> {
+    fn run_item(
+        slf: &Bound<'_, Self>,
+        item: &Bound<'_, PyAny>,
+        debug: bool,
+        nested: bool,
+    ) -> PyResult<()> {
         let py = slf.py();
         if let Ok(h) = item.cast::<Handle>() {
             if h.borrow().cancelled {
@@ -408,7 +418,10 @@ impl LoopCore {
         let py = slf.py();
         slf.get().check_closed()?;
         if slf.get().debug.load(Mem::Relaxed) {
-            slf.call_method1(intern!(py, "_check_callback"), (&callback, "call_soon_threadsafe"))?;
+            slf.call_method1(
+                intern!(py, "_check_callback"),
+                (&callback, "call_soon_threadsafe"),
+            )?;
         }
         let handle = Self::_call_soon(slf, callback, args, context)?;
         slf.call_method0(intern!(py, "_write_to_self"))?;
@@ -465,7 +478,8 @@ impl LoopCore {
         for item in event_list.try_iter()? {
             let (key, mask): (Bound<'_, PyAny>, u32) = item?.extract()?;
             let fileobj = key.get_item(0)?;
-            let (reader, writer): (Bound<'_, PyAny>, Bound<'_, PyAny>) = key.get_item(3)?.extract()?;
+            let (reader, writer): (Bound<'_, PyAny>, Bound<'_, PyAny>) =
+                key.get_item(3)?.extract()?;
             for (bit, handle, remove) in [
                 (1, reader, intern!(py, "_remove_reader")),
                 (2, writer, intern!(py, "_remove_writer")),
@@ -491,7 +505,9 @@ impl LoopCore {
     fn _add_callback(&self, handle: &Bound<'_, PyAny>) -> PyResult<()> {
         let cancelled = match handle.cast::<Handle>() {
             Ok(h) => h.borrow().cancelled,
-            Err(_) => handle.getattr(intern!(handle.py(), "_cancelled"))?.is_truthy()?,
+            Err(_) => handle
+                .getattr(intern!(handle.py(), "_cancelled"))?
+                .is_truthy()?,
         };
         if !cancelled {
             self.push_ready(handle.clone().unbind());
@@ -502,7 +518,9 @@ impl LoopCore {
     fn _timer_handle_cancelled(&self, handle: &Bound<'_, PyAny>) -> PyResult<()> {
         let scheduled = match handle.cast::<TimerHandle>() {
             Ok(t) => t.borrow().scheduled,
-            Err(_) => handle.getattr(intern!(handle.py(), "_scheduled"))?.is_truthy()?,
+            Err(_) => handle
+                .getattr(intern!(handle.py(), "_scheduled"))?
+                .is_truthy()?,
         };
         if scheduled {
             self.st().cancelled_timers += 1;
@@ -519,7 +537,8 @@ impl LoopCore {
             let owner = slf.get().st().owner.as_ref().map(|o| o.clone_ref(py));
             match owner {
                 Some(o) if is_exit(py, &e) => {
-                    o.bind(py).call_method1(intern!(py, "escaped"), (e.value(py),))?;
+                    o.bind(py)
+                        .call_method1(intern!(py, "escaped"), (e.value(py),))?;
                 }
                 _ => return Err(e),
             }
@@ -546,7 +565,10 @@ impl LoopCore {
 
     #[setter(_ready)]
     fn set_ready(&self, items: &Bound<'_, PyAny>) -> PyResult<()> {
-        let new: Vec<Py<PyAny>> = items.try_iter()?.map(|i| i.map(Bound::unbind)).collect::<PyResult<_>>()?;
+        let new: Vec<Py<PyAny>> = items
+            .try_iter()?
+            .map(|i| i.map(Bound::unbind))
+            .collect::<PyResult<_>>()?;
         let old = std::mem::replace(&mut self.st().ready, new.into());
         drop(old);
         Ok(())
@@ -702,7 +724,14 @@ impl ReadyView {
     }
 
     fn __iter__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let items: Vec<Py<PyAny>> = self.core.get().st().ready.iter().map(|i| i.clone_ref(py)).collect();
+        let items: Vec<Py<PyAny>> = self
+            .core
+            .get()
+            .st()
+            .ready
+            .iter()
+            .map(|i| i.clone_ref(py))
+            .collect();
         to_list(py, items)?.try_iter().map(Bound::into_any)
     }
 
@@ -761,7 +790,9 @@ impl ScheduledView {
     }
 
     fn __iter__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        to_list(py, self.sorted(py))?.try_iter().map(Bound::into_any)
+        to_list(py, self.sorted(py))?
+            .try_iter()
+            .map(Bound::into_any)
     }
 
     fn __getitem__(&self, py: Python<'_>, index: isize) -> PyResult<Py<PyAny>> {

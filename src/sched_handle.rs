@@ -181,7 +181,12 @@ impl Handle {
         }
     }
 
-    fn report(slf: &Bound<'_, Self>, cb: &Py<PyAny>, args: &Py<PyTuple>, err: PyErr) -> PyResult<()> {
+    fn report(
+        slf: &Bound<'_, Self>,
+        cb: &Py<PyAny>,
+        args: &Py<PyTuple>,
+        err: PyErr,
+    ) -> PyResult<()> {
         let py = slf.py();
         let context = PyDict::new(py);
         context.set_item(
@@ -203,7 +208,8 @@ impl Handle {
             }
         }
         if let Some(lp) = lp {
-            lp.bind(py).call_method1("call_exception_handler", (context,))?;
+            lp.bind(py)
+                .call_method1("call_exception_handler", (context,))?;
         }
         Ok(())
     }
@@ -241,7 +247,14 @@ impl Handle {
         context: Option<Py<PyAny>>,
     ) -> PyResult<Self> {
         let debug = event_loop.call_method0("get_debug")?.is_truthy()?;
-        Handle::new(py, callback, args, event_loop.clone().unbind(), context, debug)
+        Handle::new(
+            py,
+            callback,
+            args,
+            event_loop.clone().unbind(),
+            context,
+            debug,
+        )
     }
 
     fn cancel(slf: &Bound<'_, Self>) -> PyResult<()> {
@@ -331,7 +344,10 @@ pub struct TimerHandle {
 
 impl TimerHandle {
     pub(crate) fn is_cancelled(slf: &Bound<'_, Self>) -> bool {
-        slf.as_super().try_borrow().map(|h| h.cancelled).unwrap_or(false)
+        slf.as_super()
+            .try_borrow()
+            .map(|h| h.cancelled)
+            .unwrap_or(false)
     }
 }
 
@@ -365,7 +381,8 @@ impl TimerHandle {
         };
         if !cancelled {
             if let Some(lp) = lp {
-                lp.bind(py).call_method1("_timer_handle_cancelled", (slf,))?;
+                lp.bind(py)
+                    .call_method1("_timer_handle_cancelled", (slf,))?;
             }
         }
         let when = slf.borrow().when;
@@ -405,7 +422,10 @@ impl TimerHandle {
             CompareOp::Eq => Self::equal(slf, other)?,
             CompareOp::Ne => !Self::equal(slf, other)?,
         };
-        Ok(pyo3::types::PyBool::new(py, result).to_owned().into_any().unbind())
+        Ok(pyo3::types::PyBool::new(py, result)
+            .to_owned()
+            .into_any()
+            .unbind())
     }
 }
 
@@ -422,10 +442,22 @@ impl TimerHandle {
             return Ok(false);
         }
         let none = || py.None();
-        let cb_a = ha.callback.as_ref().map_or_else(none, |c| c.clone_ref(py).into_any());
-        let cb_b = hb.callback.as_ref().map_or_else(none, |c| c.clone_ref(py).into_any());
-        let ar_a = ha.args.as_ref().map_or_else(none, |c| c.clone_ref(py).into_any());
-        let ar_b = hb.args.as_ref().map_or_else(none, |c| c.clone_ref(py).into_any());
+        let cb_a = ha
+            .callback
+            .as_ref()
+            .map_or_else(none, |c| c.clone_ref(py).into_any());
+        let cb_b = hb
+            .callback
+            .as_ref()
+            .map_or_else(none, |c| c.clone_ref(py).into_any());
+        let ar_a = ha
+            .args
+            .as_ref()
+            .map_or_else(none, |c| c.clone_ref(py).into_any());
+        let ar_b = hb
+            .args
+            .as_ref()
+            .map_or_else(none, |c| c.clone_ref(py).into_any());
         drop((ha, hb));
         Ok(cb_a.bind(py).eq(cb_b.bind(py))? && ar_a.bind(py).eq(ar_b.bind(py))?)
     }

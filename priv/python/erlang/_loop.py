@@ -44,6 +44,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 from asyncio import base_events
+from asyncio.log import logger
 import os
 import selectors
 import sys
@@ -205,14 +206,16 @@ class ErlangEventLoop(ErlangSelectorEventLoop, _Core):
     instance is not (the core reads the monotonic clock itself).
     """
 
+    # The handle types differ from typeshed's (_pyport.Handle is not an
+    # asyncio.Handle subclass): the assignments below are ignored for that.
     time = _Core.time
-    call_soon = _Core.call_soon
+    call_soon = _Core.call_soon  # type: ignore[assignment]
     _call_soon = _Core._call_soon
-    call_soon_threadsafe = _Core.call_soon_threadsafe
+    call_soon_threadsafe = _Core.call_soon_threadsafe  # type: ignore[assignment]
     create_task = _Core.create_task
     get_debug = _Core.get_debug
-    call_later = _Core.call_later
-    call_at = _Core.call_at
+    call_later = _Core.call_later  # type: ignore[assignment]
+    call_at = _Core.call_at  # type: ignore[assignment]
     _add_callback = _Core._add_callback
     _timer_handle_cancelled = _Core._timer_handle_cancelled
     _run_once = _Core._run_once
@@ -280,8 +283,8 @@ def run_debug(loop: Any, handle: Any, nested: bool) -> None:
             handle._run()
         dt = loop.time() - t0
         if dt >= loop.slow_callback_duration:
-            base_events.logger.warning("Executing %s took %.3f seconds",
-                                       base_events._format_handle(handle), dt)
+            logger.warning("Executing %s took %.3f seconds",
+                           base_events._format_handle(handle), dt)  # type: ignore[attr-defined]
     finally:
         loop._current_handle = None
 

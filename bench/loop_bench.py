@@ -2,7 +2,9 @@
 
 Run with plain ``python3 bench/loop_bench.py``: it alternates child
 processes -- stock asyncio and uvloop under plain CPython, ErlangEventLoop
-under ``priv/pyport run`` (the same CPython, embedded) -- for several rounds,
+(``erlang``, the native scheduling core) and its Python-only fallback
+ErlangSelectorEventLoop (``erlang-selector``, ``PYPORT_LOOP=selector``) under
+``priv/pyport run`` (the same CPython, embedded) -- for several rounds,
 and prints medians (min..max) plus each figure's ratio to stock asyncio.
 A child run is ``--child LOOP``: it measures every scenario once and prints
 one JSON object.
@@ -46,10 +48,10 @@ def loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop]:
         import uvloop
 
         return uvloop.new_event_loop
-    if name == "erlang":
+    if name in ("erlang", "erlang-selector"):
         import erlang
 
-        return erlang.new_event_loop
+        return erlang.new_event_loop  # the class follows PYPORT_LOOP
     raise SystemExit(f"unknown loop {name}")
 
 
@@ -189,16 +191,20 @@ def child(name: str) -> dict[str, float]:
 
 def command(name: str) -> list[str]:
     script = str(Path(__file__).resolve())
-    if name == "erlang":
+    if name in ("erlang", "erlang-selector"):
         return [str(PYPORT), "run", script, "--child", name]
     return [sys.executable, script, "--child", name]
+
+
+def child_env(name: str) -> dict[str, str]:
+    return dict(os.environ, PYPORT_LOOP="selector" if name == "erlang-selector" else "native")
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--child", help="measure one loop once and print JSON")
     ap.add_argument("--runs", type=int, default=int(os.environ.get("BENCH_RUNS", "5")))
-    ap.add_argument("--loops", default="asyncio,uvloop,erlang")
+    ap.add_argument("--loops", default="asyncio,uvloop,erlang,erlang-selector")
     args = ap.parse_args()
     if args.child:
         print(json.dumps(child(args.child)))
@@ -208,14 +214,18 @@ def main() -> int:
     samples: dict[str, dict[str, list[float]]] = {n: {s: [] for s in SCENARIOS} for n in loops}
     for r in range(args.runs):
         for name in loops:
-            out = subprocess.run(command(name), check=True, capture_output=True, text=True).stdout
+            out = subprocess.run(command(name), check=True, capture_output=True, text=True,
+                                 env=child_env(name)).stdout
             for key, value in json.loads(out.strip().splitlines()[-1]).items():
                 samples[name][key].append(value)
         print(f"round {r + 1}/{args.runs} done", file=sys.stderr)
 
-    width = 26
-    print(f"\n== loop bench: median (min..max) over {args.runs} runs; ratio = erlang / asyncio ==")
-    print(f"{'scenario':<26}" + "".join(f"{n:>{width}}" for n in loops) + f"{'ratio':>8}  unit")
+    width = 28
+    ratios = [n for n in ("erlang", "erlang-selector") if n in loops]
+    print(f"\n== loop bench: median (min..max) over {args.runs} runs; "
+          f"ratios to asyncio's median ==")
+    print(f"{'scenario':<26}" + "".join(f"{n:>{width}}" for n in loops)
+          + "".join(f"{'x ' + n:>18}" for n in ratios) + "  unit")
     results: dict[str, Any] = {"runs": args.runs, "figures": {}}
     for scenario, (unit, higher) in SCENARIOS.items():
         cells, medians = [], {}
@@ -224,10 +234,12 @@ def main() -> int:
             med = statistics.median(xs)
             medians[name] = med
             cells.append(f"{fmt(med)} ({fmt(min(xs))}..{fmt(max(xs))})")
-        ratio = "-"
-        if "erlang" in medians and medians.get("asyncio"):
-            ratio = f"{medians['erlang'] / medians['asyncio']:.2f}"
-        print(f"{scenario:<26}" + "".join(f"{c:>{width}}" for c in cells) + f"{ratio:>8}  {unit}"
+        shown = []
+        for name in ratios:
+            base = medians.get("asyncio")
+            shown.append(f"{medians[name] / base:.2f}" if base else "-")
+        print(f"{scenario:<26}" + "".join(f"{c:>{width}}" for c in cells)
+              + "".join(f"{r:>18}" for r in shown) + f"  {unit}"
               + ("" if higher else " (lower is better)"))
         results["figures"][scenario] = {"unit": unit, "higher_is_better": higher, "samples": samples_of(samples, scenario)}
     outdir = ROOT / "bench" / "results"

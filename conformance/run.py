@@ -4,9 +4,11 @@ Run inside pyport's executable (so that ``erlang`` and ``_pyport`` import)::
 
     priv/pyport run conformance/run.py [--jobs N] [--modules test_events ...]
 
-Each module of ``test.test_asyncio`` runs twice, in its own worker process:
-once as shipped (``stock``: ``asyncio.SelectorEventLoop`` on epoll) and once
-with :class:`erlang.ErlangEventLoop` as the loop under test (``erlang``):
+Each module of ``test.test_asyncio`` runs three times, each in its own worker
+process: as shipped (``stock``: ``asyncio.SelectorEventLoop`` on epoll), with
+:class:`erlang.ErlangEventLoop` as the loop under test (``erlang``: the native
+scheduling core) and with :class:`erlang.ErlangSelectorEventLoop` (``selector``:
+the Python-only fallback). In the two pyport runs:
 
 * the per-selector classes of ``test_events``, ``test_sock_lowlevel`` and
   ``test_sendfile`` (``EPollEventLoopTests``, ``PollEventLoopTests``, ...) are
@@ -74,7 +76,9 @@ MODULES = [
     "test_context",
     "test_threads",
 ]
-MODES = ("stock", "erlang")
+MODES = ("stock", "erlang", "selector")
+#: the runs compared with stock, and the loop class each puts under test
+LOOP_MODES = {"erlang": "ErlangEventLoop", "selector": "ErlangSelectorEventLoop"}
 
 #: modules whose loop tests come as one class per stdlib selector
 PER_SELECTOR_MODULES = {"test_events", "test_sock_lowlevel", "test_sendfile"}
@@ -103,10 +107,12 @@ _STDLIB_SELECTORS = tuple(
 )
 
 
-def _erlang_loop_class() -> type:
+def _erlang_loop_class(mode: str = "erlang") -> type:
     import erlang
 
-    class ConformanceLoop(erlang.ErlangEventLoop):
+    base: type = getattr(erlang, LOOP_MODES[mode])
+
+    class ConformanceLoop(base):  # type: ignore[misc, valid-type]
         """ErlangEventLoop standing in for asyncio.SelectorEventLoop."""
 
         def __init__(self, selector: Any = None) -> None:
@@ -117,16 +123,16 @@ def _erlang_loop_class() -> type:
             if isinstance(self._selector, erlang.PollerSelector):
                 _loops_made[0] += 1
 
-    ConformanceLoop.__name__ = ConformanceLoop.__qualname__ = "ErlangEventLoop"
+    ConformanceLoop.__name__ = ConformanceLoop.__qualname__ = LOOP_MODES[mode]
     return ConformanceLoop
 
 
-def patch_asyncio_for_erlang() -> type:
+def patch_asyncio_for_erlang(mode: str = "erlang") -> type:
     """Make every stdlib way of getting a selector loop return ours."""
     import erlang
     from asyncio import unix_events
 
-    loop_class = _erlang_loop_class()
+    loop_class = _erlang_loop_class(mode)
 
     class ConformancePolicy(erlang.ErlangEventLoopPolicy):
         _loop_factory = loop_class
@@ -242,7 +248,7 @@ def worker(mode: str, module_name: str, out_path: str, exclude_path: str | None,
     # Started from a background job, SIGINT may be inherited as ignored;
     # tests that interrupt themselves (test_runners) need Python's default.
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    loop_class = patch_asyncio_for_erlang() if mode == "erlang" else None
+    loop_class = patch_asyncio_for_erlang(mode) if mode in LOOP_MODES else None
     module = importlib.import_module(f"test.test_asyncio.{module_name}")
     if module_name in PER_SELECTOR_MODULES:
         parameterise(module, mode, loop_class)
@@ -380,23 +386,35 @@ def check_environment() -> str | None:
 
 
 def summarise(modules: list[str], runs: dict[tuple[str, str], ModuleRun],
-              regressions: dict[str, list[str]], flaky: dict[str, list[str]]) -> str:
-    head = (f"{'module':<20} {'stock pass':>10} {'fail':>5} {'skip':>5}   "
-            f"{'erlang pass':>11} {'fail':>5} {'skip':>5}   {'regress':>7}  {'loops':>5}")
+              regressions: dict[str, dict[str, list[str]]]) -> str:
+    """One row per module: stock, then each pyport run with its regressions
+    and the pyport loops it made."""
+    head = f"{'module':<20} {'stock pass':>10} {'fail':>5} {'skip':>5}"
+    for mode in LOOP_MODES:
+        head += (f"   {mode + ' pass':>13} {'fail':>5} {'skip':>5} "
+                 f"{'regress':>7} {'loops':>5}")
     lines = [head, "-" * len(head)]
-    totals = [0] * 8
+
+    def row_text(name: str, row: list[int]) -> str:
+        text = f"{name:<20} {row[0]:>10} {row[1]:>5} {row[2]:>5}"
+        for i in range(len(LOOP_MODES)):
+            r = row[3 + 5 * i: 8 + 5 * i]
+            text += f"   {r[0]:>13} {r[1]:>5} {r[2]:>5} {r[3]:>7} {r[4]:>5}"
+        return text
+
+    totals = [0] * (3 + 5 * len(LOOP_MODES))
     for module in modules:
-        s, e = runs[(module, "stock")], runs[(module, "erlang")]
-        row = [s.count(PASSED), s.count(FAILED), s.count(SKIPPED),
-               e.count(PASSED), e.count(FAILED), e.count(SKIPPED),
-               len(regressions.get(module, [])), e.erlang_loops]
+        s = runs[(module, "stock")]
+        row = [s.count(PASSED), s.count(FAILED), s.count(SKIPPED)]
+        for mode in LOOP_MODES:
+            e = runs[(module, mode)]
+            row += [e.count(PASSED), e.count(FAILED), e.count(SKIPPED),
+                    len(regressions[mode].get(module, [])), e.erlang_loops]
         totals = [a + b for a, b in zip(totals, row)]
-        lines.append(f"{module:<20} {row[0]:>10} {row[1]:>5} {row[2]:>5}   "
-                     f"{row[3]:>11} {row[4]:>5} {row[5]:>5}   {row[6]:>7}  {row[7]:>5}")
+        lines.append(row_text(module, row))
     lines.append("-" * len(head))
-    lines.append(f"{'TOTAL':<20} {totals[0]:>10} {totals[1]:>5} {totals[2]:>5}   "
-                 f"{totals[3]:>11} {totals[4]:>5} {totals[5]:>5}   {totals[6]:>7}  {totals[7]:>5}")
-    lines.append("(loops: ErlangEventLoops on PollerSelector that the erlang run made)")
+    lines.append(row_text("TOTAL", totals))
+    lines.append("(loops: pyport loops on PollerSelector that each run made)")
     return "\n".join(lines)
 
 
@@ -444,42 +462,48 @@ def main(argv: list[str] | None = None) -> int:
                   f"({r.seconds:.0f}s{', restarts: %d' % r.restarts if r.restarts else ''})",
                   flush=True)
 
-    # Tests that pass on stock but not on erlang: run each module's set
-    # again, alone, to tell real differences from load-induced flakiness.
-    regressions: dict[str, list[str]] = {}
-    flaky: dict[str, list[str]] = {}
-    for module in args.modules:
-        suspects = find_suspects(runs[(module, "stock")], runs[(module, "erlang")])
-        if not suspects:
-            continue
-        if len(suspects) > RETRY_LIMIT:  # not flakiness: no point waiting again
-            regressions[module] = suspects
-            continue
-        retry = run_worker(exe, "erlang", module, workdir, args.timeout, args.test_timeout,
-                           only=suspects, tag=".retry", max_restarts=3)
-        still = [t for t in suspects if retry.outcomes.get(t) != PASSED]
-        if still:
-            regressions[module] = still
-        passed_on_retry = [t for t in suspects if retry.outcomes.get(t) == PASSED]
-        if passed_on_retry:
-            flaky[module] = passed_on_retry
+    # Tests that pass on stock but not on a pyport loop: run each module's
+    # set again, alone, to tell real differences from load-induced flakiness.
+    regressions: dict[str, dict[str, list[str]]] = {mode: {} for mode in LOOP_MODES}
+    flaky: dict[str, dict[str, list[str]]] = {mode: {} for mode in LOOP_MODES}
+    for mode in LOOP_MODES:
+        for module in args.modules:
+            suspects = find_suspects(runs[(module, "stock")], runs[(module, mode)])
+            if not suspects:
+                continue
+            if len(suspects) > RETRY_LIMIT:  # not flakiness: no point waiting again
+                regressions[mode][module] = suspects
+                continue
+            retry = run_worker(exe, mode, module, workdir, args.timeout, args.test_timeout,
+                               only=suspects, tag=".retry", max_restarts=3)
+            still = [t for t in suspects if retry.outcomes.get(t) != PASSED]
+            if still:
+                regressions[mode][module] = still
+            passed_on_retry = [t for t in suspects if retry.outcomes.get(t) == PASSED]
+            if passed_on_retry:
+                flaky[mode][module] = passed_on_retry
 
-    table = summarise(args.modules, runs, regressions, flaky)
+    table = summarise(args.modules, runs, regressions)
     print()
     print(table)
-    skipped_only_erlang = {
-        m: sorted(t for t, o in runs[(m, "erlang")].outcomes.items()
-                  if o == SKIPPED and runs[(m, "stock")].outcomes.get(t) == PASSED)
-        for m in args.modules}
-    skipped_only_erlang = {m: v for m, v in skipped_only_erlang.items() if v}
+    skipped_only: dict[str, dict[str, list[str]]] = {}
+    for mode in LOOP_MODES:
+        found = {m: sorted(t for t, o in runs[(m, mode)].outcomes.items()
+                           if o == SKIPPED and runs[(m, "stock")].outcomes.get(t) == PASSED)
+                 for m in args.modules}
+        skipped_only[mode] = {m: v for m, v in found.items() if v}
     stock_failures = {m: sorted(t for t, o in runs[(m, "stock")].outcomes.items() if o == FAILED)
                       for m in args.modules}
     stock_failures = {m: v for m, v in stock_failures.items() if v}
-    for title, groups in (("passed on stock, failed on erlang (also when run again alone)",
-                           regressions),
-                          ("failed on erlang under load, passed when run again alone", flaky),
-                          ("passed on stock, skipped on erlang", skipped_only_erlang),
-                          ("failed on stock too (not counted)", stock_failures)):
+    sections: list[tuple[str, dict[str, list[str]]]] = []
+    for mode in LOOP_MODES:
+        sections += [
+            (f"passed on stock, failed on {mode} (also when run again alone)",
+             regressions[mode]),
+            (f"failed on {mode} under load, passed when run again alone", flaky[mode]),
+            (f"passed on stock, skipped on {mode}", skipped_only[mode])]
+    sections.append(("failed on stock too (not counted)", stock_failures))
+    for title, groups in sections:
         if groups:
             print(f"\n{title}:")
             for module, ids in groups.items():
@@ -495,17 +519,21 @@ def main(argv: list[str] | None = None) -> int:
                                "erlang_loops": runs[(m, mode)].erlang_loops,
                                "notes": runs[(m, mode)].notes}
                         for mode in MODES} for m in args.modules},
-        "regressions": regressions,
+        # the native loop's, as before the fallback joined the run
+        "regressions": regressions["erlang"],
+        "regressions_by_mode": regressions,
         "flaky": flaky,
-        "skipped_only_on_erlang": skipped_only_erlang,
+        "skipped_only_on_erlang": skipped_only["erlang"],
+        "skipped_only_by_mode": skipped_only,
         "failed_on_stock": stock_failures,
-        "details": {m: {t: runs[(m, "erlang")].details.get(t, "") for t in ids}
-                    for m, ids in regressions.items()},
+        "details": {mode: {m: {t: runs[(m, mode)].details.get(t, "") for t in ids}
+                           for m, ids in regressions[mode].items()}
+                    for mode in LOOP_MODES},
         "logs": workdir,
     }
     with open(os.path.join(args.results, "summary.json"), "w") as f:
         json.dump(summary, f, indent=2)
-    total_regressions = sum(len(v) for v in regressions.values())
+    total_regressions = sum(len(v) for mode in LOOP_MODES for v in regressions[mode].values())
     print(f"\n{total_regressions} regression(s); {summary['seconds']:.0f}s; "
           f"logs in {workdir}")
     return 1 if total_regressions else 0

@@ -14,5 +14,7 @@ pub mod lifeline;
 pub mod native;
 pub mod poller;
 pub mod protocol;
+pub mod sched;
+pub mod sched_handle;
 pub mod terms;
 pub mod watchdog;

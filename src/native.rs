@@ -37,6 +37,11 @@ pub fn _pyport(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<crate::terms::Pid>()?;
     m.add_class::<crate::terms::Ref>()?;
     m.add_class::<crate::poller::Poller>()?;
+    m.add_class::<crate::sched::LoopCore>()?;
+    m.add_class::<crate::sched::ReadyView>()?;
+    m.add_class::<crate::sched::ScheduledView>()?;
+    m.add_class::<crate::sched_handle::Handle>()?;
+    m.add_class::<crate::sched_handle::TimerHandle>()?;
     m.add_class::<crate::channel::Channel>()?;
     m.add_class::<crate::capture::OutputCapture>()?;
     m.add_function(wrap_pyfunction!(encode, m)?)?;

@@ -27,6 +27,7 @@ if _CT_PYTHON not in sys.path:
 LOOP_FACTORIES: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {
     "stdlib": asyncio.SelectorEventLoop,
     "erlang": erlang.ErlangEventLoop,
+    "erlang-selector": erlang.ErlangSelectorEventLoop,
 }
 
 #: upper bound for any single loop test; a broken wake-up fails, never hangs

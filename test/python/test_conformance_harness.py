@@ -72,8 +72,25 @@ def test_small_end_to_end_run(tmp_path):
     summary = json.loads((tmp_path / "summary.json").read_text())
     queues = summary["modules"]["test_queues"]
     assert queues["stock"]["passed"] == queues["erlang"]["passed"] > 0
-    assert queues["erlang"]["erlang_loops"] > 0
+    assert queues["stock"]["passed"] == queues["selector"]["passed"]
+    assert queues["erlang"]["erlang_loops"] > 0 and queues["selector"]["erlang_loops"] > 0
     assert summary["regressions"] == {}
+    assert summary["regressions_by_mode"] == {"erlang": {}, "selector": {}}
+
+
+def test_selector_mode_puts_the_python_only_loop_under_test():
+    proc = run_code(f"""
+        import asyncio, sys
+        sys.path.insert(0, {os.path.dirname(RUN_PY)!r})
+        import run, erlang
+        run.patch_asyncio_for_erlang("selector")
+        loop = asyncio.new_event_loop()
+        print(isinstance(loop, erlang.ErlangSelectorEventLoop),
+              isinstance(loop, erlang.ErlangEventLoop), type(loop).__name__)
+        loop.close()
+    """)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["True", "False", "ErlangSelectorEventLoop"]
 
 
 def test_suspects_are_stock_passes_that_erlang_did_not_pass():

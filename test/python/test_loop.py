@@ -1,7 +1,8 @@
 """The same asyncio behaviour on stdlib's SelectorEventLoop and ErlangEventLoop.
 
 Every test takes the parametrised ``loop`` fixture (conftest.py), so each
-runs twice: ``[stdlib]`` and ``[erlang]``.
+runs three times: ``[stdlib]``, ``[erlang]`` (the native scheduling core) and
+``[erlang-selector]`` (the Python-only fallback).
 """
 
 from __future__ import annotations
@@ -820,5 +821,7 @@ def test_closed_loop_rejects_work(loop_factory):
 
 def test_loop_factories_are_what_they_claim():
     assert LOOP_FACTORIES["erlang"] is erlang.ErlangEventLoop
+    assert LOOP_FACTORIES["erlang-selector"] is erlang.ErlangSelectorEventLoop
     assert issubclass(erlang.ErlangEventLoop, asyncio.SelectorEventLoop)
+    assert issubclass(erlang.ErlangSelectorEventLoop, asyncio.SelectorEventLoop)
     assert sys.platform.startswith("linux")

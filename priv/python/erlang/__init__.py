@@ -53,7 +53,7 @@ from ._interop import (
     send,
     whereis,
 )
-from ._loop import ErlangEventLoop
+from ._loop import ErlangEventLoop, ErlangSelectorEventLoop
 from ._schedule import ScheduleMarker, consume_time_slice, schedule, schedule_py
 from ._selector import PollerSelector
 from ._types import Atom, Pid, Ref
@@ -65,6 +65,7 @@ __all__ = [
     "ErlangEventLoop",
     "ErlangEventLoopPolicy",
     "ErlangFunction",
+    "ErlangSelectorEventLoop",
     "ExecutionMode",
     "Handle",
     "HandleLimitError",

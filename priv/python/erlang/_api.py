@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 from . import _context
 from ._compat import nested_run, runs_nested
-from ._loop import ErlangEventLoop, main_thread_loop
+from ._loop import ErlangSelectorEventLoop, loop_class, main_thread_loop
 
 __all__ = [
     "ErlangEventLoopPolicy",
@@ -38,9 +38,10 @@ _T = TypeVar("_T")
 # -- loops, policy, run ------------------------------------------------------
 
 
-def new_event_loop() -> ErlangEventLoop:
-    """Return a new :class:`ErlangEventLoop` (not set as the current loop)."""
-    return ErlangEventLoop()
+def new_event_loop() -> ErlangSelectorEventLoop:
+    """Return a new :class:`ErlangEventLoop` (not set as the current loop);
+    an :class:`ErlangSelectorEventLoop` when ``PYPORT_LOOP=selector``."""
+    return loop_class()()
 
 
 class ErlangEventLoopPolicy(asyncio.DefaultEventLoopPolicy):
@@ -50,7 +51,7 @@ class ErlangEventLoopPolicy(asyncio.DefaultEventLoopPolicy):
     (``ThreadedChildWatcher``), so subprocesses work on its loops.
     """
 
-    _loop_factory = ErlangEventLoop
+    _loop_factory = staticmethod(new_event_loop)
 
 
 def install() -> None:

@@ -1,8 +1,17 @@
-"""``ErlangEventLoop``: asyncio's Unix selector loop on pyport's Rust poller.
+"""``ErlangEventLoop``: asyncio's Unix selector loop with a Rust scheduling core,
+on pyport's Rust poller.
 
-The loop *is* the standard library's ``_UnixSelectorEventLoop``; only the
-selector differs (:class:`~erlang._selector.PollerSelector`). Everything the
-stdlib builds on a selector therefore behaves exactly as in CPython: TCP, Unix
+:class:`ErlangSelectorEventLoop` is the standard library's
+``_UnixSelectorEventLoop`` with one part replaced: the selector
+(:class:`~erlang._selector.PollerSelector`). :class:`ErlangEventLoop` is that
+loop with its scheduling core in Rust (``_pyport.LoopCore``, src/sched.rs):
+the ready queue, the timer heap, the handles (``_pyport.Handle`` and
+``_pyport.TimerHandle``) and the iteration (``_run_once``) are native; the
+rest is the stdlib's. ``new_event_loop()`` makes an ``ErlangEventLoop``
+unless ``PYPORT_LOOP=selector`` is set in the environment, which selects the
+Python-only loop (kept for comparison in tests, benchmarks and the
+conformance harness). Everything the
+stdlib builds on a selector behaves exactly as in CPython: TCP, Unix
 and UDP transports, servers, SSL, ``sock_*``, ``sendfile``, pipes,
 subprocesses (child watchers) and signal handlers (``signal.set_wakeup_fd`` on
 the loop's self-pipe). Timers are the loop's own heap: the poller's wait
@@ -34,6 +43,7 @@ from __future__ import annotations
 
 import asyncio
 import heapq
+from asyncio import base_events
 import os
 import selectors
 import sys
@@ -42,9 +52,11 @@ from asyncio import unix_events
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from ._native import _pyport
 from ._selector import PollerSelector
 
-__all__ = ["ErlangEventLoop", "LoopOwner", "pad_ready", "ready_count", "run_nested_once"]
+__all__ = ["ErlangEventLoop", "ErlangSelectorEventLoop", "LoopOwner", "loop_class",
+           "pad_ready", "ready_count", "run_nested_once"]
 
 STOP_REFUSED = "the port's event loop is stopped by Erlang, not by tasks"
 CLOSE_REFUSED = "the port's event loop is closed by Erlang, not by tasks"
@@ -55,10 +67,10 @@ _MAX_SELECT = 24 * 3600.0
 # The ErlangEventLoop currently running in the main thread, if any: the
 # target of erlang.spawn_task() called from a thread with no running loop
 # when no port loop is registered (standalone mode).
-_main_thread_loop: ErlangEventLoop | None = None
+_main_thread_loop: ErlangSelectorEventLoop | None = None
 
 
-def main_thread_loop() -> ErlangEventLoop | None:
+def main_thread_loop() -> ErlangSelectorEventLoop | None:
     """The ``ErlangEventLoop`` running in the main thread, or ``None``."""
     return _main_thread_loop
 
@@ -89,8 +101,10 @@ def _exit_child(*_args: object) -> None:
     os._exit(0)
 
 
-class ErlangEventLoop(unix_events._UnixSelectorEventLoop):
-    """A full asyncio event loop whose I/O readiness comes from pyport's poller.
+class ErlangSelectorEventLoop(unix_events._UnixSelectorEventLoop):
+    """A full asyncio event loop whose I/O readiness comes from pyport's poller,
+    scheduling in Python as the stdlib does (the fallback of
+    :class:`ErlangEventLoop`).
 
     ``selector`` defaults to a new :class:`PollerSelector`; passing another
     selector is allowed (it is used as given), which is how the conformance
@@ -179,6 +193,103 @@ class ErlangEventLoop(unix_events._UnixSelectorEventLoop):
         self._iteration_hook = None
 
 
+_Core = _pyport.LoopCore
+
+
+class ErlangEventLoop(ErlangSelectorEventLoop, _Core):
+    """:class:`ErlangSelectorEventLoop` with its scheduling core in Rust.
+
+    The methods bound below come from ``_pyport.LoopCore`` and take the
+    place of the stdlib's (docs/event-loop.md, "The native core"). A
+    subclass overriding ``time()`` is honoured; assigning ``loop.time`` on an
+    instance is not (the core reads the monotonic clock itself).
+    """
+
+    # The handle types differ from typeshed's (_pyport.Handle is not an
+    # asyncio.Handle subclass): the assignments below are ignored for that.
+    time = _Core.time
+    call_soon = _Core.call_soon  # type: ignore[assignment]
+    _call_soon = _Core._call_soon
+    call_soon_threadsafe = _Core.call_soon_threadsafe  # type: ignore[assignment]
+    create_task = _Core.create_task
+    get_debug = _Core.get_debug
+    call_later = _Core.call_later  # type: ignore[assignment]
+    call_at = _Core.call_at  # type: ignore[assignment]
+    _add_callback = _Core._add_callback
+    _timer_handle_cancelled = _Core._timer_handle_cancelled
+    _run_once = _Core._run_once
+    _process_events = _Core._process_events
+
+    def __init__(self, selector: selectors.BaseSelector | None = None) -> None:
+        super().__init__(selector)
+        self._core_init()
+
+    def _add_reader(self, fd: Any, callback: Callable[..., object], *args: Any) -> Any:
+        return self._add_io(fd, selectors.EVENT_READ, callback, args)
+
+    def _add_writer(self, fd: Any, callback: Callable[..., object], *args: Any) -> Any:
+        return self._add_io(fd, selectors.EVENT_WRITE, callback, args)
+
+    def _add_io(self, fd: Any, event: int, callback: Callable[..., object],
+                args: tuple[Any, ...]) -> Any:
+        """What the stdlib's ``_add_reader``/``_add_writer`` do (register
+        ``fd`` for ``event``, or add ``event`` to its registration and cancel
+        the handle it replaces), with a native handle: the core then runs
+        the transports' ready callbacks without a Python frame."""
+        self._check_closed()  # type: ignore[attr-defined]
+        handle = _pyport.Handle(callback, args, self, None)
+        selector = self._selector  # type: ignore[attr-defined]
+        try:
+            key = selector.get_key(fd)
+        except KeyError:
+            data = (handle, None) if event == selectors.EVENT_READ else (None, handle)
+            selector.register(fd, event, data)
+            return handle
+        reader, writer = key.data
+        if event == selectors.EVENT_READ:
+            selector.modify(fd, key.events | event, (handle, writer))
+            replaced = reader
+        else:
+            selector.modify(fd, key.events | event, (reader, handle))
+            replaced = writer
+        if replaced is not None:
+            replaced.cancel()
+        return handle
+
+
+def loop_class() -> type[ErlangSelectorEventLoop]:
+    """The loop class ``new_event_loop()`` makes: :class:`ErlangEventLoop`,
+    or :class:`ErlangSelectorEventLoop` when ``PYPORT_LOOP=selector``."""
+    choice = os.environ.get("PYPORT_LOOP", "native")
+    if choice == "selector":
+        return ErlangSelectorEventLoop
+    if choice != "native":
+        raise ValueError(f"PYPORT_LOOP must be 'native' or 'selector', not {choice!r}")
+    return ErlangEventLoop
+
+
+def run_debug(loop: Any, handle: Any, nested: bool) -> None:
+    """Run ``handle`` in debug mode, as ``BaseEventLoop._run_once`` does
+    (the native core calls this only when ``loop.get_debug()``): record it
+    as the current handle and warn when it runs for
+    ``slow_callback_duration`` or longer."""
+    try:
+        loop._current_handle = handle
+        t0 = loop.time()
+        if nested:
+            run_nested_handle(handle, loop)
+        else:
+            handle._run()
+        dt = loop.time() - t0
+        if dt >= loop.slow_callback_duration:
+            # base_events' own logger, looked up now: tests patch it there.
+            base_events.logger.warning(  # type: ignore[attr-defined]
+                "Executing %s took %.3f seconds",
+                base_events._format_handle(handle), dt)  # type: ignore[attr-defined]
+    finally:
+        loop._current_handle = None
+
+
 # -- nested iterations ----------------------------------------------------------
 
 
@@ -211,6 +322,12 @@ def run_nested_once(loop: asyncio.AbstractEventLoop, limit: float | None) -> Non
     lp: Any = loop
     if getattr(lp, "_forked", False):
         _exit_child()
+    if isinstance(lp, _Core):
+        lp._run_nested(limit)
+        hook = lp._iteration_hook
+        if hook is not None:
+            hook()
+        return
     scheduled = lp._scheduled
     while scheduled and scheduled[0]._cancelled:
         lp._timer_cancelled_count -= 1
@@ -242,10 +359,10 @@ def run_nested_once(loop: asyncio.AbstractEventLoop, limit: float | None) -> Non
         handle = ready.popleft()
         if not handle._cancelled:
             if owner is None:
-                _run_handle(handle, lp)
+                run_nested_handle(handle, lp)
                 continue
             try:
-                _run_handle(handle, lp)
+                run_nested_handle(handle, lp)
             except (SystemExit, KeyboardInterrupt) as exc:
                 # Not the waiting task's error: the handle's own.
                 owner.escaped(exc)
@@ -255,7 +372,7 @@ def run_nested_once(loop: asyncio.AbstractEventLoop, limit: float | None) -> Non
         hook()
 
 
-def _run_handle(handle: Any, loop: Any) -> None:
+def run_nested_handle(handle: Any, loop: Any) -> None:
     """Run a ready handle from a nested iteration.
 
     A handle whose context is entered further up the stack — a reader whose

@@ -216,11 +216,20 @@ find(#py_obj{loop = L, incarnation = I} = Obj, Found) when is_reference(I) ->
 find([H | T], Found) ->
     find(T, find(H, Found));
 find(Tuple, Found) when is_tuple(Tuple) ->
-    find(tuple_to_list(Tuple), Found);
+    %% Element by element: every task's arguments are searched, and a
+    %% list copy of each tuple would cost the tasks that hold no handle.
+    find_elements(Tuple, tuple_size(Tuple), Found);
+find(Map, Found) when is_map(Map), map_size(Map) =:= 0 ->
+    Found;
 find(Map, Found) when is_map(Map) ->
     maps:fold(fun(_, V, F) -> find(V, F) end, Found, Map);
 find(_, Found) ->
     Found.
+
+find_elements(_Tuple, 0, Found) ->
+    Found;
+find_elements(Tuple, I, Found) ->
+    find_elements(Tuple, I - 1, find(element(I, Tuple), Found)).
 
 owned(#py_obj{id = N} = Obj, Owner) ->
     case live(Obj) of

@@ -1,4 +1,4 @@
-//! `pyport-echo`: the benchmark floor. It speaks wire protocol v1 on fds
+//! `pyport-echo`: the benchmark floor. It speaks the wire protocol (`PROTOCOL_VERSION`) on fds
 //! 3/4 with the same framing code as `pyport`, but answers every task
 //! without Python: `{task, Id, M, F, [X], ...}` -> `{result, Id, {ok, X}}`
 //! (`{ok, Args}` for any other argument list). What `make bench` measures

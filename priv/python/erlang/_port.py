@@ -681,7 +681,8 @@ class PortServer:
             if opts.get(OPT_HANDLE_ARGS) is True:
                 try:
                     args = self.handles.resolve(args)
-                    kwargs = self.handles.resolve(kwargs)
+                    if kwargs:
+                        kwargs = self.handles.resolve(kwargs)
                 except StaleHandleError:
                     self._reply_error(id, STALE_HANDLE)
                     return

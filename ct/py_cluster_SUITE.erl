@@ -447,7 +447,15 @@ start_peers(Sizes) ->
 
 -spec await_members([node()]) -> ok.
 await_members(Nodes) ->
+    %% Every node's view, not only this one's: a case routes from peers too
+    %% (callers on C with tasks on B), and C may learn of B after we do.
+    Sorted = lists:sort(Nodes),
     pyport_ct:wait_until(
-      fun() -> lists:sort(Nodes) =:= py_cluster:nodes()
-                   andalso lists:sort(Nodes) =:= lists:sort(maps:keys(py_cluster:loads()))
-      end, 10000).
+      fun() -> lists:all(fun(N) -> member_view(N) =:= {Sorted, Sorted} end, Nodes) end,
+      10000).
+
+%% The members and the nodes with published loads, as Node sees them.
+-spec member_view(node()) -> {[node()], [node()]}.
+member_view(Node) ->
+    {erpc:call(Node, py_cluster, nodes, []),
+     lists:sort(maps:keys(erpc:call(Node, py_cluster, loads, [])))}.

@@ -86,7 +86,9 @@ impl Channel {
         let input = self.input.as_mut().ok_or(ChannelError::Closed)?;
         let mut total = 0;
         while !self.eof && total < READ_BUDGET {
-            match self.reader.fill_from(input, READ_CHUNK) {
+            // A large frame already started is read in one call.
+            let chunk = READ_CHUNK.max(self.reader.missing().min(READ_BUDGET));
+            match self.reader.fill_from(input, chunk) {
                 Ok(0) => {
                     self.eof = true;
                     // Tells the lifeline watcher that Python saw Erlang

@@ -116,6 +116,33 @@ pub fn register_level(
     unsafe { poller.add_with_mode(fd, interest, polling::PollMode::Level) }
 }
 
+/// The capacity asked of the channel's pipes: a 1 MiB payload then crosses
+/// in one write and one read instead of sixteen 64 KiB rounds of
+/// wake-ups. Bounded by `/proc/sys/fs/pipe-max-size` (what an
+/// unprivileged process may ask) and kept well under the per-user pipe
+/// budget (`pipe-user-pages-soft`, 64 MiB by default) so that many ports
+/// do not starve the user's other pipes.
+pub const CHANNEL_PIPE_SIZE: usize = 1 << 20;
+
+/// Raises the capacity of the pipe `fd` to `want`, or to the system
+/// maximum when that is lower. Returns the capacity the kernel granted;
+/// a descriptor that is not a pipe (a socketpair, a file in tests) is an
+/// error the caller may ignore: the channel works at any capacity.
+pub fn grow_pipe(fd: RawFd, want: usize) -> io::Result<usize> {
+    let max = std::fs::read_to_string("/proc/sys/fs/pipe-max-size")
+        .ok()
+        .and_then(|s| s.trim().parse::<usize>().ok())
+        .unwrap_or(want);
+    with_borrowed(fd, |b| {
+        let now = rustix::pipe::fcntl_getpipe_size(b)?;
+        let size = want.min(max);
+        if size <= now {
+            return Ok(now);
+        }
+        Ok(rustix::pipe::fcntl_setpipe_size(b, size)?)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -71,7 +71,7 @@ wanted(Name) ->
 
 only(Names, Fun) ->
     case lists:any(fun wanted/1, Names) of
-        true -> Fun();
+        true -> [F || F = #{name := N} <- Fun(), wanted(N)];
         false -> []
     end.
 

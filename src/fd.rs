@@ -116,13 +116,14 @@ pub fn register_level(
     unsafe { poller.add_with_mode(fd, interest, polling::PollMode::Level) }
 }
 
-/// The capacity asked of the channel's pipes: a 1 MiB payload then crosses
-/// in one write and one read instead of sixteen 64 KiB rounds of
-/// wake-ups. Bounded by `/proc/sys/fs/pipe-max-size` (what an
-/// unprivileged process may ask) and kept well under the per-user pipe
-/// budget (`pipe-user-pages-soft`, 64 MiB by default) so that many ports
-/// do not starve the user's other pipes.
-pub const CHANNEL_PIPE_SIZE: usize = 1 << 20;
+/// The capacity the channel's pipes are raised to once a message larger
+/// than the default 64 KiB pipe crosses them: a 1 MiB payload then goes
+/// in one write and one read instead of sixteen rounds of wake-ups.
+/// Only then: raised from the start, the pipes cost the many-small-tasks
+/// scenarios about 10% here (docs/performance.md). Bounded by
+/// `/proc/sys/fs/pipe-max-size`, and well under the per-user pipe budget
+/// (`pipe-user-pages-soft`, 64 MiB by default).
+pub const LARGE_PIPE_SIZE: usize = 1 << 20;
 
 /// Raises the capacity of the pipe `fd` to `want`, or to the system
 /// maximum when that is lower. Returns the capacity the kernel granted;

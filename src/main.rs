@@ -32,12 +32,6 @@ fn main() {
                     std::process::exit(2);
                 }
             };
-            // Large payloads: fewer, larger pipe rounds (docs/performance.md).
-            for fd in [fd_in, fd_out] {
-                if let Err(e) = pyport::fd::grow_pipe(fd, pyport::fd::CHANNEL_PIPE_SIZE) {
-                    log::debug!("pipe size of fd {fd} unchanged: {e}");
-                }
-            }
             pyport::lifeline::arm();
             pyport::lifeline::watch(fd_in, HANGUP_GRACE);
             let mut opts: Vec<String> = rest[1..]

@@ -150,6 +150,33 @@ mod tests {
     use rustix::fd::AsRawFd;
 
     #[test]
+    fn a_pipe_grows_to_what_is_asked_within_the_system_maximum() {
+        let (read_end, write_end) = rustix::pipe::pipe().unwrap();
+        let before = rustix::pipe::fcntl_getpipe_size(&read_end).unwrap();
+        let max: usize = std::fs::read_to_string("/proc/sys/fs/pipe-max-size")
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        let granted = grow_pipe(write_end.as_raw_fd(), LARGE_PIPE_SIZE).unwrap();
+        assert!(granted >= LARGE_PIPE_SIZE.min(max).max(before), "{granted}");
+        // One pipe: the size set through one end is the other's too.
+        assert_eq!(
+            rustix::pipe::fcntl_getpipe_size(&read_end).unwrap(),
+            granted
+        );
+        // Never shrunk by a smaller request.
+        assert_eq!(grow_pipe(read_end.as_raw_fd(), 4096).unwrap(), granted);
+    }
+
+    #[test]
+    fn growing_what_is_not_a_pipe_is_an_error() {
+        let file = std::fs::File::open("/dev/null").unwrap();
+        assert!(grow_pipe(file.as_raw_fd(), LARGE_PIPE_SIZE).is_err());
+        assert!(grow_pipe(-1, LARGE_PIPE_SIZE).is_err());
+    }
+
+    #[test]
     fn a_duplicate_is_a_new_close_on_exec_descriptor() {
         let (read_end, _write_end) = rustix::pipe::pipe().unwrap();
         let dup = dup_cloexec(read_end.as_raw_fd()).unwrap();

@@ -29,3 +29,12 @@ for bin in pyport pyport-echo; do
     mv -f "priv/.$bin.tmp" "priv/$bin"
   fi
 done
+# The port's own Python modules, compiled ahead: a port started where
+# bytecode is not written (PYTHONDONTWRITEBYTECODE, a read-only priv/)
+# would otherwise compile them from source at every start, ~20 ms and
+# ~2 MB of RSS (docs/performance.md). The interpreter the port embeds
+# does it, so the cache tag matches; a failure costs only that time.
+if [ -x priv/pyport ]; then
+  priv/pyport run -m compileall -q priv/python >&2 || \
+    echo "pyport: could not precompile priv/python (the port compiles at start instead)" >&2
+fi

@@ -41,15 +41,48 @@ run(Args) ->
     ok = application:set_env(pyport, python_path, [filename:join(Root, "bench/python")]),
     io:format("~n== pyport bench (~s, ~p runs, ~p schedulers, ~p CPUs) ==~n",
               [Label, Runs, erlang:system_info(schedulers), erlang:system_info(logical_processors_available)]),
-    Echo = filename:join(Root, "priv/pyport-echo"),
-    Py = filename:join(Root, "priv/pyport"),
-    Throughput = [throughput_figures(Runs, T, Exe) || {T, Exe} <- [{floor, Echo}, {pyport, Py}]],
-    Figures = merge(Throughput) ++ cpu_figures(Runs, Py) ++ idle_figures(Runs, Echo, Py)
+    %% BENCH_TARGET: the checkout whose port programs are measured (make
+    %% bench-ab points it at the base build); bench/python stays this one's.
+    Target = filename:absname(os:getenv("BENCH_TARGET", Root)),
+    Echo = filename:join(Target, "priv/pyport-echo"),
+    Py = filename:join(Target, "priv/pyport"),
+    Floor = [{floor, Echo} || os:getenv("BENCH_FLOOR", "1") =/= "0"],
+    Throughput = [throughput_figures(Runs, T, Exe) || {T, Exe} <- Floor ++ [{pyport, Py}]],
+    Figures = merge(Throughput)
+        ++ only(cpu_names(), fun() -> cpu_figures(Runs, Py) end)
+        ++ only(idle_names(), fun() -> idle_figures(Runs, Echo, Py) end)
         %% Scenario 10: the cluster pool over peer nodes (bench/py_cluster_bench.erl).
-        ++ py_cluster_bench:figures(Runs, Py),
+        ++ only([<<"10. cluster">>], fun() -> py_cluster_bench:figures(Runs, Py) end),
     print(Figures),
-    write_json(Root, Label, Runs, Figures),
+    case os:getenv("BENCH_TERMS") of
+        false -> write_json(Root, Label, Runs, Figures);
+        File -> write_terms(File, Figures)
+    end,
     ok.
+
+%% BENCH_ONLY=a,b: only the scenarios whose name contains one of the
+%% comma-separated strings (make bench-ab BENCH_ONLY=...).
+wanted(Name) ->
+    case os:getenv("BENCH_ONLY", "") of
+        "" -> true;
+        Only -> lists:any(fun(S) -> binary:match(Name, list_to_binary(S)) =/= nomatch end,
+                          string:lexemes(Only, ","))
+    end.
+
+only(Names, Fun) ->
+    case lists:any(fun wanted/1, Names) of
+        true -> [F || F = #{name := N} <- Fun(), wanted(N)];
+        false -> []
+    end.
+
+cpu_names() -> [<<"8. CPU-bound x2: speed-up of 2 loops over 1">>].
+
+idle_names() -> [<<"9. start to ready">>, <<"9. idle port RSS">>,
+                 <<"9. idle pool CPU over 10 s (2 loops)">>].
+
+%% One file per run for bench/pyport_bench_ab.erl: the figures as terms.
+write_terms(File, Figures) ->
+    ok = file:write_file(File, [io_lib:format("~p.~n", [F]) || F <- Figures]).
 
 %% Scenarios 1-7, 9 (handles), 11 (actors) and 12 (streams), measured on one target.
 throughput_figures(Runs, Target, Exe) ->
@@ -102,7 +135,7 @@ throughput_figures(Runs, Target, Exe) ->
         try
             [#{name => Name, unit => Unit, higher_is_better => true,
                Target => [measure(Fun) || _ <- lists:seq(1, Runs)]}
-             || {Name, Unit, Fun} <- Scenarios]
+             || {Name, Unit, Fun} <- Scenarios, wanted(Name)]
         after
             unlink(NamedPool),
             MRef = erlang:monitor(process, NamedPool),
@@ -178,7 +211,8 @@ idle_figures(Runs, Echo, Py) ->
             Pids = [maps:get(os_pid, L) || L <- maps:get(loops, py_event_loop_pool:get_stats())],
             Rss = lists:sum([rss_mb(P) || P <- Pids]) / length(Pids),
             Cpu0 = lists:sum([cpu_ms(P) || P <- Pids]),
-            timer:sleep(10000),
+            %% (BENCH_ONLY without the idle CPU row skips its 10 s wait.)
+            timer:sleep(case wanted(lists:last(idle_names())) of true -> 10000; false -> 0 end),
             Cpu1 = lists:sum([cpu_ms(P) || P <- Pids]),
             {Rss, Cpu1 - Cpu0}
         end)
@@ -329,6 +363,8 @@ cpu_ms(OsPid) ->
     Ticks * 1000 / 100.
 
 %% One figure per scenario with both targets' samples.
+merge([Py]) ->
+    Py;
 merge([Floor, Py]) ->
     [maps:merge(P, maps:with([floor], F)) || {F, P} <- lists:zip(pad(Floor, Py), Py)].
 

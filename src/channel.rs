@@ -28,6 +28,8 @@ pub struct Channel {
     reader: FrameReader,
     writer: FrameWriter,
     eof: bool,
+    /// Whether the pipes were raised for large messages (`grow_pipes`).
+    grown: bool,
 }
 
 /// Duplicates `fd` (close-on-exec) and makes it non-blocking; the channel
@@ -42,6 +44,22 @@ fn adopt(number: RawFd) -> Result<File, ChannelError> {
     let owned = fd::dup_cloexec_from(number, number)?;
     fd::set_nonblocking(&owned)?;
     Ok(File::from(owned))
+}
+
+/// Raises both pipes' capacity, once per channel (`grown`), when the
+/// first message larger than a default pipe crosses it
+/// (`fd::LARGE_PIPE_SIZE`). A descriptor that is not a pipe (a socketpair
+/// in tests) keeps its size: the channel works at any capacity.
+fn grow_pipes(grown: &mut bool, fds: [RawFd; 2]) {
+    if *grown {
+        return;
+    }
+    *grown = true;
+    for fd in fds {
+        if let Err(e) = fd::grow_pipe(fd, fd::LARGE_PIPE_SIZE) {
+            log::debug!("pipe size of fd {fd} unchanged: {e}");
+        }
+    }
 }
 
 #[pymethods]
@@ -64,6 +82,7 @@ impl Channel {
             reader: FrameReader::new(max_packet),
             writer: max_output.map_or_else(FrameWriter::new, FrameWriter::with_max),
             eof: false,
+            grown: false,
         })
     }
 
@@ -86,7 +105,13 @@ impl Channel {
         let input = self.input.as_mut().ok_or(ChannelError::Closed)?;
         let mut total = 0;
         while !self.eof && total < READ_BUDGET {
-            match self.reader.fill_from(input, READ_CHUNK) {
+            // A large frame already started is read in one call.
+            let missing = self.reader.missing();
+            if missing > READ_CHUNK {
+                grow_pipes(&mut self.grown, [self.fd_in, self.fd_out]);
+            }
+            let chunk = READ_CHUNK.max(missing.min(READ_BUDGET));
+            match self.reader.fill_from(input, chunk) {
                 Ok(0) => {
                     self.eof = true;
                     // Tells the lifeline watcher that Python saw Erlang
@@ -144,6 +169,9 @@ impl Channel {
     /// Writes what the pipe takes now; returns the bytes still queued.
     /// Raises BrokenPipeError once Erlang has closed its end.
     fn flush(&mut self) -> Result<usize, ChannelError> {
+        if self.writer.pending() > READ_CHUNK {
+            grow_pipes(&mut self.grown, [self.fd_in, self.fd_out]);
+        }
         let output = self.output.as_mut().ok_or(ChannelError::Closed)?;
         Ok(self.writer.write_to(output)?)
     }

@@ -116,10 +116,65 @@ pub fn register_level(
     unsafe { poller.add_with_mode(fd, interest, polling::PollMode::Level) }
 }
 
+/// The capacity the channel's pipes are raised to once a message larger
+/// than the default 64 KiB pipe crosses them: a 1 MiB payload then goes
+/// in one write and one read instead of sixteen rounds of wake-ups.
+/// Only then: raised from the start, the pipes cost the many-small-tasks
+/// scenarios about 10% here (docs/performance.md). Bounded by
+/// `/proc/sys/fs/pipe-max-size`, and well under the per-user pipe budget
+/// (`pipe-user-pages-soft`, 64 MiB by default).
+pub const LARGE_PIPE_SIZE: usize = 1 << 20;
+
+/// Raises the capacity of the pipe `fd` to `want`, or to the system
+/// maximum when that is lower. Returns the capacity the kernel granted;
+/// a descriptor that is not a pipe (a socketpair, a file in tests) is an
+/// error the caller may ignore: the channel works at any capacity.
+pub fn grow_pipe(fd: RawFd, want: usize) -> io::Result<usize> {
+    let max = std::fs::read_to_string("/proc/sys/fs/pipe-max-size")
+        .ok()
+        .and_then(|s| s.trim().parse::<usize>().ok())
+        .unwrap_or(want);
+    with_borrowed(fd, |b| {
+        let now = rustix::pipe::fcntl_getpipe_size(b)?;
+        let size = want.min(max);
+        if size <= now {
+            return Ok(now);
+        }
+        Ok(rustix::pipe::fcntl_setpipe_size(b, size)?)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use rustix::fd::AsRawFd;
+
+    #[test]
+    fn a_pipe_grows_to_what_is_asked_within_the_system_maximum() {
+        let (read_end, write_end) = rustix::pipe::pipe().unwrap();
+        let before = rustix::pipe::fcntl_getpipe_size(&read_end).unwrap();
+        let max: usize = std::fs::read_to_string("/proc/sys/fs/pipe-max-size")
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        let granted = grow_pipe(write_end.as_raw_fd(), LARGE_PIPE_SIZE).unwrap();
+        assert!(granted >= LARGE_PIPE_SIZE.min(max).max(before), "{granted}");
+        // One pipe: the size set through one end is the other's too.
+        assert_eq!(
+            rustix::pipe::fcntl_getpipe_size(&read_end).unwrap(),
+            granted
+        );
+        // Never shrunk by a smaller request.
+        assert_eq!(grow_pipe(read_end.as_raw_fd(), 4096).unwrap(), granted);
+    }
+
+    #[test]
+    fn growing_what_is_not_a_pipe_is_an_error() {
+        let file = std::fs::File::open("/dev/null").unwrap();
+        assert!(grow_pipe(file.as_raw_fd(), LARGE_PIPE_SIZE).is_err());
+        assert!(grow_pipe(-1, LARGE_PIPE_SIZE).is_err());
+    }
 
     #[test]
     fn a_duplicate_is_a_new_close_on_exec_descriptor() {

@@ -14,8 +14,11 @@ pub const HEADER: usize = 4;
 
 /// A buffer that grew past this for one large message is shrunk back once
 /// that message is done, so one 300 MB result does not keep 300 MB of
-/// resident memory for the life of the port.
-pub const SHRINK_ABOVE: usize = 1 << 20;
+/// resident memory for the life of the port. Above 1 MiB and a little:
+/// a stream of 1 MiB payloads (a frame plus its header plus a read's
+/// slack) would otherwise free, fault in and zero its buffer per message
+/// (docs/performance.md).
+pub const SHRINK_ABOVE: usize = 4 << 20;
 /// The capacity a buffer is shrunk back to: enough for the usual traffic
 /// without reallocating.
 pub const KEEP: usize = 64 * 1024;
@@ -86,6 +89,17 @@ impl FrameReader {
     /// Bytes buffered but not yet handed out.
     pub fn buffered(&self) -> usize {
         self.end - self.start
+    }
+
+    /// Bytes still to come for the frame being read (0 when none is
+    /// started or its header is incomplete), capped by the packet limit:
+    /// the caller may read that much in one call.
+    pub fn missing(&self) -> usize {
+        if self.skip > 0 || self.buffered() < HEADER {
+            return 0;
+        }
+        let size = BigEndian::read_u32(&self.buf[self.start..self.start + HEADER]) as usize;
+        (HEADER + size.min(self.max)).saturating_sub(self.buffered())
     }
 
     /// The next complete frame, if the buffer holds one.
@@ -341,7 +355,7 @@ mod tests {
     #[test]
     fn the_reader_gives_back_memory_after_a_large_frame() {
         let mut r = FrameReader::new(64 << 20);
-        let big = frame(&vec![7; 3 << 20]);
+        let big = frame(&vec![7; 6 << 20]);
         let mut src: &[u8] = &big;
         while r.fill_from(&mut src, 1 << 20).unwrap() > 0 {}
         assert_eq!(collect(&mut r).len(), 1);
@@ -350,6 +364,22 @@ mod tests {
         assert!(r.capacity() <= KEEP, "{}", r.capacity());
         r.extend(&frame(b"after"));
         assert_eq!(collect(&mut r), vec![Ok(b"after".to_vec())]);
+    }
+
+    #[test]
+    fn missing_counts_the_rest_of_a_started_frame() {
+        let mut r = FrameReader::new(64 << 20);
+        assert_eq!(r.missing(), 0);
+        let big = frame(&vec![7; 1000]);
+        r.extend(&big[..2]);
+        assert_eq!(r.missing(), 0, "header incomplete");
+        r.extend(&big[2..100]);
+        assert_eq!(r.missing(), big.len() - 100);
+        r.extend(&big[100..]);
+        assert_eq!(r.missing(), 0);
+        let mut small = FrameReader::new(10);
+        small.extend(&frame(&[1; 50])[..8]);
+        assert_eq!(small.missing(), HEADER + 10 - 8, "capped by the limit");
     }
 
     #[test]
@@ -384,14 +414,14 @@ mod tests {
     fn the_writer_gives_back_memory_once_a_large_frame_is_written() {
         let mut w = FrameWriter::new();
         let f = w.begin();
-        w.buffer().extend_from_slice(&vec![1; 3 << 20]);
+        w.buffer().extend_from_slice(&vec![1; 6 << 20]);
         w.finish(f).unwrap();
         let mut sink = Vec::new();
         assert_eq!(w.write_to(&mut sink).unwrap(), 0);
-        assert_eq!(sink.len(), HEADER + (3 << 20));
+        assert_eq!(sink.len(), HEADER + (6 << 20));
         assert!(w.capacity() <= KEEP, "{}", w.capacity());
         let f = w.begin();
-        w.buffer().extend_from_slice(&vec![1; 3 << 20]);
+        w.buffer().extend_from_slice(&vec![1; 6 << 20]);
         w.abort(f);
         assert!(w.capacity() <= KEEP, "{}", w.capacity());
     }

@@ -118,8 +118,7 @@ run(Module, Func, Args) ->
 -spec run(py_event_loop:py_name(), py_event_loop:py_name(), list(),
           py_event_loop:run_opts()) -> py_event_loop:result().
 run(Module, Func, Args, Opts) ->
-    Kwargs = case Opts of #{kwargs := K} -> K; _ -> #{} end,
-    py_event_loop:run(task_loop(Args, Kwargs), Module, Func, Args, Opts).
+    py_event_loop:run_on(my_route(), Module, Func, Args, Opts).
 
 -spec create_task(py_event_loop:py_name(), py_event_loop:py_name(), list())
     -> reference().
@@ -135,7 +134,7 @@ create_task(Module, Func, Args, Kwargs) ->
 -spec create_task(py_event_loop:py_name(), py_event_loop:py_name(), list(),
                   py_event_loop:kwargs(), py_event_loop:task_opts()) -> reference().
 create_task(Module, Func, Args, Kwargs, Opts) ->
-    py_event_loop:create_task(task_loop(Args, Kwargs), Module, Func, Args, Kwargs, Opts).
+    py_event_loop:create_task_on(my_route(), Module, Func, Args, Kwargs, Opts).
 
 %% A reference knows its loop, so await is the same for the pool and for
 %% a single loop.
@@ -156,7 +155,7 @@ spawn_task(Module, Func, Args) ->
                  py_event_loop:kwargs())
     -> ok | {error, py_event_loop:reason()}.
 spawn_task(Module, Func, Args, Kwargs) ->
-    py_event_loop:spawn_task(task_loop(Args, Kwargs), Module, Func, Args, Kwargs).
+    py_event_loop:spawn_task_on(my_route(), Module, Func, Args, Kwargs).
 
 %% py_event_loop:exec/eval on the caller's loop. Note that what exec
 %% defines lives on that loop only (other processes may use other loops).
@@ -446,13 +445,11 @@ num_loops() ->
         error:badarg -> undefined
     end.
 
-%% The loop of the object handles among a task's arguments (py_handle),
-%% otherwise the caller's.
-task_loop(Args, Kwargs) ->
-    case py_handle:loop_of(Args, Kwargs) of
-        none -> my_loop();
-        Index -> {pyport_loop, Index}
-    end.
+%% A task runs on the loop of the object handles among its arguments
+%% (py_handle:task_opts/4), otherwise on the caller's.
+my_route() ->
+    {pyport_loop, Index} = my_loop(),
+    {default, Index}.
 
 my_loop() ->
     case num_loops() of

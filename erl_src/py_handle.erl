@@ -19,7 +19,6 @@
 
 %% API, for py_event_loop, py_event_loop_pool and py_obj.
 -export([task_opts/4]).
--export([loop_of/2]).
 -export([live/1]).
 -export([release/2]).
 -export([transfer/3]).
@@ -35,52 +34,44 @@
                     by_owner := ets:tid(),
                     max := non_neg_integer()}.
 -type handle() :: #py_obj{}.
+%% Where a task may run (task_opts/4).
+-type where() :: {fixed | default, py_event_task:loop_index()}.
 -type error() :: stale_handle | not_owner
                | {foreign_handle, {loop, py_event_task:loop_index()} | {node, node()}}
                | mixed_loops.
--export_type([tables/0, handle/0, error/0]).
+-export_type([tables/0, handle/0, error/0, where/0]).
 
 %% The atom Python puts where a reply carries handle N: {'$pyport_handle', N}.
 -define(MARKER, '$pyport_handle').
 
 %% API.
 
-%% The task options a task on loop Index needs for its handles: the
-%% `result` option (handle | auto), and `handle_args => true` when its
-%% arguments hold handles, all of which must be live handles of that loop.
--spec task_opts(py_event_task:loop_index(), list(), map(), map())
-    -> {ok, map()} | {error, error()}.
-task_opts(Index, Args, Kwargs, Opts) ->
-    Extra = case Opts of
-                #{result := Mode} when Mode =:= handle; Mode =:= auto -> #{result => Mode};
-                #{result := term} -> #{};
-                #{result := Other} -> error({badarg, {result, Other}});
-                _ -> #{}
-            end,
+%% Where a task runs, and the task options its handles need: the `result`
+%% option (handle | auto), and `handle_args => true` when its arguments
+%% hold handles, all of which must be live handles of one loop. Where is
+%% `{fixed, Index}`, the loop the caller named, which the handles must be
+%% of; or `{default, Index}` (the pool): the handles' loop, or else Index.
+%% One search of the arguments routes and checks (every task's arguments
+%% are searched).
+-spec task_opts(where(), list(), map(), map())
+    -> {ok, py_event_task:loop_index(), map()} | {error, error()}.
+task_opts(Where, Args, Kwargs, Opts) ->
+    Extra = result_opts(Opts),
     case find([Args, Kwargs]) of
         none ->
-            {ok, Extra};
+            {_, Index} = Where,
+            {ok, Index, Extra};
         {found, #py_obj{incarnation = Inc}} when node(Inc) =/= node() ->
             {error, {foreign_handle, {node, node(Inc)}}};
-        {found, #py_obj{loop = L}} when L =/= Index ->
+        {found, #py_obj{loop = L}} when element(1, Where) =:= fixed, Where =/= {fixed, L} ->
             {error, {foreign_handle, {loop, L}}};
-        {found, Obj} ->
+        {found, #py_obj{loop = L} = Obj} ->
             case live(Obj) of
-                {ok, _} -> {ok, Extra#{handle_args => true}};
+                {ok, _} -> {ok, L, Extra#{handle_args => true}};
                 {error, _} = Error -> Error
             end;
         mixed ->
             {error, mixed_loops}
-    end.
-
-%% The loop of the handles among a task's arguments, if any (the pool
-%% routes such a task there); none when they name several loops, which
-%% task_opts/4 then refuses.
--spec loop_of(term(), term()) -> py_event_task:loop_index() | none.
-loop_of(Args, Kwargs) ->
-    case find([Args, Kwargs]) of
-        {found, #py_obj{loop = L}} -> L;
-        _ -> none
     end.
 
 %% The loop of a handle whose port is still the one that made it.
@@ -197,6 +188,12 @@ count(undefined) ->
     0.
 
 %% Internal.
+
+%% The `result` option as the port takes it (term is the default).
+result_opts(#{result := Mode}) when Mode =:= handle; Mode =:= auto -> #{result => Mode};
+result_opts(#{result := term}) -> #{};
+result_opts(#{result := Other}) -> error({badarg, {result, Other}});
+result_opts(_) -> #{}.
 
 %% The first handle in Term, or mixed when handles of several ports are
 %% there. Binaries and other leaves are not looked into.

@@ -20,7 +20,7 @@ all() ->
      supervisor_restarts_after_port_kill9, ten_thousand_actors_one_loop,
      actors_on_both_loops, registered_name, bad_options,
      unconvertible_message_is_dropped, erlang_call_from_an_actor,
-     forged_actor_packets_are_contained].
+     forged_actor_packets_are_contained, call_without_handle_call].
 
 -spec init_per_suite(ct_suite:ct_config()) -> ct_suite:ct_config().
 init_per_suite(Config) ->
@@ -172,6 +172,20 @@ actor_raises(_) ->
             ?assertMatch({python, <<"ValueError">>, <<"boom">>, _}, Reason),
             {python, _, _, Tb} = Reason,
             ?assertNotEqual(nomatch, binary:match(Tb, <<"raises">>))
+    after 5000 -> ct:fail(no_exit)
+    end.
+
+-spec call_without_handle_call() -> [{doc, string()}].
+call_without_handle_call() -> [{doc, "A GenServer that does not define handle_call refuses a call with NotImplementedError: the actor exits with it and so does the caller's gen_server:call."}].
+-spec call_without_handle_call(ct_suite:ct_config()) -> term().
+call_without_handle_call(_) ->
+    process_flag(trap_exit, true),
+    {ok, Pid} = py_actor:start_link(?A, 'CastsOnly', [], #{}),
+    ok = gen_server:cast(Pid, ignored),
+    ?assertMatch({{python, <<"NotImplementedError">>, <<"CastsOnly does not handle calls", _/binary>>, _}, _},
+                 catch_exit(fun() -> gen_server:call(Pid, hello, 5000) end)),
+    receive {'EXIT', Pid, Reason} ->
+            ?assertMatch({python, <<"NotImplementedError">>, _, _}, Reason)
     after 5000 -> ct:fail(no_exit)
     end.
 

@@ -164,6 +164,14 @@ class FailingInit(erlang.GenServer):
         raise KeyError("no config")
 
 
+class CastsOnly(erlang.GenServer):
+    """Overrides nothing but handle_cast: a call gets the base class's
+    refusal."""
+
+    async def handle_cast(self, request: Any) -> None:
+        pass
+
+
 def not_a_coroutine() -> int:
     return 1
 

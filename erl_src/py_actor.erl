@@ -74,8 +74,6 @@
 -define(DEFAULT_WINDOW, 128).
 -define(MAX_WINDOW, 65536).
 -define(START_TIMEOUT, 5000).
-%% The longest `receive ... after` the runtime accepts.
--define(MAX_AFTER, 4294967295).
 %% How many mailbox messages go to the port in one write.
 -define(BATCH, 64).
 %% How soon packets a busy port refused are tried again.
@@ -124,7 +122,7 @@ child_spec(Spec) ->
 init(Parent, Module, Func, Args, Kwargs, #{window := Window, timeout := Timeout} = Opts) ->
     case register_name(maps:get(name, Opts, undefined)) of
         ok ->
-            Deadline = deadline(Timeout),
+            Deadline = py_event_task:deadline(Timeout),
             Request = {actor, Module, Func, Args, Kwargs, #{window => Window}},
             case py_event_task:submit_actor(loop(Opts), Request, Deadline) of
                 {ok, Ref, Loop} -> await_started(Parent, Ref, Loop, Window, Deadline);
@@ -233,7 +231,7 @@ await_started(Parent, Ref, #py_loop{port = Port, max_packet = Max}, Window, Dead
             fail(Reason);
         {'DOWN', Ref, process, _, Reason} ->
             fail({worker_down, Reason})
-    after after_ms(Deadline) ->
+    after py_event_task:after_ms(Deadline) ->
         %% Exiting makes the worker cancel the actor.
         fail(timeout)
     end.
@@ -354,10 +352,3 @@ exit_reason({ok, _}) -> normal;
 exit_reason({error, {python, _, _, _} = Python}) -> Python;
 exit_reason({error, {python_exit, _} = Exit}) -> Exit;
 exit_reason({error, Reason}) -> Reason.
-
-deadline(infinity) -> infinity;
-deadline(Ms) -> erlang:monotonic_time(millisecond) + Ms.
-
-after_ms(infinity) -> infinity;
-after_ms(Deadline) ->
-    min(?MAX_AFTER, max(0, Deadline - erlang:monotonic_time(millisecond))).

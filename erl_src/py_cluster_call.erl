@@ -15,8 +15,6 @@
 -export([spawn_task/3]).
 
 -define(RESULT, py_cluster_result).
-%% The longest `receive ... after` the runtime accepts.
--define(MAX_AFTER, 4294967295).
 %% How long a remote spawn_task may take to be accepted (as the pool's
 %% create/spawn submissions).
 -define(SUBMIT_MS, 5000).
@@ -75,8 +73,8 @@ wait(Node, ReqId, Pid, Deadline) ->
             Result;
         {'DOWN', ReqId, process, _, Reason} ->
             {error, down(Node, Reason)}
-    after after_ms(Deadline) ->
-        case after_ms(Deadline) of
+    after py_event_task:after_ms(Deadline) ->
+        case py_event_task:after_ms(Deadline) of
             %% Only a chunk of a longer wait has passed.
             Left when Left =/= 0 -> wait(Node, ReqId, Pid, Deadline);
             0 -> timed_out(ReqId, Pid)
@@ -112,7 +110,3 @@ stop_proxy(ReqId, undefined) ->
     end;
 stop_proxy(_, Pid) ->
     exit(Pid, kill).
-
-after_ms(infinity) -> infinity;
-after_ms(Deadline) ->
-    min(?MAX_AFTER, max(0, Deadline - erlang:monotonic_time(millisecond))).

@@ -63,6 +63,19 @@ def level_name(levelno: int) -> str:
     return "debug"
 
 
+def send_from_any_thread(server: ServerLink, term: Any) -> None:
+    """Queue ``term`` for Erlang from any thread: the channel is only used
+    from the loop thread, so other threads hand it over with
+    ``call_soon_threadsafe``. Nothing is sent once the loop is closed."""
+    try:
+        if server.on_loop_thread():
+            server.send(term)
+        elif not server.loop.is_closed():
+            server.loop.call_soon_threadsafe(server.send, term)
+    except RuntimeError:
+        pass  # the loop closed while we were at it
+
+
 class ChannelLogHandler(logging.Handler):
     """Sends Python logging records to Erlang as ``{log, Level, Logger, Msg}``.
 
@@ -78,14 +91,8 @@ class ChannelLogHandler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         try:
             message = self.format(record)
-            term = log(level_name(record.levelno), record.name, message)
-            server = self.server
-            if server.on_loop_thread():
-                server.send(term)
-            elif not server.loop.is_closed():
-                server.loop.call_soon_threadsafe(server.send, term)
-        except RuntimeError:
-            pass  # the loop closed while we were at it
+            send_from_any_thread(self.server, log(level_name(record.levelno), record.name,
+                                                  message))
         except Exception:
             self.handleError(record)
 

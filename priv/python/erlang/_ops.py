@@ -25,7 +25,7 @@ import threading
 from typing import Any
 
 from ._link import ServerLink
-from ._logging import python_level
+from ._logging import python_level, send_from_any_thread
 from ._native import _pyport
 from ._wire import output
 
@@ -129,12 +129,5 @@ class ChannelStream(io.TextIOBase):
             self._send(rest)
 
     def _send(self, line: str) -> None:
-        term = output(self._fd, line.encode(self._encoding, "backslashreplace"))
-        server = self._server
-        try:
-            if server.on_loop_thread():
-                server.send(term)
-            elif not server.loop.is_closed():
-                server.loop.call_soon_threadsafe(server.send, term)
-        except RuntimeError:
-            pass  # the loop closed meanwhile
+        send_from_any_thread(self._server,
+                             output(self._fd, line.encode(self._encoding, "backslashreplace")))

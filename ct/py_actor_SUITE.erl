@@ -20,7 +20,9 @@ all() ->
      supervisor_restarts_after_port_kill9, ten_thousand_actors_one_loop,
      actors_on_both_loops, registered_name, bad_options,
      unconvertible_message_is_dropped, erlang_call_from_an_actor,
-     forged_actor_packets_are_contained, call_without_handle_call].
+     forged_actor_packets_are_contained, call_without_handle_call,
+     spinning_handler_is_interrupted, spinning_actor_default_step_timeout,
+     bad_step_timeout].
 
 -spec init_per_suite(ct_suite:ct_config()) -> ct_suite:ct_config().
 init_per_suite(Config) ->
@@ -374,6 +376,52 @@ forged_actor_packets_are_contained(_) ->
     ok = pyport_ct:release_logs(),
     %% The forged reply reached nobody.
     ?assertEqual([], pyport_ct:mailbox()),
+    stop_actor(Pid).
+
+-spec spinning_handler_is_interrupted() -> [{doc, string()}].
+spinning_handler_is_interrupted() -> [{doc, "A GenServer handler that spins past the actor's step_timeout is interrupted by the watchdog: the actor and the caller's call exit timeout, the port is not killed and a bystander task on the same loop gets its result."}].
+-spec spinning_handler_is_interrupted(ct_suite:ct_config()) -> term().
+spinning_handler_is_interrupted(_) ->
+    process_flag(trap_exit, true),
+    #{os_pid := OsPid} = pyport_ct:loop_stats(1),
+    {ok, Pid} = py_actor:start_link(?A, 'Spinner', [], #{loop => 1, step_timeout => 300}),
+    ?assertEqual(echo, gen_server:call(Pid, echo, 5000)),
+    Bystander = py_event_loop:create_task({pyport_loop, 1}, asyncio, sleep,
+                                          [4, <<"bystander">>], #{}),
+    ?assertMatch({timeout, _}, catch_exit(fun() -> gen_server:call(Pid, spin, 10000) end)),
+    receive {'EXIT', Pid, Reason} -> ?assertEqual(timeout, Reason)
+    after 10000 -> ct:fail(no_exit)
+    end,
+    ?assertEqual({ok, <<"bystander">>}, py_event_loop:await(Bystander, 10000)),
+    ?assertMatch(#{os_pid := OsPid, restarts := 0}, pyport_ct:loop_stats(1)).
+
+-spec spinning_actor_default_step_timeout() -> [{doc, string()}].
+spinning_actor_default_step_timeout() -> [{doc, "Without options, a bare actor whose step spins is interrupted at the default step_timeout (5 s) rather than holding its loop for ever: it exits timeout and a bystander task (no deadline of its own) gets its result."}].
+-spec spinning_actor_default_step_timeout(ct_suite:ct_config()) -> term().
+spinning_actor_default_step_timeout(_) ->
+    process_flag(trap_exit, true),
+    #{os_pid := OsPid} = pyport_ct:loop_stats(1),
+    {ok, Pid} = py_actor:start_link(?A, spins_on, [self()], #{loop => 1}),
+    Bystander = py_event_loop:create_task({pyport_loop, 1}, asyncio, sleep,
+                                          [0.1, <<"bystander">>], #{}),
+    Pid ! go,
+    receive <<"spinning">> -> ok after 5000 -> ct:fail(not_spinning) end,
+    receive {'EXIT', Pid, Reason} -> ?assertEqual(timeout, Reason)
+    after 20000 -> ct:fail(no_exit)
+    end,
+    ?assertEqual({ok, <<"bystander">>}, py_event_loop:await(Bystander, 10000)),
+    ?assertMatch(#{os_pid := OsPid, restarts := 0}, pyport_ct:loop_stats(1)).
+
+-spec bad_step_timeout() -> [{doc, string()}].
+bad_step_timeout() -> [{doc, "A step_timeout that is neither a non-negative integer nor infinity is badarg at the caller; infinity starts the actor."}].
+-spec bad_step_timeout(ct_suite:ct_config()) -> term().
+bad_step_timeout(_) ->
+    ?assertError({badarg, {option, step_timeout, -1}},
+                 py_actor:start(?A, echo, [], #{step_timeout => -1})),
+    ?assertError({badarg, {option, step_timeout, soon}},
+                 py_actor:start(?A, echo, [], #{step_timeout => soon})),
+    {ok, Pid} = py_actor:start(?A, 'Counter', [1], #{step_timeout => infinity}),
+    ?assertEqual(1, gen_server:call(Pid, get, 5000)),
     stop_actor(Pid).
 
 %% Helpers.

@@ -14,7 +14,8 @@ all() ->
     [exec_defines_eval_reads, exec_function_is_a_task_target, eval_errors,
      exec_errors, source_as_string_and_unicode, eval_unconvertible_result,
      loop_handles, pool_exec_eval, exec_calls_back_into_erlang,
-     eval_timeout_while_blocked_in_call, bad_arguments].
+     eval_timeout_while_blocked_in_call, bad_arguments,
+     runaway_exec_eval_are_interrupted].
 
 -spec init_per_suite(ct_suite:ct_config()) -> ct_suite:ct_config().
 init_per_suite(Config) ->
@@ -131,7 +132,8 @@ eval_timeout_while_blocked_in_call(_) ->
                               10000),
     Cb ! release,
     ?assertEqual({ok, 1}, py_event_loop:eval(<<"1">>)),
-    ?assertMatch(#{os_pid := OsPid, restarts := 0}, pyport_ct:loop_stats(1)).
+    ?assertMatch(#{os_pid := OsPid, restarts := 0}, pyport_ct:loop_stats(1)),
+    ?assertMatch(#{os_pid := OsPid2, restarts := 0}, pyport_ct:loop_stats(2)).
 
 -spec bad_arguments() -> [{doc, string()}].
 bad_arguments() -> [{doc, "Bad source, options or loop handles raise badarg at the call site."}].
@@ -143,3 +145,23 @@ bad_arguments(_) ->
     ?assertError({badarg, {options, []}}, py_event_loop:eval({pyport_loop, 1}, <<"1">>, [])),
     ?assertError({badarg, {timeout, -1}}, py_event_loop_pool:eval(<<"1">>, #{timeout => -1})),
     ?assertError({badarg, {loop, 1}}, py_event_loop:exec(1, <<"pass">>)).
+
+-spec runaway_exec_eval_are_interrupted() -> [{doc, string()}].
+runaway_exec_eval_are_interrupted() -> [{doc, "exec and eval of code that spins past their timeout are interrupted by the watchdog: {error, timeout}, the port is not killed and a bystander task on the same loop gets its result."}].
+-spec runaway_exec_eval_are_interrupted(ct_suite:ct_config()) -> term().
+runaway_exec_eval_are_interrupted(_) ->
+    L1 = {pyport_loop, 1},
+    #{os_pid := OsPid} = pyport_ct:loop_stats(1),
+    #{os_pid := OsPid2} = pyport_ct:loop_stats(2),
+    Bystander = py_event_loop:create_task(L1, asyncio, sleep, [4, <<"bystander">>], #{}),
+    ?assertEqual({error, timeout},
+                 py_event_loop:exec(L1, <<"while True:\n    pass\n">>, #{timeout => 500})),
+    ?assertEqual({error, timeout},
+                 py_event_loop:eval(L1, <<"next(x for x in iter(int, 1) if x)">>, #{timeout => 500})),
+    ?assertEqual({error, timeout},
+                 py:eval(<<"sum(x for _ in iter(int, 1))">>, #{x => 1}, 500)),
+    %% Longer than cancel_grace_ms: a port left spinning would be killed.
+    ?assertEqual({ok, <<"bystander">>}, py_event_loop:await(Bystander, 10000)),
+    ?assertEqual({ok, 2}, py_event_loop:eval(L1, <<"1 + 1">>)),
+    ?assertMatch(#{os_pid := OsPid, restarts := 0}, pyport_ct:loop_stats(1)),
+    ?assertMatch(#{os_pid := OsPid2, restarts := 0}, pyport_ct:loop_stats(2)).

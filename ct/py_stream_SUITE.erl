@@ -26,7 +26,10 @@ all() ->
      not_a_stream_is_an_error, port_killed_mid_stream, port_killed_mid_active_stream,
      two_streams_interleaved, pool_stream_beside_tasks, foreach_and_raising_fun,
      bad_options_are_badarg, unknown_and_ended_streams, unconvertible_argument,
-     batching_within_credit, forged_results_end_the_stream].
+     batching_within_credit, forged_results_end_the_stream,
+     %% issue 23 (pyserver): no silent loss, deadlines between items
+     unsendable_async_item_ends_stream, handle_item_ends_sync_stream,
+     busy_sync_generator_hits_timeout, busy_async_generator_is_interrupted].
 
 -spec init_per_suite(ct_suite:ct_config()) -> ct_suite:ct_config().
 init_per_suite(Config) ->
@@ -439,6 +442,71 @@ forged_results_end_the_stream(_) ->
               end
       end, [{ok, 1}, {handles, 1, [1]}]),
     ?assertMatch(#{os_pid := OsPid}, pyport_ct:loop_stats(1)),
+    no_stream_left().
+
+%% Issue 23: an item that cannot be sent ends its stream, and a generator
+%% spinning between items is interrupted at the stream's deadline.
+
+-spec unsendable_async_item_ends_stream() -> [{doc, string()}].
+unsendable_async_item_ends_stream() -> [{doc, "An async generator's item that cannot be sent (an __erlang__ that raises, an erlang.handle(...)) ends the stream with an error naming its position and type, after the items before it; nothing is dropped silently."}].
+-spec unsendable_async_item_ends_stream(ct_suite:ct_config()) -> term().
+unsendable_async_item_ends_stream(_) ->
+    #{os_pid := OsPid} = pyport_ct:loop_stats(1),
+    lists:foreach(
+      fun({Kind, Type, What}) ->
+              Ref = py_event_loop:stream(?L1, ?S, abad_item_at, [3, Kind], #{}),
+              ?assertEqual([{ok, 0}, {ok, 1}, {ok, 2}], [py_stream:next(Ref) || _ <- [1, 2, 3]]),
+              {error, {python, Type, Msg, <<>>}} = py_stream:next(Ref),
+              ?assertNotEqual(nomatch, binary:match(Msg, <<"stream item 3 ">>), Msg),
+              ?assertNotEqual(nomatch, binary:match(Msg, What), Msg)
+      end, [{hook, <<"RuntimeError">>, <<"_BadHook">>},
+            {handle, <<"TypeError">>, <<"erlang.handle(object)">>}]),
+    Active = py_event_loop:stream(?L1, ?S, abad_item_at, [2, hook], #{mode => active}),
+    ?assertEqual([0, 1], data(Active, 2)),
+    receive {py_stream, Active, End} ->
+            ?assertMatch({error, {python, <<"RuntimeError">>, _, _}}, End)
+    after ?PROMPTLY -> ct:fail(no_end)
+    end,
+    ?assertMatch(#{os_pid := OsPid, restarts := 0}, pyport_ct:loop_stats(1)),
+    no_stream_left().
+
+-spec handle_item_ends_sync_stream() -> [{doc, string()}].
+handle_item_ends_sync_stream() -> [{doc, "A sync generator's erlang.handle(...) item ends the stream with a TypeError naming its position and type (streams carry terms, not handles)."}].
+-spec handle_item_ends_sync_stream(ct_suite:ct_config()) -> term().
+handle_item_ends_sync_stream(_) ->
+    Ref = py_event_loop:stream(?L1, ?S, handle_item_at, [2], #{}),
+    ?assertEqual([{ok, 0}, {ok, 1}], [py_stream:next(Ref) || _ <- [1, 2]]),
+    {error, {python, <<"TypeError">>, Msg, <<>>}} = py_stream:next(Ref),
+    ?assertNotEqual(nomatch, binary:match(Msg, <<"stream item 2 (erlang.handle(object))">>), Msg),
+    no_stream_left().
+
+-spec busy_sync_generator_hits_timeout() -> [{doc, string()}].
+busy_sync_generator_hits_timeout() -> [{doc, "A sync generator spinning between items past the stream's timeout is interrupted (the watchdog): {error, timeout}, the port is not killed and a bystander task gets its result."}].
+-spec busy_sync_generator_hits_timeout(ct_suite:ct_config()) -> term().
+busy_sync_generator_hits_timeout(_) ->
+    busy_generator_is_interrupted(spins_after).
+
+-spec busy_async_generator_is_interrupted() -> [{doc, string()}].
+busy_async_generator_is_interrupted() -> [{doc, "An async generator spinning between items (never awaiting) past the stream's timeout or idle_timeout is interrupted by the watchdog: the stream ends with that reason, the port is not killed and a bystander task gets its result."}].
+-spec busy_async_generator_is_interrupted(ct_suite:ct_config()) -> term().
+busy_async_generator_is_interrupted(_) ->
+    busy_generator_is_interrupted(aspins_after),
+    Ref = py_event_loop:stream(?L1, ?S, aspins_after, [1, 60], #{idle_timeout => 300}),
+    ?assertEqual({ok, 0}, py_stream:next(Ref)),
+    ?assertEqual({error, idle_timeout}, py_stream:next(Ref, 10000)),
+    ?assertEqual({ok, 4.0}, py_event_loop:run(?L1, math, sqrt, [16.0], #{})),
+    no_stream_left().
+
+-spec busy_generator_is_interrupted(atom()) -> ok.
+busy_generator_is_interrupted(Func) ->
+    #{os_pid := OsPid} = pyport_ct:loop_stats(1),
+    Bystander = py_event_loop:create_task(?L1, asyncio, sleep, [4, <<"bystander">>], #{}),
+    Ref = py_event_loop:stream(?L1, ?S, Func, [1, 60], #{timeout => 500}),
+    ?assertEqual({ok, 0}, py_stream:next(Ref)),
+    ?assertEqual({error, timeout}, py_stream:next(Ref, 10000)),
+    %% Longer than cancel_grace_ms: a port left spinning would be killed.
+    ?assertEqual({ok, <<"bystander">>}, py_event_loop:await(Bystander, 10000)),
+    ?assertMatch(#{os_pid := OsPid, restarts := 0}, pyport_ct:loop_stats(1)),
     no_stream_left().
 
 %% Helpers.

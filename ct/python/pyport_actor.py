@@ -248,3 +248,21 @@ class Recorder(erlang.GenServer):
 
     async def terminate(self, reason: Any) -> None:
         terminated.append(reason if isinstance(reason, str) else type(reason).__name__)
+
+
+class Spinner(erlang.GenServer):
+    """``spin``: a handle_call that never awaits and never ends."""
+
+    async def handle_call(self, request: Any, from_: erlang.From) -> Any:
+        if request == "spin":
+            while True:
+                pass
+        return request
+
+
+async def spins_on(sender: erlang.Pid) -> None:
+    """A bare actor whose step after its first message spins for ever."""
+    await erlang.receive()
+    erlang.send(sender, "spinning")
+    while True:
+        pass

@@ -196,3 +196,41 @@ def spins_after(n, seconds):
     while time.monotonic() < end:
         pass
     yield n
+
+
+class _BadHook:
+    """An item whose conversion hook raises (task code chooses its hooks)."""
+
+    def __erlang__(self):
+        raise RuntimeError("no term for me")
+
+
+async def abad_item_at(n, kind):
+    """``n`` good items, then one that cannot be sent (``kind``: ``hook``, an
+    ``__erlang__`` that raises; ``handle``, an ``erlang.handle(...)``), then
+    one more; each item in its own loop iteration, so that each is sent by
+    the pump's deferred flush."""
+    for i in range(n):
+        yield i
+        await asyncio.sleep(0)
+    yield _BadHook() if kind == "hook" else erlang.handle(object())
+    await asyncio.sleep(0)
+    yield n + 1
+
+
+def handle_item_at(n):
+    """``n`` good items, then an ``erlang.handle(...)`` (a sync generator)."""
+    yield from range(n)
+    yield erlang.handle(object())
+    yield n + 1
+
+
+async def aspins_after(n, seconds):
+    """``n`` items, then spins on the loop thread for ``seconds`` without
+    awaiting (a busy async generator)."""
+    for i in range(n):
+        yield i
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        pass
+    yield n

@@ -502,8 +502,9 @@ busy_generator_is_interrupted(Func) ->
     #{os_pid := OsPid} = pyport_ct:loop_stats(1),
     Bystander = py_event_loop:create_task(?L1, asyncio, sleep, [4, <<"bystander">>], #{}),
     Ref = py_event_loop:stream(?L1, ?S, Func, [1, 60], #{timeout => 500}),
-    ?assertEqual({ok, 0}, py_stream:next(Ref)),
-    ?assertEqual({error, timeout}, py_stream:next(Ref, 10000)),
+    %% Item 0 comes at the deadline too, when the consumer's own timeout
+    %% may have ended the stream already.
+    ?assertEqual({error, timeout}, drain(Ref)),
     %% Longer than cancel_grace_ms: a port left spinning would be killed.
     ?assertEqual({ok, <<"bystander">>}, py_event_loop:await(Bystander, 10000)),
     ?assertMatch(#{os_pid := OsPid, restarts := 0}, pyport_ct:loop_stats(1)),

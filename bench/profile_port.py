@@ -20,7 +20,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "pyt
 
 import _pyport  # noqa: E402
 import erlang  # noqa: E402
-from erlang._port import PortServer  # noqa: E402
+from erlang._server import PortServer  # noqa: E402
 
 Atom = erlang.Atom
 

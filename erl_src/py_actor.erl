@@ -43,7 +43,8 @@
                   kwargs => py_event_loop:kwargs(),
                   name => name(),
                   window => pos_integer(),
-                  timeout => timeout()}.
+                  timeout => timeout(),
+                  step_timeout => timeout()}.
 -type spec() :: #{module := py_event_loop:py_name(),
                   function := py_event_loop:py_name(),
                   args => list(),
@@ -74,6 +75,9 @@
 -define(DEFAULT_WINDOW, 128).
 -define(MAX_WINDOW, 65536).
 -define(START_TIMEOUT, 5000).
+%% The longest one step of an actor (its code between two awaits) may hold
+%% its loop by default: the watchdog ends it with `timeout` then.
+-define(STEP_TIMEOUT, 5000).
 %% How many mailbox messages go to the port in one write.
 -define(BATCH, 64).
 %% How soon packets a busy port refused are tried again.
@@ -89,7 +93,9 @@
 %% returned). Options: `loop` (pin a loop; default: the proxy's pid picks
 %% one, as for tasks), `kwargs`, `name` (registered like a gen_server's),
 %% `window` (messages ahead of Python, default 128), `timeout` (for the
-%% start, default 5000 ms).
+%% start, default 5000 ms), `step_timeout` (the longest one step of the
+%% actor may hold its loop before the watchdog ends it with `timeout`,
+%% default 5000 ms).
 -spec start_link(py_event_loop:py_name(), py_event_loop:py_name(), list(), opts())
     -> start_result().
 start_link(Module, Func, Args, Opts) ->
@@ -119,11 +125,13 @@ child_spec(Spec) ->
 
 -spec init(pid(), py_event_loop:py_name(), py_event_loop:py_name(), list(),
            py_event_loop:kwargs(), map()) -> no_return().
-init(Parent, Module, Func, Args, Kwargs, #{window := Window, timeout := Timeout} = Opts) ->
+init(Parent, Module, Func, Args, Kwargs,
+     #{window := Window, timeout := Timeout, step_timeout := Step} = Opts) ->
     case register_name(maps:get(name, Opts, undefined)) of
         ok ->
             Deadline = py_event_task:deadline(Timeout),
-            Request = {actor, Module, Func, Args, Kwargs, #{window => Window}},
+            Request = {actor, Module, Func, Args, Kwargs,
+                       maps:merge(#{window => Window}, step_opts(Step))},
             case py_event_task:submit_actor(loop(Opts), Request, Deadline) of
                 {ok, Ref, Loop} -> await_started(Parent, Ref, Loop, Window, Deadline);
                 {error, Reason} -> fail(Reason)
@@ -172,7 +180,8 @@ start(Link, Module, Func, Args, Opts) ->
 %% Bad options are the caller's error, raised at its site.
 check_opts(Opts) when is_map(Opts) ->
     maps:foreach(fun check_opt/2, Opts),
-    maps:merge(#{window => ?DEFAULT_WINDOW, timeout => ?START_TIMEOUT}, Opts);
+    maps:merge(#{window => ?DEFAULT_WINDOW, timeout => ?START_TIMEOUT,
+                 step_timeout => ?STEP_TIMEOUT}, Opts);
 check_opts(Opts) ->
     error({badarg, {options, Opts}}).
 
@@ -183,7 +192,13 @@ check_opt(name, {global, _}) -> ok;
 check_opt(name, {via, M, _}) when is_atom(M) -> ok;
 check_opt(window, W) when is_integer(W), W > 0, W =< ?MAX_WINDOW -> ok;
 check_opt(timeout, T) -> _ = py_event_task:check_timeout(T), ok;
+check_opt(step_timeout, infinity) -> ok;
+check_opt(step_timeout, T) when is_integer(T), T >= 0 -> ok;
 check_opt(Key, Value) -> error({badarg, {option, Key, Value}}).
+
+%% The actor_start option of a step_timeout: none for infinity.
+step_opts(infinity) -> #{};
+step_opts(Ms) -> #{step_ms => Ms}.
 
 register_name(undefined) ->
     ok;

@@ -130,7 +130,8 @@ await(Ref, Timeout) ->
 
 %% exec/eval: source text run in the loop's `__main__` namespace
 %% (`{exec, Id, Code, Opts}` / `{eval, Id, Expr, Opts}`, Opts carrying the
-%% caller as for tasks), waited for like run/6.
+%% caller and the deadline as for tasks, so that the watchdog interrupts
+%% code still running then), waited for like run/6.
 -spec run_source(loop_index(), exec | eval, binary(), timeout())
     -> py_event_loop:result().
 run_source(Index, Kind, Code, Timeout) ->
@@ -142,7 +143,7 @@ run_source(Index, Kind, Code, Timeout) ->
     -> py_event_loop:result().
 run_source(Index, Kind, Code, Timeout, Extra) when Kind =:= exec; Kind =:= eval ->
     Deadline = deadline(Timeout),
-    case submit(Index, {Kind, Code, Extra}, Deadline) of
+    case submit(Index, {Kind, Code, maps:merge(task_opts(Timeout), Extra)}, Deadline) of
         {ok, Ref, Handle} -> wait(Ref, Handle, Deadline);
         {error, _} = Error -> Error
     end.

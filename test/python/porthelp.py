@@ -13,7 +13,7 @@ from typing import Any
 
 import _pyport
 import erlang
-from erlang._port import PortServer
+from erlang._server import PortServer
 
 Atom = erlang.Atom
 RECV_TIMEOUT = 10.0

@@ -232,7 +232,7 @@ def test_deadline_of_a_coroutine_waiting_in_a_sync_call(port):
     port.send(task(id, "pyport_interop_helpers", "call_in_coroutine", ["never"], deadline_ms=30))
     expect(port, "call")
     assert result_of(port, id) == ("error", "timeout")
-    assert port.server._jobs == {}
+    assert port.server.tasks.jobs == {}
 
 
 def test_nesting_is_bounded(port):

@@ -17,7 +17,7 @@ import _pyport
 import erlang
 import pyport_tasks
 from erlang._logging import ChannelLogHandler
-from erlang._port import PortServer
+from erlang._server import PortServer
 from porthelp import Atom, Contains, PortHarness, frame, make_ref, task
 
 
@@ -147,7 +147,7 @@ def test_server_goes_on_after_errors(port):
 def test_deadline_cancels_the_task_with_timeout(port):
     assert port.call("pyport_tasks", "forever", ["deadline"], deadline_ms=20) == ("error", "timeout")
     assert ("finally", "deadline") in pyport_tasks.RECORD  # the task really ended
-    assert port.server._jobs == {}
+    assert port.server.tasks.jobs == {}
 
 
 def test_deadline_not_reached(port):

@@ -286,7 +286,7 @@ def test_sigint_is_logged_not_obeyed_in_the_main_thread():
     os.close(in_r)
     os.close(out_w)
     loop = erlang.new_event_loop()
-    from erlang._port import PortServer
+    from erlang._server import PortServer
     server = PortServer(loop, channel)
     loop.call_later(0.05, os.kill, os.getpid(), signal.SIGINT)
     loop.call_later(0.3, os.close, in_w)  # EOF ends the server

@@ -15,6 +15,12 @@ actor waits with half a window or more unacknowledged, so Erlang always has
 credit while Python waits. A selective receive that skips messages
 acknowledges them too when it waits: like Erlang's own, a mailbox full of
 messages nobody matches grows (here in Python's memory).
+
+Deadline: with ``step_ms`` in its options, each step of the actor (its code
+between two awaits: a handler that never awaits is one step) runs under the
+watchdog (``erlang._deadline.StepBounded``); one still running after that
+many milliseconds gets ``TaskDeadline`` raised in it, which ends the actor
+with ``timeout`` instead of holding the loop.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import inspect
 from typing import Any, Callable, Final, Iterable, Protocol
 
 from . import _wire
+from ._deadline import StepBounded
 from ._interop import current_caller
 from ._types import Pid
 
@@ -318,6 +325,7 @@ class Actors:
         window = opts.get(_wire.OPT_WINDOW, DEFAULT_WINDOW)
         mailbox = Mailbox(id, host, window if type(window) is int and window > 0
                           else DEFAULT_WINDOW)
+        step = opts.get(_wire.OPT_STEP)
         actor_token = current_actor.set(mailbox)
         caller_token = current_caller.set(caller if isinstance(caller, Pid) else None)
         try:
@@ -338,6 +346,8 @@ class Actors:
                                     f"{type(body).__name__}")
             else:
                 body = target().serve(mailbox, args, kwargs)
+            if isinstance(step, (int, float)) and not isinstance(step, bool) and step >= 0:
+                body = StepBounded(body, step / 1000.0)
             # The Task copies the context: receive() finds the mailbox,
             # erlang.self() is the proxy.
             task = host.loop.create_task(body, name=f"pyport:actor:{label}")

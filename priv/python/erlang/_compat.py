@@ -13,10 +13,10 @@ import sys
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
-from . import _context, _wire
-from ._interop import MAX_NESTING, Bridge, _Waiter, check_name, resolve
-from ._native import _pyport
-from ._schedule import ScheduleMarker, _SchedulePy
+from . import _context, _schedule, _wire
+from ._interop import MAX_NESTING, Bridge, check_name
+from ._link import Waiter
+from ._schedule import ScheduleMarker, SchedulePy
 
 __all__ = [
     "ErlangFunction",
@@ -34,7 +34,7 @@ _T = TypeVar("_T")
 # -- schedule_inline ---------------------------------------------------------
 
 
-class InlineMarker(_SchedulePy):
+class InlineMarker(SchedulePy):
     """What :func:`schedule_inline` returns. Returned from a function the
     port runs as a task, the task continues with ``module.func(*args,
     **kwargs)`` at once, in the same loop iteration: no round trip to Erlang
@@ -46,11 +46,10 @@ class InlineMarker(_SchedulePy):
 
     __slots__ = ()
 
+    inline = True
+
     def __repr__(self) -> str:
         return f"<erlang.schedule_inline {self.module}.{self.func}>"
-
-    def step(self) -> Any:
-        return self.target()(*self.args, **self.kwargs)
 
 
 def schedule_inline(module: str, func: str,
@@ -69,17 +68,9 @@ def schedule_inline(module: str, func: str,
 def follow_inline(value: Any, seconds: float | None) -> Any:
     """Run the inline continuations that ``value`` starts, until a value or
     another kind of marker; with the watchdog armed for the task's
-    ``seconds`` left, as for its first step."""
-    if not isinstance(value, InlineMarker):
-        return value
-    token = _pyport.arm_deadline(max(seconds, 0.0)) if seconds is not None else None
-    try:
-        while isinstance(value, InlineMarker):
-            value = value.step()
-        return value
-    finally:
-        if token is not None:
-            _pyport.disarm_deadline(token)
+    ``seconds`` left, as for its first step (``_schedule.follow_inline``,
+    which the port server calls)."""
+    return _schedule.follow_inline(value, seconds)
 
 
 # -- registered Erlang functions as attributes ------------------------------
@@ -166,7 +157,7 @@ def nested_run(main: Coroutine[Any, Any, _T]) -> _T:
             f"more than {MAX_NESTING} blocking waits inside one another on "
             "this loop; await the coroutine instead")
     task = context.loop.create_task(main)
-    waiter = _Waiter()
+    waiter = Waiter()
 
     def finished(_: asyncio.Task[_T]) -> None:
         waiter.done = True

@@ -29,6 +29,7 @@ from typing import Any
 
 from . import _context, _wire
 from ._link import ServerLink
+from ._link import Waiter as _Waiter
 from ._loop import pad_ready, ready_count, run_nested_once
 from ._native import _pyport
 from ._types import Atom, Pid, Ref
@@ -115,14 +116,6 @@ current_caller: contextvars.ContextVar[Pid | None] = contextvars.ContextVar(
 
 
 # -- the bridge --------------------------------------------------------------
-
-
-class _Waiter:
-    __slots__ = ("done", "reply")
-
-    def __init__(self) -> None:
-        self.done = False
-        self.reply: Any = None
 
 
 class SyncFrame:

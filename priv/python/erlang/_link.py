@@ -2,8 +2,9 @@
 
 The bridge queues requests for Erlang and, while a blocking ``erlang.call``
 waits, keeps the server's input flowing; :class:`ServerLink` is that
-interface, which :class:`erlang._port.PortServer` implements. It keeps the
-bridge free of the server's internals and of an import of ``_port``.
+interface, which :class:`erlang._server.core.ServerCore` implements. It
+keeps the bridge free of the server's internals and of an import of
+``_server``. :class:`Waiter` is what such a wait waits for.
 """
 
 from __future__ import annotations
@@ -11,7 +12,18 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Protocol
 
-__all__ = ["ServerLink"]
+__all__ = ["ServerLink", "Waiter"]
+
+
+class Waiter:
+    """What a nested wait (``Bridge.wait``) waits for: ``done`` set, with
+    ``reply``, by whoever answers (a ``call_reply``, a finished task)."""
+
+    __slots__ = ("done", "reply")
+
+    def __init__(self) -> None:
+        self.done = False
+        self.reply: Any = None
 
 
 class ServerLink(Protocol):

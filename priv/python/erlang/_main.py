@@ -3,7 +3,7 @@
 It parses the options the Erlang worker passes, prepares the interpreter
 (``sys.executable``, the port's atoms, the atom bound, logging, output
 capture, ``python_path``/venv/preloads) and serves with a
-:class:`~erlang._port.PortServer` until Erlang stops the port.
+:class:`~erlang._server.PortServer` until Erlang stops the port.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from ._api import new_event_loop
 from ._logging import ChannelLogHandler, OutputForwarder, python_level
 from ._native import _pyport
 from ._ops import ChannelStream
-from ._port import PortServer
+from ._server import PortServer
 from ._types import Atom
 from ._wire import PORT_ATOMS, bad_venv
 

@@ -17,11 +17,14 @@ from typing import Any
 
 from . import _context
 from ._interop import async_call, check_name, resolve
+from ._native import _pyport
 from ._types import Atom
 
 __all__ = [
     "ScheduleMarker",
+    "SchedulePy",
     "consume_time_slice",
+    "follow_inline",
     "is_marker",
     "reset_time_slice",
     "run_marker",
@@ -52,8 +55,15 @@ class _ScheduleCall(ScheduleMarker):
         return f"<erlang.schedule {self.name!r}>"
 
 
-class _SchedulePy(ScheduleMarker):
+class SchedulePy(ScheduleMarker):
+    """A continuation ``module.func(*args, **kwargs)``, run after one turn
+    of the loop; an ``inline`` one (``erlang.schedule_inline``, in
+    ``_compat``) at once, by :func:`follow_inline`."""
+
     __slots__ = ("module", "func", "args", "kwargs")
+
+    #: continued at once, in the same loop iteration (:func:`follow_inline`)
+    inline = False
 
     def __init__(self, module: str, func: str, args: list[Any],
                  kwargs: dict[str, Any]) -> None:
@@ -71,6 +81,10 @@ class _SchedulePy(ScheduleMarker):
             raise TypeError(f"{self.module}.{self.func} is not callable")
         return target
 
+    def step(self) -> Any:
+        """Run the continuation: a value, an awaitable or another marker."""
+        return self.target()(*self.args, **self.kwargs)
+
 
 def schedule(name: str | Atom, *args: Any) -> ScheduleMarker:
     """Return a marker that, returned from a task's function, makes the task
@@ -87,7 +101,7 @@ def schedule_py(module: str, func: str, args: list[Any] | tuple[Any, ...] | None
     may return another marker, a value, or an awaitable."""
     if not isinstance(module, str) or not isinstance(func, str):
         raise TypeError("schedule_py(module, func, ...) takes names as str")
-    return _SchedulePy(module, func, list(args or ()), dict(kwargs or {}))
+    return SchedulePy(module, func, list(args or ()), dict(kwargs or {}))
 
 
 async def run_marker(marker: ScheduleMarker) -> Any:
@@ -96,10 +110,10 @@ async def run_marker(marker: ScheduleMarker) -> Any:
     while isinstance(value, ScheduleMarker):
         if isinstance(value, _ScheduleCall):
             value = await async_call(value.name, *value.args)
-        elif isinstance(value, _SchedulePy):
+        elif isinstance(value, SchedulePy):
             await asyncio.sleep(0)
             reset_time_slice()
-            value = value.target()(*value.args, **value.kwargs)
+            value = value.step()
             if inspect.isawaitable(value):
                 value = await value
         else:  # pragma: no cover - no other marker kinds
@@ -109,6 +123,22 @@ async def run_marker(marker: ScheduleMarker) -> Any:
 
 def is_marker(value: object) -> bool:
     return isinstance(value, ScheduleMarker)
+
+
+def follow_inline(value: Any, seconds: float | None) -> Any:
+    """Run the inline continuations that ``value`` starts, until a value or
+    another kind of marker; with the watchdog armed for the task's
+    ``seconds`` left, as for its first step."""
+    if not (isinstance(value, SchedulePy) and value.inline):
+        return value
+    token = _pyport.arm_deadline(max(seconds, 0.0)) if seconds is not None else None
+    try:
+        while isinstance(value, SchedulePy) and value.inline:
+            value = value.step()
+        return value
+    finally:
+        if token is not None:
+            _pyport.disarm_deadline(token)
 
 
 def reset_time_slice() -> None:

@@ -14,17 +14,27 @@ are in docs/protocol.md, the design in docs/streams.md.
 
 Sync generators run on the loop thread, as plain task functions do: a
 batch stops after :data:`SLICE` seconds so that a slow (blocking) generator
-sends each item as it comes and lets the loop run between items, and the
-watchdog (``_pyport.arm_deadline``) interrupts one blocked past its deadline.
+sends each item as it comes and lets the loop run between items. With a
+deadline or an idle timeout, the watchdog (``erlang._deadline``) interrupts
+a sync generator's ``next()``, or one step of an async generator, still
+running past it.
+
+Nothing is dropped silently: an item that cannot be sent (no Erlang form,
+over ``max_output_packet``, an ``__erlang__`` hook that raises, an
+``erlang.handle(...)``) ends the stream with an error naming its position
+and type, after the items before it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import time
 from typing import Any, AsyncIterator, Callable, Iterator, Protocol
 
+from ._deadline import StepBounded, TaskDeadline
+from ._handles import Handle, HandleInTerm
 from ._interop import current_caller
 from ._native import _pyport
 from ._types import Pid
@@ -39,7 +49,10 @@ from ._wire import (
     OPT_WINDOW,
     STREAM_REASONS,
     TIMEOUT_REASON,
+    exception_message,
+    exception_name,
     python_error,
+    python_error_of,
     stream_data,
     stream_end,
 )
@@ -76,18 +89,31 @@ class _BadOptions(TypeError):
 
 class _Refused(Exception):
     """What ends a stream with an error that pyport raised for it (an item
-    with no Erlang form or too large, a function that returned no stream):
-    its traceback would only show pyport's code, so it is left out."""
+    that cannot be sent, a function that returned no stream): its
+    traceback would only show pyport's code, so ``error`` has none."""
 
-    def __init__(self, exc: BaseException) -> None:
-        super().__init__(str(exc))
-        self.exc = exc
+    def __init__(self, error: tuple[Any, ...]) -> None:
+        super().__init__(error[2])
+        self.error = error
+
+
+def _unsendable(position: int, item: Any, exc: BaseException) -> _Refused:
+    """The error of the stream's ``position``-th item (from 0), which could
+    not be sent: the exception's type and message, the item's type."""
+    if isinstance(item, Handle) or isinstance(exc, HandleInTerm):
+        what = repr(item) if isinstance(item, Handle) else type(item).__qualname__
+        return _Refused(python_error_of(
+            "TypeError", f"stream item {position} ({what}) cannot be sent to Erlang: "
+                         "a stream carries terms, not object handles"))
+    return _Refused(python_error_of(
+        exception_name(exc), f"stream item {position} ({type(item).__qualname__}) "
+                             f"cannot be sent to Erlang: {exception_message(exc)}"))
 
 
 class _Stream:
     __slots__ = ("id", "label", "credit", "batch", "idle", "deadline_at", "waiter",
                  "task", "reason", "timer", "idle_timer", "progress", "buf",
-                 "flush_handle", "source", "failure")
+                 "flush_handle", "source", "failure", "sent")
 
     def __init__(self, id: Any, label: str, window: int, batch: int,
                  idle: float | None, deadline_at: float | None) -> None:
@@ -110,7 +136,9 @@ class _Stream:
         self.flush_handle: asyncio.Handle | None = None
         self.source: Any = None
         # An item a deferred flush could not send: the stream's error.
-        self.failure: BaseException | None = None
+        self.failure: tuple[Any, ...] | None = None
+        # Items sent so far: the position of the next one.
+        self.sent = 0
 
 
 def _options(opts: Any) -> tuple[int, int, float | None, float | None, Pid | None]:
@@ -257,7 +285,7 @@ class Streams:
             try:
                 source, is_async = _open(obj)
             except TypeError as exc:
-                raise _Refused(exc) from None
+                raise _Refused(python_error(exc, with_traceback=False)) from None
             st.source = source
             if is_async:
                 await self._pump_async(st, source)
@@ -265,23 +293,26 @@ class Streams:
                 await self._pump_sync(st, source)
         except asyncio.CancelledError:
             if st.failure is not None:
-                error = python_error(st.failure, with_traceback=False)
+                error = st.failure
             else:
                 error = STREAM_REASONS[st.reason or CANCELLED_REASON]
                 if st.reason != CANCELLED_REASON:
                     # A deadline: what was produced before it still goes.
                     error = self._flush_then(st, error)
-        except _pyport.TaskDeadline:
-            # The watchdog interrupted a sync generator blocked past the
-            # nearer of its two deadlines.
-            error = STREAM_REASONS[st.reason or self._nearer_deadline(st)]
+        except TaskDeadline:
+            # The watchdog interrupted a generator still running past the
+            # nearer of its two deadlines: what it produced before goes.
+            error = self._flush_then(
+                st, STREAM_REASONS[st.reason or self._nearer_deadline(st)])
         except _Refused as exc:
-            error = python_error(exc.exc, with_traceback=False)
+            error = exc.error
         except BaseException as exc:  # the generator raised: after its items
             error = self._flush_then(st, python_error(exc))
         finally:
             await self._close(st)
             self._forget(st)
+        if error is None and st.failure is not None:
+            error = st.failure  # a deferred flush failed as the pump ended
         self._host.send(stream_end(st.id, error))
 
     def _flush_then(self, st: _Stream, error: Any) -> Any:
@@ -290,7 +321,7 @@ class Streams:
         try:
             self._flush(st)
         except _Refused as refused:
-            return python_error(refused.exc, with_traceback=False)
+            return refused.error
         return error
 
     def _nearer_deadline(self, st: _Stream) -> str:
@@ -343,15 +374,22 @@ class Streams:
                 return
             await asyncio.sleep(0)
 
-    def _arm(self, st: _Stream) -> Any:
-        """The watchdog for one batch of a sync generator, when it has a
-        deadline: interrupts a ``next()`` blocked past it."""
+    def _limit(self, st: _Stream) -> float | None:
+        """How long the generator may run now before the watchdog
+        interrupts it: the nearer of the stream's deadline and idle bound
+        (None: neither)."""
         limits = []
         if st.idle is not None:
             limits.append(st.idle + SLICE)
         if st.deadline_at is not None:
             limits.append(max(st.deadline_at - self._loop.time(), 0.0))
-        return _pyport.arm_deadline(min(limits)) if limits else None
+        return min(limits) if limits else None
+
+    def _arm(self, st: _Stream) -> Any:
+        """The watchdog for one batch of a sync generator, when it has a
+        deadline: interrupts a ``next()`` blocked past it."""
+        limit = self._limit(st)
+        return None if limit is None else _pyport.arm_deadline(limit)
 
     @staticmethod
     def _disarm(token: Any) -> None:
@@ -361,12 +399,19 @@ class Streams:
     async def _pump_async(self, st: _Stream, it: AsyncIterator[Any]) -> None:
         step = it.__anext__
         loop = self._loop
+        # Each step of the generator (its code between two awaits) runs
+        # under the watchdog when the stream has a deadline.
+        limit = (None if st.idle is None and st.deadline_at is None
+                 else functools.partial(self._limit, st))
         while True:
             if st.credit <= 0:
                 self._flush(st)
                 await self._wait_credit(st)
             try:
-                item = await step()
+                if limit is None:
+                    item = await step()
+                else:
+                    item = await StepBounded(step(), limit)
             except StopAsyncIteration:
                 self._flush(st)
                 return
@@ -389,7 +434,7 @@ class Streams:
         except _Refused as exc:
             # The pump ends with this item's error.
             st.buf.clear()
-            st.failure = exc.exc
+            st.failure = exc.error
             if st.task is not None and not st.task.done():
                 st.task.cancel()
 
@@ -403,19 +448,21 @@ class Streams:
 
     def _send_items(self, st: _Stream, items: list[Any]) -> None:
         """Sends ``items`` as one packet; when that fails (an item with no
-        Erlang form, or a batch over max_output_packet) halves the batch to
-        send every item before the one that fails, which raises
-        :class:`_Refused`."""
+        Erlang form, a hook that raises, a handle, a batch over
+        max_output_packet) halves the batch to send every item before the
+        one that fails, which raises :class:`_Refused`."""
         if not items:
             return
         try:
             self._host.channel.send(stream_data(st.id, items))
-        except (TypeError, ValueError, OverflowError, RecursionError, MemoryError) as exc:
+        except BaseException as exc:  # an item's own __erlang__ may raise anything
             if len(items) == 1:
-                raise _Refused(exc) from None
+                raise _unsendable(st.sent, items[0], exc) from None
             half = len(items) // 2
             self._send_items(st, items[:half])
             self._send_items(st, items[half:])
+            return
+        st.sent += len(items)
 
     async def _close(self, st: _Stream) -> None:
         """Closes the source so that its clean-up runs (a no-op for one

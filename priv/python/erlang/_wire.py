@@ -136,6 +136,7 @@ OPT_HANDLE_ARGS = "handle_args"  # true: the arguments hold #py_obj{} handles
 OPT_WINDOW = "window"  # actor_start: messages Erlang sends ahead of consumption
 OPT_NONE_ATOM = "none_atom"  # none | nil | undefined: what None becomes in the reply
 OPT_LOCALS = "locals"  # eval: a map of local bindings (docs/porting.md)
+OPT_STEP = "step_ms"  # actor_start: the longest one step of the actor may run
 INFINITY = "infinity"
 # stream options (besides caller and deadline_ms)
 OPT_WINDOW = "window"
@@ -210,6 +211,12 @@ def python_error(exc: BaseException, with_traceback: bool = True) -> tuple[Any, 
     name = exception_name(exc)
     return (PYTHON, name, exception_message(exc),
             format_traceback(exc) if with_traceback else "")
+
+
+def python_error_of(name: str, message: str) -> tuple[Any, ...]:
+    """``{python, Name, Message, <<>>}``: an error pyport reports itself
+    (no traceback, which would only show pyport's code)."""
+    return (PYTHON, name, message, "")
 
 
 def exception_name(exc: BaseException) -> str:

@@ -143,3 +143,56 @@ def test_tasks_run_during_a_blocking_erlang_call_are_not_interrupted(modules):
         assert port.proc.poll() is None
     finally:
         port.cleanup()
+
+
+def test_exec_and_eval_past_their_deadline_are_interrupted(modules):
+    """exec/eval carry deadline_ms as tasks do: spinning code is interrupted,
+    its caller gets timeout, a bystander its result."""
+    from erlang import Atom
+
+    port = PortProcess("--path", str(modules))
+    try:
+        assert port.recv()[0] == "ready"
+        bystander, run, ev, after = make_ref(1), make_ref(2), make_ref(3), make_ref(4)
+        port.send(task(bystander, "deadline_tasks", "nap", [0.5, "fine"]),
+                  (Atom("exec"), run, "while True:\n    pass\n",
+                   {Atom("deadline_ms"): 200}),
+                  (Atom("eval"), ev, "sum(0 for _ in iter(int, 1))",
+                   {Atom("deadline_ms"): 100, Atom("locals"): {}}))
+        assert port.recv() == ("result", run, ("error", "timeout"))
+        assert port.recv() == ("result", ev, ("error", "timeout"))
+        port.send((Atom("eval"), after, "6 * 7", {Atom("deadline_ms"): 5000}))
+        assert {port.recv(), port.recv()} == {("result", bystander, ("ok", "fine")),
+                                              ("result", after, ("ok", 42))}
+        assert port.proc.poll() is None
+    finally:
+        port.cleanup()
+
+
+def test_step_bounded_interrupts_a_spinning_step_not_the_waits():
+    """StepBounded arms the watchdog for each step of a coroutine: awaiting
+    costs nothing, a step that spins gets TaskDeadline."""
+    import asyncio
+
+    from erlang._deadline import StepBounded, TaskDeadline
+
+    async def naps_then_spins() -> str:
+        for _ in range(3):
+            await asyncio.sleep(0.05)  # 0.15 s in all, each step short
+        spin()
+        return "never"
+
+    async def naps() -> str:
+        await asyncio.sleep(0.2)
+        return "slept"
+
+    async def main() -> None:
+        assert await StepBounded(naps(), 0.1) == "slept"
+        task = asyncio.get_running_loop().create_task(StepBounded(naps_then_spins(), 0.1))
+        with pytest.raises(TaskDeadline):
+            await task
+        # a limit given as a function is asked before each step; None: unbounded
+        assert await StepBounded(naps(), lambda: None) == "slept"
+
+    asyncio.run(main())
+    assert spin_for(0.05) > 0  # nothing left armed

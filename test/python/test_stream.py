@@ -10,6 +10,7 @@ from typing import Any, AsyncIterator, Callable, Iterator
 
 import pytest
 
+import erlang
 from erlang import _wire
 from erlang._stream import Streams
 
@@ -30,6 +31,8 @@ def _wire_check(term: Any) -> None:
     if isinstance(term, (list, tuple)):
         for t in term:
             _wire_check(t)
+    elif hasattr(term, "__erlang__"):
+        _wire_check(term.__erlang__())  # as the encoder calls the hook
     elif not isinstance(term, (int, float, str, bytes, _wire.Atom, type(None))):
         raise TypeError(f"cannot convert {type(term).__name__}")
 
@@ -110,8 +113,33 @@ def listing() -> list[int]:
     return [1]
 
 
+class BadHook:
+    def __erlang__(self) -> Any:
+        raise RuntimeError("no term for me")
+
+
+async def abad_items() -> AsyncIterator[Any]:
+    """Good items, a hook that raises, more: one item per loop iteration,
+    each sent by the pump's deferred flush."""
+    for item in (0, 1, BadHook(), 3):
+        yield item
+        await asyncio.sleep(0)
+
+
+async def ahandle_item() -> AsyncIterator[Any]:
+    yield 0
+    yield erlang.handle(object())  # in the same batch as 0
+    yield 2
+
+
+def handle_item() -> Iterator[Any]:
+    yield 0
+    yield erlang.handle(object())
+
+
 fixtures = types.ModuleType("fixtures")
-for f in (count, endless, aendless, silent, failing, bad_item, listing):
+for f in (count, endless, aendless, silent, failing, bad_item, listing, abad_items,
+          ahandle_item, handle_item):
     setattr(fixtures, f.__name__, f)
 
 
@@ -218,3 +246,28 @@ def test_credit_and_cancel_for_unknown_streams_are_ignored() -> None:
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(pytest.main([__file__]))
+
+
+def test_an_item_that_cannot_be_sent_ends_the_stream_naming_it() -> None:
+    """No silent loss: the items before it, then an error with the item's
+    position and type; nothing after it."""
+    async def body(streams: Streams, host: Host) -> None:
+        streams.start(1, "m", "abad_items", [], {}, {})
+        streams.start(2, "m", "ahandle_item", [], {}, {})
+        streams.start(3, "m", "handle_item", [], {}, {})
+        streams.start(4, "m", "bad_item", [], {}, {})
+        await settle()
+        out = [plain(t) for t in host.channel.out]
+        items = {i: [x for t in out if t[:2] == ("stream_data", i) for x in t[2]]
+                 for i in (1, 2, 3, 4)}
+        assert items == {1: [0, 1], 2: [0], 3: [0], 4: [1]}
+        ends = {t[1]: t[2] for t in out if t[0] == "stream_end"}
+        assert ends[1][1][:2] == ("python", "RuntimeError")
+        assert ends[1][1][2] == "stream item 2 (BadHook) cannot be sent to Erlang: no term for me"
+        for i in (2, 3):
+            assert ends[i][1][:2] == ("python", "TypeError")
+            assert ends[i][1][2].startswith("stream item 1 (erlang.handle(object))")
+        assert ends[4][1][2].startswith("stream item 1 (object) cannot be sent")
+        assert all(end[1][3] == "" for end in ends.values())
+        assert host.logged == []
+    run(body)

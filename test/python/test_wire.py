@@ -70,3 +70,47 @@ def test_call_reply_payloads_are_split():
     assert _wire.split_reply(("other", 1)) is None
     assert _wire.split_reply(("ok", 1, 2)) is None
     assert _wire.split_reply("ok") is None
+
+
+# -- modules Erlang calls by name ------------------------------------------------
+
+import glob  # noqa: E402
+import importlib.util  # noqa: E402
+import os  # noqa: E402
+import re  # noqa: E402
+
+ERL_SRC = os.path.join(os.path.dirname(__file__), "..", "..", "erl_src")
+# 'erlang._x' (an atom), "erlang._x" (a string: pyport run -m), <<"erlang._x">>
+_NAMED = re.compile(r"""['"]erlang\.(_?[a-z][a-z0-9_]*)['"]""")
+
+
+def modules_named_in_erl_src() -> set[str]:
+    found: set[str] = set()
+    for path in glob.glob(os.path.join(ERL_SRC, "*.erl")):
+        with open(path, encoding="utf-8") as f:
+            found.update("erlang." + m for m in _NAMED.findall(f.read()))
+    return found
+
+
+def test_erlang_called_modules_match_erl_src() -> None:
+    named = modules_named_in_erl_src()
+    assert named, "the scan found no module: the pattern or the path is wrong"
+    assert set(_wire.ERLANG_CALLED_MODULES) == named
+    for name in _wire.ERLANG_CALLED_MODULES:
+        assert importlib.util.find_spec(name) is not None, name
+
+
+def test_erlang_called_modules_are_in_protocol_md() -> None:
+    doc = open(os.path.join(ERL_SRC, "..", "docs", "protocol.md"), encoding="utf-8").read()
+    section = doc.split("## Python modules Erlang calls", 1)[1].split("\n## ", 1)[0]
+    listed = set(re.findall(r"^\| `(erlang\.[a-z_]+)` \|", section, re.M))
+    assert listed == set(_wire.ERLANG_CALLED_MODULES)
+
+
+def test_handles_functions_py_obj_calls_exist() -> None:
+    """py_obj runs ?PY:Func for these; renaming one breaks handles."""
+    with open(os.path.join(ERL_SRC, "py_obj.erl"), encoding="utf-8") as f:
+        called = set(re.findall(r"task\(Obj, ([a-z_]+), ", f.read()))
+    assert called == {"call", "get", "put", "value", "info"}
+    module = importlib.import_module("erlang._handles")
+    assert all(callable(getattr(module, name, None)) for name in called)

@@ -110,6 +110,19 @@ PORT_ATOMS: tuple[str, ...] = tuple(_port_atoms)
 del _port_atoms
 
 
+# -- modules Erlang names ---------------------------------------------------------
+
+#: the package's modules that Erlang code (erl_src/) calls by name, as task
+#: targets or with ``pyport run -m``: their names and the functions Erlang
+#: calls in them are part of the protocol (docs/protocol.md, "Python
+#: modules Erlang calls"); the rest of the package is internal
+ERLANG_CALLED_MODULES: tuple[str, ...] = (
+    "erlang._compat",  # py_compat: reload_module(Name)
+    "erlang._envcheck",  # py_envcheck: pyport run -m erlang._envcheck
+    "erlang._handles",  # py_obj: call, get, put, value, info
+)
+
+
 # -- messages from Erlang: tags (as Channel.read() yields them) and fields ---------
 
 TASK = "task"

@@ -385,7 +385,7 @@ spinning_handler_is_interrupted(_) ->
     process_flag(trap_exit, true),
     #{os_pid := OsPid} = pyport_ct:loop_stats(1),
     {ok, Pid} = py_actor:start_link(?A, 'Spinner', [], #{loop => 1, step_timeout => 300}),
-    ?assertEqual(echo, gen_server:call(Pid, echo, 5000)),
+    ?assertEqual(<<"echo">>, gen_server:call(Pid, echo, 5000)),
     Bystander = py_event_loop:create_task({pyport_loop, 1}, asyncio, sleep,
                                           [4, <<"bystander">>], #{}),
     ?assertMatch({timeout, _}, catch_exit(fun() -> gen_server:call(Pid, spin, 10000) end)),

@@ -124,9 +124,18 @@ init(Parent, Module, Func, Args, Kwargs, #{window := Window, timeout := Timeout}
         ok ->
             Deadline = py_event_task:deadline(Timeout),
             Request = {actor, Module, Func, Args, Kwargs, #{window => Window}},
-            case py_event_task:submit_actor(loop(Opts), Request, Deadline) of
-                {ok, Ref, Loop} -> await_started(Parent, Ref, Loop, Window, Deadline);
-                {error, Reason} -> fail(Reason)
+            Index = loop(Opts),
+            %% Before the task: Python may answer `actor_started` before
+            %% submit_actor returns.
+            mark(py_event_loop_pool:lookup(Index)),
+            case py_event_task:submit_actor(Index, Request, Deadline) of
+                {ok, Ref, Loop} ->
+                    %% Again in case the loop restarted meanwhile.
+                    mark({ok, Loop}),
+                    await_started(Parent, Ref, Loop, Window, Deadline);
+                {error, Reason} ->
+                    unmark(py_event_loop_pool:lookup(Index)),
+                    fail(Reason)
             end;
         {error, _} = Error ->
             proc_lib:init_ack(Error),
@@ -212,6 +221,26 @@ loop(_) ->
         %% No pool: submitting says loop_unavailable.
         {error, not_started} -> 1
     end.
+
+%% Marks this process as an actor's proxy in the loop's caller index: the
+%% worker routes actor packets only to marked callers (py_actor_route), so
+%% a plain task cannot make its caller receive them. The worker's
+%% clean-up of a dead caller's rows (by key prefix) removes the mark.
+mark({ok, #py_loop{by_caller = ByCaller}}) ->
+    try ets:insert(ByCaller, py_actor_route:mark(self())) of
+        true -> ok
+    catch
+        %% A worker that has just died: submitting says so.
+        error:badarg -> ok
+    end;
+mark(_) ->
+    ok.
+
+unmark({ok, #py_loop{by_caller = ByCaller}}) ->
+    catch ets:delete_object(ByCaller, py_actor_route:mark(self())),
+    ok;
+unmark(_) ->
+    ok.
 
 %% Python answers `actor_started` once the actor runs (a GenServer: after
 %% its init), or the actor's end if it could not start. Messages sent to

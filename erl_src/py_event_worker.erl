@@ -222,7 +222,8 @@ start_port(Index, Config) ->
         {ok, Port, Info, Framer, Frames} ->
             %% (A port that died meanwhile is noticed by its exit status,
             %% like any crash.)
-            Handles = py_handle:new(maps:get(max_handles, Config)),
+            Handles = py_handle:new(maps:get(max_handles, Config),
+                                   maps:get(max_handles_per_owner, Config)),
             _ = send_packet(Port, pyport_wire:setup(self(), Index,
                                                     py_handle:setup_info(Handles))),
             {ok, State} = registered(Index, Port, Info, Framer, Config, Handles),
@@ -322,11 +323,11 @@ handle_packet({Kind, _, _, _} = Request, State) when Kind =:= call; Kind =:= sen
 handle_packet({Kind, _, _} = Request, State) when Kind =:= whereis; Kind =:= send;
                                                   Kind =:= registered ->
     serve(Request, State);
-handle_packet(Actor, #state{pending = Pending, index = Index})
+handle_packet(Actor, #state{pending = Pending, by_caller = ByCaller, index = Index})
   when element(1, Actor) =:= actor_started; element(1, Actor) =:= actor_ack;
        element(1, Actor) =:= actor_reply ->
     %% An actor's own traffic goes to its proxy (py_actor).
-    case py_actor_route:route(Actor, Pending) of
+    case py_actor_route:route(Actor, Pending, ByCaller) of
         ok -> ok;
         malformed -> pyport_log:protocol_fault(Actor, Index)
     end;

@@ -23,7 +23,7 @@
 -export([release/2]).
 -export([transfer/3]).
 %% For py_event_worker.
--export([new/1]).
+-export([new/2]).
 -export([setup_info/1]).
 -export([routed/6]).
 -export([owner_down/2]).
@@ -32,11 +32,14 @@
 -type tables() :: #{incarnation := reference(),
                     owners := ets:tid(),
                     by_owner := ets:tid(),
-                    max := non_neg_integer()}.
+                    max := non_neg_integer(),
+                    %% What one process may own (max_handles_per_owner).
+                    max_per_owner := non_neg_integer()}.
 -type handle() :: #py_obj{}.
 %% Where a task may run (task_opts/4).
 -type where() :: {fixed | default, py_event_task:loop_index()}.
 -type error() :: stale_handle | not_owner
+               | {handle_owner_limit, non_neg_integer()}
                | {foreign_handle, {loop, py_event_task:loop_index()} | {node, node()}}
                | mixed_loops.
 -export_type([tables/0, handle/0, error/0, where/0]).
@@ -106,30 +109,44 @@ release(#py_obj{id = N} = Obj, Owner) ->
 
 %% Makes To the owner of a handle Owner owns; the worker monitors To, so
 %% the handle goes when To exits (at once if To is already dead).
--spec transfer(handle(), pid(), pid()) -> ok | {error, stale_handle | not_owner}.
+-spec transfer(handle(), pid(), pid())
+    -> ok | {error, stale_handle | not_owner | {handle_owner_limit, non_neg_integer()}}.
+transfer(#py_obj{} = Obj, Owner, Owner) ->
+    %% To oneself: nothing changes (the by_owner row must stay, or the
+    %% owner's exit would not release the handle).
+    case owned(Obj, Owner) of
+        {ok, _} -> ok;
+        {error, _} = Error -> Error
+    end;
 transfer(#py_obj{id = N} = Obj, Owner, To) ->
     case owned(Obj, Owner) of
-        {ok, #py_loop{worker = Worker, handles = #{owners := Owners,
-                                                  by_owner := ByOwner}}} ->
-            true = ets:insert(ByOwner, {{To, N}}),
-            true = ets:insert(Owners, {N, To}),
-            true = ets:delete(ByOwner, {Owner, N}),
-            %% Always asked: To's 'DOWN' may have been handled already, and
-            %% the worker monitors each process once.
-            gen_server:cast(Worker, {monitor, To}),
-            ok;
+        {ok, #py_loop{worker = Worker, handles = #{owners := Owners, by_owner := ByOwner,
+                                                  max_per_owner := PerOwner} = T}} ->
+            case owned_count(T, To) >= PerOwner of
+                true ->
+                    {error, {handle_owner_limit, PerOwner}};
+                false ->
+                    true = ets:insert(ByOwner, {{To, N}}),
+                    true = ets:insert(Owners, {N, To}),
+                    true = ets:delete(ByOwner, {Owner, N}),
+                    %% Always asked: To's 'DOWN' may have been handled
+                    %% already, and the worker monitors each process once.
+                    gen_server:cast(Worker, {monitor, To}),
+                    ok
+            end;
         {error, _} = Error ->
             Error
     end.
 
 %% For py_event_worker.
 
--spec new(non_neg_integer()) -> tables().
-new(Max) ->
+-spec new(non_neg_integer(), non_neg_integer()) -> tables().
+new(Max, MaxPerOwner) ->
     #{incarnation => make_ref(),
       owners => ets:new(py_handle_owners, [set, public, {read_concurrency, true}]),
       by_owner => ets:new(py_handle_by_owner, [ordered_set, public]),
-      max => Max}.
+      max => Max,
+      max_per_owner => MaxPerOwner}.
 
 %% What the port is told in `setup`.
 -spec setup_info(tables()) -> map().
@@ -157,9 +174,11 @@ routed(Ref, Value, Ns, Pending, ByCaller, {Index, #{max := Max} = T}) ->
                             Set = maps:from_keys(Numbers, true),
                             Ref ! {Ref, {ok, replace(Value, Set, Index, T)}},
                             [];
-                        limit ->
-                            Ref ! {Ref, {error, {handle_limit, Max}}},
-                            Numbers
+                        {limit, Error, New} ->
+                            Ref ! {Ref, {error, Error}},
+                            %% Only the numbers made for this reply: the
+                            %% others are live handles of their owners.
+                            New
                     end
             end;
         _ when Numbers =:= bad ->
@@ -262,17 +281,32 @@ numbers(_, _) ->
     bad.
 
 %% Numbers the loop already has (a handle the port sends again) keep
-%% their owner; new ones count against the loop's limit.
-own(#{owners := Owners, by_owner := ByOwner, max := Max}, Owner, Numbers) ->
+%% their owner; new ones count against the loop's limit and the owner's.
+own(#{owners := Owners, by_owner := ByOwner, max := Max,
+      max_per_owner := PerOwner} = T, Owner, Numbers) ->
     New = [N || N <- Numbers, not ets:member(Owners, N)],
     case ets:info(Owners, size) + length(New) > Max of
         true ->
-            limit;
+            {limit, {handle_limit, Max}, New};
+        false when New =/= [] ->
+            case owned_count(T, Owner) + length(New) > PerOwner of
+                true ->
+                    {limit, {handle_owner_limit, PerOwner}, New};
+                false ->
+                    true = ets:insert(ByOwner, [{{Owner, N}} || N <- New]),
+                    true = ets:insert(Owners, [{N, Owner} || N <- New]),
+                    ok
+            end;
         false ->
             true = ets:insert(ByOwner, [{{Owner, N}} || N <- New]),
             true = ets:insert(Owners, [{N, Owner} || N <- New]),
             ok
     end.
+
+%% The handles Owner holds on this loop (a key-prefix count: by_owner is
+%% ordered by owner).
+owned_count(#{by_owner := ByOwner}, Owner) ->
+    ets:select_count(ByOwner, [{{{Owner, '_'}}, [], [true]}]).
 
 replace({?MARKER, N} = Marker, Set, Index, #{incarnation := Inc}) ->
     case Set of

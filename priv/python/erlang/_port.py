@@ -575,14 +575,19 @@ class PortServer:
         """``{result, Id, {handles, Value, Ns}}``: ``value`` (or its parts)
         kept in the handle table; Erlang builds the handle terms."""
         try:
-            tagged, numbers = self.handles.tagged(value, mode)
+            tagged, numbers, created = self.handles.tagged(value, mode)
         except HandleLimitError:
             self._reply_error(id, (HANDLE_LIMIT, self.handles.max_handles))
+            return
+        except BaseException as exc:  # a part's own conversion hook raised
+            self._reply_error(id, python_error(exc, with_traceback=False))
             return
         try:
             self.channel.send(result_handles(id, tagged, numbers))
         except BaseException as exc:  # the converted parts may still fail
-            self.handles.release(numbers)
+            # Only what this reply stored: a handle sent again is another
+            # owner's (docs/handles.md).
+            self.handles.release(created)
             self._reply_error(id, python_error(exc, with_traceback=False))
 
     def _setup_handles(self, info: Any) -> None:

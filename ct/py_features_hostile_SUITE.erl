@@ -323,7 +323,7 @@ concurrent_restart_loop_all_answered_ok(_) ->
     Results = [receive {R, Res} -> Res after 60000 -> ct:fail(restart_hangs) end
                || R <- Restarters],
     ?assertEqual([ok, ok, ok], Results),
-    ?assertMatch({ok, _}, py_event_loop:run({pyport_loop, 1}, ?H, getpid, [])),
+    ?assertMatch({ok, _}, py_event_loop:run({pyport_loop, 1}, ?H, getpid, [], #{})),
     ?assertNotEqual(Old, maps:get(os_pid, pyport_ct:loop_stats(1))),
     Stopped = [E || {pyport_ct_log, E} <- pyport_ct:mailbox(),
                     pyport_ct:log_mentions(E, <<"stays stopped">>)],
@@ -361,7 +361,7 @@ submit_until(Stop, Acc) ->
         false ->
             Key = case py_event_loop:run({pyport_loop, 1}, ?H, sleep_then, [0.02, x],
                                          #{timeout => 30000}) of
-                      {ok, x} -> ok;
+                      {ok, <<"x">>} -> ok;
                       {error, cancelled} -> cancelled;
                       Other -> Other
                   end,

@@ -206,11 +206,27 @@ terminate(_Reason, #state{port = undefined}) ->
 terminate(_Reason, #state{port = Port} = State) ->
     %% Python cancels its tasks on `stop`; routing the replies that come
     %% back while it does lets callers see `cancelled`, not a dead worker.
-    case send_packet(Port, pyport_wire:stop()) of
-        ok -> drain(State, erlang:monotonic_time(millisecond) + ?STOP_GRACE_MS);
-        %% Python is not reading: a `stop` would never be read either.
-        busy -> pyport_port:close(Port);
-        closed -> ok
+    _ = case send_packet(Port, pyport_wire:stop()) of
+            ok -> drain(State, erlang:monotonic_time(millisecond) + ?STOP_GRACE_MS);
+            %% Python is not reading: a `stop` would never be read either.
+            busy -> pyport_port:close(Port);
+            closed -> ok
+        end,
+    restarted(State).
+
+%% restart_loop/1 marks the loop restarting before it stops this worker
+%% (py_pool): the tasks Python did not answer (submitted as it stopped,
+%% or not cancelled within the grace) are `cancelled`, as restart_loop
+%% documents, not a dead worker. Any other stop leaves them worker_down.
+restarted(#state{index = Index, pending = Pending}) ->
+    case py_event_loop_pool:lookup(Index) of
+        restarting ->
+            Entries = ets:tab2list(Pending),
+            py_stream_route:exited(Entries, cancelled),
+            _ = [Ref ! {Ref, {error, cancelled}} || {Ref, Caller} <- Entries, is_pid(Caller)],
+            ok;
+        _ ->
+            ok
     end.
 
 %% Internal.

@@ -43,6 +43,7 @@
                   kwargs => py_event_loop:kwargs(),
                   name => name(),
                   window => pos_integer(),
+                  max_backlog => pos_integer(),
                   timeout => timeout()}.
 -type spec() :: #{module := py_event_loop:py_name(),
                   function := py_event_loop:py_name(),
@@ -59,6 +60,8 @@
     port :: port(),
     max_packet :: pos_integer(),
     window :: pos_integer(),
+    %% Mailbox messages allowed to wait for credit (exit beyond).
+    max_backlog :: pos_integer(),
     %% Messages the proxy may still send ahead of Python's consumption.
     credit :: non_neg_integer(),
     %% Packets taken from the mailbox that a busy port did not take yet,
@@ -81,6 +84,8 @@
 %% Calls Python has not answered, kept at most (the oldest are forgotten:
 %% their callers have long given up).
 -define(MAX_CALLS, 65536).
+%% How often a proxy without credit looks at its backlog.
+-define(BACKLOG_CHECK_MS, 100).
 
 %% API.
 
@@ -88,8 +93,10 @@
 %% returns once Python has started it (a GenServer: once its `init` has
 %% returned). Options: `loop` (pin a loop; default: the proxy's pid picks
 %% one, as for tasks), `kwargs`, `name` (registered like a gen_server's),
-%% `window` (messages ahead of Python, default 128), `timeout` (for the
-%% start, default 5000 ms).
+%% `window` (messages ahead of Python, default 128), `max_backlog`
+%% (messages waiting in the proxy's mailbox beyond the window before it
+%% exits `{actor_backlog_full, Max}`; default the `actor_max_backlog`
+%% setting, 100000), `timeout` (for the start, default 5000 ms).
 -spec start_link(py_event_loop:py_name(), py_event_loop:py_name(), list(), opts())
     -> start_result().
 start_link(Module, Func, Args, Opts) ->
@@ -132,7 +139,8 @@ init(Parent, Module, Func, Args, Kwargs, #{window := Window, timeout := Timeout}
                 {ok, Ref, Loop} ->
                     %% Again in case the loop restarted meanwhile.
                     mark({ok, Loop}),
-                    await_started(Parent, Ref, Loop, Window, Deadline);
+                    await_started(Parent, Ref, Loop, Window,
+                                  maps:get(max_backlog, Opts), Deadline);
                 {error, Reason} ->
                     unmark(py_event_loop_pool:lookup(Index)),
                     fail(Reason)
@@ -181,7 +189,8 @@ start(Link, Module, Func, Args, Opts) ->
 %% Bad options are the caller's error, raised at its site.
 check_opts(Opts) when is_map(Opts) ->
     maps:foreach(fun check_opt/2, Opts),
-    maps:merge(#{window => ?DEFAULT_WINDOW, timeout => ?START_TIMEOUT}, Opts);
+    maps:merge(#{window => ?DEFAULT_WINDOW, timeout => ?START_TIMEOUT,
+                 max_backlog => pyport_config:actor_max_backlog()}, Opts);
 check_opts(Opts) ->
     error({badarg, {options, Opts}}).
 
@@ -191,6 +200,7 @@ check_opt(name, {local, N}) when is_atom(N) -> ok;
 check_opt(name, {global, _}) -> ok;
 check_opt(name, {via, M, _}) when is_atom(M) -> ok;
 check_opt(window, W) when is_integer(W), W > 0, W =< ?MAX_WINDOW -> ok;
+check_opt(max_backlog, N) when is_integer(N), N > 0 -> ok;
 check_opt(timeout, T) -> _ = py_event_task:check_timeout(T), ok;
 check_opt(Key, Value) -> error({badarg, {option, Key, Value}}).
 
@@ -245,12 +255,14 @@ unmark(_) ->
 %% Python answers `actor_started` once the actor runs (a GenServer: after
 %% its init), or the actor's end if it could not start. Messages sent to
 %% a registered name meanwhile wait in the mailbox.
-await_started(Parent, Ref, #py_loop{port = Port, max_packet = Max}, Window, Deadline) ->
+await_started(Parent, Ref, #py_loop{port = Port, max_packet = Max}, Window, MaxBacklog,
+              Deadline) ->
     receive
         {py_actor, Ref, started} ->
             proc_lib:init_ack({ok, self()}),
             loop(#state{ref = Ref, port = Port, max_packet = Max,
-                        window = Window, credit = Window}, Parent, []);
+                        window = Window, credit = Window,
+                        max_backlog = MaxBacklog}, Parent, []);
         {Ref, {ok, _}} ->
             %% Cannot come first from a well-behaved port; an actor that
             %% is already done still started.
@@ -272,12 +284,19 @@ fail(Reason) ->
 
 %% With credit and no packets waiting for the port, the next message
 %% whatever it is; otherwise only what the proxy itself needs, so that
-%% the rest stays in the mailbox.
+%% the rest stays in the mailbox, up to max_backlog messages: beyond, the
+%% proxy exits `{actor_backlog_full, Max}` (its parent and monitors see
+%% why; the worker cancels the actor) rather than hold an unbounded
+%% mailbox that each of its selective receives would scan.
 loop(#state{credit = Credit, unsent = []} = State, Parent, Debug) when Credit > 0 ->
     receive
         Msg -> handle(Msg, State, Parent, Debug)
     end;
-loop(#state{ref = Ref, retry = Retry} = State, Parent, Debug) ->
+loop(#state{ref = Ref, retry = Retry, max_backlog = MaxBacklog} = State, Parent, Debug) ->
+    case process_info(self(), message_queue_len) of
+        {message_queue_len, N} when N > MaxBacklog -> exit({actor_backlog_full, MaxBacklog});
+        _ -> ok
+    end,
     receive
         {py_actor, Ref, _} = Msg -> handle(Msg, State, Parent, Debug);
         {Ref, _} = Msg -> handle(Msg, State, Parent, Debug);
@@ -285,6 +304,8 @@ loop(#state{ref = Ref, retry = Retry} = State, Parent, Debug) ->
         {system, _, _} = Msg -> handle(Msg, State, Parent, Debug);
         {timeout, Retry, py_actor_retry} ->
             loop(send(State#state{retry = undefined}), Parent, Debug)
+    after ?BACKLOG_CHECK_MS ->
+        loop(State, Parent, Debug)
     end.
 
 handle({py_actor, Ref, What}, #state{ref = Ref} = State, Parent, Debug) ->

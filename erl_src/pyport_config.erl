@@ -13,6 +13,7 @@
 -export([unknown_keys/1]).
 -export([warn_unknown_keys/0]).
 -export([cluster/0]).
+-export([actor_max_backlog/0]).
 -export([pool/1]).
 -export([loops_beyond/2]).
 
@@ -255,6 +256,15 @@ cluster() ->
             {error, {bad_config, {cluster_load_interval_ms, Other}}}
     end.
 
+%% How many messages an actor's proxy lets wait in its mailbox, beyond
+%% its window, before it exits `{actor_backlog_full, Max}` (py_actor).
+-spec actor_max_backlog() -> pos_integer().
+actor_max_backlog() ->
+    case env(actor_max_backlog, 100000) of
+        N when is_integer(N), N > 0 -> N;
+        Other -> error({bad_config, {actor_max_backlog, Other}})
+    end.
+
 %% Internal.
 
 %% The settings each loop may have of its own: {Key, Default, Valid}.
@@ -303,7 +313,9 @@ loop_keys() ->
 global_keys() ->
     [loops, event_loop_pool_size, executable]
         %% Read by cluster/0.
-        ++ [cluster_pool, cluster_load_interval_ms].
+        ++ [cluster_pool, cluster_load_interval_ms]
+        %% Read by actor_max_backlog/0.
+        ++ [actor_max_backlog].
 
 env(Key, Default) ->
     application:get_env(?APP, Key, Default).

@@ -207,7 +207,7 @@ handles_are_used_by_owner_only(_) ->
                   receive {tried, A, B} -> {A, B} end
           end,
     ?assertEqual({{error, not_owner}, {error, not_owner}}, Try()),
-    {ok, 1} = py_obj:value(H),
+    {ok, 1} = py_obj:getattr(H, n),
     Friend = spawn_link(fun() ->
                                 receive go -> ok end,
                                 Self ! {friend, py_obj:call(H, add, [1]), py_obj:release(H)}
@@ -219,7 +219,7 @@ handles_are_used_by_owner_only(_) ->
             %% Sharing lends use, not ownership.
             ?assertEqual({error, not_owner}, Rel)
     end,
-    ?assertEqual({ok, 2}, py_obj:value(H)),
+    ?assertEqual({ok, 2}, py_obj:getattr(H, n)),
     ok.
 
 %% -- row 11: actor packets ---------------------------------------------------------

@@ -22,6 +22,7 @@
 -export([live/1]).
 -export([release/2]).
 -export([transfer/3]).
+-export([share/3]).
 %% For py_event_worker.
 -export([new/2]).
 -export([setup_info/1]).
@@ -64,14 +65,19 @@ task_opts(Where, Args, Kwargs, Opts) ->
         none ->
             {_, Index} = Where,
             {ok, Index, Extra};
-        {found, #py_obj{incarnation = Inc}} when node(Inc) =/= node() ->
+        {found, #py_obj{incarnation = Inc}, _} when node(Inc) =/= node() ->
             {error, {foreign_handle, {node, node(Inc)}}};
-        {found, #py_obj{loop = L}} when element(1, Where) =:= fixed, Where =/= {fixed, L} ->
+        {found, #py_obj{loop = L}, _} when element(1, Where) =:= fixed, Where =/= {fixed, L} ->
             {error, {foreign_handle, {loop, L}}};
-        {found, #py_obj{loop = L} = Obj} ->
+        {found, #py_obj{loop = L} = Obj, Ids} ->
             case live(Obj) of
-                {ok, _} -> {ok, L, Extra#{handle_args => true}};
-                {error, _} = Error -> Error
+                {ok, #py_loop{handles = T}} ->
+                    case usable(T, self(), Ids) of
+                        ok -> {ok, L, Extra#{handle_args => true}};
+                        {error, _} = Error -> Error
+                    end;
+                {error, _} = Error ->
+                    Error
             end;
         mixed ->
             {error, mixed_loops}
@@ -103,6 +109,27 @@ release(#py_obj{id = N} = Obj, Owner) ->
                 %% The port is gone, and the object with it.
                 error:badarg -> ok
             end;
+        {error, _} = Error ->
+            Error
+    end.
+
+%% Lets To use a handle Owner owns (as task arguments and through
+%% py_obj) until To exits or the handle goes; ownership (release,
+%% transfer) stays with Owner.
+-spec share(handle(), pid(), pid()) -> ok | {error, stale_handle | not_owner}.
+share(#py_obj{} = Obj, Owner, Owner) ->
+    case owned(Obj, Owner) of
+        {ok, _} -> ok;
+        {error, _} = Error -> Error
+    end;
+share(#py_obj{id = N} = Obj, Owner, To) ->
+    case owned(Obj, Owner) of
+        {ok, #py_loop{worker = Worker, handles = #{by_owner := ByOwner}}} ->
+            %% An owner row of To (a handle transferred to To and back)
+            %% is not replaced: insert_new.
+            _ = ets:insert_new(ByOwner, {{To, N}, shared}),
+            gen_server:cast(Worker, {monitor, To}),
+            ok;
         {error, _} = Error ->
             Error
     end.
@@ -193,6 +220,8 @@ routed(Ref, Value, Ns, Pending, ByCaller, {Index, #{max := Max} = T}) ->
 owner_down(Pid, #{owners := Owners, by_owner := ByOwner}) ->
     Ns = ets:select(ByOwner, [{{{Pid, '$1'}}, [], ['$1']}]),
     true = ets:match_delete(ByOwner, {{Pid, '_'}}),
+    %% What was shared with it goes too (and stays with its owners).
+    true = ets:match_delete(ByOwner, {{Pid, '_'}, shared}),
     lists:foreach(fun(N) -> ets:delete(Owners, N) end, Ns),
     Ns.
 
@@ -223,10 +252,10 @@ find(Term) ->
         throw:mixed -> mixed
     end.
 
-find(#py_obj{loop = L, incarnation = I} = Obj, Found) when is_reference(I) ->
+find(#py_obj{loop = L, incarnation = I, id = N} = Obj, Found) when is_reference(I) ->
     case Found of
-        none -> {found, Obj};
-        {found, #py_obj{loop = L, incarnation = I}} -> Found;
+        none -> {found, Obj, [N]};
+        {found, #py_obj{loop = L, incarnation = I} = First, Ids} -> {found, First, [N | Ids]};
         _ -> throw(mixed)
     end;
 find([H | T], Found) ->
@@ -301,6 +330,22 @@ own(#{owners := Owners, by_owner := ByOwner, max := Max,
             true = ets:insert(ByOwner, [{{Owner, N}} || N <- New]),
             true = ets:insert(Owners, [{N, Owner} || N <- New]),
             ok
+    end.
+
+%% Whether Pid owns, or was shared, each live handle number in Ns (a row
+%% keyed {Pid, N} in by_owner is either): a released one is stale, one of
+%% another owner's not Pid's to use.
+usable(_, _, []) ->
+    ok;
+usable(#{owners := Owners, by_owner := ByOwner} = T, Pid, [N | Ns]) ->
+    case ets:lookup(Owners, N) of
+        [] -> {error, stale_handle};
+        [{N, Pid}] -> usable(T, Pid, Ns);
+        [_] ->
+            case ets:member(ByOwner, {Pid, N}) of
+                true -> usable(T, Pid, Ns);
+                false -> {error, not_owner}
+            end
     end.
 
 %% The handles Owner holds on this loop (a key-prefix count: by_owner is

@@ -119,5 +119,7 @@ remove(Event, Id) ->
 
 is_event(E) -> is_list(E) andalso E =/= [] andalso lists:all(fun is_atom/1, E).
 
+%% The lock's requester is the calling process: with one requester for
+%% every caller (the node, as before) global lets them all in at once.
 locked(Fun) ->
-    global:trans({?MODULE, node()}, Fun, [node()]).
+    global:trans({?MODULE, self()}, Fun, [node()]).

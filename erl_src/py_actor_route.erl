@@ -46,10 +46,8 @@ mark(Proxy) ->
 to_proxy(Id, What, Pending, ByCaller) ->
     case ets:lookup(Pending, Id) of
         [{Id, Proxy}] when is_pid(Proxy) ->
-            case ets:member(ByCaller, element(1, mark(Proxy))) of
-                true -> Proxy ! {py_actor, Id, What};
-                false -> ok
-            end,
+            _ = ets:member(ByCaller, element(1, mark(Proxy)))
+                andalso (Proxy ! {py_actor, Id, What}),
             ok;
         _ ->
             ok

@@ -12,16 +12,24 @@
 %% (any {ok, _} or {error, _}), a hang or a crash is not. And about every
 %% 20000th task (at most one every 2 s) is a mass caller death: 200
 %% processes each start a 30 s task and are killed at once, so their tasks
-%% must be cancelled and drained. Callers are short-lived (each
+%% must be cancelled and drained. The features are in the mix too (about
+%% 0.5% of tasks): streams (read to the end, or abandoned half-way by a
+%% caller that exits), object handles (made, used, released or left to
+%% the owner's exit), actors (started, called, stopped or killed) and
+%% callbacks (Python calling back into Erlang, some of them slow enough
+%% to be abandoned by the task's deadline). Callers are short-lived (each
 %% submits SOAK_PER_CALLER tasks, then exits and is replaced), so the
 %% worker's monitor table and the caller-death path are soaked too.
 %%
 %% Measured after a warm-up and again at the end: the BEAM's RSS, open fds,
-%% process and port counts, ETS tables, erlang:memory(total); each port's
-%% RSS and open fds; every loop's pending and monitored table sizes.
-%% Exits non-zero if a result was malformed, a caller crashed, or a table
-%% did not drain back (every wait is bounded, so a hang shows as a soak
-%% that never ends).
+%% process and port counts, ETS tables, erlang:memory(total), the OS
+%% processes under the BEAM; each port's RSS and open fds; every loop's
+%% pending and monitored table sizes and live handles. (Aliases have no
+%% node-wide count: a leaked one would show as processes or memory.)
+%% Exits non-zero if a result was malformed, a caller crashed, a table
+%% did not drain back, or processes, ports, ETS tables, OS processes or
+%% handles did not come back to what they were (every wait is bounded, so
+%% a hang shows as a soak that never ends).
 -module(soak).
 
 -export([main/0]).
@@ -30,12 +38,19 @@
 
 -define(H, pyport_ct_helpers).
 -define(X, pyport_hostile).
+-define(FH, pyport_features_hostile).
+-define(S, pyport_stream).
+-define(I, pyport_interop_helpers).
+%% Processes that may come and go between the two measures (logger,
+%% timers, the runtime's own).
+-define(PROCESS_SLACK, 10).
 -define(HOSTILE, [{raise_base, []}, {call_sys_exit, [3]}, {fork_and_return, []},
                   {forge_garbage, [<<"soak garbage">>]}]).
 -define(MASS_DEATH_CALLERS, 200).
 -define(OUTCOMES, [ok, python_error, timeout, python_exit, loop_unavailable,
                    worker_down, overloaded, cancelled, hostile_other, mass_deaths,
-                   malformed]).
+                   stream, handle, actor, callback, malformed]).
+-define(CALLBACK, soak_callback).
 
 -spec main() -> no_return().
 main() ->
@@ -50,6 +65,11 @@ main() ->
                    {cancel_grace_ms, 2000}, {max_pending, 100000}]],
     logger:set_primary_config(level, critical),
     {ok, _} = application:ensure_all_started(pyport),
+    %% Python's erlang.call(soak_callback, Ms) sleeps Ms and answers.
+    ok = py_callback:register(?CALLBACK,
+                              fun([Ms]) -> timer:sleep(Ms), Ms;
+                                 (Other) -> Other
+                              end),
     io:format("soak: ~b tasks, ~b concurrent callers (~b tasks each, then replaced), "
               "~b loops~n", [Total, Callers, PerCaller, Loops]),
     %% Warm-up: every loop imports its modules and reaches its working size.
@@ -63,7 +83,7 @@ main() ->
     settle(),
     After = measure(),
     report(Total, Secs, Outcomes, Before, After),
-    halt(verdict(Outcomes, After)).
+    halt(verdict(Outcomes, Before, After)).
 
 %% -- the load ----------------------------------------------------------------
 
@@ -135,6 +155,14 @@ one_task(#{faults := Faults} = Ctx) ->
             maybe_hostile(Ctx);
         Faults, R =:= 403 ->
             maybe_mass_death(Ctx);
+        Faults, R =< 430 ->
+            {feature, stream, stream_fault(R)};
+        Faults, R =< 460 ->
+            {feature, handle, handle_fault(R)};
+        Faults, R =< 470 ->
+            {feature, actor, actor_fault(R)};
+        Faults, R =< 500 ->
+            {feature, callback, callback_fault(R)};
         R =< 4000 ->
             Ref = py_event_loop_pool:create_task(?H, sleep_then, [0, R]),
             py_event_loop_pool:await(Ref, 30000);
@@ -176,12 +204,87 @@ maybe_mass_death(#{last_deaths := LastDeaths}) ->
             py_event_loop_pool:run(?H, identity, [deaths_skipped])
     end.
 
+%% A stream read to its end, or abandoned half-way by a process that
+%% exits (its generator must be closed and its alias gone).
+stream_fault(R) when R rem 2 =:= 0 ->
+    S = py_event_loop_pool:stream(?S, count, [20]),
+    drain_stream(S, 0);
+stream_fault(_) ->
+    in_process(fun() ->
+                       S = py_event_loop_pool:stream(?S, count, [1000]),
+                       {ok, _} = py_stream:next(S, 30000),
+                       {ok, abandoned}
+               end).
+
+drain_stream(S, N) ->
+    case py_stream:next(S, 30000) of
+        {ok, _} -> drain_stream(S, N + 1);
+        done -> {ok, N};
+        {error, _} = Error -> Error
+    end.
+
+%% A handle made and used, then released, or left to its owner's exit.
+handle_fault(R) ->
+    in_process(fun() ->
+                       case py_event_loop_pool:run(?FH, counter_handle, []) of
+                           {ok, H} ->
+                               Result = py_obj:call(H, add, [1]),
+                               R rem 2 =:= 0 andalso py_obj:release(H),
+                               Result;
+                           {error, _} = Error ->
+                               Error
+                       end
+               end).
+
+%% An actor started, called, and stopped or killed.
+actor_fault(R) ->
+    in_process(fun() ->
+                       case py_actor:start(?FH, 'Echo', [], #{}) of
+                           {ok, A} ->
+                               Reply = try gen_server:call(A, R, 30000)
+                                       catch exit:Reason -> {error, Reason}
+                                       end,
+                               exit(A, case R rem 2 of 0 -> kill; 1 -> shutdown end),
+                               {ok, Reply};
+                           {error, _} = Error ->
+                               Error
+                       end
+               end).
+
+%% Python calls back into Erlang; some callbacks outlast the task's
+%% deadline and are abandoned.
+callback_fault(R) when R rem 3 =:= 0 ->
+    py_event_loop_pool:run(?I, call, [?CALLBACK, 2000], #{timeout => 20});
+callback_fault(R) ->
+    py_event_loop_pool:run(?I, async_call, [?CALLBACK, R rem 5], #{timeout => 30000}).
+
+%% Fun's result, from a process that then exits (what it owns goes).
+in_process(Fun) ->
+    {Pid, MRef} = spawn_monitor(fun() -> exit({result, Fun()}) end),
+    receive
+        {'DOWN', MRef, process, Pid, {result, Result}} -> Result;
+        {'DOWN', MRef, process, Pid, Reason} -> {error, {crashed, Reason}}
+    after 60000 ->
+        exit(Pid, kill),
+        {error, hung}
+    end.
+
 allowed(Last, IntervalMs) ->
     Now = erlang:monotonic_time(millisecond),
     Was = atomics:get(Last, 1),
     Now - Was >= IntervalMs andalso atomics:compare_exchange(Last, 1, Was, Now) =:= ok.
 
 classify(mass_deaths) -> mass_deaths;
+classify({feature, Kind, Result}) ->
+    %% A feature fault's own answer: any {ok, _} or explicit {error, _}
+    %% but a crash or a hang, which are malformed.
+    case Result of
+        {ok, _} -> Kind;
+        {error, {crashed, _}} -> malformed;
+        {error, hung} -> malformed;
+        {error, _} -> Kind;
+        _ -> malformed
+    end;
 classify({hostile, Result}) ->
     %% Until every hostile fault is handled, whatever explicit answer it
     %% gets is tolerated.
@@ -246,12 +349,16 @@ measure() ->
               || I <- lists:seq(1, NumLoops),
                  {ok, #py_loop{pending = Pending, monitored = Monitored}}
                      <- [py_event_loop_pool:lookup(I)]],
+    Handles = lists:sum([maps:get(handles, L, 0) || L <- Loops]),
     #{beam_rss_kb => rss_kb(Beam),
       beam_fds => fds(Beam),
       erlang_memory_kb => erlang:memory(total) div 1024,
       processes => erlang:system_info(process_count),
       ports => erlang:system_info(port_count),
       ets_tables => length(ets:all()),
+      os_processes => length(descendants(Beam)),
+      os_process_names => lists:sort([comm(P) || P <- descendants(Beam)]),
+      handles => Handles,
       restarts => Restarts,
       loops => [#{index => I, os_pid => P, rss_kb => rss_kb(P), fds => fds(P)}
                 || #{index := I, os_pid := P} <- lists:sort(Loops)],
@@ -286,6 +393,8 @@ report(Total, Secs, Outcomes, B, A) ->
     Row("Erlang processes", processes),
     Row("Erlang ports", ports),
     Row("ETS tables", ets_tables),
+    Row("OS processes under the BEAM", os_processes),
+    Row("live object handles", handles),
     Row("port restarts (total)", restarts),
     lists:foreach(
       fun({#{index := I} = LB, LA}) ->
@@ -304,13 +413,67 @@ report(Total, Secs, Outcomes, B, A) ->
                         [io_lib:format("loop ~b monitored table", [I]), MB, MA])
       end, lists:zip(maps:get(tables, B), maps:get(tables, A))).
 
-verdict(Outcomes, After) ->
+verdict(Outcomes, Before, After) ->
+    Grown = fun(K, Slack) ->
+                    [{grew, K, maps:get(K, Before), maps:get(K, After)}
+                     || maps:get(K, After) > maps:get(K, Before) + Slack]
+            end,
     Bad = [{malformed, V} || V <- [maps:get(malformed, Outcomes, 0)], V > 0]
-        ++ [{undrained, I} || {I, P, M} <- maps:get(tables, After), P + M > 0],
+        ++ [{undrained, I} || {I, P, M} <- maps:get(tables, After), P + M > 0]
+        ++ Grown(processes, ?PROCESS_SLACK) ++ Grown(ports, 0) ++ Grown(ets_tables, 0)
+        ++ [{os_processes, maps:get(os_process_names, Before),
+             maps:get(os_process_names, After)} || Grown(os_processes, 0) =/= []]
+        ++ Grown(beam_fds, 0)
+        ++ [{handles_left, H} || H <- [maps:get(handles, After)], H > 0],
     case Bad of
         [] -> io:format("~nsoak: ok~n"), 0;
         _ -> io:format("~nsoak: FAILED ~p~n", [Bad]), 1
     end.
+
+%% The OS processes descended from OsPid (the ports and whatever they
+%% started), from /proc.
+descendants(OsPid) ->
+    {ok, Entries} = file:list_dir("/proc"),
+    Parents = lists:foldl(
+                fun(E, Acc) ->
+                        case string:to_integer(E) of
+                            {Pid, []} ->
+                                case file:read_file("/proc/" ++ E ++ "/stat") of
+                                    {ok, Stat} -> [{ppid(Stat), Pid, state(Stat)} | Acc];
+                                    {error, _} -> Acc
+                                end;
+                            _ ->
+                                Acc
+                        end
+                end, [], Entries),
+    tree([OsPid], Parents, []).
+
+comm(OsPid) ->
+    case file:read_file("/proc/" ++ integer_to_list(OsPid) ++ "/cmdline") of
+        {ok, Cmd} -> binary:replace(string:trim(Cmd, trailing, [0]), <<0>>, <<" ">>, [global]);
+        {error, _} -> <<"?">>
+    end.
+
+%% The third and fourth fields of /proc/PID/stat, after the parenthesised
+%% name (which may itself hold spaces and parentheses).
+ppid(Stat) ->
+    [_, After] = string:split(Stat, <<")">>, trailing),
+    [_State, PPid | _] = string:lexemes(After, " "),
+    binary_to_integer(PPid).
+
+state(Stat) ->
+    [_, After] = string:split(Stat, <<")">>, trailing),
+    [State | _] = string:lexemes(After, " "),
+    State.
+
+%% Running processes only: an exited child its parent has not reaped yet
+%% (a zombie, state Z) holds nothing but its pid.
+tree([], _Parents, Acc) ->
+    Acc;
+tree([P | Rest], Parents, Acc) ->
+    Children = [C || {Parent, C, _} <- Parents, Parent =:= P],
+    Live = [C || {Parent, C, State} <- Parents, Parent =:= P, State =/= <<"Z">>],
+    tree(Children ++ Rest, Parents, Live ++ Acc).
 
 env_int(Name, Default) ->
     case os:getenv(Name) of

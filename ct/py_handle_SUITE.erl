@@ -45,7 +45,7 @@ stateful_object_called_10k_times(_) ->
     ok.
 
 -spec handles_passed_between_tasks() -> [{doc, string()}].
-handles_passed_between_tasks() -> [{doc, "A handle is an argument and a keyword value of later tasks, which get the object itself; any process may use it."}].
+handles_passed_between_tasks() -> [{doc, "A handle is an argument and a keyword value of later tasks, which get the object itself; the processes its owner shares it with may use it too."}].
 -spec handles_passed_between_tasks(ct_suite:ct_config()) -> term().
 handles_passed_between_tasks(_) ->
     {ok, C} = py_event_loop_pool:run(?F, counter, [3], #{result => handle}),
@@ -53,8 +53,11 @@ handles_passed_between_tasks(_) ->
     {ok, 3} = py_event_loop_pool:run(?F, count_of, [], #{kwargs => #{c => C}}),
     %% Another process (maybe another loop): routed to the handle's loop.
     Self = self(),
-    [spawn_link(fun() -> Self ! {I, py_event_loop_pool:run(?F, count_of, [C])} end)
-     || I <- lists:seq(1, 8)],
+    Users = [spawn_link(fun() ->
+                                receive go -> ok end,
+                                Self ! {I, py_event_loop_pool:run(?F, count_of, [C])}
+                        end) || I <- lists:seq(1, 8)],
+    [begin ok = py_obj:share(C, P), P ! go end || P <- Users],
     [receive {I, R} -> {ok, 3} = R end || I <- lists:seq(1, 8)],
     %% A method call whose result is itself kept as a handle.
     {ok, Bound} = py_obj:call(C, add, [], #{}, #{result => handle}),
@@ -96,6 +99,7 @@ owner_death_releases_object(_) ->
                       fun() ->
                               {ok, C} = py_event_loop_pool:run(?F, watched, [Self, <<"owned">>],
                                                                #{result => handle}),
+                              ok = py_obj:share(C, Self),
                               Self ! {handle, C},
                               receive stop -> ok end
                       end),
@@ -121,7 +125,8 @@ transfer_moves_ownership(_) ->
     {error, not_owner} = rpc_in(fun() -> py_obj:transfer(C, self()) end),
     ok = py_obj:transfer(C, New),
     {error, not_owner} = py_obj:release(C),
-    {ok, 0} = py_obj:getattr(C, n),
+    %% The former owner may no longer use it either.
+    {error, not_owner} = py_obj:getattr(C, n),
     New ! stop,
     receive {'DOWN', NewRef, process, New, _} -> ok end,
     receive {finalized, <<"moved">>} -> ok after 5000 -> error(not_finalized) end,

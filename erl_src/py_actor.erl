@@ -43,6 +43,7 @@
                   kwargs => py_event_loop:kwargs(),
                   name => name(),
                   window => pos_integer(),
+                  max_backlog => pos_integer(),
                   timeout => timeout(),
                   step_timeout => timeout()}.
 -type spec() :: #{module := py_event_loop:py_name(),
@@ -60,6 +61,8 @@
     port :: port(),
     max_packet :: pos_integer(),
     window :: pos_integer(),
+    %% Mailbox messages allowed to wait for credit (exit beyond).
+    max_backlog :: pos_integer(),
     %% Messages the proxy may still send ahead of Python's consumption.
     credit :: non_neg_integer(),
     %% Packets taken from the mailbox that a busy port did not take yet,
@@ -85,6 +88,8 @@
 %% Calls Python has not answered, kept at most (the oldest are forgotten:
 %% their callers have long given up).
 -define(MAX_CALLS, 65536).
+%% How often a proxy without credit looks at its backlog.
+-define(BACKLOG_CHECK_MS, 100).
 
 %% API.
 
@@ -92,10 +97,12 @@
 %% returns once Python has started it (a GenServer: once its `init` has
 %% returned). Options: `loop` (pin a loop; default: the proxy's pid picks
 %% one, as for tasks), `kwargs`, `name` (registered like a gen_server's),
-%% `window` (messages ahead of Python, default 128), `timeout` (for the
-%% start, default 5000 ms), `step_timeout` (the longest one step of the
-%% actor may hold its loop before the watchdog ends it with `timeout`,
-%% default 5000 ms).
+%% `window` (messages ahead of Python, default 128), `max_backlog`
+%% (messages waiting in the proxy's mailbox beyond the window before it
+%% exits `{actor_backlog_full, Max}`; default the `actor_max_backlog`
+%% setting, 100000), `timeout` (for the start, default 5000 ms),
+%% `step_timeout` (the longest one step of the actor may hold its loop
+%% before the watchdog ends it with `timeout`, default 5000 ms).
 -spec start_link(py_event_loop:py_name(), py_event_loop:py_name(), list(), opts())
     -> start_result().
 start_link(Module, Func, Args, Opts) ->
@@ -132,9 +139,19 @@ init(Parent, Module, Func, Args, Kwargs,
             Deadline = py_event_task:deadline(Timeout),
             Request = {actor, Module, Func, Args, Kwargs,
                        maps:merge(#{window => Window}, step_opts(Step))},
-            case py_event_task:submit_actor(loop(Opts), Request, Deadline) of
-                {ok, Ref, Loop} -> await_started(Parent, Ref, Loop, Window, Deadline);
-                {error, Reason} -> fail(Reason)
+            Index = loop(Opts),
+            %% Before the task: Python may answer `actor_started` before
+            %% submit_actor returns.
+            mark(py_event_loop_pool:lookup(Index)),
+            case py_event_task:submit_actor(Index, Request, Deadline) of
+                {ok, Ref, Loop} ->
+                    %% Again in case the loop restarted meanwhile.
+                    mark({ok, Loop}),
+                    await_started(Parent, Ref, Loop, Window,
+                                  maps:get(max_backlog, Opts), Deadline);
+                {error, Reason} ->
+                    unmark(py_event_loop_pool:lookup(Index)),
+                    fail(Reason)
             end;
         {error, _} = Error ->
             proc_lib:init_ack(Error),
@@ -181,7 +198,8 @@ start(Link, Module, Func, Args, Opts) ->
 check_opts(Opts) when is_map(Opts) ->
     maps:foreach(fun check_opt/2, Opts),
     maps:merge(#{window => ?DEFAULT_WINDOW, timeout => ?START_TIMEOUT,
-                 step_timeout => ?STEP_TIMEOUT}, Opts);
+                 step_timeout => ?STEP_TIMEOUT,
+                 max_backlog => pyport_config:actor_max_backlog()}, Opts);
 check_opts(Opts) ->
     error({badarg, {options, Opts}}).
 
@@ -191,6 +209,7 @@ check_opt(name, {local, N}) when is_atom(N) -> ok;
 check_opt(name, {global, _}) -> ok;
 check_opt(name, {via, M, _}) when is_atom(M) -> ok;
 check_opt(window, W) when is_integer(W), W > 0, W =< ?MAX_WINDOW -> ok;
+check_opt(max_backlog, N) when is_integer(N), N > 0 -> ok;
 check_opt(timeout, T) -> _ = py_event_task:check_timeout(T), ok;
 check_opt(step_timeout, infinity) -> ok;
 check_opt(step_timeout, T) when is_integer(T), T >= 0 -> ok;
@@ -228,15 +247,37 @@ loop(_) ->
         {error, not_started} -> 1
     end.
 
+%% Marks this process as an actor's proxy in the loop's caller index: the
+%% worker routes actor packets only to marked callers (py_actor_route), so
+%% a plain task cannot make its caller receive them. The worker's
+%% clean-up of a dead caller's rows (by key prefix) removes the mark.
+mark({ok, #py_loop{by_caller = ByCaller}}) ->
+    try ets:insert(ByCaller, py_actor_route:mark(self())) of
+        true -> ok
+    catch
+        %% A worker that has just died: submitting says so.
+        error:badarg -> ok
+    end;
+mark(_) ->
+    ok.
+
+unmark({ok, #py_loop{by_caller = ByCaller}}) ->
+    catch ets:delete_object(ByCaller, py_actor_route:mark(self())),
+    ok;
+unmark(_) ->
+    ok.
+
 %% Python answers `actor_started` once the actor runs (a GenServer: after
 %% its init), or the actor's end if it could not start. Messages sent to
 %% a registered name meanwhile wait in the mailbox.
-await_started(Parent, Ref, #py_loop{port = Port, max_packet = Max}, Window, Deadline) ->
+await_started(Parent, Ref, #py_loop{port = Port, max_packet = Max}, Window, MaxBacklog,
+              Deadline) ->
     receive
         {py_actor, Ref, started} ->
             proc_lib:init_ack({ok, self()}),
             loop(#state{ref = Ref, port = Port, max_packet = Max,
-                        window = Window, credit = Window}, Parent, []);
+                        window = Window, credit = Window,
+                        max_backlog = MaxBacklog}, Parent, []);
         {Ref, {ok, _}} ->
             %% Cannot come first from a well-behaved port; an actor that
             %% is already done still started.
@@ -258,12 +299,19 @@ fail(Reason) ->
 
 %% With credit and no packets waiting for the port, the next message
 %% whatever it is; otherwise only what the proxy itself needs, so that
-%% the rest stays in the mailbox.
+%% the rest stays in the mailbox, up to max_backlog messages: beyond, the
+%% proxy exits `{actor_backlog_full, Max}` (its parent and monitors see
+%% why; the worker cancels the actor) rather than hold an unbounded
+%% mailbox that each of its selective receives would scan.
 loop(#state{credit = Credit, unsent = []} = State, Parent, Debug) when Credit > 0 ->
     receive
         Msg -> handle(Msg, State, Parent, Debug)
     end;
-loop(#state{ref = Ref, retry = Retry} = State, Parent, Debug) ->
+loop(#state{ref = Ref, retry = Retry, max_backlog = MaxBacklog} = State, Parent, Debug) ->
+    case process_info(self(), message_queue_len) of
+        {message_queue_len, N} when N > MaxBacklog -> exit({actor_backlog_full, MaxBacklog});
+        _ -> ok
+    end,
     receive
         {py_actor, Ref, _} = Msg -> handle(Msg, State, Parent, Debug);
         {Ref, _} = Msg -> handle(Msg, State, Parent, Debug);
@@ -271,6 +319,8 @@ loop(#state{ref = Ref, retry = Retry} = State, Parent, Debug) ->
         {system, _, _} = Msg -> handle(Msg, State, Parent, Debug);
         {timeout, Retry, py_actor_retry} ->
             loop(send(State#state{retry = undefined}), Parent, Debug)
+    after ?BACKLOG_CHECK_MS ->
+        loop(State, Parent, Debug)
     end.
 
 handle({py_actor, Ref, What}, #state{ref = Ref} = State, Parent, Debug) ->

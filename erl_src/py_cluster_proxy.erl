@@ -1,7 +1,8 @@
 %% The target node's side of a remote task (docs/cluster.md).
 %%
-%% The caller spawns a proxy here with erlang:spawn_request/5 and a
-%% monitor. The proxy submits the task to a local loop as an ordinary
+%% The caller's courier (py_cluster_call, a process on the caller's node
+%% that stands for the caller here) spawns a proxy with
+%% erlang:spawn_request/5 and a monitor. The proxy submits the task to a local loop as an ordinary
 %% caller of this node's pool (py_event_loop:run/5: the deadline travels
 %% to Python, a restarting loop is waited for, a port crash is
 %% `python_exit`), and exits with `{py_cluster_result, Result}`: the
@@ -15,8 +16,8 @@
 %%     exits, taking the proxy with it;
 %%   - the connection to the caller's node lost: the same monitor says
 %%     `noconnection`, the same exit;
-%%   - the caller's deadline passed: it kills the proxy (exit/2) as well
-%%     as stopping waiting; Python had the deadline too.
+%%   - the caller's deadline passed: it kills its courier, which the
+%%     guard sees go as above; Python had the deadline too.
 -module(py_cluster_proxy).
 
 %% API (called on this node by remote callers).

@@ -53,6 +53,7 @@
 -export([register_loop/2]).
 -export([lookup/1]).
 -export([await_loop/3]).
+-export([stopping/1]).
 
 %% gen_server.
 -export([init/1]).
@@ -307,6 +308,15 @@ await_loop(Id, Dead, Deadline) ->
         exit:_ -> {error, loop_unavailable}
     end.
 
+%% restart_loop/1 is about to stop loop Id's port: callers wait for the
+%% fresh one from now on (await_loop/3) instead of writing to a port
+%% that is stopping.
+-spec stopping(py_event_task:loop_index()) -> ok.
+stopping(Id) ->
+    try gen_server:call(server(Id), {stopping, local_index(Id)})
+    catch exit:_ -> ok
+    end.
+
 -spec register_loop(py_event_task:loop_index(), #py_loop{}) -> ok.
 register_loop(Id, #py_loop{index = Id} = Loop) ->
     gen_server:call(server(Id), {register_loop, Loop}).
@@ -359,6 +369,12 @@ handle_call({await_loop, Index, Dead, Deadline}, From, #state{table = Table} = S
         [] ->
             {reply, {error, loop_unavailable}, State}
     end;
+handle_call({stopping, Index}, _From, #state{table = Table} = State) ->
+    _ = case ets:lookup(Table, Index) of
+            [{Index, #py_loop{}}] -> ets:insert(Table, {Index, restarting});
+            _ -> true
+        end,
+    {reply, ok, State};
 handle_call(get_stats, _From, State) ->
     {reply, stats(State), State};
 handle_call(Request, _From, State) ->

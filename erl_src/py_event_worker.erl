@@ -206,11 +206,27 @@ terminate(_Reason, #state{port = undefined}) ->
 terminate(_Reason, #state{port = Port} = State) ->
     %% Python cancels its tasks on `stop`; routing the replies that come
     %% back while it does lets callers see `cancelled`, not a dead worker.
-    case send_packet(Port, pyport_wire:stop()) of
-        ok -> drain(State, erlang:monotonic_time(millisecond) + ?STOP_GRACE_MS);
-        %% Python is not reading: a `stop` would never be read either.
-        busy -> pyport_port:close(Port);
-        closed -> ok
+    _ = case send_packet(Port, pyport_wire:stop()) of
+            ok -> drain(State, erlang:monotonic_time(millisecond) + ?STOP_GRACE_MS);
+            %% Python is not reading: a `stop` would never be read either.
+            busy -> pyport_port:close(Port);
+            closed -> ok
+        end,
+    restarted(State).
+
+%% restart_loop/1 marks the loop restarting before it stops this worker
+%% (py_pool): the tasks Python did not answer (submitted as it stopped,
+%% or not cancelled within the grace) are `cancelled`, as restart_loop
+%% documents, not a dead worker. Any other stop leaves them worker_down.
+restarted(#state{index = Index, pending = Pending}) ->
+    case py_event_loop_pool:lookup(Index) of
+        restarting ->
+            Entries = ets:tab2list(Pending),
+            py_stream_route:exited(Entries, cancelled),
+            _ = [Ref ! {Ref, {error, cancelled}} || {Ref, Caller} <- Entries, is_pid(Caller)],
+            ok;
+        _ ->
+            ok
     end.
 
 %% Internal.
@@ -222,7 +238,8 @@ start_port(Index, Config) ->
         {ok, Port, Info, Framer, Frames} ->
             %% (A port that died meanwhile is noticed by its exit status,
             %% like any crash.)
-            Handles = py_handle:new(maps:get(max_handles, Config)),
+            Handles = py_handle:new(maps:get(max_handles, Config),
+                                   maps:get(max_handles_per_owner, Config)),
             _ = send_packet(Port, pyport_wire:setup(self(), Index,
                                                     py_handle:setup_info(Handles))),
             {ok, State} = registered(Index, Port, Info, Framer, Config, Handles),
@@ -322,11 +339,11 @@ handle_packet({Kind, _, _, _} = Request, State) when Kind =:= call; Kind =:= sen
 handle_packet({Kind, _, _} = Request, State) when Kind =:= whereis; Kind =:= send;
                                                   Kind =:= registered ->
     serve(Request, State);
-handle_packet(Actor, #state{pending = Pending, index = Index})
+handle_packet(Actor, #state{pending = Pending, by_caller = ByCaller, index = Index})
   when element(1, Actor) =:= actor_started; element(1, Actor) =:= actor_ack;
        element(1, Actor) =:= actor_reply ->
     %% An actor's own traffic goes to its proxy (py_actor).
-    case py_actor_route:route(Actor, Pending) of
+    case py_actor_route:route(Actor, Pending, ByCaller) of
         ok -> ok;
         malformed -> pyport_log:protocol_fault(Actor, Index)
     end;

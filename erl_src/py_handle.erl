@@ -22,8 +22,9 @@
 -export([live/1]).
 -export([release/2]).
 -export([transfer/3]).
+-export([share/3]).
 %% For py_event_worker.
--export([new/1]).
+-export([new/2]).
 -export([setup_info/1]).
 -export([routed/6]).
 -export([owner_down/2]).
@@ -32,11 +33,14 @@
 -type tables() :: #{incarnation := reference(),
                     owners := ets:tid(),
                     by_owner := ets:tid(),
-                    max := non_neg_integer()}.
+                    max := non_neg_integer(),
+                    %% What one process may own (max_handles_per_owner).
+                    max_per_owner := non_neg_integer()}.
 -type handle() :: #py_obj{}.
 %% Where a task may run (task_opts/4).
 -type where() :: {fixed | default, py_event_task:loop_index()}.
 -type error() :: stale_handle | not_owner
+               | {handle_owner_limit, non_neg_integer()}
                | {foreign_handle, {loop, py_event_task:loop_index()} | {node, node()}}
                | mixed_loops.
 -export_type([tables/0, handle/0, error/0, where/0]).
@@ -61,14 +65,19 @@ task_opts(Where, Args, Kwargs, Opts) ->
         none ->
             {_, Index} = Where,
             {ok, Index, Extra};
-        {found, #py_obj{incarnation = Inc}} when node(Inc) =/= node() ->
+        {found, #py_obj{incarnation = Inc}, _} when node(Inc) =/= node() ->
             {error, {foreign_handle, {node, node(Inc)}}};
-        {found, #py_obj{loop = L}} when element(1, Where) =:= fixed, Where =/= {fixed, L} ->
+        {found, #py_obj{loop = L}, _} when element(1, Where) =:= fixed, Where =/= {fixed, L} ->
             {error, {foreign_handle, {loop, L}}};
-        {found, #py_obj{loop = L} = Obj} ->
+        {found, #py_obj{loop = L} = Obj, Ids} ->
             case live(Obj) of
-                {ok, _} -> {ok, L, Extra#{handle_args => true}};
-                {error, _} = Error -> Error
+                {ok, #py_loop{handles = T}} ->
+                    case usable(T, self(), Ids) of
+                        ok -> {ok, L, Extra#{handle_args => true}};
+                        {error, _} = Error -> Error
+                    end;
+                {error, _} = Error ->
+                    Error
             end;
         mixed ->
             {error, mixed_loops}
@@ -104,32 +113,67 @@ release(#py_obj{id = N} = Obj, Owner) ->
             Error
     end.
 
-%% Makes To the owner of a handle Owner owns; the worker monitors To, so
-%% the handle goes when To exits (at once if To is already dead).
--spec transfer(handle(), pid(), pid()) -> ok | {error, stale_handle | not_owner}.
-transfer(#py_obj{id = N} = Obj, Owner, To) ->
+%% Lets To use a handle Owner owns (as task arguments and through
+%% py_obj) until To exits or the handle goes; ownership (release,
+%% transfer) stays with Owner.
+-spec share(handle(), pid(), pid()) -> ok | {error, stale_handle | not_owner}.
+share(#py_obj{} = Obj, Owner, Owner) ->
     case owned(Obj, Owner) of
-        {ok, #py_loop{worker = Worker, handles = #{owners := Owners,
-                                                  by_owner := ByOwner}}} ->
-            true = ets:insert(ByOwner, {{To, N}}),
-            true = ets:insert(Owners, {N, To}),
-            true = ets:delete(ByOwner, {Owner, N}),
-            %% Always asked: To's 'DOWN' may have been handled already, and
-            %% the worker monitors each process once.
+        {ok, _} -> ok;
+        {error, _} = Error -> Error
+    end;
+share(#py_obj{id = N} = Obj, Owner, To) ->
+    case owned(Obj, Owner) of
+        {ok, #py_loop{worker = Worker, handles = #{by_owner := ByOwner}}} ->
+            %% An owner row of To (a handle transferred to To and back)
+            %% is not replaced: insert_new.
+            _ = ets:insert_new(ByOwner, {{To, N}, shared}),
             gen_server:cast(Worker, {monitor, To}),
             ok;
         {error, _} = Error ->
             Error
     end.
 
+%% Makes To the owner of a handle Owner owns; the worker monitors To, so
+%% the handle goes when To exits (at once if To is already dead).
+-spec transfer(handle(), pid(), pid())
+    -> ok | {error, stale_handle | not_owner | {handle_owner_limit, non_neg_integer()}}.
+transfer(#py_obj{} = Obj, Owner, Owner) ->
+    %% To oneself: nothing changes (the by_owner row must stay, or the
+    %% owner's exit would not release the handle).
+    case owned(Obj, Owner) of
+        {ok, _} -> ok;
+        {error, _} = Error -> Error
+    end;
+transfer(#py_obj{id = N} = Obj, Owner, To) ->
+    case owned(Obj, Owner) of
+        {ok, #py_loop{worker = Worker, handles = #{owners := Owners, by_owner := ByOwner,
+                                                  max_per_owner := PerOwner} = T}} ->
+            case owned_count(T, To) >= PerOwner of
+                true ->
+                    {error, {handle_owner_limit, PerOwner}};
+                false ->
+                    true = ets:insert(ByOwner, {{To, N}}),
+                    true = ets:insert(Owners, {N, To}),
+                    true = ets:delete(ByOwner, {Owner, N}),
+                    %% Always asked: To's 'DOWN' may have been handled
+                    %% already, and the worker monitors each process once.
+                    gen_server:cast(Worker, {monitor, To}),
+                    ok
+            end;
+        {error, _} = Error ->
+            Error
+    end.
+
 %% For py_event_worker.
 
--spec new(non_neg_integer()) -> tables().
-new(Max) ->
+-spec new(non_neg_integer(), non_neg_integer()) -> tables().
+new(Max, MaxPerOwner) ->
     #{incarnation => make_ref(),
       owners => ets:new(py_handle_owners, [set, public, {read_concurrency, true}]),
       by_owner => ets:new(py_handle_by_owner, [ordered_set, public]),
-      max => Max}.
+      max => Max,
+      max_per_owner => MaxPerOwner}.
 
 %% What the port is told in `setup`.
 -spec setup_info(tables()) -> map().
@@ -157,9 +201,11 @@ routed(Ref, Value, Ns, Pending, ByCaller, {Index, #{max := Max} = T}) ->
                             Set = maps:from_keys(Numbers, true),
                             Ref ! {Ref, {ok, replace(Value, Set, Index, T)}},
                             [];
-                        limit ->
-                            Ref ! {Ref, {error, {handle_limit, Max}}},
-                            Numbers
+                        {limit, Error, New} ->
+                            Ref ! {Ref, {error, Error}},
+                            %% Only the numbers made for this reply: the
+                            %% others are live handles of their owners.
+                            New
                     end
             end;
         _ when Numbers =:= bad ->
@@ -174,6 +220,8 @@ routed(Ref, Value, Ns, Pending, ByCaller, {Index, #{max := Max} = T}) ->
 owner_down(Pid, #{owners := Owners, by_owner := ByOwner}) ->
     Ns = ets:select(ByOwner, [{{{Pid, '$1'}}, [], ['$1']}]),
     true = ets:match_delete(ByOwner, {{Pid, '_'}}),
+    %% What was shared with it goes too (and stays with its owners).
+    true = ets:match_delete(ByOwner, {{Pid, '_'}, shared}),
     lists:foreach(fun(N) -> ets:delete(Owners, N) end, Ns),
     Ns.
 
@@ -204,10 +252,10 @@ find(Term) ->
         throw:mixed -> mixed
     end.
 
-find(#py_obj{loop = L, incarnation = I} = Obj, Found) when is_reference(I) ->
+find(#py_obj{loop = L, incarnation = I, id = N} = Obj, Found) when is_reference(I) ->
     case Found of
-        none -> {found, Obj};
-        {found, #py_obj{loop = L, incarnation = I}} -> Found;
+        none -> {found, Obj, [N]};
+        {found, #py_obj{loop = L, incarnation = I} = First, Ids} -> {found, First, [N | Ids]};
         _ -> throw(mixed)
     end;
 find([H | T], Found) ->
@@ -262,17 +310,48 @@ numbers(_, _) ->
     bad.
 
 %% Numbers the loop already has (a handle the port sends again) keep
-%% their owner; new ones count against the loop's limit.
-own(#{owners := Owners, by_owner := ByOwner, max := Max}, Owner, Numbers) ->
+%% their owner; new ones count against the loop's limit and the owner's.
+own(#{owners := Owners, by_owner := ByOwner, max := Max,
+      max_per_owner := PerOwner} = T, Owner, Numbers) ->
     New = [N || N <- Numbers, not ets:member(Owners, N)],
     case ets:info(Owners, size) + length(New) > Max of
         true ->
-            limit;
+            {limit, {handle_limit, Max}, New};
+        false when New =/= [] ->
+            case owned_count(T, Owner) + length(New) > PerOwner of
+                true ->
+                    {limit, {handle_owner_limit, PerOwner}, New};
+                false ->
+                    true = ets:insert(ByOwner, [{{Owner, N}} || N <- New]),
+                    true = ets:insert(Owners, [{N, Owner} || N <- New]),
+                    ok
+            end;
         false ->
             true = ets:insert(ByOwner, [{{Owner, N}} || N <- New]),
             true = ets:insert(Owners, [{N, Owner} || N <- New]),
             ok
     end.
+
+%% Whether Pid owns, or was shared, each live handle number in Ns (a row
+%% keyed {Pid, N} in by_owner is either): a released one is stale, one of
+%% another owner's not Pid's to use.
+usable(_, _, []) ->
+    ok;
+usable(#{owners := Owners, by_owner := ByOwner} = T, Pid, [N | Ns]) ->
+    case ets:lookup(Owners, N) of
+        [] -> {error, stale_handle};
+        [{N, Pid}] -> usable(T, Pid, Ns);
+        [_] ->
+            case ets:member(ByOwner, {Pid, N}) of
+                true -> usable(T, Pid, Ns);
+                false -> {error, not_owner}
+            end
+    end.
+
+%% The handles Owner holds on this loop (a key-prefix count: by_owner is
+%% ordered by owner).
+owned_count(#{by_owner := ByOwner}, Owner) ->
+    ets:select_count(ByOwner, [{{{Owner, '_'}}, [], [true]}]).
 
 replace({?MARKER, N} = Marker, Set, Index, #{incarnation := Inc}) ->
     case Set of

@@ -3,7 +3,9 @@
 %% `#{result => handle | auto}` or from Python's `erlang.handle(obj)`; it is
 %% owned by the process that received it, and the object is dropped in
 %% Python when that process exits, calls release/1, or the port restarts
-%% (then every function here gives `{error, stale_handle}`).
+%% (then every function here gives `{error, stale_handle}`). Only the owner
+%% and the processes it shared the handle with (share/2) may use it:
+%% others get `{error, not_owner}`.
 %%
 %% Each function but release/1 and transfer/2 is one task on the handle's
 %% loop, with the handle as an argument: Python receives the object itself.
@@ -21,6 +23,7 @@
 -export([info/1]).
 -export([release/1]).
 -export([transfer/2]).
+-export([share/2]).
 
 -type obj() :: py_handle:handle().
 %% As for py_event_loop:run/5: `result => handle` keeps the method's
@@ -80,8 +83,18 @@ info(Obj) ->
 release(Obj) ->
     py_handle:release(checked(Obj), self()).
 
+%% Lets Pid use the handle (as task arguments, and through this module's
+%% functions but release/1 and transfer/2) until Pid exits or the handle
+%% goes; only the owner may share, and it stays the owner.
+-spec share(obj(), pid()) -> ok | {error, stale_handle | not_owner}.
+share(Obj, Pid) when is_pid(Pid) ->
+    py_handle:share(checked(Obj), self(), Pid);
+share(_, Pid) ->
+    error({badarg, {pid, Pid}}).
+
 %% Makes Pid the owner; only the owner may.
--spec transfer(obj(), pid()) -> ok | {error, stale_handle | not_owner}.
+-spec transfer(obj(), pid())
+    -> ok | {error, stale_handle | not_owner | {handle_owner_limit, non_neg_integer()}}.
 transfer(Obj, Pid) when is_pid(Pid) ->
     py_handle:transfer(checked(Obj), self(), Pid);
 transfer(_, Pid) ->

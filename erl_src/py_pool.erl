@@ -13,6 +13,9 @@
 
 -include("py_event_loop.hrl").
 
+%% How often a restart_loop/1 waiting for another one's looks again.
+-define(RESTART_POLL_MS, 20).
+
 %% API.
 -export([child_spec/1]).
 -export([start_link/1]).
@@ -133,12 +136,35 @@ get_stats(Pool) when is_atom(Pool) ->
 %% when that one is ready. Callers meanwhile wait for it as for any restart.
 %% A fresh port that cannot start leaves the loop stopped and returns the
 %% reason (logged too); restart_loop/1 again retries.
+%%
+%% Serialised per loop: a call made while another restarts the same loop
+%% waits for that restart and shares its fresh port (`ok` once it is up);
+%% should that restart have failed, it restarts the loop itself.
 -spec restart_loop(py_event_loop:loop()) -> ok | {error, term()}.
 restart_loop({pyport_loop, _} = Loop) ->
     Id = py_event_loop:loop_index_check(Loop),
+    Lock = {{?MODULE, restart_loop, Id}, self()},
+    case global:set_lock(Lock, [node()], 0) of
+        true ->
+            try restart(Id) after global:del_lock(Lock, [node()]) end;
+        false ->
+            %% The lock goes with its holder, should that die.
+            ok = await_unlocked(Lock),
+            case py_event_loop_pool:lookup(Id) of
+                {ok, _} -> ok;
+                _ -> restart_loop(Loop)
+            end
+    end;
+restart_loop(Other) ->
+    error({badarg, {loop, Other}}).
+
+%% Internal.
+
+restart(Id) ->
     case loop_sup(Id) of
         {ok, Sup} ->
             ChildId = {py_event_worker, Id},
+            ok = py_event_loop_pool:stopping(Id),
             case supervisor:terminate_child(Sup, ChildId) of
                 ok ->
                     case supervisor:restart_child(Sup, ChildId) of
@@ -155,11 +181,16 @@ restart_loop({pyport_loop, _} = Loop) ->
             end;
         error ->
             {error, loop_unavailable}
-    end;
-restart_loop(Other) ->
-    error({badarg, {loop, Other}}).
+    end.
 
-%% Internal.
+%% A restart of a loop takes seconds at most; polling costs nothing that
+%% matters and needs no process to keep the waiters.
+await_unlocked(Lock) ->
+    timer:sleep(?RESTART_POLL_MS),
+    case global:set_lock(Lock, [node()], 0) of
+        true -> true = global:del_lock(Lock, [node()]), ok;
+        false -> await_unlocked(Lock)
+    end.
 
 loop_sup(Index) when is_integer(Index) ->
     case whereis(py_event_loop_sup) of

@@ -5,7 +5,8 @@
 %% persistent_term, keyed per event, so an event nobody listens to costs
 %% one lookup; attaching and detaching are rare and take a node-local lock.
 %% A handler that raises is detached and reported, so a broken handler
-%% cannot break tasks.
+%% cannot break tasks: detached once and logged once, however many
+%% processes were running it when it failed.
 -module(py_telemetry).
 
 %% API.
@@ -92,12 +93,23 @@ run(Handlers, Event, Measurements, Metadata) ->
                   _ -> ok
               catch
                   Class:Reason:Stack ->
-                      _ = detach(Id),
+                      %% Every process running the handler meanwhile fails
+                      %% too; only the one that detaches it reports.
+                      detach_failed(Id) =:= ok andalso
                       logger:error("pyport: telemetry handler ~tp failed on ~tp and was "
                                    "detached: ~tp", [Id, Event, {Class, Reason, Stack}],
-                                   #{pyport_telemetry => Id})
+                                   #{pyport_telemetry => Id}),
+                      ok
               end
       end, Handlers).
+
+%% A failed handler's detach: those that see it gone already do not
+%% queue for the lock (a burst of failures is one detach).
+detach_failed(Id) ->
+    case maps:is_key(Id, persistent_term:get(?HANDLERS, #{})) of
+        true -> detach(Id);
+        false -> {error, not_found}
+    end.
 
 remove(Event, Id) ->
     case [H || {I, _, _} = H <- persistent_term:get(?EVENT(Event), []), I =/= Id] of
@@ -107,5 +119,7 @@ remove(Event, Id) ->
 
 is_event(E) -> is_list(E) andalso E =/= [] andalso lists:all(fun is_atom/1, E).
 
+%% The lock's requester is the calling process: with one requester for
+%% every caller (the node, as before) global lets them all in at once.
 locked(Fun) ->
-    global:trans({?MODULE, node()}, Fun, [node()]).
+    global:trans({?MODULE, self()}, Fun, [node()]).

@@ -27,6 +27,17 @@
 -define(DEFAULT_TIMEOUT_MS, 600000).
 %% The longest pip output line logged.
 -define(MAX_LINE, 1024).
+%% `pyport run -c` code that makes the process the leader of a new session
+%% (so of a process group named by its pid) and runs the module named by
+%% its first argument as `-m` would.
+-define(GROUP_PRELUDE,
+        "import os, runpy, sys\n"
+        "try:\n"
+        "    os.setsid()\n"
+        "except OSError:\n"
+        "    pass\n"
+        "module = sys.argv.pop(1)\n"
+        "runpy.run_module(module, run_name='__main__', alter_sys=True)\n").
 
 %% API.
 
@@ -142,11 +153,16 @@ requirements(Spec) ->
             {error, {requirements_file, maps:get(requirements_file, Spec), Reason}}
     end.
 
-%% Runs a command, logging each line it prints; ok on exit status 0.
-run(Index, Dir, Exe, Args, Env, Timeout) ->
+%% Runs `pyport run -m Module Args...` (Args: ["run", "-m", Module | _]),
+%% logging each line it prints; ok on exit status 0. The command leads a
+%% process group of its own (the prelude's setsid, before the module
+%% runs), so that a timeout kills what it started too (pip's build
+%% subprocesses), not pip alone.
+run(Index, Dir, Exe, ["run", "-m", Module | Args], Env, Timeout) ->
     try open_port({spawn_executable, Exe},
                   [binary, exit_status, stderr_to_stdout, use_stdio, {line, ?MAX_LINE},
-                   {args, Args}] ++ [{env, Env} || Env =/= []]) of
+                   {args, ["run", "-c", ?GROUP_PRELUDE, Module | Args]}]
+                  ++ [{env, Env} || Env =/= []]) of
         Port -> collect(Index, Dir, Port, erlang:monotonic_time(millisecond) + Timeout, [])
     catch
         error:Reason -> {error, {open_port, Reason, Exe}}
@@ -167,7 +183,11 @@ collect(Index, Dir, Port, Deadline, Tail) ->
                     undefined -> undefined
                 end,
         catch port_close(Port),
-        _ = is_integer(OsPid) andalso os:cmd("env kill -KILL " ++ integer_to_list(OsPid)),
+        %% The group, then the process itself (should its setsid have
+        %% failed, it is not the group's leader).
+        _ = is_integer(OsPid) andalso
+            os:cmd("env kill -KILL -- -" ++ integer_to_list(OsPid) ++ " " ++
+                   integer_to_list(OsPid) ++ " 2>/dev/null"),
         {error, timeout}
     end.
 

@@ -13,6 +13,7 @@
 -export([unknown_keys/1]).
 -export([warn_unknown_keys/0]).
 -export([cluster/0]).
+-export([actor_max_backlog/0]).
 -export([pool/1]).
 -export([loops_beyond/2]).
 
@@ -30,6 +31,7 @@
                     preload := [atom() | binary() | string()],
                     max_atoms := non_neg_integer(),
                     max_handles := non_neg_integer(),
+                    max_handles_per_owner := non_neg_integer(),
                     python_log_level := logger:level() | all | none | undefined,
                     output := output(),
                     env := env(),
@@ -254,6 +256,15 @@ cluster() ->
             {error, {bad_config, {cluster_load_interval_ms, Other}}}
     end.
 
+%% How many messages an actor's proxy lets wait in its mailbox, beyond
+%% its window, before it exits `{actor_backlog_full, Max}` (py_actor).
+-spec actor_max_backlog() -> pos_integer().
+actor_max_backlog() ->
+    case env(actor_max_backlog, 100000) of
+        N when is_integer(N), N > 0 -> N;
+        Other -> error({bad_config, {actor_max_backlog, Other}})
+    end.
+
 %% Internal.
 
 %% The settings each loop may have of its own: {Key, Default, Valid}.
@@ -281,6 +292,8 @@ loop_keys() ->
      {max_atoms, 10000, fun(N) -> is_integer(N) andalso N >= 0 end},
      %% Live object handles per loop (docs/handles.md).
      {max_handles, 10000, fun(N) -> is_integer(N) andalso N >= 0 end},
+     %% Live object handles one process may own on a loop (docs/handles.md).
+     {max_handles_per_owner, 1000, fun(N) -> is_integer(N) andalso N >= 0 end},
      %% Unset: the OTP logger's primary level (resolve_log_level/1).
      {python_log_level, undefined,
       fun(L) ->
@@ -300,7 +313,9 @@ loop_keys() ->
 global_keys() ->
     [loops, event_loop_pool_size, executable]
         %% Read by cluster/0.
-        ++ [cluster_pool, cluster_load_interval_ms].
+        ++ [cluster_pool, cluster_load_interval_ms]
+        %% Read by actor_max_backlog/0.
+        ++ [actor_max_backlog].
 
 env(Key, Default) ->
     application:get_env(?APP, Key, Default).

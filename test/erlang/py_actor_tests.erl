@@ -9,39 +9,55 @@
 %% Bad specs on purpose.
 -dialyzer([no_fail_call]).
 
--spec with_pending(fun((ets:tid()) -> term())) -> term().
+%% The worker's pending table and caller index; this process is marked as
+%% an actor's proxy unless Marked is false.
+-spec with_pending(fun((ets:tid(), ets:tid()) -> term())) -> term().
 with_pending(Fun) ->
     Pending = ets:new(pending, [set, public]),
-    try Fun(Pending) after ets:delete(Pending) end.
+    ByCaller = ets:new(by_caller, [ordered_set, public]),
+    true = ets:insert(ByCaller, py_actor_route:mark(self())),
+    try Fun(Pending, ByCaller) after ets:delete(Pending), ets:delete(ByCaller) end.
+
+-spec plain_callers_get_no_actor_packets_test() -> term().
+plain_callers_get_no_actor_packets_test() ->
+    with_pending(fun(Pending, ByCaller) ->
+        Id = make_ref(),
+        true = ets:insert(Pending, {Id, self()}),
+        true = ets:delete_object(ByCaller, py_actor_route:mark(self())),
+        true = ets:insert(ByCaller, {{self(), Id}}),
+        ?assertEqual(ok, py_actor_route:route({actor_reply, Id, 1, forged}, Pending, ByCaller)),
+        ?assertEqual(ok, py_actor_route:route({actor_started, Id}, Pending, ByCaller)),
+        ?assertEqual([], flush())
+    end).
 
 -spec routes_to_the_pending_entrys_process_test() -> term().
 routes_to_the_pending_entrys_process_test() ->
-    with_pending(fun(Pending) ->
+    with_pending(fun(Pending, ByCaller) ->
         Id = make_ref(),
         true = ets:insert(Pending, {Id, self()}),
-        ?assertEqual(ok, py_actor_route:route({actor_ack, Id, 3}, Pending)),
-        ?assertEqual(ok, py_actor_route:route({actor_started, Id}, Pending)),
-        ?assertEqual(ok, py_actor_route:route({actor_reply, Id, 7, answer}, Pending)),
+        ?assertEqual(ok, py_actor_route:route({actor_ack, Id, 3}, Pending, ByCaller)),
+        ?assertEqual(ok, py_actor_route:route({actor_started, Id}, Pending, ByCaller)),
+        ?assertEqual(ok, py_actor_route:route({actor_reply, Id, 7, answer}, Pending, ByCaller)),
         ?assertEqual([{py_actor, Id, {ack, 3}}, {py_actor, Id, started},
                       {py_actor, Id, {reply, 7, answer}}], flush())
     end).
 
 -spec unknown_or_cancelled_ids_reach_nobody_test() -> term().
 unknown_or_cancelled_ids_reach_nobody_test() ->
-    with_pending(fun(Pending) ->
+    with_pending(fun(Pending, ByCaller) ->
         Cancelled = make_ref(),
         true = ets:insert(Pending, {Cancelled, {cancelled, 123}}),
-        ?assertEqual(ok, py_actor_route:route({actor_ack, make_ref(), 1}, Pending)),
-        ?assertEqual(ok, py_actor_route:route({actor_ack, Cancelled, 1}, Pending)),
+        ?assertEqual(ok, py_actor_route:route({actor_ack, make_ref(), 1}, Pending, ByCaller)),
+        ?assertEqual(ok, py_actor_route:route({actor_ack, Cancelled, 1}, Pending, ByCaller)),
         ?assertEqual([], flush())
     end).
 
 -spec malformed_fields_are_refused_test() -> term().
 malformed_fields_are_refused_test() ->
-    with_pending(fun(Pending) ->
+    with_pending(fun(Pending, ByCaller) ->
         Id = make_ref(),
         true = ets:insert(Pending, {Id, self()}),
-        [?assertEqual(malformed, py_actor_route:route(P, Pending))
+        [?assertEqual(malformed, py_actor_route:route(P, Pending, ByCaller))
          || P <- [{actor_ack, Id, 0}, {actor_ack, Id, -1}, {actor_ack, Id, 1 bsl 40},
                   {actor_ack, Id, many}, {actor_ack, not_a_ref, 1},
                   {actor_reply, Id, 0, x}, {actor_reply, Id, <<"t">>, x},

@@ -144,48 +144,54 @@ class HandleTable:
 
     # -- results -----------------------------------------------------------------
 
-    def tagged(self, value: Any, mode: str | None) -> tuple[Any, list[int]]:
-        """``(Value, Ns)`` of a ``{handles, Value, Ns}`` reply: the whole
-        value kept (``mode == "handle"``), or converted with each
-        :class:`Handle` (and, in ``auto`` mode, each part without a term
-        form) kept as a handle. Raises :class:`HandleLimitError`; nothing
-        stays in the table then."""
+    def tagged(self, value: Any, mode: str | None) -> tuple[Any, list[int], list[int]]:
+        """``(Value, Ns, Created)``: ``Value`` and ``Ns`` of a ``{handles,
+        Value, Ns}`` reply, the whole value kept (``mode == "handle"``), or
+        converted with each :class:`Handle` (and, in ``auto`` mode, each
+        part without a term form) kept as a handle; ``Created`` the numbers
+        stored for this reply alone (``Ns`` may also name live handles that
+        other owners hold: a :class:`Handle` sent again). Raises
+        :class:`HandleLimitError` or what the value's conversion raises;
+        only what was created for it leaves the table then."""
         numbers: list[int] = []
+        created: list[int] = []
         try:
             if mode == "handle":
-                return self._marker(value, numbers), numbers
-            return self._walk(value, mode == "auto", numbers), numbers
+                return self._marker(value, numbers, created), numbers, created
+            return self._walk(value, mode == "auto", numbers, created), numbers, created
         except BaseException:
-            self.release(numbers)
+            self.release(created)
             raise
 
-    def _marker(self, obj: Any, numbers: list[int]) -> tuple[Atom, int]:
+    def _marker(self, obj: Any, numbers: list[int], created: list[int]) -> tuple[Atom, int]:
         if isinstance(obj, Handle):
             if obj.number is None or obj.number not in self._objects:
                 obj.number = self.store(obj.obj)
+                created.append(obj.number)
             number = obj.number
         else:
             number = self.store(obj)
+            created.append(number)
         numbers.append(number)
         return (MARKER, number)
 
-    def _walk(self, value: Any, auto: bool, numbers: list[int]) -> Any:
+    def _walk(self, value: Any, auto: bool, numbers: list[int], created: list[int]) -> Any:
         if isinstance(value, Handle):
-            return self._marker(value, numbers)
+            return self._marker(value, numbers, created)
         kind = type(value)
         if kind is list:
-            return [self._walk(v, auto, numbers) for v in value]
+            return [self._walk(v, auto, numbers, created) for v in value]
         if kind is tuple:
-            return tuple(self._walk(v, auto, numbers) for v in value)
+            return tuple(self._walk(v, auto, numbers, created) for v in value)
         if kind is dict:
-            return {k: self._walk(v, auto, numbers) for k, v in value.items()}
+            return {k: self._walk(v, auto, numbers, created) for k, v in value.items()}
         if auto:
             try:
                 _pyport.encode(value)
             except HandleInTerm:
-                return self._walk(value.__erlang__(), auto, numbers)
+                return self._walk(value.__erlang__(), auto, numbers, created)
             except TypeError:
-                return self._marker(value, numbers)
+                return self._marker(value, numbers, created)
         return value
 
 

@@ -55,14 +55,19 @@ class Replies:
         kept in the handle table; Erlang builds the handle terms."""
         handles = self._handles
         try:
-            tagged, numbers = handles.tagged(value, mode)
+            tagged, numbers, created = handles.tagged(value, mode)
         except HandleLimitError:
             self.error(id, (HANDLE_LIMIT, handles.max_handles))
+            return
+        except BaseException as exc:  # a part's own conversion hook raised
+            self.error(id, python_error(exc, with_traceback=False))
             return
         try:
             self._core.channel.send(result_handles(id, tagged, numbers))
         except BaseException as exc:  # the converted parts may still fail
-            handles.release(numbers)
+            # Only what this reply stored: a handle sent again is another
+            # owner's (docs/handles.md).
+            handles.release(created)
             self.error(id, python_error(exc, with_traceback=False))
 
     def fail(self, id: Any, reply: bool, label: str, exc: BaseException) -> None:

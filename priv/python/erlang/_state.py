@@ -52,7 +52,7 @@ def state_set(key: Any, value: Any) -> None:
 
 def state_get(key: Any, default: Any = None) -> Any:
     """The value under ``key``, or ``default`` (None) when there is none."""
-    found = _request("fetch", key)
+    found = call(CALLBACK, "fetch", key)  # {ok, Value} | {error, not_found}
     if isinstance(found, tuple) and len(found) == 2 and found[0] == "ok":
         return found[1]
     return default

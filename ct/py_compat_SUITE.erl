@@ -34,6 +34,7 @@ all() ->
      stream_start_error_event, stream_eval_collects, call_on_a_named_pool,
      register_pool_routes_calls, memory_stats_and_gc, configure_logging_sets_level,
      venv_api, not_started_says_so, unconvertible_result_says_what_to_do,
+     python_path_string_says_list, unknown_keys_warning_is_two_lines,
      porting_guide_runs].
 
 -spec init_per_testcase(atom(), ct_suite:ct_config()) -> ct_suite:ct_config().
@@ -43,6 +44,10 @@ init_per_testcase(none_atom_per_pool, Config) ->
 init_per_testcase(bad_none_atom_config, Config) ->
     Config;
 init_per_testcase(not_started_says_so, Config) ->
+    Config;
+init_per_testcase(python_path_string_says_list, Config) ->
+    Config;
+init_per_testcase(unknown_keys_warning_is_two_lines, Config) ->
     Config;
 init_per_testcase(reload_every_loop, Config) ->
     Dir = filename:join(?config(priv_dir, Config), "reload"),
@@ -814,7 +819,59 @@ porting_guide_runs(_) ->
      end || {N, Block} <- lists:enumerate(Blocks)],
     ok.
 
+-spec python_path_string_says_list() -> [{doc, string()}].
+python_path_string_says_list() -> [{doc, "python_path given as one string (or binary) is refused with the value and how to write it, not just {python_path, Value}."}].
+-spec python_path_string_says_list(ct_suite:ct_config()) -> term().
+python_path_string_says_list(_) ->
+    _ = application:load(pyport),
+    try
+        ok = application:set_env(pyport, event_loop_pool_size, 1),
+        ok = application:set_env(pyport, python_path, "priv/python"),
+        {error, Start} = application:ensure_all_started(pyport),
+        ?assert(contains(Start, {bad_config,
+                                 {python_path, "priv/python",
+                                  "python_path is a list of directories: write [\"priv/python\"]"}})),
+        ok = application:set_env(pyport, python_path, <<"priv/python">>),
+        ?assertEqual({error, {bad_config, {python_path, <<"priv/python">>,
+                                           "python_path is a list of directories: "
+                                           "write [<<\"priv/python\">>]"}}},
+                     pyport_config:loop(1)),
+        ok = application:set_env(pyport, python_path, [foo]),
+        {error, {bad_config, {python_path, [foo]}}} = pyport_config:loop(1)
+    after
+        application:unset_env(pyport, python_path)
+    end,
+    ok.
+
+-spec unknown_keys_warning_is_two_lines() -> [{doc, string()}].
+unknown_keys_warning_is_two_lines() -> [{doc, "Misspelt keys make one warning of two lines: the keys and what they probably meant, then the known keys (it was 22 lines)."}].
+-spec unknown_keys_warning_is_two_lines(ct_suite:ct_config()) -> term().
+unknown_keys_warning_is_two_lines(_) ->
+    Text = unicode:characters_to_binary(
+             pyport_config:unknown_keys_message([pythonpath, pool_size, {loops, 1, maxpending}])),
+    [First, Second] = binary:split(Text, <<"\n">>, [global]),
+    ?assertEqual(<<"pyport: unknown configuration key(s) pythonpath, pool_size, "
+                   "{loops,1,maxpending} (ignored; refused in a loops entry): did you mean "
+                   "python_path for pythonpath, event_loop_pool_size for pool_size?">>, First),
+    ?assertMatch(<<"known keys: allow_other_python, cancel_grace_ms, ", _/binary>>, Second),
+    ?assertMatch({_, _}, binary:match(Second, <<", python_path, ">>)),
+    %% As logged at start.
+    ok = pyport_ct:capture_logs(),
+    ok = pyport_ct:start([{event_loop_pool_size, 1}, {pythonpath, ["/tmp"]}]),
+    Event = pyport_ct:await_log(fun(E) -> pyport_ct:log_mentions(E, <<"unknown configuration">>) end,
+                                5000),
+    #{msg := {Format, Args}} = Event,
+    Logged = unicode:characters_to_binary(io_lib:format(Format, Args)),
+    [_, <<"known keys: ", _/binary>>] = binary:split(Logged, <<"\n">>, [global]),
+    ok = pyport_ct:release_logs().
+
 %% -- helpers -------------------------------------------------------------------------
+
+-spec contains(term(), term()) -> boolean().
+contains(Term, Term) -> true;
+contains(Tuple, Part) when is_tuple(Tuple) -> contains(tuple_to_list(Tuple), Part);
+contains([H | T], Part) -> contains(H, Part) orelse contains(T, Part);
+contains(_, _) -> false.
 
 -spec collect(reference()) -> {ok, list()} | {error, term()}.
 collect(Ref) ->

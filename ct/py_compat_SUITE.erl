@@ -35,6 +35,7 @@ all() ->
      register_pool_routes_calls, memory_stats_and_gc, configure_logging_sets_level,
      venv_api, not_started_says_so, unconvertible_result_says_what_to_do,
      python_path_string_says_list, unknown_keys_warning_is_two_lines,
+     tracing_maps_to_telemetry,
      porting_guide_runs].
 
 -spec init_per_testcase(atom(), ct_suite:ct_config()) -> ct_suite:ct_config().
@@ -802,8 +803,10 @@ unconvertible_result_says_what_to_do(_) ->
 porting_guide_runs() -> [{doc, "Every ```erlang block of docs/porting.md marked <!-- run --> runs as written against a running pyport, each match in it holding (the guide is the output of this case)."}].
 -spec porting_guide_runs(ct_suite:ct_config()) -> term().
 porting_guide_runs(_) ->
-    Blocks = porting_blocks(),
-    ?assert(length(Blocks) >= 8),
+    {Blocks, Markers} = porting_blocks(),
+    %% Every marker has its block, and the guide has some.
+    ?assertEqual(Markers, length(Blocks)),
+    ?assert(length(Blocks) >= 7),
     ok = py:register_function(my_func, fun([A, B]) -> A + B end),
     [begin
          ct:log("porting.md block ~b:~n~s", [N, Block]),
@@ -865,6 +868,27 @@ unknown_keys_warning_is_two_lines(_) ->
     [_, <<"known keys: ", _/binary>>] = binary:split(Logged, <<"\n">>, [global]),
     ok = pyport_ct:release_logs().
 
+-spec tracing_maps_to_telemetry() -> [{doc, string()}].
+tracing_maps_to_telemetry() -> [{doc, "erlang_python's tracing maps onto py_telemetry: every py:call/eval/exec is a [pyport, task, stop] event with its duration, loop and result, in the caller."}].
+-spec tracing_maps_to_telemetry(ct_suite:ct_config()) -> term().
+tracing_maps_to_telemetry(_) ->
+    Self = self(),
+    ok = py_telemetry:attach(compat_spans, [[pyport, task, stop]],
+                             fun(Event, Measurements, Meta, To) -> To ! {span, Event, Measurements, Meta} end,
+                             Self),
+    try
+        {ok, 4.0} = py:call(math, sqrt, [16.0]),
+        {error, _} = py:eval(<<"1 / 0">>),
+        receive {span, [pyport, task, stop], #{duration_us := D}, #{loop := _, result := ok}} ->
+                ?assert(is_integer(D) andalso D >= 0)
+        after 5000 -> ct:fail(no_span)
+        end,
+        receive {span, _, _, #{result := error}} -> ok after 5000 -> ct:fail(no_error_span) end
+    after
+        py_telemetry:detach(compat_spans)
+    end,
+    ok.
+
 %% -- helpers -------------------------------------------------------------------------
 
 -spec contains(term(), term()) -> boolean().
@@ -894,12 +918,13 @@ drain_until_cancelled(Ref) ->
     after 10000 -> ct:fail(not_cancelled)
     end.
 
--spec porting_blocks() -> [binary()].
+-spec porting_blocks() -> {[binary()], non_neg_integer()}.
 porting_blocks() ->
     Source = proplists:get_value(source, ?MODULE:module_info(compile)),
     Doc = filename:join([filename:dirname(filename:dirname(Source)), "docs", "porting.md"]),
     {ok, Text} = file:read_file(Doc),
-    blocks(string:split(Text, <<"\n">>, all), none, []).
+    {blocks(string:split(Text, <<"\n">>, all), none, []),
+     length(binary:matches(Text, <<"<!-- run -->">>))}.
 
 -spec blocks([binary()], term(), [binary()]) -> [binary()].
 blocks([], _, Acc) ->

@@ -22,7 +22,8 @@
 -export([release/1]).
 -export([is_context/1]).
 
--opaque context() :: {py_context, py_handle:handle()}.
+%% Treat it as opaque; py matches its tag to tell a context from a loop.
+-type context() :: {py_context, py_handle:handle()}.
 -type reason() :: context_lost | {context_limit, pos_integer()} | py_event_loop:reason().
 -export_type([context/0, reason/0]).
 

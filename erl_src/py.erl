@@ -146,17 +146,23 @@ call(Module, Func, Args, Kwargs, Timeout) ->
 cast(Module, Func, Args) ->
     cast(Module, Func, Args, #{}).
 
--spec cast(py_event_loop:loop(), py_event_loop:py_name(), py_event_loop:py_name(), list())
-    -> ok | {error, py_event_loop:reason()};
+-spec cast(py_event_loop:loop() | py_context:context(), py_event_loop:py_name(),
+           py_event_loop:py_name(), list())
+    -> ok | {error, py_event_loop:reason() | py_context:reason()};
           (py_event_loop:py_name(), py_event_loop:py_name(), list(), kwargs())
     -> ok | {error, py_event_loop:reason()}.
 cast({pyport_loop, _} = Loop, Module, Func, Args) ->
     cast(Loop, Module, Func, Args, #{});
+cast({py_context, _} = Ctx, Module, Func, Args) ->
+    cast(Ctx, Module, Func, Args, #{});
 cast(Module, Func, Args, Kwargs) ->
     py_event_loop_pool:spawn_task(Module, Func, Args, py_compat:kwargs(Kwargs)).
 
--spec cast(py_event_loop:loop(), py_event_loop:py_name(), py_event_loop:py_name(), list(),
-           kwargs()) -> ok | {error, py_event_loop:reason()}.
+-spec cast(py_event_loop:loop() | py_context:context(), py_event_loop:py_name(),
+           py_event_loop:py_name(), list(), kwargs())
+    -> ok | {error, py_event_loop:reason() | py_context:reason()}.
+cast({py_context, _} = Ctx, Module, Func, Args, Kwargs) ->
+    py_context:cast(Ctx, Module, Func, Args, context_kwargs(Kwargs));
 cast(Loop, Module, Func, Args, Kwargs) ->
     py_event_loop:spawn_task(Loop, Module, Func, Args, Kwargs).
 

@@ -17,6 +17,7 @@
 -export([new/1]).
 -export([for_process/1]).
 -export([call/6]).
+-export([cast/5]).
 -export([eval/4]).
 -export([exec/3]).
 -export([release/1]).
@@ -76,6 +77,18 @@ call({py_context, Handle}, Module, Func, Args, Kwargs, Timeout) when is_list(Arg
     run(Handle, call, [Handle, name(Module), name(Func), Args, Kwargs], Timeout);
 call(Ctx, _, _, Args, _, _) ->
     error({badarg, {context_call, Ctx, Args}}).
+
+%% call/6 without a reply: a failure is logged (as py:cast/3,4 does).
+-spec cast(context(), py_event_loop:py_name(), py_event_loop:py_name(), list(), map())
+    -> ok | {error, reason()}.
+cast({py_context, Handle}, Module, Func, Args, Kwargs) when is_list(Args), is_map(Kwargs) ->
+    case py_handle:live(Handle) of
+        {ok, _} ->
+            reply(py_event_loop_pool:spawn_task(?MOD, call, [Handle, name(Module), name(Func),
+                                                             Args, Kwargs], #{}));
+        {error, stale_handle} ->
+            {error, context_lost}
+    end.
 
 %% The value of expression Code in the context; Locals are bindings that
 %% do not stay.

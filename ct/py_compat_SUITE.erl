@@ -709,16 +709,25 @@ register_pool_routes_calls(_) ->
     ok.
 
 -spec memory_stats_and_gc() -> [{doc, string()}].
-memory_stats_and_gc() -> [{doc, "py:memory_stats/0 gives erlang_python's keys for the caller's loop; py:gc/0,1 collect on every loop and count what they found."}].
+memory_stats_and_gc() -> [{doc, "py:memory_stats/0 gives erlang_python's keys for the caller's loop (traced_memory_* between tracemalloc_start/0,1 and tracemalloc_stop/0, which act on every loop); py:gc/0,1 collect on every loop and count what they found; py:version/0 is sys.version."}].
 -spec memory_stats_and_gc(ct_suite:ct_config()) -> term().
 memory_stats_and_gc(_) ->
     {ok, #{gc_stats := [_, _, _], gc_count := {_, _, _}, gc_threshold := {_, _, _}} = Stats} =
         py:memory_stats(),
     false = maps:is_key(traced_memory_current, Stats),
-    ok = py:exec(<<"import tracemalloc; tracemalloc.start()">>),
+    ok = py:tracemalloc_start(),
     {ok, #{traced_memory_current := Cur, traced_memory_peak := Peak}} = py:memory_stats(),
     ?assert(is_integer(Cur) andalso Peak >= Cur),
-    ok = py:exec(<<"tracemalloc.stop()">>),
+    ok = py:tracemalloc_stop(),
+    {ok, Stopped} = py:memory_stats(),
+    false = maps:is_key(traced_memory_current, Stopped),
+    ok = py:tracemalloc_start(5),
+    [{ok, true} = py_event_loop:eval({pyport_loop, I}, <<"__import__('tracemalloc').is_tracing()">>, #{})
+     || I <- [1, 2]],
+    ok = py:tracemalloc_stop(),
+    {ok, Version} = py:version(),
+    {ok, Version} = py:eval(<<"__import__('sys').version">>),
+    ?assertMatch(<<"3.", _/binary>>, Version),
     ok = py:exec(<<"class Cycle:\n    pass\nfor _ in range(100):\n    a = Cycle(); b = Cycle(); a.b = b; b.a = a\ndel a, b\n">>),
     {ok, Found} = py:gc(),
     ?assert(Found >= 200),

@@ -66,6 +66,10 @@
 -export([memory_stats/0]).
 -export([gc/0]).
 -export([gc/1]).
+-export([tracemalloc_start/0]).
+-export([tracemalloc_start/1]).
+-export([tracemalloc_stop/0]).
+-export([version/0]).
 -export([configure_logging/0]).
 -export([configure_logging/1]).
 -export([activate_venv/1]).
@@ -452,6 +456,24 @@ gc() ->
 -spec gc(0..2) -> {ok, non_neg_integer()} | {error, term()}.
 gc(Generation) when Generation >= 0, Generation =< 2 ->
     py_runtime:gc(Generation).
+
+%% tracemalloc on every loop (memory_stats/0 then has traced_memory_*).
+-spec tracemalloc_start() -> ok | {error, term()}.
+tracemalloc_start() ->
+    tracemalloc_start(1).
+
+-spec tracemalloc_start(pos_integer()) -> ok | {error, term()}.
+tracemalloc_start(Frames) when is_integer(Frames), Frames > 0 ->
+    py_runtime:trace_memory(Frames).
+
+-spec tracemalloc_stop() -> ok | {error, term()}.
+tracemalloc_stop() ->
+    py_runtime:trace_memory(0).
+
+%% The caller's loop's Python version (sys.version).
+-spec version() -> {ok, binary()} | {error, term()}.
+version() ->
+    py_runtime:version().
 
 %% Python's log records at `level` (default debug) and above, on every
 %% loop, now and after port restarts (pyport forwards them to the OTP

@@ -13,6 +13,8 @@
 %% API.
 -export([memory_stats/0]).
 -export([gc/1]).
+-export([trace_memory/1]).
+-export([version/0]).
 -export([configure_logging/1]).
 -export([activate_venv/1]).
 -export([deactivate_venv/0]).
@@ -40,6 +42,16 @@ memory_stats() ->
 gc(Generation) ->
     on_every_loop(collect_garbage, [Generation],
                   fun(Counts) -> {ok, lists:sum(Counts)} end).
+
+%% tracemalloc.start(Frames) on every loop, or stop for 0.
+-spec trace_memory(non_neg_integer()) -> ok | {error, term()}.
+trace_memory(Frames) ->
+    on_every_loop(trace_memory, [Frames], fun(_) -> ok end).
+
+%% sys.version of the caller's loop.
+-spec version() -> {ok, binary()} | {error, term()}.
+version() ->
+    started(py_event_loop_pool:eval(<<"__import__('sys').version">>, #{timeout => ?TIMEOUT})).
 
 -spec configure_logging(map()) -> ok | {error, term()}.
 configure_logging(Opts) when is_map(Opts) ->

@@ -38,6 +38,7 @@ __all__ = [
     "reload_module",
     "schedule_inline",
     "set_log_level",
+    "trace_memory",
 ]
 
 _T = TypeVar("_T")
@@ -287,3 +288,11 @@ def set_log_level(level: int) -> None:
     """The root logger's level (records at it and above reach the OTP
     logger)."""
     logging.getLogger().setLevel(level)
+
+
+def trace_memory(frames: int) -> None:
+    """``tracemalloc.start(frames)``, or ``tracemalloc.stop()`` for 0."""
+    if frames > 0:
+        tracemalloc.start(frames)
+    else:
+        tracemalloc.stop()

@@ -5,10 +5,14 @@
 %% its own: no interpreter state is shared between loops, and a crash
 %% costs one loop, never the node).
 %%
-%% Where erlang_python takes a context pid, this module takes a loop handle
-%% (`{pyport_loop, N}`, from py_event_loop_pool:get_loop/0). Without one,
-%% a call goes to the caller's loop, so one process's exec, eval and calls
-%% share one `__main__`. The default timeout is erlang_python's, 30 s.
+%% Where erlang_python takes a context pid, this module takes a context
+%% (py:context/0,1: a namespace of the caller's own, kept in one loop's
+%% port; py_context) or a loop handle (`{pyport_loop, N}`, from
+%% py_event_loop_pool:get_loop/0). Without either, a call goes to the
+%% caller's loop, so one process's exec, eval and calls share that loop's
+%% `__main__`. The default timeout is erlang_python's, 30 s. The shared
+%% state is pyport_state's, the event-driven streams py_stream_relay's,
+%% the runtime venv and logging settings py_runtime's.
 -module(py).
 
 %% API.
@@ -40,6 +44,39 @@
 -export([reload/1]).
 -export([stream/3]).
 -export([stream/4]).
+-export([stream_eval/1]).
+-export([stream_eval/2]).
+-export([stream_start/3]).
+-export([stream_start/4]).
+-export([stream_cancel/1]).
+-export([context/0]).
+-export([context/1]).
+-export([interrupt/1]).
+-export([state_fetch/1]).
+-export([state_store/2]).
+-export([state_remove/1]).
+-export([state_keys/0]).
+-export([state_clear/0]).
+-export([state_incr/1]).
+-export([state_incr/2]).
+-export([state_decr/1]).
+-export([state_decr/2]).
+-export([register_pool/2]).
+-export([unregister_pool/1]).
+-export([memory_stats/0]).
+-export([gc/0]).
+-export([gc/1]).
+-export([tracemalloc_start/0]).
+-export([tracemalloc_start/1]).
+-export([tracemalloc_stop/0]).
+-export([version/0]).
+-export([configure_logging/0]).
+-export([configure_logging/1]).
+-export([activate_venv/1]).
+-export([deactivate_venv/0]).
+-export([venv_info/0]).
+-export([ensure_venv/2]).
+-export([ensure_venv/3]).
 
 %% Kwargs: a map, or a keyword list (Elixir's `[a: 1]`).
 -type kwargs() :: py_event_loop:kwargs() | [{atom(), term()}].
@@ -50,6 +87,8 @@
 -export_type([kwargs/0, call_opts/0, locals/0, call/0]).
 
 -define(DEFAULT_TIMEOUT, 30000).
+%% What a call says when the application is not running.
+-define(NOT_STARTED, {loop_unavailable, pyport_not_started}).
 
 %% API.
 
@@ -61,28 +100,47 @@ call(Module, Func, Args) ->
 
 %% call(Loop, Module, Func, Args) on that loop, or call(Module, Func, Args,
 %% Kwargs) on the caller's.
--spec call(py_event_loop:loop(), py_event_loop:py_name(), py_event_loop:py_name(), list())
-    -> py_event_loop:result();
+-spec call(py_event_loop:loop() | py_context:context() | py_pool:pool(),
+           py_event_loop:py_name(), py_event_loop:py_name(), list())
+    -> py_event_loop:result() | {error, py_context:reason() | {pool_not_started, atom()}};
           (py_event_loop:py_name(), py_event_loop:py_name(), list(), kwargs())
     -> py_event_loop:result().
 call({pyport_loop, _} = Loop, Module, Func, Args) ->
     call(Loop, Module, Func, Args, #{});
+call({py_context, _} = Ctx, Module, Func, Args) ->
+    py_context:call(Ctx, Module, Func, Args, #{}, ?DEFAULT_TIMEOUT);
+call(Pool, Module, Func, Args) when is_atom(Pool), is_list(Args), not is_list(Func) ->
+    %% call(Pool, M, F, A): the third argument is a name, not the Args list.
+    pool_call(Pool, Module, Func, Args, #{}, ?DEFAULT_TIMEOUT);
 call(Module, Func, Args, Kwargs) ->
     call(Module, Func, Args, Kwargs, ?DEFAULT_TIMEOUT).
 
 %% call(Loop, Module, Func, Args, Opts) with run options (`timeout`,
 %% `kwargs`, `none_atom`, `result`), or call(Module, Func, Args, Kwargs,
 %% Timeout) on the caller's loop.
--spec call(py_event_loop:loop(), py_event_loop:py_name(), py_event_loop:py_name(), list(),
-           call_opts()) -> py_event_loop:result();
+-spec call(py_event_loop:loop() | py_context:context(), py_event_loop:py_name(),
+           py_event_loop:py_name(), list(), call_opts())
+    -> py_event_loop:result() | {error, py_context:reason()};
+          (py_pool:pool(), py_event_loop:py_name(), py_event_loop:py_name(), list(), kwargs())
+    -> py_event_loop:result() | {error, {pool_not_started, atom()}};
           (py_event_loop:py_name(), py_event_loop:py_name(), list(), kwargs(), timeout())
     -> py_event_loop:result().
 call({pyport_loop, _} = Loop, Module, Func, Args, Opts) when is_map(Opts) ->
     py_event_loop:run(Loop, Module, Func, Args,
                       maps:merge(#{timeout => ?DEFAULT_TIMEOUT}, Opts));
+call({py_context, _} = Ctx, Module, Func, Args, Opts) when is_map(Opts) ->
+    py_context:call(Ctx, Module, Func, Args, context_kwargs(maps:get(kwargs, Opts, #{})),
+                    maps:get(timeout, Opts, ?DEFAULT_TIMEOUT));
+call(Pool, Module, Func, Args, Kwargs) when is_atom(Pool), is_list(Args), not is_list(Func) ->
+    pool_call(Pool, Module, Func, Args, Kwargs, ?DEFAULT_TIMEOUT);
 call(Module, Func, Args, Kwargs, Timeout) ->
-    py_event_loop_pool:run(Module, Func, Args,
-                           #{kwargs => Kwargs, timeout => Timeout}).
+    case py_pool_route:lookup(Module, Func) of
+        {ok, Pool} ->
+            pool_call(Pool, Module, Func, Args, Kwargs, Timeout);
+        default ->
+            started(py_event_loop_pool:run(Module, Func, Args,
+                                           #{kwargs => Kwargs, timeout => Timeout}))
+    end.
 
 %% Fire and forget: Module.Func(*Args) runs, its result is dropped and a
 %% failure is logged. Unlike erlang_python's cast, a task that could not
@@ -92,17 +150,23 @@ call(Module, Func, Args, Kwargs, Timeout) ->
 cast(Module, Func, Args) ->
     cast(Module, Func, Args, #{}).
 
--spec cast(py_event_loop:loop(), py_event_loop:py_name(), py_event_loop:py_name(), list())
-    -> ok | {error, py_event_loop:reason()};
+-spec cast(py_event_loop:loop() | py_context:context(), py_event_loop:py_name(),
+           py_event_loop:py_name(), list())
+    -> ok | {error, py_event_loop:reason() | py_context:reason()};
           (py_event_loop:py_name(), py_event_loop:py_name(), list(), kwargs())
     -> ok | {error, py_event_loop:reason()}.
 cast({pyport_loop, _} = Loop, Module, Func, Args) ->
     cast(Loop, Module, Func, Args, #{});
+cast({py_context, _} = Ctx, Module, Func, Args) ->
+    cast(Ctx, Module, Func, Args, #{});
 cast(Module, Func, Args, Kwargs) ->
     py_event_loop_pool:spawn_task(Module, Func, Args, py_compat:kwargs(Kwargs)).
 
--spec cast(py_event_loop:loop(), py_event_loop:py_name(), py_event_loop:py_name(), list(),
-           kwargs()) -> ok | {error, py_event_loop:reason()}.
+-spec cast(py_event_loop:loop() | py_context:context(), py_event_loop:py_name(),
+           py_event_loop:py_name(), list(), kwargs())
+    -> ok | {error, py_event_loop:reason() | py_context:reason()}.
+cast({py_context, _} = Ctx, Module, Func, Args, Kwargs) ->
+    py_context:cast(Ctx, Module, Func, Args, context_kwargs(Kwargs));
 cast(Loop, Module, Func, Args, Kwargs) ->
     py_event_loop:spawn_task(Loop, Module, Func, Args, Kwargs).
 
@@ -182,28 +246,35 @@ eval(Code) ->
 
 %% eval(Loop, Code) on that loop, or eval(Code, Locals): with local
 %% bindings, e.g. eval(<<"x * y">>, #{x => 5, y => 6}).
--spec eval(py_event_loop:loop(), py_event_loop:source()) -> py_event_loop:result();
+-spec eval(py_event_loop:loop() | py_context:context(), py_event_loop:source())
+    -> py_event_loop:result() | {error, py_context:reason()};
           (py_event_loop:source(), locals()) -> py_event_loop:result().
 eval({pyport_loop, _} = Loop, Code) ->
     eval(Loop, Code, #{});
+eval({py_context, _} = Ctx, Code) ->
+    py_context:eval(Ctx, Code, #{}, ?DEFAULT_TIMEOUT);
 eval(Code, Locals) ->
     eval(Code, Locals, ?DEFAULT_TIMEOUT).
 
--spec eval(py_event_loop:loop(), py_event_loop:source(), locals())
-    -> py_event_loop:result();
+-spec eval(py_event_loop:loop() | py_context:context(), py_event_loop:source(), locals())
+    -> py_event_loop:result() | {error, py_context:reason()};
           (py_event_loop:source(), locals(), timeout()) -> py_event_loop:result().
 eval({pyport_loop, _} = Loop, Code, Locals) ->
     py_event_loop:eval(Loop, Code, eval_opts(Locals, ?DEFAULT_TIMEOUT));
+eval({py_context, _} = Ctx, Code, Locals) ->
+    py_context:eval(Ctx, Code, context_kwargs(Locals), ?DEFAULT_TIMEOUT);
 eval(Code, Locals, Timeout) ->
-    py_event_loop_pool:eval(Code, eval_opts(Locals, Timeout)).
+    started(py_event_loop_pool:eval(Code, eval_opts(Locals, Timeout))).
 
 %% Runs Python statements in the caller's loop's `__main__`.
 -spec exec(py_event_loop:source()) -> ok | {error, py_event_loop:reason()}.
 exec(Code) ->
-    py_event_loop_pool:exec(Code, #{timeout => ?DEFAULT_TIMEOUT}).
+    started(py_event_loop_pool:exec(Code, #{timeout => ?DEFAULT_TIMEOUT})).
 
--spec exec(py_event_loop:loop(), py_event_loop:source())
-    -> ok | {error, py_event_loop:reason()}.
+-spec exec(py_event_loop:loop() | py_context:context(), py_event_loop:source())
+    -> ok | {error, py_event_loop:reason() | py_context:reason()}.
+exec({py_context, _} = Ctx, Code) ->
+    py_context:exec(Ctx, Code, ?DEFAULT_TIMEOUT);
 exec(Loop, Code) ->
     py_event_loop:exec(Loop, Code, #{timeout => ?DEFAULT_TIMEOUT}).
 
@@ -246,7 +317,234 @@ stream(Module, Func, Args, Kwargs) ->
     Stream = py_event_loop_pool:stream(Module, Func, Args, #{kwargs => Kwargs}),
     py_stream:to_list(Stream, ?DEFAULT_TIMEOUT).
 
+%% Every item of the iterable that expression Code evaluates to in the
+%% caller's loop's `__main__` (a generator expression, say), collected as
+%% stream/3 does: {ok, Items}.
+-spec stream_eval(py_event_loop:source()) -> {ok, list()} | {error, py_stream:reason()}.
+stream_eval(Code) ->
+    stream_eval(Code, #{}).
+
+-spec stream_eval(py_event_loop:source(), locals())
+    -> {ok, list()} | {error, py_stream:reason()}.
+stream_eval(Code, Locals) ->
+    case py_event_loop_pool:get_loop() of
+        {ok, Loop} ->
+            Stream = py_event_loop:stream(Loop, 'erlang._compat', eval_iterable,
+                                          [source(Code), context_kwargs(Locals)], #{}),
+            py_stream:to_list(Stream, ?DEFAULT_TIMEOUT);
+        {error, not_started} ->
+            {error, ?NOT_STARTED}
+    end.
+
+%% erlang_python's event-driven stream: returns at once; the items of the
+%% generator Module.Func(*Args) come as `{py_stream, Ref, {data, Item}}`
+%% messages to the caller (or to Opts' `owner`), then `{py_stream, Ref,
+%% done}` or `{py_stream, Ref, {error, Reason}}` (py_stream_relay).
+-spec stream_start(py_event_loop:py_name(), py_event_loop:py_name(), list())
+    -> {ok, reference()} | {error, term()}.
+stream_start(Module, Func, Args) ->
+    stream_start(Module, Func, Args, #{}).
+
+-spec stream_start(py_event_loop:py_name(), py_event_loop:py_name(), list(),
+                   py_stream_relay:options()) -> {ok, reference()} | {error, term()}.
+stream_start(Module, Func, Args, Opts) when is_map(Opts) ->
+    case py_event_loop_pool:get_loop() of
+        {ok, Loop} -> py_stream_relay:start(Loop, Module, Func, Args, Opts);
+        {error, not_started} -> {error, ?NOT_STARTED}
+    end.
+
+%% Stops a stream_start/3,4 stream; its owner gets `{py_stream, Ref,
+%% {error, cancelled}}` unless it had ended already.
+-spec stream_cancel(reference()) -> ok.
+stream_cancel(Ref) ->
+    py_stream_relay:cancel(Ref).
+
+%% The caller's own context on its loop (py:context/1 for loop N): a
+%% Python namespace that keeps what exec defines for the caller's later
+%% calls on it, released when the caller exits (py_context).
+-spec context() -> py_context:context().
+context() ->
+    case py_event_loop_pool:get_loop() of
+        {ok, Loop} -> context_of(Loop);
+        {error, not_started} -> error({py_context, ?NOT_STARTED})
+    end.
+
+-spec context(pos_integer()) -> py_context:context().
+context(N) when is_integer(N), N > 0 ->
+    case py_event_loop_pool:num_loops() of
+        undefined -> error({py_context, ?NOT_STARTED});
+        Loops when N =< Loops -> context_of({pyport_loop, N});
+        Loops -> error({badarg, {context, N, {num_loops, Loops}}})
+    end.
+
+%% erlang_python interrupts a context's running code from any process. A
+%% port runs one loop per OS process, where the call's own timeout does it
+%% (a plain function is interrupted at its deadline, the context stays
+%% usable): this cancels a task started with spawn_call/async_call, by the
+%% process that started it, and is {error, cancelled} for its await.
+-spec interrupt(reference()) -> ok | not_running.
+interrupt(Ref) when is_reference(Ref) ->
+    case py_event_loop:await(Ref, 0) of
+        {error, timeout} -> ok;
+        {error, unknown_task} -> not_running;
+        _Finished -> not_running
+    end.
+
+%% The shared state (pyport_state): one store for every loop, kept in
+%% Erlang, so it survives port restarts. Python: erlang.state_get/set/...
+-spec state_fetch(term()) -> {ok, term()} | {error, not_found}.
+state_fetch(Key) ->
+    pyport_state:fetch(Key).
+
+-spec state_store(term(), term()) -> ok | {error, pyport_state:error()}.
+state_store(Key, Value) ->
+    pyport_state:store(Key, Value).
+
+-spec state_remove(term()) -> ok | {error, pyport_state:error()}.
+state_remove(Key) ->
+    pyport_state:remove(Key).
+
+-spec state_keys() -> [term()].
+state_keys() ->
+    pyport_state:keys().
+
+-spec state_clear() -> ok | {error, pyport_state:error()}.
+state_clear() ->
+    pyport_state:clear().
+
+-spec state_incr(term()) -> integer() | {error, pyport_state:error()}.
+state_incr(Key) ->
+    pyport_state:incr(Key, 1).
+
+-spec state_incr(term(), integer()) -> integer() | {error, pyport_state:error()}.
+state_incr(Key, Amount) ->
+    pyport_state:incr(Key, Amount).
+
+-spec state_decr(term()) -> integer() | {error, pyport_state:error()}.
+state_decr(Key) ->
+    pyport_state:incr(Key, -1).
+
+-spec state_decr(term(), integer()) -> integer() | {error, pyport_state:error()}.
+state_decr(Key, Amount) when is_integer(Amount) ->
+    pyport_state:incr(Key, -Amount).
+
+%% Routes call/3,4,5 of Module (or of {Module, Func}) to named pool Pool
+%% (py_pool, started by the user), without changing the call sites.
+-spec register_pool(py_pool:pool(), py_event_loop:py_name()
+                                    | {py_event_loop:py_name(), py_event_loop:py_name()})
+    -> ok.
+register_pool(Pool, Target) when is_atom(Pool) ->
+    py_pool_route:register(Pool, Target).
+
+-spec unregister_pool(py_event_loop:py_name()
+                      | {py_event_loop:py_name(), py_event_loop:py_name()}) -> ok.
+unregister_pool(Target) ->
+    py_pool_route:unregister(Target).
+
+%% The collector's statistics of the caller's loop (erlang_python's keys:
+%% gc_stats, gc_count, gc_threshold, and traced_memory_current/peak while
+%% tracemalloc traces).
+-spec memory_stats() -> {ok, map()} | {error, term()}.
+memory_stats() ->
+    py_runtime:memory_stats().
+
+%% A full collection on every loop; {ok, Unreachable} summed over them.
+-spec gc() -> {ok, non_neg_integer()} | {error, term()}.
+gc() ->
+    gc(2).
+
+-spec gc(0..2) -> {ok, non_neg_integer()} | {error, term()}.
+gc(Generation) when Generation >= 0, Generation =< 2 ->
+    py_runtime:gc(Generation).
+
+%% tracemalloc on every loop (memory_stats/0 then has traced_memory_*).
+-spec tracemalloc_start() -> ok | {error, term()}.
+tracemalloc_start() ->
+    tracemalloc_start(1).
+
+-spec tracemalloc_start(pos_integer()) -> ok | {error, term()}.
+tracemalloc_start(Frames) when is_integer(Frames), Frames > 0 ->
+    py_runtime:trace_memory(Frames).
+
+-spec tracemalloc_stop() -> ok | {error, term()}.
+tracemalloc_stop() ->
+    py_runtime:trace_memory(0).
+
+%% The caller's loop's Python version (sys.version).
+-spec version() -> {ok, binary()} | {error, term()}.
+version() ->
+    py_runtime:version().
+
+%% Python's log records at `level` (default debug) and above, on every
+%% loop, now and after port restarts (pyport forwards them to the OTP
+%% logger already; its formatter formats them).
+-spec configure_logging() -> ok | {error, term()}.
+configure_logging() ->
+    configure_logging(#{}).
+
+-spec configure_logging(#{level => py_runtime:log_level()}) -> ok | {error, term()}.
+configure_logging(Opts) ->
+    py_runtime:configure_logging(Opts).
+
+%% The virtualenv of every loop of the default pool: its `venv` setting,
+%% applied by restarting each loop (py_runtime; docs/porting.md).
+-spec activate_venv(file:filename_all()) -> ok | {error, term()}.
+activate_venv(Path) ->
+    py_runtime:activate_venv(Path).
+
+-spec deactivate_venv() -> ok | {error, term()}.
+deactivate_venv() ->
+    py_runtime:deactivate_venv().
+
+-spec venv_info() -> {ok, map()}.
+venv_info() ->
+    py_runtime:venv_info().
+
+%% Makes (if needed) and fills the venv at Path from RequirementsFile
+%% (pyport's py_venv, with the port's own Python), then activates it.
+-spec ensure_venv(file:filename_all(), file:filename_all()) -> ok | {error, term()}.
+ensure_venv(Path, RequirementsFile) ->
+    ensure_venv(Path, RequirementsFile, []).
+
+-spec ensure_venv(file:filename_all(), file:filename_all(), list()) -> ok | {error, term()}.
+ensure_venv(Path, RequirementsFile, Opts) ->
+    py_runtime:ensure_venv(Path, RequirementsFile, Opts).
+
 %% Internal.
+
+context_of(Loop) ->
+    case py_context:for_process(Loop) of
+        {ok, Ctx} -> Ctx;
+        {error, Reason} -> error({py_context, Reason})
+    end.
+
+pool_call(Pool, Module, Func, Args, Kwargs, Timeout) ->
+    case py_pool:get_loop(Pool) of
+        {ok, Loop} ->
+            py_event_loop:run(Loop, Module, Func, Args,
+                              #{kwargs => py_compat:kwargs(Kwargs), timeout => Timeout});
+        {error, not_started} ->
+            {error, {pool_not_started, Pool}}
+    end.
+
+%% loop_unavailable because the application is not running says so.
+started({error, loop_unavailable}) ->
+    case py_event_loop_pool:num_loops() of
+        undefined -> {error, ?NOT_STARTED};
+        _ -> {error, loop_unavailable}
+    end;
+started(Result) ->
+    Result.
+
+context_kwargs(Map) ->
+    case py_compat:kwargs(Map) of
+        Kwargs when is_map(Kwargs) -> Kwargs;
+        _ -> error({badarg, {kwargs, Map}})
+    end.
+
+source(Code) when is_binary(Code) -> Code;
+source(Code) when is_list(Code) -> unicode:characters_to_binary(Code);
+source(Code) -> error({badarg, {source, Code}}).
 
 eval_opts(Locals, Timeout) ->
     case py_compat:kwargs(Locals) of

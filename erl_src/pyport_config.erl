@@ -12,6 +12,7 @@
 -export([port_args/1]).
 -export([unknown_keys/1]).
 -export([warn_unknown_keys/0]).
+-export([unknown_keys_message/1]).
 -export([cluster/0]).
 -export([actor_max_backlog/0]).
 -export([pool/1]).
@@ -80,7 +81,7 @@ loop(Get, Index) ->
                                   not (maps:get(Key, Valid))(Value)] of
                 [] -> {ok, resolve_env(resolve_log_level(maps:merge(Global, Own)),
                                       maps:get(env, Global), maps:get(env, Own, []))};
-                [Bad | _] -> {error, {bad_config, Bad}}
+                [Bad | _] -> {error, {bad_config, explain(Bad)}}
             end;
         {error, _} = Error ->
             Error
@@ -221,12 +222,23 @@ warn_unknown_keys() ->
         [] ->
             ok;
         Unknown ->
-            Known = lists:sort([K || {K, _, _} <- loop_keys()] ++ global_keys()),
-            logger:warning("pyport: unknown configuration key(s) ~tp (ignored, "
-                           "or refused in a loops entry)~ts; known keys: ~tp",
-                           [Unknown, suggestions(Unknown, Known), Known],
+            logger:warning("~ts", [unknown_keys_message(Unknown)],
                            #{pyport_unknown_keys => Unknown})
     end.
+
+%% The warning about unknown keys, in two lines: the keys with what they
+%% were probably meant to be, then every known key.
+-spec unknown_keys_message([unknown_key()]) -> unicode:chardata().
+unknown_keys_message(Unknown) ->
+    Known = lists:sort([K || {K, _, _} <- loop_keys()] ++ global_keys()),
+    Show = fun(K) when is_atom(K) -> atom_to_list(K);
+              (K) -> io_lib:format("~0tp", [K])
+           end,
+    io_lib:format("pyport: unknown configuration key(s) ~ts (ignored; refused in a "
+                  "loops entry)~ts~nknown keys: ~ts",
+                  [lists:join(", ", [Show(K) || K <- Unknown]),
+                   suggestions(Unknown, Known),
+                   lists:join(", ", [atom_to_list(K) || K <- Known])]).
 
 %% " (did you mean python_path for pythonpath, ...)" for the unknown keys
 %% that are a known key without its underscores or its last words.
@@ -239,10 +251,20 @@ suggestions(Unknown, Known) ->
                     orelse lists:suffix("_" ++ atom_to_list(Bad), atom_to_list(Good))],
     case Pairs of
         [] -> "";
-        _ -> [" (did you mean ",
+        _ -> [": did you mean ",
               lists:join(", ", [io_lib:format("~ts for ~ts", [Good, Bad]) || {Good, Bad} <- Pairs]),
-              ")"]
+              "?"]
     end.
+
+%% A bad setting as the error names it; a python_path given as one string
+%% (a list of characters) says it must be a list of them.
+explain({python_path, [C | _] = Path}) when is_integer(C) ->
+    {python_path, Path, "python_path is a list of directories: write [\"" ++ Path ++ "\"]"};
+explain({python_path, Path}) when is_binary(Path) ->
+    {python_path, Path, "python_path is a list of directories: write [<<\"" ++
+         unicode:characters_to_list(Path) ++ "\">>]"};
+explain(Bad) ->
+    Bad.
 
 %% The cluster settings (py_cluster_registry): the pool name whose `pg`
 %% group this node joins, and how often it publishes its loads.

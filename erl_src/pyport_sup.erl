@@ -51,6 +51,12 @@ init(N) ->
         #{id => py_cluster_registry,
           start => {py_cluster_registry, start_link, []},
           type => worker,
+          shutdown => 5000},
+        %% The shared state (py:state_*): after the loops, so that their
+        %% restarts keep it.
+        #{id => pyport_state,
+          start => {pyport_state, start_link, []},
+          type => worker,
           shutdown => 5000}
     ],
     {ok, {Flags, Children}}.

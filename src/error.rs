@@ -7,6 +7,23 @@ use std::io;
 use std::os::fd::RawFd;
 use thiserror::Error;
 
+/// What to do about a Python object that has no term form, by its type.
+fn unsupported_type_hint(type_name: &str) -> &'static str {
+    match type_name {
+        "generator" | "async_generator" => {
+            "iterate it from Erlang as a stream (py_event_loop_pool:stream/4, \
+             py:stream/3, docs/streams.md), or keep it in Python with the task \
+             option result => handle"
+        }
+        _ => {
+            "return a list, tuple, dict, str, bytes, number, bool or None instead, \
+             give the class an __erlang__() method, or keep the object in Python \
+             with the task option result => handle (or result => auto for the \
+             parts without a term form; docs/handles.md)"
+        }
+    }
+}
+
 /// A frame that cannot be sent.
 #[derive(Debug, Error)]
 pub enum FrameError {
@@ -36,7 +53,10 @@ pub enum EtfError {
     UnsupportedTerm(&'static str),
     #[error("term nesting deeper than {0} levels")]
     TooDeep(usize),
-    #[error("cannot convert Python object of type '{0}' to an Erlang term")]
+    /// The message says what to do instead: stream an iterator, keep any
+    /// other object in Python as a handle (docs/handles.md).
+    #[error("cannot convert Python object of type '{0}' to an Erlang term; {hint}",
+            hint = unsupported_type_hint(.0))]
     UnsupportedType(String),
     /// A value of a supported type that has no encoding (a str with lone
     /// surrogates, a container over the 2^32 limit, ...).

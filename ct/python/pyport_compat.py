@@ -177,3 +177,71 @@ def registered_raw(name: Any) -> Any:
     context = _context.current()
     assert context is not None
     return context.bridge.request(_wire.REGISTERED, name)
+
+
+# -- issue 25: what erlang_python users missed --------------------------------
+
+
+def count_up(n: int) -> Any:
+    """A generator of 1..n."""
+    yield from range(1, n + 1)
+
+
+def forever() -> Any:
+    """A generator that never ends (stream_cancel stops it)."""
+    i = 0
+    while True:
+        i += 1
+        yield i
+
+
+def broken_after(n: int) -> Any:
+    """Yields 1..n, then raises."""
+    yield from range(1, n + 1)
+    raise RuntimeError("broken generator")
+
+
+def busy(seconds: float) -> int:
+    """Plain code that keeps the loop busy (only a deadline stops it)."""
+    import time
+
+    end = time.monotonic() + seconds
+    n = 0
+    while time.monotonic() < end:
+        n += 1
+    return n
+
+
+def state_from_python(key: str, amount: int) -> Any:
+    """erlang_python's Python side of the shared state."""
+    from erlang import state_get, state_incr, state_set
+
+    state_set(key + ".py", {"from": "python"})
+    return [state_get(key), state_incr(key + ".hits", amount), state_get("missing", 0)]
+
+
+def unconvertible(kind: str) -> Any:
+    """A result without a term form."""
+    import datetime
+
+    class Custom:
+        pass
+
+    return {"set": {1, 2}, "custom": Custom(), "datetime": datetime.datetime(2020, 1, 1),
+            "generator": (i for i in range(3))}[kind]
+
+
+def root_log_level() -> int:
+    import logging
+
+    return logging.getLogger().level
+
+
+def live_contexts() -> int:
+    from erlang import _contexts
+
+    return _contexts.live_count()
+
+
+def virtual_env() -> Any:
+    return os.environ.get("VIRTUAL_ENV")

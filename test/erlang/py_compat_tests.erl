@@ -54,3 +54,22 @@ none_atom_is_a_port_option_test() ->
 registered_request_is_a_packet_test() ->
     Bin = term_to_binary({registered, 7, <<"f">>}),
     ?assertMatch({ok, {registered, 7, <<"f">>}, 0}, pyport_wire:decode(Bin, 1 bsl 20, 10)).
+
+-spec pool_routes_by_function_then_module_test() -> term().
+pool_routes_by_function_then_module_test() ->
+    ?assertEqual(default, py_pool_route:lookup(json, dumps)),
+    try
+        ok = py_pool_route:register(io, json),
+        ok = py_pool_route:register(cpu, {<<"json">>, <<"loads">>}),
+        ?assertEqual({ok, io}, py_pool_route:lookup(json, dumps)),
+        ?assertEqual({ok, io}, py_pool_route:lookup(<<"json">>, dumps)),
+        ?assertEqual({ok, cpu}, py_pool_route:lookup(json, loads)),
+        ?assertEqual(default, py_pool_route:lookup(math, sqrt)),
+        ?assertEqual(default, py_pool_route:lookup(json, "not a name")),
+        ok = py_pool_route:unregister({json, loads}),
+        ?assertEqual({ok, io}, py_pool_route:lookup(json, loads))
+    after
+        py_pool_route:unregister(json),
+        py_pool_route:unregister({json, loads})
+    end,
+    ?assertEqual(default, py_pool_route:lookup(json, dumps)).

@@ -174,3 +174,70 @@ def test_set_none_atom_checks_the_name():
     finally:
         _pyport.set_none_atom("none")
     assert _pyport.encode(None).endswith(b"none")
+
+
+# -- issue 25: contexts, predefined erlang, stream_eval, gc -------------------
+
+
+def test_context_namespace_keeps_definitions_and_predefines_erlang():
+    from erlang import _contexts
+
+    ns = _contexts.Namespace()
+    _contexts.exec_in(ns, "counter = 1\ndef bump(by=1):\n    global counter\n    counter += by\n    return counter\n")
+    assert _contexts.call(ns, "__main__", "bump", [], {"by": 2}) == 3
+    assert _contexts.eval_in(ns, "counter + x", {"x": 4}) == 7
+    assert "x" not in ns.globals
+    assert _contexts.eval_in(ns, "erlang", {}) is erlang
+    _contexts.exec_in(ns, "import json as j")
+    assert _contexts.call(ns, "j", "dumps", [[1]], {}) == "[1]"
+    assert _contexts.call(ns, "math", "sqrt", [16.0], {}) == 4.0
+    with pytest.raises(NameError, match="not defined in this context"):
+        _contexts.call(ns, "__main__", "nope", [], {})
+    with pytest.raises(TypeError, match="not a context"):
+        _contexts.eval_in({}, "1", {})
+
+
+def test_context_limit_counts_live_namespaces(monkeypatch: pytest.MonkeyPatch):
+    from erlang import _contexts
+
+    monkeypatch.setattr(_contexts, "MAX_CONTEXTS", _contexts.live_count() + 2)
+    kept = [_contexts.new(), _contexts.new()]
+    with pytest.raises(_contexts.ContextLimitError, match="already holds"):
+        _contexts.new()
+    kept.pop()
+    import gc
+
+    gc.collect()
+    assert isinstance(_contexts.new(), erlang.Handle)
+
+
+def test_predefine_erlang_binds_it_in_main_without_replacing():
+    main = sys.modules["__main__"]
+    saved = main.__dict__.pop("erlang", None)
+    try:
+        _compat.predefine_erlang()
+        assert main.__dict__["erlang"] is erlang
+        main.__dict__["erlang"] = "mine"
+        _compat.predefine_erlang()
+        assert main.__dict__["erlang"] == "mine"
+    finally:
+        main.__dict__.pop("erlang", None)
+        if saved is not None:
+            main.__dict__["erlang"] = saved
+
+
+def test_eval_iterable_gc_and_memory_stats():
+    assert list(_compat.eval_iterable("(c * 2 for c in w)", {"w": "ab"})) == ["aa", "bb"]
+    assert _compat.collect_garbage(0) >= 0
+    with pytest.raises(ValueError, match="generation must be 0, 1 or 2"):
+        _compat.collect_garbage(3)
+    stats = _compat.memory_stats()
+    assert set(stats) == {"gc_stats", "gc_count", "gc_threshold"}
+
+
+def test_state_error_messages_name_the_limit():
+    from erlang import _state
+
+    assert "maximum of 100000 keys" in _state._describe(("state_full", 100000))
+    assert "over the limit of 1048576 bytes" in _state._describe(
+        ("state_value_too_large", 2000000, 1048576))

@@ -199,10 +199,16 @@ fn unconvertible_python_objects_name_their_type() {
     Python::attach(|py| {
         let obj = py.eval(c"object()", None, None).unwrap();
         let err = encode_term(&obj, &mut Vec::new()).unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "cannot convert Python object of type 'object' to an Erlang term"
+        assert!(
+            err.to_string().starts_with(
+                "cannot convert Python object of type 'object' to an Erlang term; return a list"
+            ),
+            "{err}"
         );
+        assert!(err.to_string().contains("result => handle"), "{err}");
+        let generator = py.eval(c"(i for i in ())", None, None).unwrap();
+        let err = encode_term(&generator, &mut Vec::new()).unwrap_err();
+        assert!(err.to_string().contains("as a stream"), "{err}");
         let nested = py.eval(c"{'k': [1, {2, 3}]}", None, None).unwrap();
         let err = encode_term(&nested, &mut Vec::new()).unwrap_err();
         assert!(err.to_string().contains("'set'"), "{err}");

@@ -56,6 +56,16 @@ from ._interop import (
 from ._loop import ErlangEventLoop, ErlangSelectorEventLoop
 from ._schedule import ScheduleMarker, consume_time_slice, schedule, schedule_py
 from ._selector import PollerSelector
+from ._state import (
+    StateError,
+    state_clear,
+    state_decr,
+    state_delete,
+    state_get,
+    state_incr,
+    state_keys,
+    state_set,
+)
 from ._types import Atom, Pid, Ref
 
 __all__ = [
@@ -78,6 +88,7 @@ __all__ = [
     "ProcessError",
     "Ref",
     "ScheduleMarker",
+    "StateError",
     "UnknownCallbackError",
     "activate_venv",
     "async_call",
@@ -98,6 +109,13 @@ __all__ = [
     "send",
     "sleep",
     "spawn_task",
+    "state_clear",
+    "state_decr",
+    "state_delete",
+    "state_get",
+    "state_incr",
+    "state_keys",
+    "state_set",
     "whereis",
 ]
 

@@ -2,14 +2,20 @@
 from it (docs/porting.md): ``schedule_inline``, registered Erlang functions
 as attributes of ``erlang`` (``erlang.my_fun(1, 2)``, ``from erlang import
 my_fun``), ``erlang.run``/``asyncio.run`` from sync code the port runs,
-and the module reload behind ``py_event_loop_pool:reload/1``.
+the module reload behind ``py_event_loop_pool:reload/1``, ``erlang``
+predefined in ``py:eval``/``py:exec``'s ``__main__``, and the helpers of
+``py:stream_eval``, ``py:gc``, ``py:memory_stats`` and
+``py:configure_logging``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import importlib
+import logging
 import sys
+import tracemalloc
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
@@ -22,11 +28,17 @@ __all__ = [
     "ErlangFunction",
     "InlineMarker",
     "callback_attribute",
+    "collect_garbage",
+    "eval_iterable",
     "follow_inline",
     "install_nested_run",
+    "memory_stats",
     "nested_run",
+    "predefine_erlang",
     "reload_module",
     "schedule_inline",
+    "set_log_level",
+    "trace_memory",
 ]
 
 _T = TypeVar("_T")
@@ -213,3 +225,65 @@ def reload_module(name: str) -> bool:
         return False
     importlib.reload(module)
     return True
+
+
+# -- erlang predefined in py:eval / py:exec -----------------------------------
+
+
+def predefine_erlang() -> None:
+    """Bind ``erlang`` in ``__main__`` (where ``py:eval``/``py:exec`` run),
+    as erlang_python does, so ``py:eval(<<"erlang.my_fun(1)">>)`` needs no
+    import. A name ``erlang`` the program already bound there is kept."""
+    import erlang
+
+    main = sys.modules.get("__main__")
+    if main is not None:
+        main.__dict__.setdefault("erlang", erlang)
+
+
+# -- py:stream_eval, py:gc, py:memory_stats, py:configure_logging -------------
+
+
+def eval_iterable(code: str, bindings: dict[str, Any] | None = None) -> Any:
+    """The value of expression ``code`` in ``__main__`` (an iterable, which
+    the port then streams)."""
+    main = sys.modules["__main__"]
+    local = {str(k): v for k, v in (bindings or {}).items()}
+    return eval(compile(code, "<erlang stream_eval>", "eval"), main.__dict__, local)
+
+
+def collect_garbage(generation: int = 2) -> int:
+    """``gc.collect(generation)``: the number of unreachable objects found."""
+    if generation not in (0, 1, 2):
+        raise ValueError(f"generation must be 0, 1 or 2, not {generation!r}")
+    return gc.collect(generation)
+
+
+def memory_stats() -> dict[str, Any]:
+    """erlang_python's memory statistics for this interpreter: the
+    collector's per-generation stats, counts and thresholds, and the
+    tracemalloc figures while tracing."""
+    stats: dict[str, Any] = {
+        "gc_stats": gc.get_stats(),
+        "gc_count": gc.get_count(),
+        "gc_threshold": gc.get_threshold(),
+    }
+    if tracemalloc.is_tracing():
+        current, peak = tracemalloc.get_traced_memory()
+        stats["traced_memory_current"] = current
+        stats["traced_memory_peak"] = peak
+    return stats
+
+
+def set_log_level(level: int) -> None:
+    """The root logger's level (records at it and above reach the OTP
+    logger)."""
+    logging.getLogger().setLevel(level)
+
+
+def trace_memory(frames: int) -> None:
+    """``tracemalloc.start(frames)``, or ``tracemalloc.stop()`` for 0."""
+    if frames > 0:
+        tracemalloc.start(frames)
+    else:
+        tracemalloc.stop()

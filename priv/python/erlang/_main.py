@@ -16,7 +16,7 @@ import sys
 from collections.abc import Sequence
 
 from . import _env
-from ._compat import install_nested_run
+from ._compat import install_nested_run, predefine_erlang
 from ._api import new_event_loop
 from ._logging import ChannelLogHandler, OutputForwarder, python_level
 from ._native import _pyport
@@ -102,6 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.none_atom is not None:
         _pyport.set_none_atom(args.none_atom)
     install_nested_run()
+    predefine_erlang()
     loop = new_event_loop()
     asyncio.set_event_loop(loop)
     fd_in, fd_out = args.channel_fds

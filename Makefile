@@ -74,11 +74,13 @@ test-python: build
 # The Mix project in examples/elixir, with pyport as a rebar3 dependency:
 # Mix uses Debian's rebar3 and needs nothing from hex.pm. pyport's beams
 # there are rebuilt each time: Mix's incremental rebar3 build misses
-# changed headers.
+# changed headers. Then the example as deployed: its release, built,
+# moved away from the sources and run (examples/elixir/test_release.sh).
 test-elixir: build deps-elixir
 	rm -rf examples/elixir/_build/test/lib/pyport
 	cd examples/elixir && MIX_HOME=$(CURDIR)/_build/mix MIX_REBAR3=$$(command -v $(REBAR)) \
 	  HEX_OFFLINE=1 mix test
+	REBAR=$(REBAR) sh examples/elixir/test_release.sh
 
 conformance: build
 	$(PORT) run conformance/run.py

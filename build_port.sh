@@ -56,6 +56,12 @@ if [ -f "$record" ] && [ -x "$target/release/pyport" ]; then
     echo "pyport: rebuilding for Python $(echo "$wanted" | cut -d' ' -f1) (PYO3_PYTHON=$PYO3_PYTHON); it was built for $(echo "$built" | cut -d' ' -f1)" >&2
   fi
 fi
+# pyo3 is given the interpreter by its absolute path: left to search PATH
+# it makes PATH part of the build's fingerprint, and PATH differs between a
+# shell and rebar3's hooks (Erlang's bin directories come first), so each
+# `make build` compiled pyo3 and the port twice.
+PYO3_PYTHON=$(echo "$wanted" | cut -d' ' -f3-)
+export PYO3_PYTHON
 
 if [ ! -x "$target/release/pyport" ]; then
   echo "pyport: building the Rust port executable (first build: about a minute)" >&2

@@ -450,10 +450,13 @@ def main(argv: list[str] | None = None) -> int:
     if problem:
         print(f"conformance: {problem}", file=sys.stderr)
         return 2
-    if args.modules is MODULES:
-        # test_timeouts and test_taskgroups came with 3.11's asyncio.timeout
-        # and TaskGroup; an older Python has no such module to compare.
-        args.modules = [m for m in MODULES if module_exists(m)]
+    # test_timeouts and test_taskgroups came with 3.11's asyncio.timeout
+    # and TaskGroup; an older Python has no such module to compare.
+    missing = [m for m in args.modules if not module_exists(m)]
+    if missing:
+        print(f"not in Python {sys.version.split()[0]}'s test_asyncio, skipped: "
+              f"{' '.join(missing)}", flush=True)
+        args.modules = [m for m in args.modules if m not in missing]
     exe = find_executable()
     os.makedirs(args.results, exist_ok=True)
     workdir = os.path.join(args.results, "logs")  # the last run's only

@@ -1,6 +1,7 @@
 #!/bin/sh
 # `make test-pythons`: pyport against every supported CPython (3.10-3.13)
-# this machine has, or the versions given (PYTHONS="3.12 3.13").
+# this machine has, or the versions given (PYTHONS="3.12 3.13"; PYTHONS=other
+# picks one besides python3's, as `make test` does).
 #
 # For each version, in _build/py<version>/ so that the default build is
 # not touched:
@@ -43,6 +44,20 @@ find_python() {
 }
 
 default_version=$(python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null || echo none)
+# PYTHONS=other: the newest present version that is not python3's (what
+# `make test` runs), or nothing to do.
+if [ "$VERSIONS" = other ]; then
+  VERSIONS=""
+  for v in 3.13 3.12 3.11 3.10; do
+    if [ "$v" != "$default_version" ] && [ -n "$(find_python "$v")" ]; then
+      VERSIONS=$v; break
+    fi
+  done
+  if [ -z "$VERSIONS" ]; then
+    echo "==> no supported Python besides python3 ($default_version) here: nothing to test"
+    exit 0
+  fi
+fi
 status=0
 rows=""
 found=0

@@ -75,6 +75,13 @@ for v in $VERSIONS; do
   ln -sfn "$dir/priv" "$dir/proj/priv"
   sed "s|sh ./build_port.sh|sh $ROOT/build_port.sh|" rebar.config > "$dir/proj/rebar.config"
   export CARGO_TARGET_DIR="$dir/target" PYPORT_PRIV_DIR="$dir/priv"
+  # The default build's target/ is a head start for the Python it was made
+  # for (cargo rebuilds only what differs); a copy leaves it untouched.
+  if [ ! -d "$dir/target" ] && [ -f target/release/pyport.python ] && \
+     [ "$(cut -d' ' -f1,2 target/release/pyport.python)" = \
+       "$("$py" -c 'import sys, sysconfig; print("%d.%d" % sys.version_info[:2], sysconfig.get_config_var("LIBDIR"))')" ]; then
+    cp -a target "$dir/target"
+  fi
   started=$(date +%s)
   row_status=ok
 

@@ -465,7 +465,10 @@ impl LoopCore {
         let base = BASE_EVENT_LOOP.import(py, "asyncio.base_events", "BaseEventLoop")?;
         let kwargs = PyDict::new(py);
         kwargs.set_item(intern!(py, "name"), name)?;
-        kwargs.set_item(intern!(py, "context"), context)?;
+        if let Some(context) = context {
+            // Only when given: 3.10's create_task has no `context`.
+            kwargs.set_item(intern!(py, "context"), context)?;
+        }
         base.getattr(intern!(py, "create_task"))?
             .call((slf, coro), Some(&kwargs))
     }

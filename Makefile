@@ -10,7 +10,7 @@ ERL_PA  := -pa _build/default/lib/pyport/ebin
 
 .PHONY: all deps deps-apt deps-pip build demo test test-rust lint-rust \
         lint-python test-python eunit ct erl-checks conformance bench bench-ab bench-loop soak check-env clean \
-        deps-elixir test-elixir
+        deps-elixir test-elixir test-pythons test-python-other test-docs
 
 all: build
 
@@ -46,7 +46,8 @@ demo: build
 	erlc -o _build/demo examples/pyport_demo.erl
 	erl -noshell $(ERL_PA) -pa _build/demo -eval 'pyport_demo:main()'
 
-test: deps test-rust build eunit lint-python test-python ct erl-checks test-elixir conformance
+test: deps test-rust build eunit lint-python test-python ct erl-checks test-elixir conformance \
+      test-python-other test-docs
 
 test-rust: lint-rust
 	cargo test --release
@@ -74,14 +75,41 @@ test-python: build
 # The Mix project in examples/elixir, with pyport as a rebar3 dependency:
 # Mix uses Debian's rebar3 and needs nothing from hex.pm. pyport's beams
 # there are rebuilt each time: Mix's incremental rebar3 build misses
-# changed headers.
+# changed headers. Then the example as deployed: its release, built,
+# moved away from the sources and run (examples/elixir/test_release.sh).
 test-elixir: build deps-elixir
 	rm -rf examples/elixir/_build/test/lib/pyport
 	cd examples/elixir && MIX_HOME=$(CURDIR)/_build/mix MIX_REBAR3=$$(command -v $(REBAR)) \
 	  HEX_OFFLINE=1 mix test
+	REBAR=$(REBAR) sh examples/elixir/test_release.sh
 
 conformance: build
 	$(PORT) run conformance/run.py
+
+# Every supported CPython (3.10-3.13) this machine has: the port built for
+# each in _build/py3.X, the Common Test smoke suites and test_asyncio
+# conformance against that version's stock asyncio (test/pythons/run.sh).
+# PYTHONS="3.12 3.13" to choose.
+test-pythons: deps
+	REBAR=$(REBAR) sh test/pythons/run.sh
+
+# make test's share: the newest Python besides python3's, with the
+# conformance modules that finish in about a minute each (test_tasks,
+# test_ssl, test_futures and test_subprocess take 70% of the time and run
+# in test-pythons and, on the default Python, in conformance).
+PYTHON_OTHER_MODULES := test_events test_sock_lowlevel test_sendfile test_server \
+  test_sslproto test_locks test_queues test_streams test_timeouts test_taskgroups \
+  test_waitfor test_runners test_unix_events test_base_events test_buffered_proto \
+  test_context test_threads
+test-python-other: deps
+	PYTHONS=other PYTHONS_CONFORMANCE_ARGS="--modules $(PYTHON_OTHER_MODULES)" \
+	  REBAR=$(REBAR) sh test/pythons/run.sh
+
+# docs/tutorial.md, run as written in a temporary directory: rebar3 new
+# app, pyport from _checkouts (this clone: its port is not rebuilt), a
+# release started, asked and stopped (test/tutorial/run.py).
+test-docs: build
+	$(PYTHON) test/tutorial/run.py
 
 # Not part of `make test`: figures, never assertions. Unpinned, then with
 # the node and its ports pinned to one CPU (cross-CPU wake-ups cost ~30 us).

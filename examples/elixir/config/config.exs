@@ -1,8 +1,8 @@
 import Config
 
-# Python's None comes back as nil (docs/elixir.md), and the example's own
-# Python module is on the loops' path.
+# Python's None comes back as nil (docs/elixir.md). Settings that name a
+# path go in config/runtime.exs: this file is evaluated when the project
+# is built, so a path made here would be the build machine's.
 config :pyport,
   none_atom: :nil,
-  event_loop_pool_size: 2,
-  python_path: [Path.expand("../priv/python", __DIR__)]
+  event_loop_pool_size: 2

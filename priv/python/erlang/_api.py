@@ -87,8 +87,29 @@ def run(main: Coroutine[Any, Any, _T], *, debug: bool | None = None) -> _T:
             return nested_run(main)
         # Checked before the Runner makes (and then fails to close) a loop.
         raise RuntimeError("erlang.run() cannot be called from a running event loop")
+    if sys.version_info < (3, 11):  # no asyncio.Runner: asyncio.run's steps
+        return _run_without_runner(main, debug)
     with asyncio.Runner(debug=debug, loop_factory=new_event_loop) as runner:
         return runner.run(main)
+
+
+def _run_without_runner(main: Coroutine[Any, Any, _T], debug: bool | None) -> _T:
+    from asyncio.runners import _cancel_all_tasks  # type: ignore[attr-defined]
+
+    loop = new_event_loop()
+    try:
+        asyncio.set_event_loop(loop)
+        if debug is not None:
+            loop.set_debug(debug)
+        return loop.run_until_complete(main)
+    finally:
+        try:
+            _cancel_all_tasks(loop)
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.run_until_complete(loop.shutdown_default_executor())
+        finally:
+            asyncio.set_event_loop(None)
+            loop.close()
 
 
 # -- sleep -------------------------------------------------------------------

@@ -89,8 +89,8 @@ bench: build
 	PYPORT_FEATURES=echo sh build_port.sh
 	@mkdir -p _build/bench
 	erlc -o _build/bench bench/pyport_bench.erl bench/py_cluster_bench.erl
-	erl -noshell +sbwt none $(ERL_PA) -pa _build/bench -eval 'pyport_bench:main(["unpinned"])'
-	taskset -c 0 erl -noshell +sbwt none $(ERL_PA) -pa _build/bench -eval 'pyport_bench:main(["pinned"])'
+	erl -noshell +sbwt none +sbwtdcpu none +sbwtdio none $(ERL_PA) -pa _build/bench -eval 'pyport_bench:main(["unpinned"])'
+	taskset -c 0 erl -noshell +sbwt none +sbwtdcpu none +sbwtdio none $(ERL_PA) -pa _build/bench -eval 'pyport_bench:main(["pinned"])'
 
 # The same scenarios against BASE's build and this checkout's, alternating
 # in one run; medians and HEAD/BASE ratios (docs/performance.md).

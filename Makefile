@@ -88,7 +88,7 @@ conformance: build
 bench: build
 	PYPORT_FEATURES=echo sh build_port.sh
 	@mkdir -p _build/bench
-	erlc -o _build/bench bench/pyport_bench.erl bench/py_cluster_bench.erl
+	erlc -o _build/bench bench/pyport_bench.erl bench/pyport_cpu.erl bench/py_cluster_bench.erl
 	erl -noshell +sbwt none +sbwtdcpu none +sbwtdio none $(ERL_PA) -pa _build/bench -eval 'pyport_bench:main(["unpinned"])'
 	taskset -c 0 erl -noshell +sbwt none +sbwtdcpu none +sbwtdio none $(ERL_PA) -pa _build/bench -eval 'pyport_bench:main(["pinned"])'
 

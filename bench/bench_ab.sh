@@ -31,7 +31,7 @@ echo "==> building BASE $SHORT in $BASEDIR" >&2
 echo "==> building HEAD $HEAD_LABEL" >&2
 PYPORT_FEATURES=echo sh build_port.sh
 ${REBAR:-rebar3} compile >&2
-erlc -o "$AB" bench/pyport_bench.erl bench/py_cluster_bench.erl bench/pyport_bench_ab.erl
+erlc -o "$AB" bench/pyport_bench.erl bench/pyport_cpu.erl bench/py_cluster_bench.erl bench/pyport_bench_ab.erl
 
 PIN=""
 [ -n "$BENCH_PIN" ] && PIN="taskset -c $BENCH_PIN"

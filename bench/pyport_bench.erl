@@ -36,6 +36,7 @@ run(Args) ->
     Runs = list_to_integer(os:getenv("BENCH_RUNS", "5")),
     %% Application start/stop reports would drown the table.
     ok = logger:set_primary_config(level, warning),
+    put(cpu_meter, pyport_cpu:start()),
     Label = case Args of [L | _] -> L; [] -> "unpinned" end,
     Root = filename:absname("."),
     ok = application:load(pyport),
@@ -289,37 +290,13 @@ port_pids() ->
            end,
     [P || #{os_pid := P} <- Loops, is_integer(P)].
 
-%% CPU time so far, in us, of this node and of the ports together:
-%% user + system time of every thread, from /proc/<pid>/task/*/schedstat
-%% (the kernel's runtime in ns; utime + stime in /proc/<pid>/stat is the
-%% same time counted in 10 ms ticks, too coarse for 10k tasks of a few us
-%% each), /proc/<pid>/stat where schedstat is missing. Busy-waiting
-%% schedulers would count their spinning: `make bench` runs the node with
-%% +sbwt none +sbwtdcpu none +sbwtdio none.
+%% CPU time so far, in us, of this node and of the ports together
+%% (bench/pyport_cpu.erl). Busy-waiting schedulers would count their
+%% spinning: `make bench` runs the node with +sbwt none +sbwtdcpu none
+%% +sbwtdio none.
 cpu_now(OsPids) ->
-    {cpu_us(list_to_integer(os:getpid())), lists:sum([cpu_us(P) || P <- OsPids])}.
-
-cpu_us(OsPid) ->
-    Dir = "/proc/" ++ integer_to_list(OsPid) ++ "/task",
-    case file:list_dir(Dir) of
-        {ok, Tids} ->
-            Ns = [thread_ns(filename:join([Dir, T, "schedstat"])) || T <- Tids],
-            case lists:member(missing, Ns) of
-                false -> lists:sum(Ns) / 1000;
-                true -> cpu_ms(OsPid) * 1000
-            end;
-        {error, _} ->
-            cpu_ms(OsPid) * 1000
-    end.
-
-%% A thread that exits in between counts as 0 from then on; the bench's
-%% threads (schedulers, the port's loop and helpers) live throughout.
-thread_ns(File) ->
-    case file:read_file(File) of
-        {ok, Stat} -> binary_to_integer(hd(binary:split(Stat, <<" ">>)));
-        {error, enoent} -> 0;
-        {error, _} -> missing
-    end.
+    [Beam | Ports] = pyport_cpu:read(get(cpu_meter), [self | OsPids]),
+    {Beam, lists:sum(Ports)}.
 
 sequential(Mod, F, N) ->
     lists:foreach(fun(I) -> {ok, I} = Mod:await(Mod:create_task(?PY, F, [I]), infinity) end,

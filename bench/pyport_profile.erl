@@ -102,13 +102,18 @@ repeat(Round, Until, N) ->
     end.
 
 tool("cpu", Round, Seconds, PortPid) ->
+    Io0 = [syscalls(P) || P <- [os:getpid(), PortPid]],
     [B0, P0] = pyport_cpu:read(get(cpu_meter), [self, PortPid]),
     T0 = erlang:monotonic_time(microsecond),
     N = repeat(Round, Seconds * 1000),
     T1 = erlang:monotonic_time(microsecond),
     [B1, P1] = pyport_cpu:read(get(cpu_meter), [self, PortPid]),
-    io:format("~n-- cpu: ~p tasks, ~.1f tasks/s; per task: BEAM ~.2f us, port ~.2f us, total ~.2f us~n",
-              [N, N * 1.0e6 / (T1 - T0), (B1 - B0) / N, (P1 - P0) / N, (B1 - B0 + P1 - P0) / N]);
+    Io1 = [syscalls(P) || P <- [os:getpid(), PortPid]],
+    [{BR, BW}, {PR, PW}] = [{(R1 - R0) / N, (W1 - W0) / N} || {{R0, W0}, {R1, W1}} <- lists:zip(Io0, Io1)],
+    io:format("~n-- cpu: ~p tasks, ~.1f tasks/s; per task: BEAM ~.2f us, port ~.2f us, total ~.2f us~n"
+              "   read/write system calls per task: BEAM ~.3f / ~.3f, port ~.3f / ~.3f~n",
+              [N, N * 1.0e6 / (T1 - T0), (B1 - B0) / N, (P1 - P0) / N, (B1 - B0 + P1 - P0) / N,
+               BR, BW, PR, PW]);
 tool("msacc", Round, Seconds, _PortPid) ->
     _ = erlang:system_flag(microstate_accounting, reset),
     true = erlang:system_flag(microstate_accounting, true) =/= undefined,
@@ -244,6 +249,17 @@ decode_costs() ->
     Split = Time(2000, fun(K) -> Loop(K, fun() -> {ok, _, _} = pyport_framer:feed(Read, Framer) end) end) / 100,
     io:format("  of which: pyport_term:decode/3 of one result ~.2f, framer split ~.2f per frame~n",
               [Dec, Split]).
+
+%% Read and write system calls of a process so far (/proc/<pid>/io:
+%% syscr counts read, readv, pread...; syscw the writes), all threads.
+syscalls(OsPid) when is_integer(OsPid) -> syscalls(integer_to_list(OsPid));
+syscalls(OsPid) ->
+    {ok, Io} = file:read_file("/proc/" ++ OsPid ++ "/io"),
+    Field = fun(Name) ->
+        {match, [V]} = re:run(Io, Name ++ ": (\\d+)", [{capture, all_but_first, binary}]),
+        binary_to_integer(V)
+    end,
+    {Field("syscr"), Field("syscw")}.
 
 %% The worker of loop 1 (the one process all results pass through).
 whereis_worker() ->

@@ -278,6 +278,7 @@ per_op(Unit) ->
     end.
 
 singular(<<"MB">>) -> <<"MB">>;
+singular(<<"echoes">>) -> <<"echo">>;
 singular(What) -> binary:part(What, 0, byte_size(What) - 1).
 
 %% The OS pids of every running loop's port (the default pool and the

@@ -9,7 +9,7 @@ PORT    := priv/pyport
 ERL_PA  := -pa _build/default/lib/pyport/ebin
 
 .PHONY: all deps deps-apt deps-pip build demo test test-rust lint-rust \
-        lint-python test-python eunit ct erl-checks conformance bench bench-ab bench-loop soak check-env clean \
+        lint-python test-python eunit ct erl-checks conformance bench bench-ab bench-loop profile soak check-env clean \
         deps-elixir test-elixir
 
 all: build
@@ -97,6 +97,13 @@ bench: build
 #   make bench-ab BASE=main BENCH_RUNS=5 BENCH_ONLY=sequential,1\ MiB
 bench-ab: deps
 	sh bench/bench_ab.sh
+
+# Where one task's CPU goes (docs/performance.md, "CPU per task"):
+#   make profile PROFILE_SCENARIO=fire|conc|seq|mib PROFILE_TOOLS=cpu,split,msacc,eprof,perf
+profile: build
+	@mkdir -p _build/bench
+	erlc -o _build/bench bench/pyport_cpu.erl bench/pyport_profile.erl
+	erl -noshell +JPperf true +sbwt none +sbwtdcpu none +sbwtdio none $(ERL_PA) -pa _build/bench -eval 'pyport_profile:main()'
 
 # ErlangEventLoop against stock asyncio and uvloop (installed here, for
 # the comparison only).

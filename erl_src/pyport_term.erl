@@ -10,7 +10,8 @@
 %%
 %% The fast path is one binary_to_term(Bin, [safe]); only a frame that it
 %% refuses is scanned (without building anything) for the atom names it
-%% would create.
+%% would create. A large `{result, Id, {ok, Binary}}` frame is taken apart
+%% instead, so that its binary is not copied (large_result/1).
 -module(pyport_term).
 
 %% API.

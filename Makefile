@@ -9,7 +9,7 @@ PORT    := priv/pyport
 ERL_PA  := -pa _build/default/lib/pyport/ebin
 
 .PHONY: all deps deps-apt deps-pip build demo test test-rust lint-rust \
-        lint-python test-python eunit ct erl-checks conformance bench bench-ab bench-loop soak check-env clean \
+        lint-python test-python eunit ct erl-checks conformance bench bench-ab bench-loop profile soak check-env clean \
         deps-elixir test-elixir test-pythons test-python-other test-docs
 
 all: build
@@ -116,15 +116,22 @@ test-docs: build
 bench: build
 	PYPORT_FEATURES=echo sh build_port.sh
 	@mkdir -p _build/bench
-	erlc -o _build/bench bench/pyport_bench.erl bench/py_cluster_bench.erl
-	erl -noshell +sbwt none $(ERL_PA) -pa _build/bench -eval 'pyport_bench:main(["unpinned"])'
-	taskset -c 0 erl -noshell +sbwt none $(ERL_PA) -pa _build/bench -eval 'pyport_bench:main(["pinned"])'
+	erlc -o _build/bench bench/pyport_bench.erl bench/pyport_cpu.erl bench/py_cluster_bench.erl
+	erl -noshell +sbwt none +sbwtdcpu none +sbwtdio none $(ERL_PA) -pa _build/bench -eval 'pyport_bench:main(["unpinned"])'
+	taskset -c 0 erl -noshell +sbwt none +sbwtdcpu none +sbwtdio none $(ERL_PA) -pa _build/bench -eval 'pyport_bench:main(["pinned"])'
 
 # The same scenarios against BASE's build and this checkout's, alternating
 # in one run; medians and HEAD/BASE ratios (docs/performance.md).
 #   make bench-ab BASE=main BENCH_RUNS=5 BENCH_ONLY=sequential,1\ MiB
 bench-ab: deps
 	sh bench/bench_ab.sh
+
+# Where one task's CPU goes (docs/performance.md, "CPU per task"):
+#   make profile PROFILE_SCENARIO=fire|conc|seq|mib PROFILE_TOOLS=cpu,split,msacc,eprof,perf
+profile: build
+	@mkdir -p _build/bench
+	erlc -o _build/bench bench/pyport_cpu.erl bench/pyport_profile.erl
+	erl -noshell +JPperf true +sbwt none +sbwtdcpu none +sbwtdio none $(ERL_PA) -pa _build/bench -eval 'pyport_profile:main()'
 
 # ErlangEventLoop against stock asyncio and uvloop (installed here, for
 # the comparison only).

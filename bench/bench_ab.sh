@@ -31,14 +31,14 @@ echo "==> building BASE $SHORT in $BASEDIR" >&2
 echo "==> building HEAD $HEAD_LABEL" >&2
 PYPORT_FEATURES=echo sh build_port.sh
 ${REBAR:-rebar3} compile >&2
-erlc -o "$AB" bench/pyport_bench.erl bench/py_cluster_bench.erl bench/pyport_bench_ab.erl
+erlc -o "$AB" bench/pyport_bench.erl bench/pyport_cpu.erl bench/py_cluster_bench.erl bench/pyport_bench_ab.erl
 
 PIN=""
 [ -n "$BENCH_PIN" ] && PIN="taskset -c $BENCH_PIN"
 run() { # side round dir
   echo "==> round $2/$RUNS: $1" >&2
   BENCH_RUNS=1 BENCH_TARGET="$3" BENCH_TERMS="$OUT/$1-$2.terms" BENCH_FLOOR=${BENCH_FLOOR:-0} \
-    $PIN erl -noshell +sbwt none -pa "$3/_build/default/lib/pyport/ebin" -pa "$AB" \
+    $PIN erl -noshell +sbwt none +sbwtdcpu none +sbwtdio none -pa "$3/_build/default/lib/pyport/ebin" -pa "$AB" \
       -eval 'pyport_bench:main(["ab"])' >>"$OUT/$1.log" 2>&1 || {
     echo "bench-ab: the $1 run failed, see $OUT/$1.log" >&2; tail -20 "$OUT/$1.log" >&2; exit 1; }
 }

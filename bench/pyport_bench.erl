@@ -11,7 +11,8 @@
 -define(PY, bench_tasks).
 
 -type figure() :: #{name := binary(), unit := binary(), higher_is_better := boolean(),
-                    pyport := [number()], floor => [number()]}.
+                    pyport := [number()], floor => [number()],
+                    cpu => {binary(), beam | port}}.
 
 %% API.
 
@@ -35,6 +36,7 @@ run(Args) ->
     Runs = list_to_integer(os:getenv("BENCH_RUNS", "5")),
     %% Application start/stop reports would drown the table.
     ok = logger:set_primary_config(level, warning),
+    put(cpu_meter, pyport_cpu:start()),
     Label = case Args of [L | _] -> L; [] -> "unpinned" end,
     Root = filename:absname("."),
     ok = application:load(pyport),
@@ -133,9 +135,9 @@ throughput_figures(Runs, Target, Exe) ->
         {ok, NamedPool} = py_pool:start_link(#{name => bench_pool, size => 2,
                                                python_path => [filename:absname("bench/python")]}),
         try
-            [#{name => Name, unit => Unit, higher_is_better => true,
-               Target => [measure(Fun) || _ <- lists:seq(1, Runs)]}
-             || {Name, Unit, Fun} <- Scenarios, wanted(Name)]
+            OsPids = port_pids(),
+            lists:append([cpu_split(Name, Unit, Target, [measure(Fun, OsPids) || _ <- lists:seq(1, Runs)])
+                          || {Name, Unit, Fun} <- Scenarios, wanted(Name)])
         after
             unlink(NamedPool),
             MRef = erlang:monitor(process, NamedPool),
@@ -244,13 +246,58 @@ register_callback() ->
             false
     end.
 
-%% Runs `Fun`, returning ops/s from the count it returns.
-measure(Fun) ->
+%% Runs `Fun`, returning ops/s from the count it returns, and the CPU
+%% (user + system) this node and the ports spent per op, in us.
+measure(Fun, OsPids) ->
     erlang:garbage_collect(),
+    {Beam0, Ports0} = cpu_now(OsPids),
     T0 = erlang:monotonic_time(microsecond),
     Count = Fun(),
     Micros = max(1, erlang:monotonic_time(microsecond) - T0),
-    Count * 1000000 / Micros.
+    {Beam1, Ports1} = cpu_now(OsPids),
+    {Count * 1000000 / Micros, (Beam1 - Beam0) / Count, (Ports1 - Ports0) / Count}.
+
+%% One scenario's samples as three figures: the rate, and the CPU per op
+%% of the BEAM and of the ports (the CPU budget of issue 24).
+cpu_split(Name, Unit, Target, Samples) ->
+    PerOp = per_op(Unit),
+    [#{name => Name, unit => Unit, higher_is_better => true,
+       Target => [R || {R, _, _} <- Samples]},
+     #{name => cpu_name(Name, beam), unit => PerOp, higher_is_better => false,
+       cpu => {Name, beam}, Target => [B || {_, B, _} <- Samples]},
+     #{name => cpu_name(Name, port), unit => PerOp, higher_is_better => false,
+       cpu => {Name, port}, Target => [P || {_, _, P} <- Samples]}].
+
+cpu_name(Name, beam) -> <<Name/binary, " | CPU BEAM">>;
+cpu_name(Name, port) -> <<Name/binary, " | CPU port">>.
+
+per_op(Unit) ->
+    case binary:split(Unit, <<"/">>) of
+        [What, <<"s">>] -> <<"us CPU per ", (singular(What))/binary>>;
+        _ -> <<"us CPU per op">>
+    end.
+
+singular(<<"MB">>) -> <<"MB">>;
+singular(<<"echoes">>) -> <<"echo">>;
+singular(What) -> binary:part(What, 0, byte_size(What) - 1).
+
+%% The OS pids of every running loop's port (the default pool and the
+%% named pool of scenario 14).
+port_pids() ->
+    Loops = maps:get(loops, py_event_loop_pool:get_stats())
+        ++ case py_pool:get_stats(bench_pool) of
+               #{loops := L} -> L;
+               _ -> []
+           end,
+    [P || #{os_pid := P} <- Loops, is_integer(P)].
+
+%% CPU time so far, in us, of this node and of the ports together
+%% (bench/pyport_cpu.erl). Busy-waiting schedulers would count their
+%% spinning: `make bench` runs the node with +sbwt none +sbwtdcpu none
+%% +sbwtdio none.
+cpu_now(OsPids) ->
+    [Beam | Ports] = pyport_cpu:read(get(cpu_meter), [self | OsPids]),
+    {Beam, lists:sum(Ports)}.
 
 sequential(Mod, F, N) ->
     lists:foreach(fun(I) -> {ok, I} = Mod:await(Mod:create_task(?PY, F, [I]), infinity) end,
@@ -386,7 +433,8 @@ median(Xs) ->
 print(Figures) ->
     io:format("~-55s ~12s ~12s ~12s ~12s ~8s~n",
               ["scenario", "median", "min", "max", "floor", "ratio"]),
-    lists:foreach(fun(#{name := Name, unit := Unit, pyport := Py} = F) ->
+    lists:foreach(fun(#{cpu := _}) -> ok;
+                     (#{name := Name, unit := Unit, pyport := Py} = F) ->
         Med = median(Py),
         {FloorS, Ratio} = case F of
             #{floor := Fl} ->
@@ -396,7 +444,38 @@ print(Figures) ->
         end,
         io:format("~-55s ~12s ~12s ~12s ~12s ~8s  ~s~n",
                   [Name, fmt(Med), fmt(lists:min(Py)), fmt(lists:max(Py)), FloorS, Ratio, Unit])
-    end, Figures).
+    end, Figures),
+    print_cpu(Figures).
+
+%% The CPU budget: per scenario, the medians of the CPU per op spent by
+%% this node and by the ports (for the floor: the echo ports).
+print_cpu(Figures) ->
+    Cpu = maps:from_list([{K, F} || #{cpu := K} = F <- Figures]),
+    Rows = [{Name, Unit, maps:get({Name, beam}, Cpu), maps:get({Name, port}, Cpu)}
+            || #{name := Name, unit := Unit} = F <- Figures, not is_map_key(cpu, F),
+               is_map_key({Name, beam}, Cpu)],
+    case Rows of
+        [] -> ok;
+        _ ->
+            io:format("~nCPU per op, us (user+system from /proc, medians; floor = the echo port):~n"
+                      "~-55s ~8s ~8s ~8s ~12s ~12s  ~s~n",
+                      ["scenario", "BEAM", "port", "total", "floor BEAM", "floor port", "per"]),
+            lists:foreach(fun({Name, Unit, B, P}) ->
+                io:format("~-55s ~8s ~8s ~8s ~12s ~12s  ~s~n",
+                          [Name, fmt(median(maps:get(pyport, B))), fmt(median(maps:get(pyport, P))),
+                           fmt(median([X + Y || {X, Y} <- lists:zip(maps:get(pyport, B), maps:get(pyport, P))])),
+                           floor_cell(B), floor_cell(P), singular_unit(Unit)])
+            end, Rows)
+    end.
+
+floor_cell(#{floor := Xs}) -> fmt(median(Xs));
+floor_cell(_) -> "-".
+
+singular_unit(Unit) ->
+    case binary:split(Unit, <<"/">>) of
+        [What, <<"s">>] -> singular(What);
+        _ -> Unit
+    end.
 
 fmt(X) when X >= 100 -> integer_to_list(round(X));
 fmt(X) -> io_lib:format("~.2f", [float(X)]).
@@ -408,7 +487,8 @@ write_json(Root, Label, Runs, Figures) ->
     File = filename:join(Dir, "bench-" ++ Label ++ "-" ++ [C || C <- Stamp, C =/= $:] ++ ".json"),
     Doc = #{<<"label">> => list_to_binary(Label), <<"runs">> => Runs,
             <<"time">> => list_to_binary(Stamp),
-            <<"figures">> => [maps:merge(F, #{median => median(P)}) || F = #{pyport := P} <- Figures]},
+            <<"figures">> => [maps:merge(maps:remove(cpu, F), #{median => median(P)})
+                              || F = #{pyport := P} <- Figures]},
     ok = file:write_file(File, json(Doc)),
     io:format("results written to ~s~n", [File]).
 

@@ -27,7 +27,7 @@ report(Dir, BaseLabel, HeadLabel) ->
     Head = samples(filelib:wildcard(filename:join(Dir, "head-*.terms"))),
     io:format("~n== bench-ab: HEAD ~s against BASE ~s, ~p/~p rounds ==~n",
               [HeadLabel, BaseLabel, rounds(Head), rounds(Base)]),
-    io:format("~-55s ~25s ~25s ~9s~n", ["scenario", "BASE median (min..max)",
+    io:format("~-70s ~25s ~25s ~9s~n", ["scenario", "BASE median (min..max)",
                                         "HEAD median (min..max)", "HEAD/BASE"]),
     lists:foreach(fun({Name, Unit, HigherIsBetter}) ->
         B = maps:get(Name, Base, []),
@@ -38,7 +38,7 @@ report(Dir, BaseLabel, HeadLabel) ->
             _ -> "-"
         end,
         Better = case HigherIsBetter of true -> ""; false -> " (lower is better)" end,
-        io:format("~-55s ~25s ~25s ~9s  ~s~s~n",
+        io:format("~-70s ~25s ~25s ~9s  ~s~s~n",
                   [Name, cell(B), cell(H), Ratio, Unit, Better])
     end, names(Dir)),
     ok.

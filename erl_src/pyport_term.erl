@@ -10,7 +10,8 @@
 %%
 %% The fast path is one binary_to_term(Bin, [safe]); only a frame that it
 %% refuses is scanned (without building anything) for the atom names it
-%% would create.
+%% would create. A large `{result, Id, {ok, Binary}}` frame is taken apart
+%% instead, so that its binary is not copied (large_result/1).
 -module(pyport_term).
 
 %% API.
@@ -26,6 +27,8 @@
 
 -define(VERSION, 131).
 -define(COMPRESSED, 80).
+%% Frames above this may hold a large binary result (large_result/1).
+-define(LARGE, 65536).
 
 %% API.
 
@@ -38,7 +41,15 @@ decode(Bin, Max, _Left) when byte_size(Bin) > Max ->
     {error, {too_large, byte_size(Bin), Max}};
 decode(<<?VERSION, ?COMPRESSED, _/binary>>, _Max, _Left) ->
     {error, compressed};
+decode(Bin, _Max, Left) when byte_size(Bin) > ?LARGE ->
+    case large_result(Bin) of
+        {ok, Term} -> {ok, Term, 0};
+        no -> decode_term(Bin, Left)
+    end;
 decode(Bin, _Max, Left) ->
+    decode_term(Bin, Left).
+
+decode_term(Bin, Left) ->
     try binary_to_term(Bin, [safe, used]) of
         {Term, Used} when Used =:= byte_size(Bin) -> {ok, Term, 0};
         {_, _} -> malformed()
@@ -71,6 +82,39 @@ result_id(_) ->
     error.
 
 %% Internal.
+
+%% `{result, Id, {ok, Binary}}` with a large binary last (a task that
+%% returned a large str or bytes): the binary is a sub-binary of the frame
+%% rather than a copy made by binary_to_term (docs/performance.md, "copies
+%% of a 1 MiB echo"). Only the id goes through binary_to_term([safe]); a
+%% frame of any other shape, or whose id would create atoms, takes the
+%% general path. The external format is read front to back, so a frame
+%% that is the envelope, a well-formed id, the `{ok, _}` tuple and a
+%% binary extension filling it to the end decodes to exactly this term.
+large_result(<<?VERSION, 104, 3, Rest/binary>>) ->
+    case atom_name(Rest) of
+        {ok, <<"result">>, _, AfterTag} ->
+            case skip(AfterTag) of
+                {ok, <<104, 2, OkAndValue/binary>> = AfterId} ->
+                    case atom_name(OkAndValue) of
+                        {ok, <<"ok">>, _, <<109, Len:32, Value:Len/binary>>} ->
+                            IdBytes = binary:part(AfterTag, 0, byte_size(AfterTag) - byte_size(AfterId)),
+                            try binary_to_term(<<?VERSION, IdBytes/binary>>, [safe]) of
+                                Id -> {ok, {result, Id, {ok, Value}}}
+                            catch
+                                error:badarg -> no
+                            end;
+                        _ ->
+                            no
+                    end;
+                _ ->
+                    no
+            end;
+        _ ->
+            no
+    end;
+large_result(_) ->
+    no.
 
 decode_creating(<<?VERSION, Body/binary>>, Left) ->
     case new_atoms(Body, Left) of

@@ -151,7 +151,7 @@ log_level(Level) when is_atom(Level) ->
 
 %% The size of a packet's term, what the port's `max_packet` bounds.
 -spec payload_size(packet()) -> non_neg_integer().
-payload_size([<<Size:32>>, _]) ->
+payload_size([<<Size:32>> | _]) ->
     Size.
 
 %% Recognises one frame from the port, untrusted (pyport_term): no frame
@@ -168,9 +168,14 @@ decode(Bin, MaxPacket, AtomsLeft) ->
 
 %% Internal.
 
+%% term_to_iovec/1 rather than term_to_binary/1: a large binary in the
+%% term (a 1 MiB argument) is referenced by the packet, not copied into
+%% it; the port driver writes the pieces with one writev.
 frame(Term) ->
-    Bin = term_to_binary(Term),
-    [<<(byte_size(Bin)):32>>, Bin].
+    case erlang:term_to_iovec(Term) of
+        [Bin] -> [<<(byte_size(Bin)):32>>, Bin];
+        IoV -> [<<(iolist_size(IoV)):32>> | IoV]
+    end.
 
 classify({result, _, _} = Result) -> Result;
 classify({send, _, _, _} = Send) -> Send;

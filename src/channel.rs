@@ -111,30 +111,23 @@ impl Channel {
                 grow_pipes(&mut self.grown, [self.fd_in, self.fd_out]);
             }
             let chunk = READ_CHUNK.max(missing.min(READ_BUDGET));
-            match self.reader.fill_from(input, chunk) {
+            let n = match self.reader.fill_from(input, chunk) {
                 Ok(0) => {
                     self.eof = true;
                     // Tells the lifeline watcher that Python saw Erlang
                     // hang up and is shutting down by itself.
                     crate::lifeline::eof_seen();
+                    0
                 }
-                Ok(n) => total += n,
+                Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) => return Err(e.into()),
-            }
-            while let Some(frame) = self.reader.next_frame() {
-                match frame {
-                    Frame::Packet(bytes) => match protocol::decode_message(py, bytes) {
-                        Inbound::Message(m) => messages.append(m)?,
-                        Inbound::Reply(payload) => queue_payload(&mut self.writer, &payload),
-                    },
-                    Frame::TooLarge { size } => {
-                        log::warn!("skipping a packet of {size} bytes over the limit");
-                        let max = self.reader.max();
-                        queue_payload(&mut self.writer, &protocol::too_large(size, max));
-                    }
-                }
+            };
+            total += n;
+            hand_out(py, &mut self.reader, &mut self.writer, &messages)?;
+            if n > 0 && drained(n, chunk, &self.reader) {
+                break;
             }
         }
         self.reader.release();
@@ -188,6 +181,18 @@ impl Channel {
     }
 }
 
+/// Whether a read of `n` bytes, asked for `chunk`, emptied the pipe with
+/// nothing of a frame left to come (asked once the frames read are
+/// handed out): a short read means the pipe held less
+/// than asked, and the poller is level-triggered, so it reports the next
+/// bytes when they come, without the read that would now say EAGAIN (one
+/// system call of every sequential round trip). A frame begun and not
+/// finished is still being written (Erlang writes whole frames): reading
+/// on takes the rest without a trip through the loop.
+fn drained(n: usize, chunk: usize, reader: &FrameReader) -> bool {
+    n < chunk && reader.partial() == 0
+}
+
 impl Channel {
     /// Frames what `write` appends; on an error nothing is queued.
     fn queue(
@@ -203,10 +208,72 @@ impl Channel {
     }
 }
 
+/// Decodes every complete frame buffered into `messages`; the replies the
+/// port makes by itself are queued.
+fn hand_out(
+    py: Python<'_>,
+    reader: &mut FrameReader,
+    writer: &mut FrameWriter,
+    messages: &Bound<'_, PyList>,
+) -> PyResult<()> {
+    while let Some(frame) = reader.next_frame() {
+        match frame {
+            Frame::Packet(bytes) => match protocol::decode_message(py, bytes) {
+                Inbound::Message(m) => messages.append(m)?,
+                Inbound::Reply(payload) => queue_payload(writer, &payload),
+            },
+            Frame::TooLarge { size } => {
+                log::warn!("skipping a packet of {size} bytes over the limit");
+                let max = reader.max();
+                queue_payload(writer, &protocol::too_large(size, max));
+            }
+        }
+    }
+    Ok(())
+}
+
 fn queue_payload(writer: &mut FrameWriter, payload: &[u8]) {
     let frame = writer.begin();
     writer.buffer().extend_from_slice(payload);
     if let Err(e) = writer.finish(frame) {
         log::error!("dropping a reply: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::framing::frame;
+
+    #[test]
+    fn a_short_read_that_ends_on_a_frame_boundary_drained_the_pipe() {
+        let mut r = FrameReader::new(1 << 20);
+        let mut bytes = frame(b"one");
+        bytes.extend(frame(b"two"));
+        r.extend(&bytes);
+        while r.next_frame().is_some() {}
+        assert!(drained(bytes.len(), READ_CHUNK, &r));
+        // The read filled all it asked for: more may be waiting.
+        assert!(!drained(READ_CHUNK, READ_CHUNK, &r));
+    }
+
+    #[test]
+    fn a_frame_begun_and_not_finished_keeps_the_reader_reading() {
+        let big = frame(&[7; 1000]);
+        for cut in [2, 4, 500] {
+            let mut r = FrameReader::new(1 << 20);
+            r.extend(&big[..cut]);
+            assert!(r.next_frame().is_none());
+            assert!(!drained(cut, READ_CHUNK, &r), "cut at {cut}");
+        }
+        // A frame over the limit being skipped is still coming too.
+        let mut r = FrameReader::new(10);
+        r.extend(&big[..100]);
+        assert!(matches!(r.next_frame(), Some(Frame::TooLarge { .. })));
+        while r.next_frame().is_some() {}
+        assert!(!drained(100, READ_CHUNK, &r));
+        r.extend(&big[100..]);
+        while r.next_frame().is_some() {}
+        assert!(drained(big.len() - 100, READ_CHUNK, &r));
     }
 }

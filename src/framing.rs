@@ -102,6 +102,13 @@ impl FrameReader {
         (HEADER + size.min(self.max)).saturating_sub(self.buffered())
     }
 
+    /// Bytes of a frame begun and not complete (its header included), or
+    /// of one being skipped: 0 when everything buffered was handed out.
+    /// Meaningful once [`FrameReader::next_frame`] has returned `None`.
+    pub fn partial(&self) -> usize {
+        self.buffered() + self.skip
+    }
+
     /// The next complete frame, if the buffer holds one.
     pub fn next_frame(&mut self) -> Option<Frame<'_>> {
         if self.skip > 0 {

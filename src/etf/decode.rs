@@ -92,7 +92,7 @@ pub fn term<'py>(py: Python<'py>, c: &mut Cursor<'_>, depth: usize) -> R<Bound<'
         }
         tag::BINARY => {
             let n = c.u32()? as usize;
-            binary(py, c.take(n)?)
+            binary(py, c.take(n)?)?
         }
         tag::SMALL_BIG => {
             let n = c.u8()? as usize;
@@ -177,11 +177,39 @@ fn atom<'py>(py: Python<'py>, name: &str) -> Bound<'py, PyAny> {
     }
 }
 
-/// A binary is text when it is valid UTF-8, bytes otherwise.
-fn binary<'py>(py: Python<'py>, b: &[u8]) -> Bound<'py, PyAny> {
-    match std::str::from_utf8(b) {
+/// A binary is text when it is valid UTF-8, bytes otherwise. Its bytes
+/// are checked once and copied once: `PyString::new` would run CPython's
+/// UTF-8 decoder over text already checked here (the second check was a
+/// fifth of a 1 MiB echo's port time, docs/performance.md).
+fn binary<'py>(py: Python<'py>, b: &[u8]) -> R<Bound<'py, PyAny>> {
+    if b.is_ascii() {
+        return ascii(py, b);
+    }
+    // Text beyond ASCII needs CPython's decoder to pick the width of the
+    // `str` and transcode; Rust's check comes first so that bytes that
+    // are not text (often invalid from their first bytes on) cost no
+    // UnicodeDecodeError, which would copy the whole binary.
+    Ok(match std::str::from_utf8(b) {
         Ok(s) => PyString::new(py, s).into_any(),
         Err(_) => PyBytes::new(py, b).into_any(),
+    })
+}
+
+/// A `str` of ASCII `b`, made by copying: an ASCII `str` stores exactly
+/// these bytes (one byte per character, PEP 393's compact ASCII form).
+fn ascii<'py>(py: Python<'py>, b: &[u8]) -> R<Bound<'py, PyAny>> {
+    let len = pyo3::ffi::Py_ssize_t::try_from(b.len()).map_err(|_| EtfError::NoMemory(b.len()))?;
+    // SAFETY: PyUnicode_New(len, 127) returns a new compact ASCII string
+    // (or NULL with an exception set, turned into an error here) whose
+    // PyUnicode_DATA holds `len` one-byte characters plus the terminating
+    // NUL it wrote; those `len` bytes are filled from `b`, which is ASCII,
+    // before the object is seen by any Python code, so it is a valid str.
+    unsafe {
+        let obj = pyo3::ffi::PyUnicode_New(len, 127);
+        let obj = Bound::from_owned_ptr_or_err(py, obj)?;
+        let data = pyo3::ffi::PyUnicode_DATA(obj.as_ptr()).cast::<u8>();
+        std::ptr::copy_nonoverlapping(b.as_ptr(), data, b.len());
+        Ok(obj)
     }
 }
 
@@ -254,4 +282,70 @@ pub fn type_name(obj: &Bound<'_, PyAny>) -> String {
         .name()
         .map(|n| n.to_string())
         .unwrap_or_else(|_| "?".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::etf::encode::encode_term;
+
+    /// `term_to_binary(Bin)` for a binary of any size.
+    fn etf_binary(b: &[u8]) -> Vec<u8> {
+        let mut v = vec![super::super::VERSION, tag::BINARY];
+        v.extend_from_slice(&(b.len() as u32).to_be_bytes());
+        v.extend_from_slice(b);
+        v
+    }
+
+    fn check_str(py: Python<'_>, bytes: &[u8]) {
+        let etf = etf_binary(bytes);
+        let v = decode_term(py, &etf).unwrap();
+        let s = v.cast::<PyString>().expect("valid UTF-8 decodes to str");
+        let expected = std::str::from_utf8(bytes).unwrap();
+        assert_eq!(s.to_str().unwrap(), expected);
+        // Equal to (and hashed like) the str CPython builds itself.
+        let built = PyString::new(py, expected);
+        assert!(s.as_any().eq(built.as_any()).unwrap());
+        assert_eq!(s.hash().unwrap(), built.hash().unwrap());
+        assert_eq!(s.len().unwrap(), built.len().unwrap());
+        let isascii: bool = s.call_method0("isascii").unwrap().extract().unwrap();
+        assert_eq!(isascii, expected.is_ascii());
+        let mut out = Vec::new();
+        encode_term(&v, &mut out).unwrap();
+        assert_eq!(out, etf, "round trip");
+    }
+
+    #[test]
+    fn ascii_and_utf8_binaries_of_every_size_decode_to_equal_strs_and_round_trip() {
+        Python::initialize();
+        Python::attach(|py| {
+            check_str(py, b"");
+            check_str(py, b"a");
+            check_str(py, b"hello, world\n\0\x7f");
+            check_str(py, &vec![b'x'; 1 << 20]);
+            let mut mixed = vec![b'y'; (1 << 20) + 3];
+            mixed.extend_from_slice("\u{e9}".as_bytes());
+            check_str(py, &mixed);
+            check_str(py, "caf\u{e9} \u{20ac} \u{1d11e}".as_bytes());
+            check_str(py, "\u{20ac}".repeat(300_000).as_bytes());
+        });
+    }
+
+    #[test]
+    fn binaries_that_are_not_utf8_decode_to_bytes_and_round_trip_as_bytes() {
+        Python::initialize();
+        Python::attach(|py| {
+            let mut big = vec![b'x'; 1 << 20];
+            big.push(0xff);
+            for bytes in [&b"\xff"[..], b"abc\x80", b"\xed\xa0\x80", b"\xc3", &big] {
+                let etf = etf_binary(bytes);
+                let v = decode_term(py, &etf).unwrap();
+                let b = v.cast::<PyBytes>().expect("invalid UTF-8 decodes to bytes");
+                assert_eq!(b.as_bytes(), bytes);
+                let mut out = Vec::new();
+                encode_term(&v, &mut out).unwrap();
+                assert_eq!(out, etf, "round trip");
+            }
+        });
+    }
 }

@@ -11,6 +11,7 @@
 -spec test() -> term().
 
 -define(MAX, 1 bsl 20).
+-define(LARGE_MAX, 64 bsl 20).
 
 -import(pyport_frame_gen, [fresh/1, atom_ext/1, tuple_ext/1]).
 
@@ -54,6 +55,40 @@ node_names_of_pids_count_as_atoms_test() ->
     ?assertMatch({error, {atom_limit, 1, 0}}, pyport_term:decode(Bin, ?MAX, 0)),
     ?assertNot(exists(<<Node/binary, "@host">>)),
     ?assertMatch({ok, P, 1} when is_pid(P), pyport_term:decode(Bin, ?MAX, 1)).
+
+-spec a_large_binary_result_is_a_sub_binary_of_its_frame_test() -> term().
+a_large_binary_result_is_a_sub_binary_of_its_frame_test() ->
+    Big = binary:copy(<<"x">>, 1 bsl 20),
+    Ref = make_ref(),
+    Frame = term_to_binary({result, Ref, {ok, Big}}),
+    {ok, {result, Ref, {ok, Value}} = Term, 0} = pyport_term:decode(Frame, ?LARGE_MAX, 0),
+    ?assertEqual(binary_to_term(Frame), Term),
+    %% Not copied: the value points into the frame (binary_to_term
+    %% would have made a binary of its own).
+    ?assertEqual(byte_size(Frame), binary:referenced_byte_size(Value)),
+    %% Any id decodes, as on the general path; other shapes take it.
+    [?assertEqual({ok, T, 0}, pyport_term:decode(term_to_binary(T), ?LARGE_MAX, 0))
+     || T <- [{result, {7, [<<"id">>]}, {ok, Big}},
+              {result, Ref, {error, Big}},
+              {result, Ref, {ok, [Big]}},
+              {stream_data, Ref, {ok, Big}},
+              {result, Ref, {ok, Big}, extra}]].
+
+-spec a_large_result_keeps_every_check_of_the_general_path_test() -> term().
+a_large_result_keeps_every_check_of_the_general_path_test() ->
+    Big = binary:copy(<<"y">>, 100000),
+    Frame = term_to_binary({result, make_ref(), {ok, Big}}),
+    ?assertEqual({error, malformed}, pyport_term:decode(<<Frame/binary, 0>>, ?LARGE_MAX, 0)),
+    ?assertEqual({error, malformed}, pyport_term:decode(binary:part(Frame, 0, byte_size(Frame) - 1), ?LARGE_MAX, 0)),
+    %% An id with an atom that does not exist: counted against the budget.
+    Name = <<"pyport_term_tests_large_", (integer_to_binary(erlang:unique_integer([positive])))/binary>>,
+    Id = <<119, (byte_size(Name)), Name/binary>>,
+    <<131, 104, 3, Rest/binary>> = term_to_binary({result, x, {ok, Big}}),
+    <<100, 6:16, "result", 100, 1:16, "x", Tail/binary>> = Rest,
+    NewAtomFrame = <<131, 104, 3, 100, 6:16, "result", Id/binary, Tail/binary>>,
+    ?assertMatch({error, {atom_limit, 1, 0}}, pyport_term:decode(NewAtomFrame, ?LARGE_MAX, 0)),
+    {ok, {result, Atom, {ok, Big}}, 1} = pyport_term:decode(NewAtomFrame, ?LARGE_MAX, 1),
+    ?assertEqual(Name, atom_to_binary(Atom)).
 
 -spec compressed_frames_are_refused_test() -> term().
 compressed_frames_are_refused_test() ->

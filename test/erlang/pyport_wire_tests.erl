@@ -37,6 +37,17 @@ encoders_build_the_documented_packets_test() ->
                  unframe(pyport_wire:setup(self(), 3))),
     ?assertEqual(stop, unframe(pyport_wire:stop())).
 
+-spec a_large_binary_argument_is_referenced_by_its_packet_not_copied_test() -> term().
+a_large_binary_argument_is_referenced_by_its_packet_not_copied_test() ->
+    Big = binary:copy(<<"x">>, 1 bsl 20),
+    Ref = make_ref(),
+    Packet = pyport_wire:task(Ref, m, f, [Big], #{}, #{}),
+    ?assertEqual({task, Ref, m, f, [Big], #{}, #{}}, unframe(Packet)),
+    %% The argument is a piece of the packet of its own (term_to_binary
+    %% would have copied it into one binary holding the whole term).
+    ?assert(lists:any(fun(Piece) -> Piece =:= Big end, Packet)),
+    ?assertEqual(iolist_size(Packet) - 4, pyport_wire:payload_size(Packet)).
+
 -spec decode_keeps_known_packets_as_sent_test() -> term().
 decode_keeps_known_packets_as_sent_test() ->
     Known = [{result, make_ref(), {ok, 1}},

@@ -450,7 +450,10 @@ answers_never_block_the_worker(_) ->
     %% The worker is not suspended on the full port: it answers (or has
     %% already killed the port and gone, which it could not do suspended).
     case catch sys:get_state(Worker, 10000) of
-        {'EXIT', {timeout, _}} -> ct:fail(worker_suspended);
+        {'EXIT', {timeout, _}} ->
+            ct:fail({worker_suspended,
+                     erlang:process_info(Worker, [status, message_queue_len,
+                                                  current_stacktrace])});
         _ -> ok
     end,
     ?assertEqual({ok, 2.0}, py_event_loop:run({pyport_loop, 2}, math, sqrt, [4.0], #{})),

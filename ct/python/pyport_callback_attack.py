@@ -27,7 +27,10 @@ def flood_whereis_then_block(count: int, seconds: float) -> None:
     bridge = _bridge()
     for _ in range(count):
         bridge._queue(_wire.WHEREIS, next(bridge._ids), ("init",))
-    bridge.link.drain(60.0)
+    channel = bridge.link.channel
+    deadline = time.monotonic() + 60
+    while channel.flush() > 0 and time.monotonic() < deadline:
+        time.sleep(0.001)
     time.sleep(seconds)
 
 

@@ -80,3 +80,13 @@ def send_flood(node: str, name: str, size: int, count: int) -> list[Any]:
             if first is None:
                 first = str(exc)
     return [sent, refused, first]
+
+
+def send_unanswered(node: str, name: str, count: int) -> int:
+    """``count`` fire-and-forget ``{send, Dest, Msg}`` packets (protocol v1,
+    no answer) to ``name`` on ``node``, written as raw packets."""
+    bridge = _bridge()
+    dest = (erlang.Atom(name), erlang.Atom(node))
+    for i in range(count):
+        bridge.link.queue((_wire.SEND, dest, i))
+    return count

@@ -261,7 +261,7 @@ slow_callback_case(How) ->
     unlink(Caller).
 
 -spec timeout_while_blocked_in_call() -> [{doc, string()}].
-timeout_while_blocked_in_call() -> [{doc, "A task whose deadline passes while it waits in erlang.call returns {error, timeout}; Python stops waiting (no port kill) and a late callback reply is dropped."}].
+timeout_while_blocked_in_call() -> [{doc, "A task whose deadline passes while it waits in erlang.call returns {error, timeout}; Python stops waiting (no port kill) and the callback, nobody waiting for it, is ended."}].
 -spec timeout_while_blocked_in_call(ct_suite:ct_config()) -> term().
 timeout_while_blocked_in_call(_) ->
     Self = self(),
@@ -275,7 +275,7 @@ timeout_while_blocked_in_call(_) ->
     %% Python answered the cancel: the cancelled entry is gone.
     ok = pyport_ct:wait_until(fun() -> maps:get(pending, pyport_ct:loop_stats(1)) =:= 0 end,
                               10000),
-    Cb ! release,
+    ok = pyport_ct:wait_until(fun() -> not is_process_alive(Cb) end, 10000),
     ?assertEqual({ok, 4.0}, py_event_loop:run(math, sqrt, [16.0])),
     ?assertMatch(#{os_pid := OsPid, restarts := 0}, pyport_ct:loop_stats(1)),
     %% The same from a coroutine making the blocking call.
@@ -284,7 +284,7 @@ timeout_while_blocked_in_call(_) ->
     Cb2 = receive {in_callback, P2} -> P2 after 5000 -> ct:fail(callback_not_called) end,
     ok = pyport_ct:wait_until(fun() -> maps:get(pending, pyport_ct:loop_stats(1)) =:= 0 end,
                               10000),
-    Cb2 ! release,
+    ok = pyport_ct:wait_until(fun() -> not is_process_alive(Cb2) end, 10000),
     ?assertMatch(#{os_pid := OsPid, restarts := 0}, pyport_ct:loop_stats(1)),
     ?assertEqual([], pyport_ct:mailbox()).
 

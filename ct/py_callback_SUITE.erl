@@ -12,11 +12,12 @@
 -define(I, pyport_interop_helpers).
 -define(H, pyport_ct_helpers).
 -define(LONG, #{timeout => 30000}).
+-define(A, pyport_callback_attack).
 
 -spec all() -> [{group, atom()}].
 all() ->
     [{group, calls}, {group, slow}, {group, reentrant}, {group, schedule},
-     {group, lifecycle}].
+     {group, lifecycle}, {group, attack}].
 
 -spec groups() -> [{atom(), list(), [atom()]}].
 groups() ->
@@ -37,7 +38,13 @@ groups() ->
       [schedule_continues_in_erlang, schedule_py_with_time_slices]},
      {lifecycle, [],
       [registry_survives_port_restart, register_checks_arguments,
-       registered_names]}].
+       registered_names]},
+     %% Issue 23, rows 1-4: the request path under attack. Last: these
+     %% cases kill and restart loop 1.
+     {attack, [],
+      [answers_never_block_the_worker, callbacks_per_loop_are_limited,
+       abandoned_callbacks_end, callbacks_end_with_restart_loop,
+       callbacks_end_with_port_exit, send_to_stopped_node_never_blocks]}].
 
 -spec init_per_suite(ct_suite:ct_config()) -> ct_suite:ct_config().
 init_per_suite(Config) ->
@@ -254,7 +261,7 @@ slow_callback_case(How) ->
     unlink(Caller).
 
 -spec timeout_while_blocked_in_call() -> [{doc, string()}].
-timeout_while_blocked_in_call() -> [{doc, "A task whose deadline passes while it waits in erlang.call returns {error, timeout}; Python stops waiting (no port kill) and a late callback reply is dropped."}].
+timeout_while_blocked_in_call() -> [{doc, "A task whose deadline passes while it waits in erlang.call returns {error, timeout}; Python stops waiting (no port kill) and the callback, nobody waiting for it, is ended."}].
 -spec timeout_while_blocked_in_call(ct_suite:ct_config()) -> term().
 timeout_while_blocked_in_call(_) ->
     Self = self(),
@@ -268,7 +275,7 @@ timeout_while_blocked_in_call(_) ->
     %% Python answered the cancel: the cancelled entry is gone.
     ok = pyport_ct:wait_until(fun() -> maps:get(pending, pyport_ct:loop_stats(1)) =:= 0 end,
                               10000),
-    Cb ! release,
+    ok = pyport_ct:wait_until(fun() -> not is_process_alive(Cb) end, 10000),
     ?assertEqual({ok, 4.0}, py_event_loop:run(math, sqrt, [16.0])),
     ?assertMatch(#{os_pid := OsPid, restarts := 0}, pyport_ct:loop_stats(1)),
     %% The same from a coroutine making the blocking call.
@@ -277,7 +284,7 @@ timeout_while_blocked_in_call(_) ->
     Cb2 = receive {in_callback, P2} -> P2 after 5000 -> ct:fail(callback_not_called) end,
     ok = pyport_ct:wait_until(fun() -> maps:get(pending, pyport_ct:loop_stats(1)) =:= 0 end,
                               10000),
-    Cb2 ! release,
+    ok = pyport_ct:wait_until(fun() -> not is_process_alive(Cb2) end, 10000),
     ?assertMatch(#{os_pid := OsPid, restarts := 0}, pyport_ct:loop_stats(1)),
     ?assertEqual([], pyport_ct:mailbox()).
 
@@ -417,6 +424,150 @@ registered_names(_) ->
     ?assertEqual({ok, F}, py_callback:lookup(a_name)),
     ?assertEqual(error, py_callback:lookup(<<"c_name">>)).
 
+%% -- attack (issue 23) ------------------------------------------------------------------
+
+-spec answers_never_block_the_worker() -> [{doc, string()}].
+answers_never_block_the_worker() -> [{doc, "A task that queues 100k whereis requests and then blocks in C (never reading the answers) does not suspend its loop's worker: the worker still answers, the stuck port is killed as unresponsive and an infinity caller on that loop gets python_exit."}].
+-spec answers_never_block_the_worker(ct_suite:ct_config()) -> term().
+answers_never_block_the_worker(_) ->
+    #{os_pid := Old, worker := Worker} = pyport_ct:loop_stats(1),
+    Loop1 = {pyport_loop, 1},
+    Self = self(),
+    Waiter = spawn_link(fun() ->
+                                Self ! {self(), py_event_loop:run(Loop1, ?H, sleep_then, [600, never],
+                                                                  #{timeout => infinity})}
+                        end),
+    Flooder = spawn_link(fun() ->
+                                 Self ! {self(), py_event_loop:run(Loop1, ?A, flood_whereis_then_block,
+                                                                   [100000, 600],
+                                                                   #{timeout => infinity})}
+                         end),
+    ok = pyport_ct:wait_until(fun() -> maps:get(pending, pyport_ct:loop_stats(1)) >= 2 end, 10000),
+    %% Python is stuck in C: a task with a deadline is not answered, and
+    %% its cancel is not either.
+    ?assertEqual({error, timeout},
+                 py_event_loop:run(Loop1, math, sqrt, [4.0], #{timeout => 1000})),
+    %% The worker is not suspended on the full port: it answers (or has
+    %% already killed the port and gone, which it could not do suspended).
+    case catch sys:get_state(Worker, 10000) of
+        {'EXIT', {timeout, _}} ->
+            ct:fail({worker_suspended,
+                     erlang:process_info(Worker, [status, message_queue_len,
+                                                  current_stacktrace])});
+        _ -> ok
+    end,
+    ?assertEqual({ok, 2.0}, py_event_loop:run({pyport_loop, 2}, math, sqrt, [4.0], #{})),
+    [receive
+         {P, Reply} -> ?assertEqual({error, {python_exit, {killed, unresponsive}}}, Reply)
+     after 60000 -> ct:fail({not_answered, P})
+     end || P <- [Waiter, Flooder]],
+    New = pyport_ct:await_restart(1, Old),
+    ?assertEqual({ok, New}, py_event_loop:run(Loop1, ?H, getpid, [], #{})),
+    ok = pyport_ct_os:await_gone([Old], 10000).
+
+-spec callbacks_per_loop_are_limited() -> [{doc, string()}].
+callbacks_per_loop_are_limited() -> [{doc, "A loop runs at most max_callbacks callbacks at once: 50 async calls with a limit of 10 start 10 callback processes and nothing more; the other 40 raise erlang.CallbackLimitError naming the limit and the setting."}].
+-spec callbacks_per_loop_are_limited(ct_suite:ct_config()) -> term().
+callbacks_per_loop_are_limited(_) ->
+    {ok, Sup} = py_pool:start_link(#{name => cb_limited, max_callbacks => 10,
+                                     python_path => [pyport_ct:helpers_dir()]}),
+    Self = self(),
+    ok = py_callback:register(held, fun(_) ->
+                                            Self ! {held, self()},
+                                            receive release -> ok end
+                                    end),
+    Procs = erlang:system_info(process_count),
+    Task = spawn_link(fun() ->
+                              Self ! {self(), py_event_loop:run({pyport_loop, {cb_limited, 1}}, ?A,
+                                                                gather_calls, [held, 50], ?LONG)}
+                      end),
+    Held = [receive {held, P} -> P after 30000 -> ct:fail(callback_not_called) end
+            || _ <- lists:seq(1, 10)],
+    receive {held, _} -> ct:fail(over_the_limit) after 1000 -> ok end,
+    ?assertEqual(10, length(runners())),
+    %% Per call a runner and the callback's own process, and nothing for
+    %% the refused ones (the task's own process and some slack aside).
+    ?assert(erlang:system_info(process_count) =< Procs + 2 * 10 + 5),
+    [P ! release || P <- Held],
+    receive
+        {Task, Reply} ->
+            {ok, [10, 40, <<"CallbackLimitError">>, Msg]} = Reply,
+            ?assertMatch({_, _}, binary:match(Msg, <<"max_callbacks">>)),
+            ?assertMatch({_, _}, binary:match(Msg, <<"10">>))
+    after 30000 -> ct:fail(task_not_answered)
+    end,
+    ok = pyport_ct:wait_until(fun() -> runners() =:= [] end, 10000),
+    stop_sup(Sup).
+
+-spec abandoned_callbacks_end() -> [{doc, string()}].
+abandoned_callbacks_end() -> [{doc, "A callback that never returns ends (its runner too) when Python gives up on it: a plain task's deadline, a coroutine's deadline, asyncio.wait_for, the caller's death."}].
+-spec abandoned_callbacks_end(ct_suite:ct_config()) -> term().
+abandoned_callbacks_end(_) ->
+    Self = self(),
+    ok = register_forever(Self),
+    ?assertEqual([], runners()),
+    ?assertEqual({error, timeout}, py_event_loop:run(?A, call, [forever], #{timeout => 300})),
+    ?assertEqual({error, timeout}, py_event_loop:run(?A, async_call, [forever], #{timeout => 300})),
+    ?assertEqual({ok, <<"gave_up">>},
+                 py_event_loop:run(?A, async_call_wait_for, [forever, 0.3], ?LONG)),
+    Caller = spawn(fun() -> py_event_loop:run(?A, async_call, [forever], ?LONG) end),
+    Cbs = in_callbacks(4),
+    exit(Caller, kill),
+    ok = pyport_ct:wait_until(
+           fun() -> runners() =:= [] andalso not lists:any(fun is_process_alive/1, Cbs) end,
+           10000),
+    ?assertEqual({ok, 2.0}, py_event_loop:run(math, sqrt, [4.0])).
+
+-spec callbacks_end_with_restart_loop() -> [{doc, string()}].
+callbacks_end_with_restart_loop() -> [{doc, "Callbacks that never return end with their loop's restart_loop, and their callers are answered."}].
+-spec callbacks_end_with_restart_loop(ct_suite:ct_config()) -> term().
+callbacks_end_with_restart_loop(_) ->
+    pending_callbacks_end(fun(_OsPid) -> ok = py_event_loop_pool:restart_loop({pyport_loop, 1}) end).
+
+-spec callbacks_end_with_port_exit() -> [{doc, string()}].
+callbacks_end_with_port_exit() -> [{doc, "Callbacks that never return end when their port dies (kill -9), and their callers get python_exit."}].
+-spec callbacks_end_with_port_exit(ct_suite:ct_config()) -> term().
+callbacks_end_with_port_exit(_) ->
+    pending_callbacks_end(fun(OsPid) -> os:cmd("kill -9 " ++ integer_to_list(OsPid)) end).
+
+-spec send_to_stopped_node_never_blocks() -> [{doc, string()}].
+send_to_stopped_node_never_blocks() -> [{doc, "erlang.send to a name on a connected node that is stopped (SIGSTOP) never suspends the worker: once the distribution buffer is full the sends raise ProcessError (busy), and a bystander task on the loop is answered."}].
+-spec send_to_stopped_node_never_blocks(ct_suite:ct_config()) -> term().
+send_to_stopped_node_never_blocks(_) ->
+    Dynamic = distribution(),
+    {ok, Peer, Node} = peer:start(#{name => peer:random_name()}),
+    OsPid = erpc:call(Node, os, getpid, []),
+    Sink = erpc:call(Node, erlang, spawn, [timer, sleep, [infinity]]),
+    true = erpc:call(Node, erlang, register, [py_ct_sink, Sink]),
+    Self = self(),
+    try
+        _ = os:cmd("kill -STOP " ++ OsPid),
+        Flooder = spawn_link(fun() ->
+                                     Self ! {self(), py_event_loop:run(
+                                                       {pyport_loop, 1}, ?A, send_flood,
+                                                       [atom_to_binary(Node), <<"py_ct_sink">>,
+                                                        1 bsl 20, 64], ?LONG)}
+                             end),
+        receive
+            {Flooder, {ok, [Sent, Refused, First]}} ->
+                ?assert(Sent >= 1),
+                ?assert(Refused >= 1),
+                ?assertMatch({_, _}, binary:match(First, <<"busy">>));
+            {Flooder, Other} ->
+                ct:fail({flood, Other})
+        after 20000 -> ct:fail(send_blocked)
+        end,
+        ?assertEqual({ok, 2.0}, py_event_loop:run({pyport_loop, 1}, math, sqrt, [4.0],
+                                                  #{timeout => 10000}))
+    after
+        _ = os:cmd("kill -CONT " ++ OsPid),
+        _ = (catch peer:stop(Peer)),
+        case Dynamic of
+            true -> ok = net_kernel:stop();
+            false -> ok
+        end
+    end.
+
 %% -- helpers -----------------------------------------------------------------------------
 
 %% `down(N)` runs Func(down, N) on the loop LoopOf(N) picks.
@@ -432,3 +583,69 @@ register_down(LoopOf, Func) ->
 -spec flatten_chain(list()) -> [{integer() | atom(), integer()}].
 flatten_chain([<<"bottom">>, OsPid]) -> [{bottom, OsPid}];
 flatten_chain([Depth, OsPid, Below]) -> [{Depth, OsPid} | flatten_chain(Below)].
+
+%% The processes that run Python's calls (py_callback:run, one per call).
+-spec runners() -> [pid()].
+runners() ->
+    [P || P <- processes(),
+          case erlang:process_info(P, initial_call) of
+              {initial_call, {py_callback, run, _}} -> true;
+              _ -> false
+          end].
+
+%% `forever`: a callback that tells Self it runs, then never returns.
+-spec register_forever(pid()) -> ok.
+register_forever(Self) ->
+    py_callback:register(forever, fun(_) ->
+                                          Self ! {in_callback, self()},
+                                          receive after infinity -> ok end
+                                  end).
+
+-spec in_callbacks(non_neg_integer()) -> [pid()].
+in_callbacks(N) ->
+    [receive {in_callback, P} -> P after 10000 -> ct:fail(callback_not_called) end
+     || _ <- lists:seq(1, N)].
+
+%% Callers on loop 1 whose tasks wait in callbacks that never return;
+%% End(OsPid) ends the port; every callback and runner must end and every
+%% caller be answered.
+-spec pending_callbacks_end(fun((integer()) -> term())) -> ok.
+pending_callbacks_end(End) ->
+    Self = self(),
+    ok = register_forever(Self),
+    #{os_pid := Old} = pyport_ct:loop_stats(1),
+    Callers = [spawn_link(fun() ->
+                                  Self ! {self(), py_event_loop:run({pyport_loop, 1}, ?A, How,
+                                                                    [forever], ?LONG)}
+                          end) || How <- [call, async_call, async_call, async_call]],
+    Cbs = in_callbacks(4),
+    ?assertEqual(4, length(runners())),
+    _ = End(Old),
+    [receive {C, Reply} -> ?assertMatch({error, _}, Reply) after 30000 -> ct:fail(not_answered) end
+     || C <- Callers],
+    ok = pyport_ct:wait_until(
+           fun() -> runners() =:= [] andalso not lists:any(fun is_process_alive/1, Cbs) end,
+           10000),
+    _ = pyport_ct:await_restart(1, Old),
+    ?assertEqual({ok, 2.0}, py_event_loop:run({pyport_loop, 1}, math, sqrt, [4.0], #{})),
+    ok.
+
+%% Starts distribution unless the node has it; true when started here.
+-spec distribution() -> boolean().
+distribution() ->
+    case node() of
+        nonode@nohost ->
+            _ = os:cmd("epmd -daemon"),
+            {ok, _} = net_kernel:start(list_to_atom("py_callback_ct_" ++ os:getpid()),
+                                       #{name_domain => shortnames}),
+            true;
+        _ ->
+            false
+    end.
+
+-spec stop_sup(pid()) -> ok.
+stop_sup(Sup) ->
+    unlink(Sup),
+    MRef = erlang:monitor(process, Sup),
+    exit(Sup, shutdown),
+    receive {'DOWN', MRef, _, _, _} -> ok after 15000 -> ct:fail(sup_not_stopped) end.

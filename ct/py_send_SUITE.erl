@@ -19,7 +19,8 @@ groups() ->
     [{send, [],
       [send_to_pid, send_from_async_code, send_terms, send_to_registered_name,
        send_to_alias, send_to_dead_pid, send_to_unregistered_name,
-       send_to_bad_destination, send_unconvertible_term, send_keeps_order]},
+       send_to_bad_destination, send_unconvertible_term, send_keeps_order,
+       send_to_unconnected_node_is_refused, unanswered_send_refused_is_logged]},
      {identity, [],
       [self_is_the_caller, self_in_create_and_spawn_task, self_outside_a_task_is_the_worker,
        whereis_names]},
@@ -118,6 +119,37 @@ send_to_unregistered_name(_) ->
     ?assertMatch({ok, [<<"ProcessError">>, _]},
                  py_event_loop:run(?I, send_error, [<<"py_send_suite_nobody">>, x],
                                    #{kwargs => #{as_name => true}})).
+
+-spec send_to_unconnected_node_is_refused() -> [{doc, string()}].
+send_to_unconnected_node_is_refused() -> [{doc, "erlang.send to a {Name, Node} whose node is not connected raises ProcessError (noconnection) at once; no connection is attempted and the message is dropped."}].
+-spec send_to_unconnected_node_is_refused(ct_suite:ct_config()) -> term().
+send_to_unconnected_node_is_refused(_) ->
+    {ok, [0, 1, Msg]} = py_event_loop:run(pyport_callback_attack, send_flood,
+                                          [<<"py_send_nobody@nohost">>, <<"py_send_sink">>,
+                                           1, 1]),
+    ?assertMatch({_, _}, binary:match(Msg, <<"noconnection">>)),
+    ?assertEqual([], nodes(connected)),
+    ?assertEqual({ok, 4.0}, py_event_loop:run(math, sqrt, [16.0])).
+
+-spec unanswered_send_refused_is_logged() -> [{doc, string()}].
+unanswered_send_refused_is_logged() -> [{doc, "Fire-and-forget sends ({send, Dest, Msg}, no answer) that the distribution refuses are dropped and logged once for a burst, with the destination and the reason."}].
+-spec unanswered_send_refused_is_logged(ct_suite:ct_config()) -> term().
+unanswered_send_refused_is_logged(_) ->
+    ok = pyport_ct:capture_logs(),
+    try
+        ?assertEqual({ok, 100}, py_event_loop:run({pyport_loop, 1}, pyport_callback_attack,
+                                                  send_unanswered,
+                                                  [<<"py_send_nobody@nohost">>,
+                                                   <<"py_send_sink">>, 100], #{})),
+        Mentions = fun(E) -> pyport_ct:log_mentions(E, <<"dropped (noconnection)">>) end,
+        _ = pyport_ct:await_log(Mentions, 10000),
+        %% A burst is one report, not one per message.
+        ?assertEqual({ok, 2.0}, py_event_loop:run({pyport_loop, 1}, math, sqrt, [4.0], #{})),
+        Reports = [E || {pyport_ct_log, E} <- pyport_ct:mailbox(), Mentions(E)],
+        ?assert(length(Reports) < 10)
+    after
+        pyport_ct:release_logs()
+    end.
 
 -spec send_to_bad_destination() -> [{doc, string()}].
 send_to_bad_destination() -> [{doc, "A destination that is not a pid, atom, alias or {Name, Node} is a TypeError before anything is sent."}].

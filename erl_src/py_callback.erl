@@ -4,15 +4,23 @@
 %%
 %% The registry is a protected named ETS table owned by this gen_server
 %% (first child of pyport_sup), so lookups never go through a process.
-%% Each call from Python runs in a fresh process (see run/5), which
+%% Each call from Python runs in a fresh process (see run/3), which
 %% answers the port itself: a slow callback holds up nobody, and a
 %% callback may run Python on any loop, including the one that called it.
+%% A loop runs at most `max_callbacks` at once, and each ends when Python
+%% gives up on it or the loop's worker goes (py_callback_runs).
 %%
-%% serve/4 answers every request Python makes of Erlang (`erlang.call`,
+%% serve/5 answers every request Python makes of Erlang (`erlang.call`,
 %% `erlang.send`, `erlang.whereis`) for py_event_worker. Task code has the
 %% sending rights of the node (it can stop `init`) unless the loop's
 %% `send_allow` restricts sends and whereis to its callers and a list of
 %% registered names.
+%%
+%% Nothing here waits for anything Python or another node controls:
+%% answers are written with `nosuspend` (a port too busy to take one
+%% hands it to the worker's queue, py_event_worker:send_later/2), and
+%% sends to other nodes with `nosuspend` and `noconnect` (refused, not
+%% waited for).
 -module(py_callback).
 -behaviour(gen_server).
 
@@ -26,9 +34,9 @@
 
 %% For py_event_worker.
 -export([start_link/0]).
--export([serve/4]).
+-export([serve/5]).
 -export([send_policy/2]).
--export([run/5]).
+-export([run/3]).
 -export([deliver/2]).
 -export([whereis_name/1]).
 -export([python_safe/1]).
@@ -60,9 +68,13 @@
                  | {send, CallId :: term(), Dest :: term(), Msg :: term()}
                  | {send, Dest :: term(), Msg :: term()}
                  | {whereis, CallId :: term(), Name :: term()}
-                 | {registered, CallId :: term(), Name :: term()}.
+                 | {registered, CallId :: term(), Name :: term()}
+                 | {call_cancel, CallId :: term()}.
+%% Where a request's answer goes: the loop's worker and port, and the
+%% largest packet the port accepts (replies over it become errors).
+-type channel() :: #{worker := pid(), port := port(), max_packet := pos_integer()}.
 -export_type([name/0, callback/0, reply/0, request/0, send_allow/0,
-              send_policy/0]).
+              send_policy/0, channel/0]).
 
 %% API.
 
@@ -115,23 +127,36 @@ send_policy(Allow, ByCaller) when is_map(Allow) ->
          none -> none
      end}.
 
-%% Answers a request that Python sent through Port (replies over
-%% MaxPacket become errors). Runs in the worker, so that the messages one
-%% loop sends keep their order; a call runs in a fresh process (run/5)
-%% that answers the port itself. Calls go to registered callbacks only,
-%% which the node's owner chose: the policy restricts sends and whereis.
--spec serve(request(), port(), pos_integer(), send_policy()) -> ok.
-serve({call, CallId, Name, Args}, Port, MaxPacket, _) ->
-    _ = spawn(?MODULE, run, [Port, CallId, Name, Args, MaxPacket]),
-    ok;
-serve({send, CallId, Dest, Msg}, Port, _, Policy) ->
+%% Answers a request that Python sent through the channel's port. Runs
+%% in the worker, so that the messages one loop sends keep their order; a
+%% call runs in a fresh process (run/3) that answers the port itself,
+%% tracked in Runs (Index, the loop's, is for the log). Calls go to registered callbacks only, which the
+%% node's owner chose: the policy restricts sends and whereis.
+-spec serve(request(), channel(), send_policy(), py_callback_runs:runs(),
+            py_event_task:loop_index()) -> ok.
+serve({call, CallId, Name, Args}, Channel, _, Runs, _) ->
+    Start = fun() -> spawn(?MODULE, run, [Channel, Runs, {CallId, Name, Args}]) end,
+    case py_callback_runs:start(Runs, CallId, Start) of
+        ok ->
+            ok;
+        {error, {callback_limit, _} = Reason} ->
+            %% Nothing is spawned: Python hears at once why.
+            answer(Channel, pyport_wire:call_reply(CallId, {error, Reason}));
+        {error, Reason} ->
+            answer(Channel, pyport_wire:call_reply(
+                              CallId, {error, {erlang, error, Reason, format(error, Reason, [])}}))
+    end;
+serve({call_cancel, CallId}, _, _, Runs, _) ->
+    %% Python gave up on the call (its task was cancelled or timed out).
+    py_callback_runs:cancel(Runs, CallId);
+serve({send, CallId, Dest, Msg}, Channel, Policy, _, _) ->
     %% The answer says whether the destination existed (or was allowed).
     Reply = case allowed(Dest, Policy) of
                 true -> deliver(Dest, Msg);
                 false -> {error, not_allowed}
             end,
-    answer(Port, pyport_wire:call_reply(CallId, Reply));
-serve({whereis, CallId, Name}, Port, _, Policy) ->
+    answer(Channel, pyport_wire:call_reply(CallId, Reply));
+serve({whereis, CallId, Name}, Channel, Policy, _, _) ->
     %% A name it may not send to is, for the task, not registered.
     Pid = case whereis_name(Name) of
               undefined -> undefined;
@@ -140,38 +165,66 @@ serve({whereis, CallId, Name}, Port, _, Policy) ->
                            false -> name_allowed(Name, Policy, Found)
                        end
           end,
-    answer(Port, pyport_wire:call_reply(CallId, {ok, Pid}));
-serve({registered, CallId, Name}, Port, _, _) ->
+    answer(Channel, pyport_wire:call_reply(CallId, {ok, Pid}));
+serve({registered, CallId, Name}, Channel, _, _, _) ->
     %% `erlang.<name>` in Python (attribute-style callbacks): only
     %% registered names are attributes. Registration is the node owner's
     %% choice, so the send policy does not apply.
-    answer(Port, pyport_wire:call_reply(CallId, {ok, lookup_name(Name) =/= error}));
-serve({send, Dest, Msg}, _, _, Policy) ->
+    answer(Channel, pyport_wire:call_reply(CallId, {ok, lookup_name(Name) =/= error}));
+serve({send, Dest, Msg}, _, Policy, _, Index) ->
     %% Fire and forget (protocol v1): a destination that does not exist
-    %% (or is not allowed) is ignored, as with `!`.
-    _ = allowed(Dest, Policy) andalso deliver(Dest, Msg) =:= {ok, true},
-    ok.
+    %% (or is not allowed) is ignored, as with `!`; one the distribution
+    %% refused is logged (the sender is told nothing).
+    case allowed(Dest, Policy) of
+        true ->
+            case deliver(Dest, Msg) of
+                {error, Why} when Why =:= busy; Why =:= noconnection ->
+                    dropped(Dest, Why, Index);
+                _ ->
+                    ok
+            end;
+        false ->
+            ok
+    end.
 
 %% Runs the callback for one Python call and writes
-%% `{call_reply, CallId, Reply}` to Port. The callback runs in a process of
-%% its own, monitored: an exception, and even a kill, becomes an error
-%% reply, so the Python side is always answered.
--spec run(port(), term(), term(), term(), pos_integer()) -> ok.
-run(Port, CallId, Name, Args, MaxPacket) ->
-    Reply = case lookup_name(Name) of
-                {ok, Fun} -> supervised(Fun, args(Args));
-                error -> {error, {unknown_callback, name_binary(Name)}}
-            end,
-    answer(Port, encode_reply(CallId, Reply, MaxPacket)).
+%% `{call_reply, CallId, Reply}` to the port. The callback runs in a
+%% process of its own, linked and monitored: an exception, and even a
+%% kill, becomes an error reply, so the Python side is always answered,
+%% unless it gave up on the call (`call_cancel`) or the worker went: the
+%% callback is then killed, unanswered.
+-spec run(channel(), py_callback_runs:runs(), {term(), term(), term()}) -> ok.
+run(#{worker := Worker, max_packet := MaxPacket} = Channel, Runs, {CallId, Name, Args}) ->
+    WRef = erlang:monitor(process, Worker),
+    %% The link's exit signal ends the callback if this process is killed;
+    %% its own exit reaches this one as a message.
+    process_flag(trap_exit, true),
+    case lookup_name(Name) of
+        {ok, Fun} ->
+            case supervised(Fun, args(Args), WRef) of
+                {reply, Reply} -> answer(Channel, encode_reply(CallId, Reply, MaxPacket));
+                abandoned -> ok
+            end;
+        error ->
+            answer(Channel, encode_reply(CallId, {error, {unknown_callback, name_binary(Name)}},
+                                         MaxPacket))
+    end,
+    py_callback_runs:done(Runs, CallId).
 
 %% `erlang.send(Dest, Msg)`: {ok, true} once delivered (or handed to the
 %% distribution), {error, noproc} when the destination does not exist.
--spec deliver(term(), term()) -> {ok, true} | {error, noproc | badarg}.
-deliver(Pid, Msg) when is_pid(Pid) ->
-    case node(Pid) =:= node() andalso not is_process_alive(Pid) of
-        true -> {error, noproc};
-        false -> erlang:send(Pid, Msg), {ok, true}
+%% Another node's destination never makes the caller wait: {error, busy}
+%% when the distribution to it is full (a node that does not read), and
+%% {error, noconnection} when the node is not connected; the message is
+%% dropped.
+-spec deliver(term(), term()) -> {ok, true} | {error, noproc | badarg | busy | noconnection}.
+deliver(Pid, Msg) when is_pid(Pid), node(Pid) =:= node() ->
+    case is_process_alive(Pid) of
+        false -> {error, noproc};
+        true -> Pid ! Msg, {ok, true}
     end;
+deliver(Pid, Msg) when is_pid(Pid) ->
+    remote(Pid, Msg);
 deliver(Name, Msg) when is_atom(Name) ->
     case whereis(Name) of
         undefined -> {error, noproc};
@@ -179,13 +232,11 @@ deliver(Name, Msg) when is_atom(Name) ->
     end;
 deliver(Alias, Msg) when is_reference(Alias) ->
     %% An alias: whether it is active cannot be told; like `!`.
-    erlang:send(Alias, Msg),
-    {ok, true};
+    remote(Alias, Msg);
 deliver({Name, Node}, Msg) when is_atom(Name), Node =:= node() ->
     deliver(Name, Msg);
 deliver({Name, Node} = Dest, Msg) when is_atom(Name), is_atom(Node) ->
-    erlang:send(Dest, Msg),
-    {ok, true};
+    remote(Dest, Msg);
 deliver(_, _) ->
     {error, badarg}.
 
@@ -261,13 +312,42 @@ name_allowed(Name, {only, Names, _}, Found) ->
         false -> undefined
     end.
 
-answer(Port, Packet) ->
-    try erlang:port_command(Port, Packet) of
-        true -> ok
+%% Never suspends the writer (the worker, or a run) on a port Python does
+%% not read: what the port does not take now, the worker queues and
+%% retries (a port that stays full is killed by the unresponsive check).
+answer(#{worker := Worker, port := Port}, Packet) ->
+    try erlang:port_command(Port, Packet, [nosuspend]) of
+        true -> ok;
+        false -> py_event_worker:send_later(Worker, Packet)
     catch
         %% The port died meanwhile; its caller is gone with it.
         error:badarg -> ok
     end.
+
+%% Another node's process (or any alias: a local one is never busy).
+remote(Dest, Msg) ->
+    case erlang:send(Dest, Msg, [nosuspend, noconnect]) of
+        ok -> {ok, true};
+        nosuspend -> {error, busy};
+        noconnect -> {error, noconnection}
+    end.
+
+%% A fire-and-forget send the distribution refused. Logged once a second
+%% at most per worker, with how many were dropped meanwhile: a flood to a
+%% stopped node must not flood the log.
+dropped(Dest, Why, Index) ->
+    Now = erlang:monotonic_time(millisecond),
+    case get(?MODULE) of
+        {Count, Since} when Now - Since < 1000 ->
+            put(?MODULE, {Count + 1, Since});
+        Last ->
+            Count = case Last of {C, _} -> C + 1; undefined -> 1 end,
+            put(?MODULE, {0, Now}),
+            logger:warning("pyport loop ~p: erlang.send to ~0tp dropped (~p); "
+                           "~b message(s) dropped since the last report",
+                           [Index, Dest, Why, Count], #{pyport_loop => Index})
+    end,
+    ok.
 
 key(Name) when is_atom(Name) -> atom_to_binary(Name, utf8);
 key(Name) when is_binary(Name) -> Name;
@@ -299,16 +379,26 @@ args(Arg) -> [Arg].
 callback_process(Fun, Args) ->
     exit({?MODULE, apply_callback(Fun, Args)}).
 
-supervised(Fun, Args) ->
-    {Pid, MRef} = spawn_monitor(?MODULE, callback_process, [Fun, Args]),
+supervised(Fun, Args, WRef) ->
+    {Pid, MRef} = spawn_opt(?MODULE, callback_process, [Fun, Args], [link, monitor]),
     receive
         {'DOWN', MRef, process, Pid, {?MODULE, Reply}} ->
-            Reply;
+            {reply, Reply};
         {'DOWN', MRef, process, Pid, Reason} ->
             %% Killed, or exited from a process it spawned and linked.
-            {error, {erlang, exit, python_safe(Reason),
-                     format(exit, Reason, [])}}
+            {reply, {error, {erlang, exit, python_safe(Reason),
+                             format(exit, Reason, [])}}};
+        {py_callback_runs, cancel} ->
+            %% (py_callback_runs:cancel/2) Python gave up on the call.
+            kill_callback(Pid, MRef);
+        {'DOWN', WRef, process, _, _} ->
+            %% The loop's worker is gone, and its port with it.
+            kill_callback(Pid, MRef)
     end.
+
+kill_callback(Pid, MRef) ->
+    exit(Pid, kill),
+    receive {'DOWN', MRef, process, Pid, _} -> abandoned end.
 
 apply_callback(Fun, Args) ->
     try call_fun(Fun, Args) of

@@ -21,6 +21,7 @@
 
 %% API.
 -export([start_link/1]).
+-export([send_later/2]).
 
 %% gen_server.
 -export([init/1]).
@@ -30,6 +31,7 @@
 -export([handle_continue/2]).
 -export([terminate/2]).
 -export([code_change/3]).
+-export([format_status/1]).
 
 -record(state, {
     index :: py_event_task:loop_index(),
@@ -60,6 +62,8 @@
     max_atoms :: non_neg_integer(),
     %% Where Python's erlang.send/whereis may reach (py_callback).
     send_allow :: py_callback:send_allow(),
+    %% The callbacks Python's calls run now (bounded: max_callbacks).
+    callbacks :: py_callback_runs:runs(),
     %% Frames refused for atoms so far: only some are logged.
     atoms_refused = 0 :: non_neg_integer(),
     %% Object handles and their owners (py_handle).
@@ -85,6 +89,13 @@
 -spec start_link(py_event_task:loop_index()) -> {ok, pid()} | ignore | {error, term()}.
 start_link(Index) ->
     gen_server:start_link(?MODULE, Index, []).
+
+%% Packet (an answer to Python) goes out through Worker's queue, after
+%% what waits there: for writers that found the port too busy and must
+%% not wait for it (py_callback).
+-spec send_later(pid(), iodata()) -> ok.
+send_later(Worker, Packet) ->
+    gen_server:cast(Worker, {send_later, Packet}).
 
 %% gen_server.
 
@@ -129,6 +140,8 @@ handle_cast({monitor, Pid}, #state{monitored = Monitored} = State)
 handle_cast({release_handles, Ns}, State) when is_list(Ns) ->
     %% An owner's release the busy port did not take.
     {noreply, send_queued([pyport_wire:obj_release(Ns)], State)};
+handle_cast({send_later, Packet}, State) ->
+    {noreply, send_queued([Packet], State)};
 handle_cast({otp_log_level, Level}, #state{follow_log_level = true} = State) ->
     %% The OTP logger's level changed (py_event_loop_pool follows it).
     {noreply, send_queued([pyport_wire:log_level(Level)], State)};
@@ -195,6 +208,17 @@ handle_info(_Info, State) ->
 handle_continue({frames, Frames}, State) ->
     frames(Frames, State).
 
+%% Reports (the crash report above all) show how many packets wait, not
+%% the packets: a port that stopped reading can leave 100,000 answers
+%% queued, which would keep the logger, and the worker with it, busy for
+%% minutes.
+-spec format_status(gen_server:format_status()) -> gen_server:format_status().
+format_status(#{state := #state{backlog = Backlog} = State} = Status) ->
+    Status#{state := {State#state{backlog = queue:new()},
+                      {backlog_packets, queue:len(Backlog)}}};
+format_status(Status) ->
+    Status.
+
 %% The state record is unchanged across versions so far.
 -spec code_change(term(), #state{}, term()) -> {ok, #state{}}.
 code_change(_OldVsn, State, _Extra) ->
@@ -253,6 +277,7 @@ registered(Index, Port, Info, Framer, #{max_pending := MaxPending,
                                         max_output_packet := MaxOutput,
                                         max_atoms := MaxAtoms,
                                         send_allow := SendAllow,
+                                        max_callbacks := MaxCallbacks,
                                         cancel_grace_ms := Grace,
                                         output := Output} = Config, Handles) ->
     Pending = ets:new(py_event_pending,
@@ -278,6 +303,7 @@ registered(Index, Port, Info, Framer, #{max_pending := MaxPending,
                 cancel_grace_ms = Grace, output = Output,
                 max_packet = MaxPacket, max_output = MaxOutput, framer = Framer,
                 max_atoms = MaxAtoms, send_allow = SendAllow, handles = Handles,
+                callbacks = py_callback_runs:new(MaxCallbacks),
                 streams = Streams,
                 follow_log_level = maps:get(log_level_follows, Config, false)}}.
 
@@ -339,6 +365,8 @@ handle_packet({Kind, _, _, _} = Request, State) when Kind =:= call; Kind =:= sen
 handle_packet({Kind, _, _} = Request, State) when Kind =:= whereis; Kind =:= send;
                                                   Kind =:= registered ->
     serve(Request, State);
+handle_packet({call_cancel, _} = Request, State) ->
+    serve(Request, State);
 handle_packet(Actor, #state{pending = Pending, by_caller = ByCaller, index = Index})
   when element(1, Actor) =:= actor_started; element(1, Actor) =:= actor_ack;
        element(1, Actor) =:= actor_reply ->
@@ -354,9 +382,10 @@ handle_packet(Other, #state{index = Index}) ->
 stream_tables(#state{pending = Pending, by_caller = ByCaller, streams = Streams}) ->
     {Pending, ByCaller, Streams}.
 
-serve(Request, #state{port = Port, max_packet = Max, by_caller = ByCaller,
-                      send_allow = Allow}) ->
-    py_callback:serve(Request, Port, Max, py_callback:send_policy(Allow, ByCaller)).
+serve(Request, #state{index = Index, port = Port, max_packet = Max, by_caller = ByCaller,
+                      send_allow = Allow, callbacks = Callbacks}) ->
+    py_callback:serve(Request, #{worker => self(), port => Port, max_packet => Max},
+                      py_callback:send_policy(Allow, ByCaller), Callbacks, Index).
 
 %% Handles the frames of one read in order; a frame that breaks the
 %% stream ends the port there.

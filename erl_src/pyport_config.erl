@@ -33,6 +33,7 @@
                     max_atoms := non_neg_integer(),
                     max_handles := non_neg_integer(),
                     max_handles_per_owner := non_neg_integer(),
+                    max_callbacks := non_neg_integer(),
                     python_log_level := logger:level() | all | none | undefined,
                     output := output(),
                     env := env(),
@@ -316,6 +317,8 @@ loop_keys() ->
      {max_handles, 10000, fun(N) -> is_integer(N) andalso N >= 0 end},
      %% Live object handles one process may own on a loop (docs/handles.md).
      {max_handles_per_owner, 1000, fun(N) -> is_integer(N) andalso N >= 0 end},
+     %% Python's erlang.call/async_call running at once per loop (py_callback_runs).
+     {max_callbacks, 1000, fun(N) -> is_integer(N) andalso N >= 0 end},
      %% Unset: the OTP logger's primary level (resolve_log_level/1).
      {python_log_level, undefined,
       fun(L) ->

@@ -160,17 +160,32 @@ await_ready(Port, Index, Config, Deadline, Framer, []) ->
 
 
 %% Closes Port (a port closed already is fine) and drops the 'EXIT' it may
-%% have left in the caller's mailbox. Closing a stuck port is also how it
-%% is killed: its watcher thread ends it (src/lifeline.rs).
+%% have left in the caller's mailbox (the caller is its owner). Closing a
+%% stuck port is also how it is killed: its watcher thread ends it
+%% (src/lifeline.rs).
 -spec close(port()) -> ok.
 close(Port) ->
-    try port_close(Port) of
-        true -> ok
-    catch
-        error:badarg -> ok
-    end,
-    %% A closed port's last messages would otherwise sit in the mailbox.
-    receive
-        {'EXIT', Port, _} -> ok
-    after 0 -> ok
+    case erlang:port_info(Port, queue_size) of
+        {queue_size, 0} ->
+            try port_close(Port) of
+                true -> ok
+            catch
+                error:badarg -> ok
+            end,
+            %% A closed port's last messages would otherwise sit in the mailbox.
+            receive
+                {'EXIT', Port, _} -> ok
+            after 0 -> ok
+            end;
+        {queue_size, _} ->
+            %% Output queued for a Python that does not read it: port_close
+            %% would keep the port open until Python read it all; a kill
+            %% drops it and closes the port at once.
+            exit(Port, kill),
+            receive
+                {'EXIT', Port, _} -> ok
+            after 1000 -> ok
+            end;
+        undefined ->
+            ok
     end.

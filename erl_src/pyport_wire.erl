@@ -45,6 +45,7 @@
                  | {call, CallId :: term(), Name :: term(), Args :: term()}
                  | {whereis, CallId :: term(), Name :: term()}
                  | {registered, CallId :: term(), Name :: term()}
+                 | {call_cancel, CallId :: term()}
                  | {log, Level :: term(), Logger :: term(), Message :: term()}
                  | {output, Stream :: term(), Line :: term()}
                  | {actor_started, ActorId :: term()}
@@ -183,6 +184,7 @@ classify({send, _, _} = Send) -> Send;
 classify({call, _, _, _} = Call) -> Call;
 classify({whereis, _, _} = Whereis) -> Whereis;
 classify({registered, _, _} = Registered) -> Registered;
+classify({call_cancel, _} = Cancel) -> Cancel;
 classify({log, _, _, _} = Log) -> Log;
 classify({output, _, _} = Output) -> Output;
 classify({actor_started, _} = Started) -> Started;

@@ -56,6 +56,9 @@ deliver_test_() ->
               ?assertEqual(via_alias, receive M -> M after 1000 -> none end),
               unalias(Alias)
       end,
+      %% Another node never makes the sender wait: not connected, refused.
+      ?_assertEqual({error, noconnection},
+                    py_callback:deliver({py_interop_tests_name, 'nobody@nohost'}, x)),
       ?_assertEqual({error, badarg}, py_callback:deliver(<<"name">>, x)),
       ?_assertEqual({error, badarg}, py_callback:deliver(42, x))]}.
 

@@ -48,6 +48,12 @@ def reply(port, call_id, value) -> None:
     port.send((CALL_REPLY, call_id, value))
 
 
+def call_cancelled(port, call_id) -> None:
+    """The next packet is ``{call_cancel, CallId}``: Python gave up on the
+    call, and Erlang ends the callback."""
+    assert expect(port, "call_cancel")[1] == call_id
+
+
 def result_of(port, id):
     packet = expect(port, "result")
     assert packet[1] == id, packet
@@ -104,6 +110,32 @@ def test_unknown_callback_raises_unknown_callback_error(port):
                                                     ("unknown_callback", "nope"))
 
 
+def test_callback_limit_raises_callback_limit_error(port):
+    id = make_ref(7)
+    port.send(task(id, "pyport_interop_helpers", "call_error", ["busy"]))
+    _, call_id, _, _ = expect(port, "call")
+    reply(port, call_id, (ERROR, (Atom("callback_limit"), 1000)))
+    status, (cls, erlang_class, reason, _) = result_of(port, id)
+    assert (status, cls, erlang_class, reason) == ("ok", "CallbackLimitError", "error",
+                                                    ("callback_limit", 1000))
+    id = make_ref(8)
+    port.send(task(id, "pyport_interop_helpers", "call", ["busy"]))
+    _, call_id, _, _ = expect(port, "call")
+    reply(port, call_id, (ERROR, (Atom("callback_limit"), 1000)))
+    status, (kind, cls, message, _) = result_of(port, id)
+    assert (status, kind, cls) == ("error", "python", "CallbackLimitError")
+    assert "1000" in message and "max_callbacks" in message
+
+
+def test_abandoned_whereis_sends_no_call_cancel(port):
+    """Only a call has an Erlang side to end: a whereis given up on is
+    forgotten quietly."""
+    id = make_ref(9)
+    port.send(task(id, "pyport_interop_helpers", "whereis", ["x"], deadline_ms=30))
+    expect(port, "whereis")
+    assert result_of(port, id) == ("error", "timeout")
+
+
 def test_unconverted_call_error_propagates_as_a_task_error(port):
     id = make_ref(7)
     port.send(task(id, "pyport_interop_helpers", "call", ["boom"]))
@@ -139,6 +171,7 @@ def test_cancelled_async_call_drops_the_late_reply_quietly(port):
     port.send(task(id, "pyport_interop_helpers", "async_call", ["slow"]))
     _, call_id, _, _ = expect(port, "call")
     port.send((Atom("cancel"), id))
+    call_cancelled(port, call_id)
     assert result_of(port, id) == ("error", "cancelled")
     reply(port, call_id, (OK, 1))
     assert port.call("pyport_tasks", "add", [1, 1]) == ("ok", 2)
@@ -214,6 +247,7 @@ def test_cancel_of_a_plain_task_waiting_in_call(port):
     port.send(task(id, "pyport_interop_helpers", "call", ["never"]))
     _, call_id, _, _ = expect(port, "call")
     port.send((Atom("cancel"), id))
+    call_cancelled(port, call_id)
     assert result_of(port, id) == ("error", "cancelled")
     reply(port, call_id, (OK, 1))  # too late: dropped quietly
     assert port.call("pyport_tasks", "add", [1, 2]) == ("ok", 3)
@@ -223,14 +257,16 @@ def test_cancel_of_a_plain_task_waiting_in_call(port):
 def test_deadline_of_a_plain_task_waiting_in_call(port):
     id = make_ref(71)
     port.send(task(id, "pyport_interop_helpers", "call", ["never"], deadline_ms=30))
-    expect(port, "call")
+    _, call_id, _, _ = expect(port, "call")
+    call_cancelled(port, call_id)
     assert result_of(port, id) == ("error", "timeout")
 
 
 def test_deadline_of_a_coroutine_waiting_in_a_sync_call(port):
     id = make_ref(72)
     port.send(task(id, "pyport_interop_helpers", "call_in_coroutine", ["never"], deadline_ms=30))
-    expect(port, "call")
+    _, call_id, _, _ = expect(port, "call")
+    call_cancelled(port, call_id)
     assert result_of(port, id) == ("error", "timeout")
     assert port.server.tasks.jobs == {}
 
@@ -239,16 +275,16 @@ def test_nesting_is_bounded(port):
     ids = []
     for level in range(_interop.MAX_NESTING):
         id = make_ref(100 + level)
-        ids.append(id)
         port.send(task(id, "pyport_interop_helpers", "call", ["cb", level]))
-        expect(port, "call")
+        ids.append((id, expect(port, "call")[1]))
     last = make_ref(99)
     port.send(task(last, "pyport_interop_helpers", "nested_depth_error", ["cb"]))
     status, (name, message) = result_of(port, last)
     assert (status, name) == ("ok", "RecursionError")
     assert "async_call" in message
-    for id in reversed(ids):
+    for id, call_id in reversed(ids):
         port.send((Atom("cancel"), id))
+        call_cancelled(port, call_id)
         assert result_of(port, id) == ("error", "cancelled")
 
 
@@ -272,8 +308,9 @@ def test_call_from_run_in_executor(port):
 def test_eof_while_a_call_waits_stops_the_port(port):
     id = make_ref(82)
     port.send(task(id, "pyport_interop_helpers", "call", ["never"]))
-    expect(port, "call")
+    _, call_id, _, _ = expect(port, "call")
     port.eof()
+    call_cancelled(port, call_id)
     assert result_of(port, id) == ("error", "cancelled")
     port.join()
 

@@ -42,6 +42,7 @@ from ._env import activate_venv
 from ._handles import Handle, HandleLimitError, handle
 from ._interop import (
     AtomLimitError,
+    CallbackLimitError,
     CallError,
     NotConnectedError,
     ProcessError,
@@ -72,6 +73,7 @@ __all__ = [
     "Atom",
     "AtomLimitError",
     "CallError",
+    "CallbackLimitError",
     "ErlangEventLoop",
     "ErlangEventLoopPolicy",
     "ErlangFunction",

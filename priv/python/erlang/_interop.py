@@ -37,6 +37,7 @@ from ._types import Atom, Pid, Ref
 __all__ = [
     "AtomLimitError",
     "CallError",
+    "CallbackLimitError",
     "NotConnectedError",
     "ProcessError",
     "UnknownCallbackError",
@@ -95,6 +96,18 @@ class CallError(Exception):
         self.erlang_class = erlang_class
         self.reason = reason
         self.stacktrace = stacktrace
+
+
+class CallbackLimitError(CallError):
+    """This loop already runs ``limit`` Erlang callbacks at once (application
+    env ``max_callbacks``); nothing was started for this call."""
+
+    def __init__(self, name: str, limit: Any) -> None:
+        CallError.__init__(self, name, "error", (_wire.CALLBACK_LIMIT, limit))
+        self.limit = limit
+        self.args = (f"erlang.call({name!r}): this loop already runs {limit!r} "
+                     f"Erlang callbacks at once, the limit (application env "
+                     f"max_callbacks); nothing was started",)
 
 
 class UnknownCallbackError(CallError, LookupError):
@@ -220,7 +233,7 @@ class Bridge:
             self.wait(waiter)
         except BaseException:
             if not waiter.done:
-                self._abandon(call_id)
+                self._abandon(call_id, tag)
             raise
         finally:
             del self._sync[call_id]
@@ -240,7 +253,7 @@ class Bridge:
         try:
             return await fut
         except asyncio.CancelledError:
-            self._abandon(call_id)
+            self._abandon(call_id, tag)
             raise
         finally:
             self._async.pop(call_id, None)
@@ -252,7 +265,10 @@ class Bridge:
         cf = asyncio.run_coroutine_threadsafe(self.request_async(tag, *fields), loop)
         return cf.result()
 
-    def _abandon(self, call_id: int) -> None:
+    def _abandon(self, call_id: int, tag: Atom) -> None:
+        if tag == _wire.CALL:
+            # Erlang ends the callback's processes: nobody waits for them.
+            self.link.send(_wire.call_cancel(call_id))
         self._abandoned[call_id] = None
         while len(self._abandoned) > _ABANDONED_KEPT:
             self._abandoned.popitem(last=False)
@@ -352,6 +368,8 @@ def _call_error(name: str, reason: Any) -> BaseException:
             return CallError(name, str(cls), why, stack if isinstance(stack, str) else "")
         if len(reason) == 2 and reason[0] == _wire.UNKNOWN_CALLBACK:
             return UnknownCallbackError(name)
+        if len(reason) == 2 and reason[0] == _wire.CALLBACK_LIMIT:
+            return CallbackLimitError(name, reason[1])
         if len(reason) == 2 and reason[0] == _wire.UNCONVERTIBLE:
             return TypeError(f"erlang.call({name!r}): the result has no Python "
                              f"form: {reason[1]}")
@@ -391,8 +409,10 @@ def send(dest: Pid | Atom | Ref | tuple[Atom, Atom], term: Any) -> None:
     any thread. The message has been delivered (or handed to the
     distribution) when this returns; a destination that does not exist —
     a dead local pid, a name nobody registered — raises
-    :class:`ProcessError`; a term outside the type table raises
-    :class:`TypeError` and nothing is sent.
+    :class:`ProcessError`, and so does another node whose distribution is
+    full (``busy``: it does not read) or that is not connected
+    (``noconnection``): the message is dropped, never waited for. A term
+    outside the type table raises :class:`TypeError` and nothing is sent.
     """
     _check_dest(dest)
     bridge = _require("erlang.send()")
@@ -402,6 +422,10 @@ def send(dest: Pid | Atom | Ref | tuple[Atom, Atom], term: Any) -> None:
         return
     if outcome is not None and outcome[0] == _wire.ERROR_TAG:
         reason = outcome[1]
+        if reason in _wire.SEND_REFUSED:
+            raise ProcessError(f"erlang.send(): {dest!r} refused ({reason}): the "
+                               "distribution to its node is busy or not connected; "
+                               "the message was dropped", dest)
         raise ProcessError(f"erlang.send(): no process {dest!r} ({reason!r})", dest)
     raise ProcessError(f"erlang.send(): unexpected reply {reply!r}", dest)
 
@@ -434,7 +458,9 @@ def call(name: str | Atom, *args: Any) -> Any:
 async def async_call(name: str | Atom, *args: Any) -> Any:
     """``await erlang.async_call(name, *args)``: :func:`call` without blocking;
     other tasks run while Erlang works. Cancelling the awaiting task stops
-    waiting (the Erlang callback still runs to its end)."""
+    waiting and ends the Erlang callback (its process is killed). Beyond
+    ``max_callbacks`` callbacks at once on this loop, :func:`call` and this
+    raise :class:`CallbackLimitError`."""
     label = check_name(name, "callback")
     bridge = _require("erlang.async_call()")
     return Bridge.call_result(label, await bridge.request_async(_wire.CALL, label, list(args)))

@@ -52,6 +52,8 @@ WHEREIS = _atom("whereis")
 #: {registered, CallId, Name}: is an Erlang function registered as Name?
 #: (``erlang.<name>`` attribute callbacks, docs/porting.md)
 REGISTERED = _atom("registered")
+#: {call_cancel, CallId}: Python stopped waiting for a call (unanswered)
+CALL_CANCEL = _atom("call_cancel")
 
 # actors (docs/actors.md): the port's half of an actor's traffic
 ACTOR_STARTED = _atom("actor_started")
@@ -168,6 +170,10 @@ ERROR_TAG = "error"
 ERLANG_EXCEPTION = "erlang"  # {erlang, Class, Reason, Stacktrace}
 UNKNOWN_CALLBACK = "unknown_callback"  # {unknown_callback, Name}
 UNCONVERTIBLE = "unconvertible"  # {unconvertible, Text}
+CALLBACK_LIMIT = "callback_limit"  # {callback_limit, Max}: max_callbacks run
+#: erlang.send to another node refused: the distribution is full, or the
+#: node is not connected (the message is dropped)
+SEND_REFUSED = ("busy", "noconnection")
 
 
 def split_reply(reply: Any) -> tuple[str, Any] | None:
@@ -300,6 +306,11 @@ def output(fd: int, line: bytes) -> tuple[Any, ...]:
 def request(tag: Any, call_id: int, fields: tuple[Any, ...]) -> tuple[Any, ...]:
     """``{call | send | whereis, CallId, Fields...}``."""
     return (tag, call_id, *fields)
+
+
+def call_cancel(call_id: int) -> tuple[Any, ...]:
+    """``{call_cancel, CallId}``: the caller gave up; Erlang ends the callback."""
+    return (CALL_CANCEL, call_id)
 
 
 def actor_started(id: Any) -> tuple[Any, ...]:

@@ -94,7 +94,10 @@ for v in $VERSIONS; do
     status=1
     continue
   fi
-  loaded=$("$dir/priv/pyport" run -c 'import sys; print(sys.version.split()[0])')
+  # The version, and erlang.run (asyncio.Runner is 3.11+; 3.10 has its own path).
+  loaded=$("$dir/priv/pyport" run -c 'import asyncio, sys, erlang
+assert erlang.run(asyncio.sleep(0, "ok")) == "ok"
+print(sys.version.split()[0])')
   case "$loaded" in
     "$v".*) ;;
     *) echo "FAIL: $dir/priv/pyport runs Python $loaded, not $v"; status=1; row_status=wrong-python ;;

@@ -26,7 +26,6 @@
 
 -export([main/0]).
 
--include("../erl_src/py_event_loop.hrl").
 
 -define(H, pyport_ct_helpers).
 -define(X, pyport_hostile).
@@ -242,10 +241,11 @@ measure() ->
     Beam = list_to_integer(os:getpid()),
     #{restarts := Restarts, loops := Loops, num_loops := NumLoops} =
         py_event_loop_pool:get_stats(),
-    Tables = [{I, ets:info(Pending, size), ets:info(Monitored, size)}
+    Tables = [{I, Pending, Monitored}
               || I <- lists:seq(1, NumLoops),
-                 {ok, #py_loop{pending = Pending, monitored = Monitored}}
-                     <- [py_event_loop_pool:lookup(I)]],
+                 {ok, Loop} <- [pyport_registry:lookup(I)],
+                 #{pending := Pending, monitored := Monitored}
+                     <- [pyport_calls:describe(Loop)]],
     #{beam_rss_kb => rss_kb(Beam),
       beam_fds => fds(Beam),
       erlang_memory_kb => erlang:memory(total) div 1024,

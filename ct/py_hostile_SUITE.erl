@@ -542,7 +542,7 @@ restart_waiters_released_when_pool_goes(_) ->
         exit(Worker, kill),
         receive {'DOWN', MRef, process, Worker, _} -> ok end,
         ok = pyport_ct:wait_until(
-               fun() -> py_event_loop_pool:lookup(1) =:= restarting end, ?PROMPTLY),
+               fun() -> pyport_registry:lookup(1) =:= restarting end, ?PROMPTLY),
         Caller = spawn_link(fun() -> Self ! {self(), run(nap, [0, 1], 30000)} end),
         %% It is waiting (nothing came back yet).
         timer:sleep(300),

@@ -23,8 +23,6 @@
 %% the proxy has seen can be answered, at most ?MAX_CALLS of them.
 -module(py_actor).
 
--include("py_event_loop.hrl").
-
 %% API.
 -export([start_link/4]).
 -export([start/4]).
@@ -56,7 +54,7 @@
 
 -record(state, {
     ref :: reference(),
-    port :: port(),
+    loop :: pyport_calls:loop(),
     max_packet :: pos_integer(),
     window :: pos_integer(),
     %% Messages the proxy may still send ahead of Python's consumption.
@@ -122,10 +120,11 @@ child_spec(Spec) ->
 init(Parent, Module, Func, Args, Kwargs, #{window := Window, timeout := Timeout} = Opts) ->
     case register_name(maps:get(name, Opts, undefined)) of
         ok ->
-            Deadline = py_event_task:deadline(Timeout),
+            Deadline = pyport_calls:deadline(Timeout),
             Request = {actor, Module, Func, Args, Kwargs, #{window => Window}},
-            case py_event_task:submit_actor(loop(Opts), Request, Deadline) of
-                {ok, Ref, Loop} -> await_started(Parent, Ref, Loop, Window, Deadline);
+            case pyport_calls:submit(loop(Opts), Request, Deadline) of
+                {ok, Ref, Call} ->
+                    await_started(Parent, Ref, pyport_calls:loop(Call), Window, Deadline);
                 {error, Reason} -> fail(Reason)
             end;
         {error, _} = Error ->
@@ -216,11 +215,11 @@ loop(_) ->
 %% Python answers `actor_started` once the actor runs (a GenServer: after
 %% its init), or the actor's end if it could not start. Messages sent to
 %% a registered name meanwhile wait in the mailbox.
-await_started(Parent, Ref, #py_loop{port = Port, max_packet = Max}, Window, Deadline) ->
+await_started(Parent, Ref, Loop, Window, Deadline) ->
     receive
         {py_actor, Ref, started} ->
             proc_lib:init_ack({ok, self()}),
-            loop(#state{ref = Ref, port = Port, max_packet = Max,
+            loop(#state{ref = Ref, loop = Loop, max_packet = pyport_calls:max_packet(Loop),
                         window = Window, credit = Window}, Parent, []);
         {Ref, {ok, _}} ->
             %% Cannot come first from a well-behaved port; an actor that
@@ -231,7 +230,7 @@ await_started(Parent, Ref, #py_loop{port = Port, max_packet = Max}, Window, Dead
             fail(Reason);
         {'DOWN', Ref, process, _, Reason} ->
             fail({worker_down, Reason})
-    after py_event_task:after_ms(Deadline) ->
+    after pyport_calls:after_ms(Deadline) ->
         %% Exiting makes the worker cancel the actor.
         fail(timeout)
     end.
@@ -335,15 +334,16 @@ from_python(started, State) ->
 
 send(#state{unsent = []} = State) ->
     State;
-send(#state{port = Port, unsent = Packets} = State) ->
-    try erlang:port_command(Port, Packets, [nosuspend]) of
-        true ->
+send(#state{loop = Loop, unsent = Packets} = State) ->
+    %% Retried here, not queued by the worker: the proxy's packets must
+    %% reach Python in order, after one another.
+    case pyport_calls:try_write(Loop, Packets) of
+        ok ->
             State#state{unsent = []};
-        false ->
+        busy ->
             TRef = erlang:start_timer(?RETRY_MS, self(), py_actor_retry),
-            State#state{retry = TRef}
-    catch
-        error:badarg ->
+            State#state{retry = TRef};
+        closed ->
             %% The port is gone; its exit reaches this process next.
             State#state{unsent = []}
     end.

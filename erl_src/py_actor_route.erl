@@ -3,28 +3,34 @@
 %% (decoded by pyport_term): an actor id is only believed when the loop's
 %% pending table names a process for it, and only that process is told.
 -module(py_actor_route).
+-behaviour(pyport_route).
 
-%% API.
+%% pyport_route.
+-export([tags/0]).
 -export([route/2]).
 
 %% The largest acknowledgement believed in one packet: more than any
 %% window (py_actor caps credit at its window anyway).
 -define(MAX_ACK, 1 bsl 20).
 
-%% API.
+%% pyport_route.
+
+-spec tags() -> [atom()].
+tags() ->
+    [actor_started, actor_ack, actor_reply].
 
 %% Hands `actor_started`, `actor_ack` and `actor_reply` to the proxy of the
 %% actor they name as `{py_actor, Id, What}`; one for an actor that has
 %% gone (a late ack) is dropped. `malformed` for fields of the wrong type.
--spec route(tuple(), ets:tid()) -> ok | malformed.
-route({actor_started, Id}, Pending) when is_reference(Id) ->
-    to_proxy(Id, started, Pending);
-route({actor_ack, Id, N}, Pending)
+-spec route(tuple(), pyport_route:context()) -> ok | malformed.
+route({actor_started, Id}, #{loop := Loop}) when is_reference(Id) ->
+    to_proxy(Id, started, Loop);
+route({actor_ack, Id, N}, #{loop := Loop})
   when is_reference(Id), is_integer(N), N > 0, N =< ?MAX_ACK ->
-    to_proxy(Id, {ack, N}, Pending);
-route({actor_reply, Id, Token, Reply}, Pending)
+    to_proxy(Id, {ack, N}, Loop);
+route({actor_reply, Id, Token, Reply}, #{loop := Loop})
   when is_reference(Id), is_integer(Token), Token > 0 ->
-    to_proxy(Id, {reply, Token, Reply}, Pending);
+    to_proxy(Id, {reply, Token, Reply}, Loop);
 route(_, _) ->
     malformed.
 
@@ -32,11 +38,11 @@ route(_, _) ->
 
 %% A task's caller named by a forged id would get a `{py_actor, ...}`
 %% message it never matches; nobody else can be reached.
-to_proxy(Id, What, Pending) ->
-    case ets:lookup(Pending, Id) of
-        [{Id, Proxy}] when is_pid(Proxy) ->
+to_proxy(Id, What, Loop) ->
+    case pyport_calls:caller(Loop, Id) of
+        {call, Proxy} ->
             Proxy ! {py_actor, Id, What},
             ok;
-        _ ->
+        none ->
             ok
     end.

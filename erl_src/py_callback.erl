@@ -262,12 +262,11 @@ name_allowed(Name, {only, Names, _}, Found) ->
     end.
 
 answer(Port, Packet) ->
-    try erlang:port_command(Port, Packet) of
-        true -> ok
-    catch
-        %% The port died meanwhile; its caller is gone with it.
-        error:badarg -> ok
-    end.
+    %% Never suspended on a busy port (the worker answers some requests
+    %% itself): what the port does not take now waits in the worker's
+    %% queue. A closed port has taken its caller with it.
+    _ = pyport_calls:send_port(Port, Packet),
+    ok.
 
 key(Name) when is_atom(Name) -> atom_to_binary(Name, utf8);
 key(Name) when is_binary(Name) -> Name;

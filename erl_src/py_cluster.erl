@@ -70,7 +70,7 @@ run(Module, Func, Args, Opts) ->
             local_run(Loop, Call, Timeout);
         {ok, {Node, Loop}} ->
             py_cluster_call:run(Node, target(Loop), Call, Timeout,
-                                py_event_task:deadline(Timeout));
+                                pyport_calls:deadline(Timeout));
         {error, _} = Error ->
             Error
     end.
@@ -112,7 +112,7 @@ await(Task) ->
 await({py_cluster_task, Node, Ref}, Timeout) when is_atom(Node), is_reference(Ref) ->
     T = py_event_task:check_timeout(Timeout),
     case erase(?KEY(Ref)) of
-        remote -> py_cluster_call:wait(Node, Ref, py_event_task:deadline(T));
+        remote -> py_cluster_call:wait(Node, Ref, pyport_calls:deadline(T));
         {failed, Reason} -> {error, Reason};
         %% A task on this node, or unknown (py_event_loop says which).
         undefined -> py_event_loop:await(Ref, T)

@@ -73,8 +73,8 @@ wait(Node, ReqId, Pid, Deadline) ->
             Result;
         {'DOWN', ReqId, process, _, Reason} ->
             {error, down(Node, Reason)}
-    after py_event_task:after_ms(Deadline) ->
-        case py_event_task:after_ms(Deadline) of
+    after pyport_calls:after_ms(Deadline) ->
+        case pyport_calls:after_ms(Deadline) of
             %% Only a chunk of a longer wait has passed.
             Left when Left =/= 0 -> wait(Node, ReqId, Pid, Deadline);
             0 -> timed_out(ReqId, Pid)

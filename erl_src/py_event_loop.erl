@@ -195,7 +195,7 @@ stream(Loop, Module, Func, Args, Opts0) ->
     ok = py_event_task:check_call(Module, Func, Args, Kwargs),
     py_stream:start(Index, Module, Func, Args, Kwargs, StreamOpts).
 %% The loop id of a loop handle; badarg if it is not one (py_pool).
--spec loop_index_check(loop()) -> py_event_task:loop_index().
+-spec loop_index_check(loop()) -> pyport_calls:loop_index().
 loop_index_check(Loop) ->
     loop_index(Loop).
 

@@ -1,10 +1,11 @@
-%% What a caller needs to submit a task to one loop without going through
-%% the worker's mailbox. Each worker (re)writes its record into the
-%% registry owned by py_event_loop_pool when it starts; callers read it
-%% with py_event_loop_pool:lookup/1.
+%% A loop as its callers see it: what a caller needs to submit a call to
+%% one loop without going through the worker's mailbox. Private to the
+%% loop's owner (pyport_calls, which documents the tables) and its worker
+%% (py_event_worker, which makes it and (re)registers it when it starts);
+%% every other module holds it as the opaque pyport_calls:loop().
 -record(py_loop, {
     %% An integer for the default pool, {Pool, I} for a named pool's.
-    index :: py_event_task:loop_index(),
+    index :: pyport_calls:loop_index(),
     worker :: pid(),
     port :: port(),
     %% {TaskRef, CallerPid}; public, so callers insert before they send.

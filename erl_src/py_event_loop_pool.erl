@@ -14,12 +14,10 @@
 -module(py_event_loop_pool).
 -behaviour(gen_server).
 
--include("py_event_loop.hrl").
-
-%% The registry: {Index, #py_loop{} | restarting} per loop, and
-%% {num_loops, N}.
-%% Only this module touches it; callers go through lookup/1.
--define(PY_LOOP_REGISTRY, py_event_loops).
+%% The registry: {Index, pyport_calls:loop() | restarting} per loop, and
+%% {num_loops, N}. Only this module writes it; readers go through
+%% pyport_registry.
+-define(PY_LOOP_REGISTRY, py_event_loops).  % pyport_registry:table(default)
 
 %% API.
 -export([run/3]).
@@ -47,12 +45,8 @@
 -export([child_spec/1]).
 -export([restart_loop/1]).
 
-%% Internal API, for pyport_sup, py_event_worker and py_event_task.
--export([num_loops/0]).
+%% Internal API, for pyport_sup.
 -export([start_link/1]).
--export([register_loop/2]).
--export([lookup/1]).
--export([await_loop/3]).
 
 %% gen_server.
 -export([init/1]).
@@ -103,10 +97,7 @@
 %% How often the pool looks at the OTP logger's primary level.
 -define(FOLLOW_MS, 200).
 
--type deadline() :: integer() | infinity.
-
-%% The longest timeout gen_server:call takes.
--define(MAX_AFTER, 4294967295).
+-type deadline() :: pyport_calls:deadline().
 
 %% API.
 
@@ -216,8 +207,8 @@ loads() ->
         undefined ->
             [];
         N ->
-            [{I, case lookup(I) of
-                     {ok, #py_loop{pending = Pending}} -> pending_size(Pending);
+            [{I, case pyport_registry:lookup(I) of
+                     {ok, Loop} -> pyport_calls:load(Loop);
                      _ -> restarting
                  end} || I <- lists:seq(1, N)]
     end.
@@ -261,56 +252,6 @@ child_spec(Opts) ->
 restart_loop(Loop) ->
     py_pool:restart_loop(Loop).
 
-%% What a caller needs to submit to loop Index; `restarting` while that
-%% loop's port restarts (see await_loop/3), error when there is no such
-%% loop or the application is not running.
--spec lookup(py_event_task:loop_index()) -> {ok, #py_loop{}} | restarting | error.
-lookup(Index) when is_integer(Index) ->
-    try ets:lookup(?PY_LOOP_REGISTRY, Index) of
-        [{Index, #py_loop{} = Loop}] -> {ok, Loop};
-        [{Index, restarting}] -> restarting;
-        [] -> error
-    catch
-        %% No registry: the application is not running.
-        error:badarg -> error
-    end;
-lookup({Pool, Index}) when is_atom(Pool), is_integer(Index) ->
-    %% A named pool's loop: its registry is the table named after it.
-    try ets:lookup(Pool, Index) of
-        [{Index, #py_loop{index = {Pool, Index}} = Loop}] -> {ok, Loop};
-        [{Index, restarting}] -> restarting;
-        _ -> error
-    catch
-        error:badarg -> error
-    end;
-lookup(_) ->
-    error.
-
-%% Waits until loop Index has a worker other than Dead (the one a caller
-%% found dead, or none), by Deadline (monotonic milliseconds). Beyond the
-%% loop's max_pending waiters: overloaded. No such loop, or the pool
-%% stopping (the application is going, or its supervisor gave up):
-%% loop_unavailable.
--spec await_loop(py_event_task:loop_index(), pid() | none, deadline())
-    -> {ok, #py_loop{}} | {error, timeout | overloaded | loop_unavailable}.
-await_loop(Id, Dead, Deadline) ->
-    Index = local_index(Id),
-    Timeout = case Deadline of
-                  infinity -> infinity;
-                  _ -> min(?MAX_AFTER, max(0, Deadline - erlang:monotonic_time(millisecond)))
-              end,
-    try
-        gen_server:call(server(Id), {await_loop, Index, Dead, Deadline}, Timeout)
-    catch
-        %% A late reply is dropped: the call's alias is gone.
-        exit:{timeout, _} -> {error, timeout};
-        exit:_ -> {error, loop_unavailable}
-    end.
-
--spec register_loop(py_event_task:loop_index(), #py_loop{}) -> ok.
-register_loop(Id, #py_loop{index = Id} = Loop) ->
-    gen_server:call(server(Id), {register_loop, Loop}).
-
 %% gen_server.
 
 -spec init(pos_integer() | {atom(), pos_integer(), map()}) -> {ok, #state{}}.
@@ -320,6 +261,7 @@ init({Pool, NumLoops, Config}) ->
     _ = ets:new(Pool, [named_table, public, set, {read_concurrency, true}]),
     true = ets:insert(Pool, [{num_loops, NumLoops}, {config, Config}]),
     ok = pyport_atoms:init_pool(Pool, NumLoops),
+    ok = pyport_registry:register_pool(Pool),
     {ok, following(#state{num_loops = NumLoops, pool = Pool, table = Pool})};
 init(NumLoops) ->
     _ = ets:new(?PY_LOOP_REGISTRY,
@@ -329,11 +271,12 @@ init(NumLoops) ->
 
 -spec handle_call(term(), gen_server:from(), #state{})
     -> {reply, term(), #state{}}.
-handle_call({register_loop, #py_loop{index = Id, worker = Pid,
-                                     max_pending = Max} = Loop},
+handle_call({register_loop, Loop},
             _From, #state{starts = Starts, workers = Workers, waiters = Waiters,
                           bounds = Bounds, table = Table} = State) ->
-    Index = local_index(Id),
+    Index = local_index(pyport_calls:index(Loop)),
+    Pid = pyport_calls:worker(Loop),
+    Max = pyport_calls:max_pending(Loop),
     true = ets:insert(Table, {Index, Loop}),
     MRef = erlang:monitor(process, Pid),
     {Waiting, Rest} = case maps:take(Index, Waiters) of
@@ -351,8 +294,15 @@ handle_call({register_loop, #py_loop{index = Id, worker = Pid,
                  bounds = Bounds#{Index => Max}}};
 handle_call({await_loop, Index, Dead, Deadline}, From, #state{table = Table} = State) ->
     case ets:lookup(Table, Index) of
-        [{Index, #py_loop{worker = Worker} = Loop}] when Worker =/= Dead ->
+        [{Index, restarting}] ->
+            wait_for_loop(Index, From, Deadline, State);
+        [{Index, Loop}] when Dead =:= none ->
             {reply, {ok, Loop}, State};
+        [{Index, Loop}] ->
+            case pyport_calls:worker(Loop) of
+                Dead -> wait_for_loop(Index, From, Deadline, State);
+                _ -> {reply, {ok, Loop}, State}
+            end;
         [{Index, _}] ->
             %% Restarting, or the dead worker whose 'DOWN' is on its way.
             wait_for_loop(Index, From, Deadline, State);
@@ -375,10 +325,14 @@ handle_info({'DOWN', MRef, process, Pid, _}, #state{workers = Workers, table = T
             %% Only if no successor has registered in the meantime; this
             %% process is the registry's only writer, so no race.
             case ets:lookup(Table, Index) of
-                [{Index, #py_loop{worker = Pid}}] ->
+                [{Index, restarting}] ->
+                    ok;
+                [{Index, Loop}] ->
                     %% Its supervisor starts the next one; callers wait
-                    %% for it (await_loop/3).
-                    true = ets:insert(Table, {Index, restarting});
+                    %% for it (pyport_registry:await_loop/3).
+                    _ = pyport_calls:worker(Loop) =:= Pid
+                        andalso ets:insert(Table, {Index, restarting}),
+                    ok;
                 _ ->
                     ok
             end,
@@ -414,9 +368,6 @@ following(#state{follow = Follow, workers = Workers} = State) ->
     TRef = erlang:start_timer(?FOLLOW_MS, self(), follow_log_level),
     State#state{follow = {TRef, Level}}.
 
-server(Index) when is_integer(Index) -> ?MODULE;
-server({Pool, _}) -> Pool.
-
 local_index(Index) when is_integer(Index) -> Index;
 local_index({_, Index}) -> Index.
 
@@ -435,15 +386,8 @@ wait_for_loop(Index, From, Deadline, #state{waiters = Waiters, bounds = Bounds} 
             {noreply, State#state{waiters = Waiters#{Index => [{From, Deadline} | Live]}}}
     end.
 
-%% How many loops the pool runs; undefined when it is not running.
--spec num_loops() -> pos_integer() | undefined.
 num_loops() ->
-    try ets:lookup(?PY_LOOP_REGISTRY, num_loops) of
-        [{num_loops, N}] -> N;
-        [] -> undefined
-    catch
-        error:badarg -> undefined
-    end.
+    pyport_registry:num_loops().
 
 %% A task runs on the loop of the object handles among its arguments
 %% (py_handle:task_opts/4), otherwise on the caller's.
@@ -470,14 +414,15 @@ stats(#state{num_loops = N, starts = Starts} = State) ->
 
 loop_stats(Id, Starts) ->
     Index = local_index(Id),
-    case lookup(Id) of
-        {ok, #py_loop{worker = W, port = Port, pending = Pending,
-                      os_pid = OsPid, info = Info} = Loop} ->
+    case pyport_registry:lookup(Id) of
+        {ok, Loop} ->
+            #{worker := W, port := Port, os_pid := OsPid, pending := Pending,
+              info := Info, tasks := Tasks} = pyport_calls:describe(Loop),
             #{index => Index,
               worker => W,
               port => Port,
               os_pid => OsPid,
-              pending => pending_size(Pending),
+              pending => Pending,
               python => maps:get(python, Info, undefined),
               mode => maps:get(mode, Info, undefined),
               restarts => maps:get(Index, Starts, 1) - 1,
@@ -485,17 +430,11 @@ loop_stats(Id, Starts) ->
               %% started (bounded by max_atoms, see pyport_atoms).
               atoms_created => pyport_atoms:created(Id),
               %% Live object handles (py_handle).
-              handles => py_handle:count(Loop#py_loop.handles),
+              handles => py_handle:count(pyport_calls:handles(Loop)),
               %% The loaded libpython and task timings (py_ops_stats).
               python_lib => maps:get(python_lib, Info, undefined),
-              tasks => py_ops_stats:read(Loop#py_loop.stats)};
+              tasks => Tasks};
         _ ->
             %% Between a crash and the restart.
             down
-    end.
-
-pending_size(Table) ->
-    case ets:info(Table, size) of
-        undefined -> 0;
-        Size -> Size
     end.

@@ -11,7 +11,6 @@
 %% application's own pool.
 -module(py_pool).
 
--include("py_event_loop.hrl").
 
 %% API.
 -export([child_spec/1]).

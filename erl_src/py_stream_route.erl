@@ -11,19 +11,34 @@
 %% `done` nor `{error, _}` end the stream with `{error, {bad_stream, Why}}`
 %% and have the port close the generator, instead of reaching the consumer.
 -module(py_stream_route).
+-behaviour(pyport_route).
+
+%% pyport_route.
+-export([tags/0]).
+-export([route/2]).
 
 %% API.
 -export([new_table/0]).
 -export([data/3]).
 -export([ended/3]).
--export([fault/3]).
--export([exited/2]).
+-export([fault/4]).
 
--type mode() :: pull | active.
--type entry() :: {reference(), {stream, pid(), mode()}}.
-%% The worker's pending, by_caller and stream tables.
--type tables() :: {ets:tid(), ets:tid(), ets:tid()}.
--export_type([mode/0, tables/0]).
+-type mode() :: pyport_calls:stream_mode().
+-export_type([mode/0]).
+
+%% pyport_route.
+
+-spec tags() -> [atom()].
+tags() ->
+    [stream_data, stream_end].
+
+-spec route(tuple(), pyport_route:context()) -> ok | malformed.
+route({stream_data, Ref, Items}, #{loop := Loop}) ->
+    data(Loop, Ref, Items);
+route({stream_end, Ref, End}, #{loop := Loop}) ->
+    ended(Loop, Ref, End);
+route(_, _) ->
+    malformed.
 
 %% API.
 
@@ -34,71 +49,52 @@ new_table() ->
 
 %% `{stream_data, Ref, Items}`: a pull consumer gets the batch as one
 %% message (py_stream:next/2 unpacks it), an active one a message per
-%% item. A stream that is cancelled or unknown drops the batch.
--spec data(term(), term(), tables()) -> ok.
-data(Ref, Items, {Pending, _, Credit} = Tables) ->
-    case ets:lookup(Pending, Ref) of
-        [{Ref, {stream, _, Mode}} = Entry] ->
+%% item, sent to its pid: the alias of an active stream takes one message,
+%% the last (see pyport_calls). A stream that is cancelled or unknown
+%% drops the batch.
+-spec data(pyport_calls:loop(), term(), term()) -> ok.
+data(Loop, Ref, Items) ->
+    case pyport_calls:stream(Loop, Ref) of
+        {stream, Owner, Mode} ->
             case items(Items, 0) of
                 0 ->
                     ok;
                 N when is_integer(N) ->
-                    case charge(Credit, Ref, N) of
-                        ok -> deliver(Mode, Ref, Items);
-                        exceeded -> fault(Entry, credit_exceeded, Tables)
+                    case pyport_calls:charge(Loop, Ref, N) of
+                        ok -> deliver(Mode, Owner, Ref, Items);
+                        exceeded -> fault(Loop, Ref, {stream, Owner, Mode}, credit_exceeded)
                     end;
                 improper ->
-                    fault(Entry, bad_items, Tables)
+                    fault(Loop, Ref, {stream, Owner, Mode}, bad_items)
             end;
-        _ ->
+        none ->
             ok
     end.
 
 %% `{stream_end, Ref, done | {error, Reason}}`: the last message of the
-%% stream. The answer to a cancel (the entry is marked cancelled) clears
-%% the entry and goes nowhere.
--spec ended(term(), term(), tables()) -> ok.
-ended(Ref, End, {Pending, ByCaller, Credit}) ->
-    case ets:lookup(Pending, Ref) of
-        [{Ref, {stream, Pid, _}}] ->
-            true = ets:delete(Pending, Ref),
-            true = ets:delete(ByCaller, {Pid, Ref}),
-            true = ets:delete(Credit, Ref),
+%% stream. The answer to a cancel goes nowhere.
+-spec ended(pyport_calls:loop(), term(), term()) -> ok.
+ended(Loop, Ref, End) ->
+    case pyport_calls:take_stream(Loop, Ref) of
+        {stream, _, _} ->
             Ref ! {py_stream, Ref, last(End)},
             ok;
-        [{Ref, {cancelled, _}}] ->
-            %% Only streams have a credit entry: a stream_end naming a
-            %% cancelled task leaves that task's entry alone.
-            case ets:take(Credit, Ref) of
-                [_] -> true = ets:delete(Pending, Ref), ok;
-                [] -> ok
-            end;
         _ ->
-            %% A task's id, or none: not a stream; nothing to end.
             ok
     end.
 
-%% Ends a stream the port broke (or whose frame was refused): the
-%% consumer gets `{error, {bad_stream, Why}}` (or `{error, {atom_limit,
-%% Max}}`) and the port is asked to close the generator. The pending entry
-%% may already have been taken by the caller.
--spec fault(entry(), term(), tables()) -> ok.
-fault({Ref, {stream, Pid, _}}, Why, {Pending, ByCaller, Credit}) ->
-    true = ets:delete(Pending, Ref),
-    true = ets:delete(ByCaller, {Pid, Ref}),
-    true = ets:delete(Credit, Ref),
+%% Ends a stream the port broke (or whose frame was refused), whose
+%% entry `Taken` the caller has found: the consumer gets `{error,
+%% {bad_stream, Why}}` (or `{error, {atom_limit, Max}}`) and the port is
+%% asked to close the generator.
+-spec fault(pyport_calls:loop(), reference(), pyport_calls:taken(), term()) -> ok.
+fault(Loop, Ref, {stream, _, _}, Why) ->
+    _ = pyport_calls:take(Loop, Ref),
     Ref ! {py_stream, Ref, {error, reason(Why)}},
-    %% The worker's own cancel path: queued if the port is busy.
-    gen_server:cast(self(), {cancel, Ref}),
+    _ = pyport_calls:send(Loop, pyport_wire:cancel(Ref)),
+    ok;
+fault(_Loop, _Ref, _, _Why) ->
     ok.
-
-%% The port is gone: every live stream of the pending entries ends with
-%% Reason, at once.
--spec exited([tuple()], term()) -> ok.
-exited(Entries, Reason) ->
-    lists:foreach(fun({Ref, {stream, _, _}}) -> Ref ! {py_stream, Ref, {error, Reason}};
-                     (_) -> ok
-                  end, Entries).
 
 %% Internal.
 
@@ -107,20 +103,11 @@ items([], N) -> N;
 items([_ | T], N) -> items(T, N + 1);
 items(_, _) -> improper.
 
-charge(Credit, Ref, N) ->
-    try ets:update_counter(Credit, Ref, {2, -N}) of
-        Left when Left >= 0 -> ok;
-        _ -> exceeded
-    catch
-        %% No credit entry: the consumer has just cancelled.
-        error:badarg -> ok
-    end.
-
-deliver(pull, Ref, Items) ->
+deliver(pull, _Owner, Ref, Items) ->
     Ref ! {py_stream, Ref, {batch, Items}},
     ok;
-deliver(active, Ref, Items) ->
-    lists:foreach(fun(Item) -> Ref ! {py_stream, Ref, {data, Item}} end, Items).
+deliver(active, Owner, Ref, Items) ->
+    lists:foreach(fun(Item) -> Owner ! {py_stream, Ref, {data, Item}} end, Items).
 
 last(done) -> done;
 last({error, _} = Error) -> Error;

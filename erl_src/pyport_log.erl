@@ -12,6 +12,8 @@
 -module(pyport_log).
 
 %% API.
+-behaviour(pyport_route).
+
 -export([record/4]).
 -export([output/4]).
 -export([protocol_fault/2]).
@@ -19,6 +21,9 @@
 -export([bad_output/4]).
 -export([bounded/1]).
 -export([truncate/2]).
+%% pyport_route: Python's log records and output lines.
+-export([tags/0]).
+-export([route/2]).
 
 %% The longest text of a Python log record or output line.
 -define(MAX_TEXT, 65536).
@@ -27,6 +32,18 @@
 -define(TERM_DEPTH, 12).
 
 %% API.
+
+-spec tags() -> [atom()].
+tags() ->
+    [log, output].
+
+-spec route(tuple(), pyport_route:context()) -> ok | malformed.
+route({log, Level, Logger, Message}, #{index := Index}) ->
+    record(Level, Logger, Message, Index);
+route({output, Stream, Line}, #{index := Index, output := Mode}) ->
+    output(Stream, Line, Index, Mode);
+route(_, _) ->
+    malformed.
 
 %% A Python logging record from loop Index.
 -spec record(term(), term(), term(), py_event_task:loop_index()) -> ok.

@@ -9,39 +9,45 @@
 %% Bad specs on purpose.
 -dialyzer([no_fail_call]).
 
--spec with_pending(fun((ets:tid()) -> term())) -> term().
+%% A loop (without a port: routing writes nothing) and its pending table.
+-spec with_pending(fun(({ets:tid(), pyport_calls:loop()}) -> term())) -> term().
 with_pending(Fun) ->
-    Pending = ets:new(pending, [set, public]),
-    try Fun(Pending) after ets:delete(Pending) end.
+    Loop = pyport_calls:new(1, undefined, #{},
+                            #{max_pending => infinity, max_packet => 1 bsl 20,
+                              cancel_grace_ms => 1000, handles => undefined,
+                              streams => py_stream_route:new_table(),
+                              os_pid => undefined, stats => py_ops_stats:new()}),
+    {Pending, ByCaller, Credit} = pyport_calls:tables(Loop),
+    try Fun({Pending, Loop}) after [ets:delete(T) || T <- [Pending, ByCaller, Credit]] end.
 
 -spec routes_to_the_pending_entrys_process_test() -> term().
 routes_to_the_pending_entrys_process_test() ->
-    with_pending(fun(Pending) ->
+    with_pending(fun({Pending, Loop}) ->
         Id = make_ref(),
         true = ets:insert(Pending, {Id, self()}),
-        ?assertEqual(ok, py_actor_route:route({actor_ack, Id, 3}, Pending)),
-        ?assertEqual(ok, py_actor_route:route({actor_started, Id}, Pending)),
-        ?assertEqual(ok, py_actor_route:route({actor_reply, Id, 7, answer}, Pending)),
+        ?assertEqual(ok, py_actor_route:route({actor_ack, Id, 3}, #{loop => Loop})),
+        ?assertEqual(ok, py_actor_route:route({actor_started, Id}, #{loop => Loop})),
+        ?assertEqual(ok, py_actor_route:route({actor_reply, Id, 7, answer}, #{loop => Loop})),
         ?assertEqual([{py_actor, Id, {ack, 3}}, {py_actor, Id, started},
                       {py_actor, Id, {reply, 7, answer}}], flush())
     end).
 
 -spec unknown_or_cancelled_ids_reach_nobody_test() -> term().
 unknown_or_cancelled_ids_reach_nobody_test() ->
-    with_pending(fun(Pending) ->
+    with_pending(fun({Pending, Loop}) ->
         Cancelled = make_ref(),
         true = ets:insert(Pending, {Cancelled, {cancelled, 123}}),
-        ?assertEqual(ok, py_actor_route:route({actor_ack, make_ref(), 1}, Pending)),
-        ?assertEqual(ok, py_actor_route:route({actor_ack, Cancelled, 1}, Pending)),
+        ?assertEqual(ok, py_actor_route:route({actor_ack, make_ref(), 1}, #{loop => Loop})),
+        ?assertEqual(ok, py_actor_route:route({actor_ack, Cancelled, 1}, #{loop => Loop})),
         ?assertEqual([], flush())
     end).
 
 -spec malformed_fields_are_refused_test() -> term().
 malformed_fields_are_refused_test() ->
-    with_pending(fun(Pending) ->
+    with_pending(fun({Pending, Loop}) ->
         Id = make_ref(),
         true = ets:insert(Pending, {Id, self()}),
-        [?assertEqual(malformed, py_actor_route:route(P, Pending))
+        [?assertEqual(malformed, py_actor_route:route(P, #{loop => Loop}))
          || P <- [{actor_ack, Id, 0}, {actor_ack, Id, -1}, {actor_ack, Id, 1 bsl 40},
                   {actor_ack, Id, many}, {actor_ack, not_a_ref, 1},
                   {actor_reply, Id, 0, x}, {actor_reply, Id, <<"t">>, x},

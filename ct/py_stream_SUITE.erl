@@ -26,7 +26,8 @@ all() ->
      not_a_stream_is_an_error, port_killed_mid_stream, port_killed_mid_active_stream,
      two_streams_interleaved, pool_stream_beside_tasks, foreach_and_raising_fun,
      bad_options_are_badarg, unknown_and_ended_streams, unconvertible_argument,
-     batching_within_credit, forged_results_end_the_stream].
+     batching_within_credit, forged_results_end_the_stream,
+     named_pool_active_stream, active_stream_alias_removed_at_end].
 
 -spec init_per_suite(ct_suite:ct_config()) -> ct_suite:ct_config().
 init_per_suite(Config) ->
@@ -439,6 +440,50 @@ forged_results_end_the_stream(_) ->
               end
       end, [{ok, 1}, {handles, 1, [1]}]),
     ?assertMatch(#{os_pid := OsPid}, pyport_ct:loop_stats(1)),
+    no_stream_left().
+
+-spec named_pool_active_stream() -> [{doc, string()}].
+named_pool_active_stream() -> [{doc, "ack/2 and cancel/1 work on an active stream of a named pool's loop: credit reaches the port and the cancel closes the generator."}].
+-spec named_pool_active_stream(ct_suite:ct_config()) -> term().
+named_pool_active_stream(_) ->
+    {ok, Sup} = py_pool:start_link(#{name => stream_pool, size => 1,
+                                     python_path => [pyport_ct:helpers_dir()]}),
+    {ok, Loop} = py_pool:get_loop(stream_pool),
+    Ref = py_event_loop:stream(Loop, ?S, aendless, [<<"named">>], #{mode => active, window => 2}),
+    ?assertEqual([0, 1], data(Ref, 2)),
+    ?assertEqual([], data(Ref, 1, 300)),
+    ok = py_stream:ack(Ref, 2),
+    ?assertEqual([2, 3], data(Ref, 2)),
+    ok = py_stream:cancel(Ref),
+    %% The generator was closed: its entry leaves the named pool's loop.
+    ok = pyport_ct:wait_until(
+           fun() -> maps:get(pending, py_pool:get_stats(stream_pool)) =:= 0 end, ?PROMPTLY),
+    {ok, Far} = py_event_loop:run(Loop, ?S, how_far, [<<"named">>], #{}),
+    timer:sleep(300),
+    ?assertEqual({ok, Far}, py_event_loop:run(Loop, ?S, how_far, [<<"named">>], #{})),
+    ?assertEqual([], [M || {py_stream, R, _} = M <- pyport_ct:mailbox(), R =:= Ref]),
+    unlink(Sup),
+    MRef = erlang:monitor(process, Sup),
+    exit(Sup, shutdown),
+    receive {'DOWN', MRef, _, _, _} -> ok after 15000 -> ct:fail(pool_not_stopped) end,
+    no_stream_left().
+
+-spec active_stream_alias_removed_at_end() -> [{doc, string()}].
+active_stream_alias_removed_at_end() -> [{doc, "An active stream's reference stops being an alias at its end (done, error, or cancel): a message sent to it afterwards is dropped."}].
+-spec active_stream_alias_removed_at_end(ct_suite:ct_config()) -> term().
+active_stream_alias_removed_at_end(_) ->
+    Done = py_event_loop_pool:stream(?S, count, [3], #{mode => active, window => 8}),
+    ?assertEqual([0, 1, 2], data(Done, 3)),
+    receive {py_stream, Done, done} -> ok after ?PROMPTLY -> ct:fail(no_done) end,
+    Failed = py_event_loop_pool:stream(?S, afail_after, [1], #{mode => active}),
+    ?assertEqual([0], data(Failed, 1)),
+    receive {py_stream, Failed, {error, _}} -> ok after ?PROMPTLY -> ct:fail(no_error) end,
+    Cancelled = py_event_loop_pool:stream(?S, aendless, [<<"alias">>], #{mode => active, window => 1}),
+    ?assertEqual([0], data(Cancelled, 1)),
+    ok = py_stream:cancel(Cancelled),
+    lists:foreach(fun(Ref) -> Ref ! {py_stream, Ref, late} end, [Done, Failed, Cancelled]),
+    timer:sleep(200),
+    ?assertEqual([], [M || {py_stream, _, late} = M <- pyport_ct:mailbox()]),
     no_stream_left().
 
 %% Helpers.

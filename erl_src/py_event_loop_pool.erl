@@ -185,18 +185,12 @@ stream(Module, Func, Args, Opts) ->
 get_loop() ->
     case num_loops() of
         undefined -> {error, not_started};
-        N -> {ok, {pyport_loop, loop_index(self(), N)}}
+        _ -> {ok, my_loop()}
     end.
 
 -spec get_stats() -> stats().
 get_stats() ->
-    try
-        gen_server:call(?MODULE, get_stats)
-    catch
-        exit:{noproc, _} ->
-            #{num_loops => 0, supported => false, restarts => 0,
-              pending => 0, loops => []}
-    end.
+    pyport_registry:stats(default).
 
 %% Pending tasks per loop, `restarting` for a loop between two ports,
 %% read from the registry without a call to the pool: the load figure
@@ -223,13 +217,13 @@ loads() ->
 reload(Module) ->
     case num_loops() of
         undefined -> {error, [{1, loop_unavailable}]};
-        N -> py_compat:reload(Module, [{pyport_loop, I} || I <- lists:seq(1, N)])
+        N -> reload(Module, [{pyport_loop, I} || I <- lists:seq(1, N)])
     end.
 
 -spec loop_index(pid(), pos_integer()) -> pos_integer().
 loop_index(Pid, NumLoops) when is_pid(Pid), is_integer(NumLoops),
                                NumLoops > 0 ->
-    erlang:phash2(Pid, NumLoops) + 1.
+    pyport_registry:loop_index(Pid, NumLoops).
 
 %% Internal API.
 
@@ -371,6 +365,26 @@ following(#state{follow = Follow, workers = Workers} = State) ->
 local_index(Index) when is_integer(Index) -> Index;
 local_index({_, Index}) -> Index.
 
+%% Reloads Python module Module (importlib.reload) on each of Loops, in
+%% parallel, where it is loaded; a loop that has not imported it has
+%% nothing to reload. {error, [{Index, Reason}]} lists the loops where it
+%% failed (a syntax error in the new source, a loop unavailable).
+reload(Module, Loops) when is_atom(Module); is_binary(Module) ->
+    Name = if is_atom(Module) -> atom_to_binary(Module, utf8);
+              true -> Module
+           end,
+    Refs = [{Index, py_event_loop:create_task(Loop, 'erlang._compat', reload_module,
+                                              [Name], #{})}
+            || {pyport_loop, Index} = Loop <- Loops],
+    case [{Index, Reason}
+          || {Index, Ref} <- Refs,
+             {error, Reason} <- [py_event_loop:await(Ref, 30000)]] of
+        [] -> ok;
+        Failed -> {error, Failed}
+    end;
+reload(Module, _) ->
+    error({badarg, {module, Module}}).
+
 %% The loop id of index I in the pool: the default pool's are integers.
 loop_id(#state{pool = default}, I) -> I;
 loop_id(#state{pool = Pool}, I) -> {Pool, I}.
@@ -392,16 +406,10 @@ num_loops() ->
 %% A task runs on the loop of the object handles among its arguments
 %% (py_handle:task_opts/4), otherwise on the caller's.
 my_route() ->
-    {pyport_loop, Index} = my_loop(),
-    {default, Index}.
+    {default, pyport_registry:caller_loop(default)}.
 
 my_loop() ->
-    case num_loops() of
-        %% Not started: loop 1 is as unavailable as any other, and the
-        %% task functions report that in their usual way.
-        undefined -> {pyport_loop, 1};
-        N -> {pyport_loop, loop_index(self(), N)}
-    end.
+    {pyport_loop, pyport_registry:caller_loop(default)}.
 
 stats(#state{num_loops = N, starts = Starts} = State) ->
     Loops = [loop_stats(loop_id(State, Index), Starts) || Index <- lists:seq(1, N)],

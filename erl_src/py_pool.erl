@@ -66,7 +66,10 @@ run(Pool, Module, Func, Args) ->
 -spec run(pool(), py_event_loop:py_name(), py_event_loop:py_name(), list(),
           py_event_loop:run_opts()) -> py_event_loop:result().
 run(default, Module, Func, Args, Opts) ->
-    py_event_loop_pool:run(Module, Func, Args, Opts);
+    %% As py_event_loop_pool:run/4: the handles among the arguments may
+    %% pick the loop.
+    py_event_loop:run_on({default, pyport_registry:caller_loop(default)},
+                         Module, Func, Args, Opts);
 run(Pool, Module, Func, Args, Opts) ->
     py_event_loop:run(my_loop(Pool), Module, Func, Args, Opts).
 
@@ -78,7 +81,8 @@ create_task(Pool, Module, Func, Args) ->
 -spec create_task(pool(), py_event_loop:py_name(), py_event_loop:py_name(), list(),
                   py_event_loop:kwargs()) -> reference().
 create_task(default, Module, Func, Args, Kwargs) ->
-    py_event_loop_pool:create_task(Module, Func, Args, Kwargs);
+    py_event_loop:create_task_on({default, pyport_registry:caller_loop(default)},
+                                 Module, Func, Args, Kwargs, #{});
 create_task(Pool, Module, Func, Args, Kwargs) ->
     py_event_loop:create_task(my_loop(Pool), Module, Func, Args, Kwargs).
 
@@ -90,42 +94,36 @@ spawn_task(Pool, Module, Func, Args) ->
 -spec spawn_task(pool(), py_event_loop:py_name(), py_event_loop:py_name(), list(),
                  py_event_loop:kwargs()) -> ok | {error, py_event_loop:reason()}.
 spawn_task(default, Module, Func, Args, Kwargs) ->
-    py_event_loop_pool:spawn_task(Module, Func, Args, Kwargs);
+    py_event_loop:spawn_task_on({default, pyport_registry:caller_loop(default)},
+                                Module, Func, Args, Kwargs);
 spawn_task(Pool, Module, Func, Args, Kwargs) ->
     py_event_loop:spawn_task(my_loop(Pool), Module, Func, Args, Kwargs).
 
 %% The calling process's loop in Pool.
 -spec get_loop(pool()) -> {ok, py_event_loop:loop()} | {error, not_started}.
-get_loop(default) ->
-    py_event_loop_pool:get_loop();
-get_loop(Pool) ->
-    case num_loops(Pool) of
+get_loop(Pool) when is_atom(Pool) ->
+    case pyport_registry:num_loops(Pool) of
         undefined -> {error, not_started};
-        N -> {ok, {pyport_loop, {Pool, py_event_loop_pool:loop_index(self(), N)}}}
+        _ -> {ok, {pyport_loop, pyport_registry:caller_loop(Pool)}}
     end.
 
 %% Every loop of Pool, e.g. to run something on each.
 -spec loops(pool()) -> [py_event_loop:loop()].
 loops(default) ->
-    case py_event_loop_pool:get_stats() of
-        #{num_loops := N} -> [{pyport_loop, I} || I <- lists:seq(1, N)]
+    case pyport_registry:num_loops() of
+        undefined -> [];
+        N -> [{pyport_loop, I} || I <- lists:seq(1, N)]
     end;
 loops(Pool) ->
-    case num_loops(Pool) of
+    case pyport_registry:num_loops(Pool) of
         undefined -> [];
         N -> [{pyport_loop, {Pool, I}} || I <- lists:seq(1, N)]
     end.
 
 %% py_event_loop_pool:get_stats/0 of Pool.
 -spec get_stats(pool()) -> py_event_loop_pool:stats() | {error, not_started}.
-get_stats(default) ->
-    py_event_loop_pool:get_stats();
 get_stats(Pool) when is_atom(Pool) ->
-    try
-        gen_server:call(Pool, get_stats)
-    catch
-        exit:{noproc, _} -> {error, not_started}
-    end.
+    pyport_registry:stats(Pool).
 
 %% Stops the loop's port gracefully (Python cancels its tasks; their
 %% callers get `cancelled`) and has its supervisor start a fresh one; returns
@@ -173,19 +171,8 @@ loop_sup({Pool, _}) ->
         error:badarg -> error
     end.
 
-num_loops(Pool) ->
-    try ets:lookup(Pool, num_loops) of
-        [{num_loops, N}] -> N;
-        [] -> undefined
-    catch
-        error:badarg -> undefined
-    end.
-
 my_loop(Pool) when is_atom(Pool) ->
-    case num_loops(Pool) of
-        %% Not started: the task functions report loop_unavailable.
-        undefined -> {pyport_loop, {Pool, 1}};
-        N -> {pyport_loop, {Pool, py_event_loop_pool:loop_index(self(), N)}}
-    end;
+    %% Not started: the task functions report loop_unavailable.
+    {pyport_loop, pyport_registry:caller_loop(Pool)};
 my_loop(Pool) ->
     error({badarg, {pool, Pool}}).

@@ -65,7 +65,7 @@ ensure(_Index, Config) ->
 
 ensure_dir(Index, Dir, Spec, Config) ->
     T0 = erlang:monotonic_time(millisecond),
-    Exe = pyport_config:executable(),
+    Exe = pyport_executable:path(),
     Env = maps:get(env, Config, []),
     Timeout = maps:get(timeout_ms, Spec, ?DEFAULT_TIMEOUT_MS),
     Created = not filelib:is_regular(filename:join(Dir, "pyvenv.cfg")),

@@ -135,7 +135,7 @@ submit(Index, Request, Deadline) ->
         {ok, #py_loop{worker = Worker} = Loop} ->
             case start_on(Loop, Request, Deadline) of
                 {error, stale} ->
-                    case pyport_registry:await_loop(Index, Worker, Deadline) of
+                    case pyport_registry:await_loop(Index, Worker, Deadline, after_ms(Deadline)) of
                         {ok, Fresh} -> timed(fresh(start_on(Fresh, Request, Deadline)), T0);
                         {error, _} = Error -> Error
                     end;
@@ -491,7 +491,7 @@ tables(#py_loop{pending = Pending, by_caller = ByCaller, streams = Credit}) ->
 live_loop(Index, Deadline) ->
     case pyport_registry:lookup(Index) of
         {ok, Loop} -> {ok, Loop};
-        restarting -> pyport_registry:await_loop(Index, none, Deadline);
+        restarting -> pyport_registry:await_loop(Index, none, Deadline, after_ms(Deadline));
         error -> {error, loop_unavailable}
     end.
 

@@ -137,10 +137,7 @@ pool_size() ->
 %% very same Erlang side.
 -spec executable() -> file:filename().
 executable() ->
-    case application:get_env(?APP, executable) of
-        {ok, Exe} -> Exe;
-        undefined -> default_executable()
-    end.
+    pyport_executable:path().
 
 %% The command line of the port. Keys other than max_packet and
 %% python_path are optional (absent: the option is left out).
@@ -367,17 +364,6 @@ resolve_log_level(#{python_log_level := undefined} = Config) ->
     Config#{python_log_level := Level, log_level_follows => true};
 resolve_log_level(Config) ->
     Config.
-
-default_executable() ->
-    case code:priv_dir(?APP) of
-        {error, bad_name} ->
-            %% Not loaded as an application (e.g. an escript): the beams'
-            %% directory still sits beside priv.
-            Ebin = filename:dirname(code:which(?MODULE)),
-            filename:join([Ebin, "..", "priv", "pyport"]);
-        Priv ->
-            filename:join(Priv, "pyport")
-    end.
 
 is_positive(N) -> is_integer(N) andalso N > 0.
 

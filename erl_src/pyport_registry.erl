@@ -17,9 +17,12 @@
 -export([num_loops/0]).
 -export([num_loops/1]).
 -export([loop_ids/0]).
--export([await_loop/3]).
+-export([await_loop/4]).
 -export([register_loop/2]).
 -export([register_pool/1]).
+-export([loop_index/2]).
+-export([caller_loop/1]).
+-export([stats/1]).
 
 -define(DEFAULT_TABLE, py_event_loops).
 -define(DEFAULT_SERVER, py_event_loop_pool).
@@ -74,15 +77,15 @@ loop_ids() ->
                              I <- lists:seq(1, N)].
 
 %% Waits until loop Id has a worker other than Dead (the one a caller
-%% found dead, or none), by Deadline (monotonic milliseconds). Beyond the
-%% loop's max_pending waiters: overloaded. No such loop, or the pool
-%% stopping: loop_unavailable.
--spec await_loop(pyport_calls:loop_index(), pid() | none, pyport_calls:deadline())
+%% found dead, or none), by Deadline (monotonic milliseconds), which is
+%% Timeout from now (pyport_calls:after_ms/1). Beyond the loop's
+%% max_pending waiters: overloaded. No such loop, or the pool stopping:
+%% loop_unavailable.
+-spec await_loop(pyport_calls:loop_index(), pid() | none, pyport_calls:deadline(), timeout())
     -> {ok, pyport_calls:loop()} | {error, timeout | overloaded | loop_unavailable}.
-await_loop(Id, Dead, Deadline) ->
+await_loop(Id, Dead, Deadline, Timeout) ->
     try
-        gen_server:call(server(Id), {await_loop, local_index(Id), Dead, Deadline},
-                        pyport_calls:after_ms(Deadline))
+        gen_server:call(server(Id), {await_loop, local_index(Id), Dead, Deadline}, Timeout)
     catch
         %% A late reply is dropped: the call's alias is gone.
         exit:{timeout, _} -> {error, timeout};
@@ -102,6 +105,43 @@ register_pool(Pool) ->
     case lists:member(Pool, Pools) of
         true -> ok;
         false -> persistent_term:put(?POOLS_KEY, [Pool | Pools])
+    end.
+
+%% The loop of pool Pool whose index the calling process's pid picks: every
+%% task from one process goes to the same loop, different processes
+%% spread over all loops. A pool not running gives its loop 1, which
+%% submitting reports as loop_unavailable.
+-spec caller_loop(atom()) -> pyport_calls:loop_index().
+caller_loop(default) ->
+    case num_loops() of
+        undefined -> 1;
+        N -> loop_index(self(), N)
+    end;
+caller_loop(Pool) ->
+    case num_loops(Pool) of
+        undefined -> {Pool, 1};
+        N -> {Pool, loop_index(self(), N)}
+    end.
+
+-spec loop_index(pid(), pos_integer()) -> pos_integer().
+loop_index(Pid, NumLoops) ->
+    erlang:phash2(Pid, NumLoops) + 1.
+
+%% The get_stats/0 figures of a pool, from its server; a pool that is not
+%% running: the default pool's are all zero, a named pool's not_started.
+-spec stats(atom()) -> map() | {error, not_started}.
+stats(Pool) ->
+    try
+        gen_server:call(case Pool of
+                            default -> ?DEFAULT_SERVER;
+                            _ -> Pool
+                        end, get_stats)
+    catch
+        exit:{noproc, _} when Pool =:= default ->
+            #{num_loops => 0, supported => false, restarts => 0,
+              pending => 0, loops => []};
+        exit:{noproc, _} ->
+            {error, not_started}
     end.
 
 %% Internal.

@@ -58,8 +58,9 @@ lint-rust:
 eunit: build
 	$(REBAR) eunit
 
+# make ct SUITE=py_stream_SUITE [CASE=name]: one suite (or case) only.
 ct: build
-	$(REBAR) ct
+	$(REBAR) ct $(if $(SUITE),--suite ct/$(SUITE)) $(if $(CASE),--case $(CASE))
 
 erl-checks: build
 	$(REBAR) xref

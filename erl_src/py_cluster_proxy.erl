@@ -44,9 +44,9 @@
 start(Caller, Target, {run, {Module, Func, Args, Kwargs}, Timeout}) ->
     Guard = spawn_link(?MODULE, guard, [Caller]),
     Result = case loop(Target) of
-                 {ok, Loop} ->
-                     py_event_loop:run(Loop, Module, Func, Args,
-                                       #{timeout => Timeout, kwargs => Kwargs});
+                 {ok, Index} ->
+                     py_event_task:run_on({fixed, Index}, Module, Func, Args,
+                                          #{timeout => Timeout, kwargs => Kwargs});
                  {error, _} = Error ->
                      Error
              end,
@@ -60,7 +60,7 @@ start(Caller, Target, {run, {Module, Func, Args, Kwargs}, Timeout}) ->
 -spec spawn_task(target(), call()) -> ok | {error, py_event_loop:reason()}.
 spawn_task(Target, {Module, Func, Args, Kwargs}) ->
     case loop(Target) of
-        {ok, Loop} -> py_event_loop:spawn_task(Loop, Module, Func, Args, Kwargs);
+        {ok, Index} -> py_event_task:spawn_on({fixed, Index}, Module, Func, Args, Kwargs);
         {error, _} = Error -> Error
     end.
 
@@ -76,10 +76,10 @@ guard(Caller) ->
 %% Internal.
 
 loop(Index) when is_integer(Index) ->
-    {ok, {pyport_loop, Index}};
+    {ok, Index};
 loop(least_loaded) ->
     case py_cluster_route:least_loaded(
-           [{{node(), I}, Load, 0} || {I, Load} <- py_event_loop_pool:loads()], node()) of
-        {_, Index} -> {ok, {pyport_loop, Index}};
+           [{{node(), I}, Load, 0} || {I, Load} <- pyport_calls:loads()], node()) of
+        {_, Index} -> {ok, Index};
         none -> {error, loop_unavailable}
     end.

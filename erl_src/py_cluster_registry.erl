@@ -158,7 +158,7 @@ handle_info(_Info, State) ->
 tick(#state{group = Group, interval = Interval, members = Members,
             published = Published} = State0) ->
     State = renamed(State0),
-    Loads = py_event_loop_pool:loads(),
+    Loads = pyport_calls:loads(),
     _ = ets:select_replace(?LOADS, [{{'$1', '$2', '$3'}, [{'=/=', '$3', 0}],
                                      [{{'$1', '$2', 0}}]}]),
     replace_rows(State#state.node, Loads),

@@ -29,11 +29,9 @@
 -export([stream/3]).
 -export([stream/4]).
 -export([stream/5]).
+
+%% Internal exports.
 -export([loop_index_check/1]).
-%% Internal API, for py_event_loop_pool.
--export([run_on/5]).
--export([create_task_on/6]).
--export([spawn_task_on/5]).
 
 -type py_name() :: atom() | binary().
 -type kwargs() :: #{atom() | binary() => term()}.
@@ -92,7 +90,7 @@ run(Module, Func, Args, Opts) ->
 
 -spec run(loop(), py_name(), py_name(), list(), run_opts()) -> result().
 run(Loop, Module, Func, Args, Opts) ->
-    run_on({fixed, loop_index(Loop)}, Module, Func, Args, Opts).
+    py_event_task:run_on({fixed, loop_index(Loop)}, Module, Func, Args, Opts).
 
 -spec create_task(py_name(), py_name(), list()) -> reference().
 create_task(Module, Func, Args) ->
@@ -111,7 +109,7 @@ create_task(Loop, Module, Func, Args, Kwargs) ->
 -spec create_task(loop(), py_name(), py_name(), list(), kwargs(), task_opts())
     -> reference().
 create_task(Loop, Module, Func, Args, Kwargs, Opts) ->
-    create_task_on({fixed, loop_index(Loop)}, Module, Func, Args, Kwargs, Opts).
+    py_event_task:create_on({fixed, loop_index(Loop)}, Module, Func, Args, Kwargs, Opts).
 
 -spec await(reference()) -> result().
 await(Ref) ->
@@ -137,7 +135,7 @@ spawn_task(Module, Func, Args, Kwargs) ->
 -spec spawn_task(loop(), py_name(), py_name(), list(), kwargs())
     -> ok | {error, reason()}.
 spawn_task(Loop, Module, Func, Args, Kwargs) ->
-    spawn_task_on({fixed, loop_index(Loop)}, Module, Func, Args, Kwargs).
+    py_event_task:spawn_on({fixed, loop_index(Loop)}, Module, Func, Args, Kwargs).
 
 %% Runs Python statements in the loop's `__main__` namespace (e.g. to
 %% define helpers without a file); what they define is visible to later
@@ -198,47 +196,6 @@ stream(Loop, Module, Func, Args, Opts0) ->
 -spec loop_index_check(loop()) -> pyport_calls:loop_index().
 loop_index_check(Loop) ->
     loop_index(Loop).
-
-%% Internal API, for py_event_loop_pool: run/5, create_task/6 and
-%% spawn_task/5 where `{default, Index}` lets a task's object handles pick
-%% its loop (py_handle:task_opts/4), with one search of the arguments.
-
--spec run_on(py_handle:where(), py_name(), py_name(), list(), run_opts()) -> result().
-run_on(Where, Module, Func, Args, Opts) ->
-    {Timeout, Kwargs} = py_event_task:run_options(Opts),
-    ok = py_event_task:check_call(Module, Func, Args, Kwargs),
-    case py_handle:task_opts(Where, Args, Kwargs, Opts) of
-        {ok, Index, Extra} -> py_event_task:run(Index, Module, Func, Args, Kwargs, Timeout,
-                                                py_compat:none_atom_opt(Opts, Extra));
-        {error, _} = Error -> Error
-    end.
-
--spec create_task_on(py_handle:where(), py_name(), py_name(), list(), kwargs(),
-                     task_opts()) -> reference().
-create_task_on(Where, Module, Func, Args, Kwargs0, Opts) when is_map(Opts) ->
-    Kwargs = py_compat:kwargs(Kwargs0),
-    ok = py_event_task:check_call(Module, Func, Args, Kwargs),
-    maps:foreach(fun(result, _) -> ok;
-                    (none_atom, _) -> ok;
-                    (Key, Value) -> error({badarg, {option, Key, Value}})
-                 end, Opts),
-    case py_handle:task_opts(Where, Args, Kwargs, Opts) of
-        {ok, Index, Extra} -> py_event_task:create(Index, Module, Func, Args, Kwargs,
-                                                   py_compat:none_atom_opt(Opts, Extra));
-        {error, Reason} -> py_event_task:failed(Reason)
-    end;
-create_task_on(_, _, _, _, _, Opts) ->
-    error({badarg, {options, Opts}}).
-
--spec spawn_task_on(py_handle:where(), py_name(), py_name(), list(), kwargs())
-    -> ok | {error, reason()}.
-spawn_task_on(Where, Module, Func, Args, Kwargs0) ->
-    Kwargs = py_compat:kwargs(Kwargs0),
-    ok = py_event_task:check_call(Module, Func, Args, Kwargs),
-    case py_handle:task_opts(Where, Args, Kwargs, #{}) of
-        {ok, Index, Extra} -> py_event_task:spawn(Index, Module, Func, Args, Kwargs, Extra);
-        {error, _} = Error -> Error
-    end.
 
 %% Internal.
 

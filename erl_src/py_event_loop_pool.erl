@@ -109,7 +109,7 @@ run(Module, Func, Args) ->
 -spec run(py_event_loop:py_name(), py_event_loop:py_name(), list(),
           py_event_loop:run_opts()) -> py_event_loop:result().
 run(Module, Func, Args, Opts) ->
-    py_event_loop:run_on(my_route(), Module, Func, Args, Opts).
+    py_event_task:run_on(my_route(), Module, Func, Args, Opts).
 
 -spec create_task(py_event_loop:py_name(), py_event_loop:py_name(), list())
     -> reference().
@@ -125,7 +125,7 @@ create_task(Module, Func, Args, Kwargs) ->
 -spec create_task(py_event_loop:py_name(), py_event_loop:py_name(), list(),
                   py_event_loop:kwargs(), py_event_loop:task_opts()) -> reference().
 create_task(Module, Func, Args, Kwargs, Opts) ->
-    py_event_loop:create_task_on(my_route(), Module, Func, Args, Kwargs, Opts).
+    py_event_task:create_on(my_route(), Module, Func, Args, Kwargs, Opts).
 
 %% A reference knows its loop, so await is the same for the pool and for
 %% a single loop.
@@ -146,7 +146,7 @@ spawn_task(Module, Func, Args) ->
                  py_event_loop:kwargs())
     -> ok | {error, py_event_loop:reason()}.
 spawn_task(Module, Func, Args, Kwargs) ->
-    py_event_loop:spawn_task_on(my_route(), Module, Func, Args, Kwargs).
+    py_event_task:spawn_on(my_route(), Module, Func, Args, Kwargs).
 
 %% py_event_loop:exec/eval on the caller's loop. Note that what exec
 %% defines lives on that loop only (other processes may use other loops).
@@ -197,15 +197,7 @@ get_stats() ->
 %% py_cluster publishes; [] when the application is not running.
 -spec loads() -> [{pos_integer(), non_neg_integer() | restarting}].
 loads() ->
-    case num_loops() of
-        undefined ->
-            [];
-        N ->
-            [{I, case pyport_registry:lookup(I) of
-                     {ok, Loop} -> pyport_calls:load(Loop);
-                     _ -> restarting
-                 end} || I <- lists:seq(1, N)]
-    end.
+    pyport_calls:loads().
 
 %% Reloads Python module Module (`importlib.reload`) on every loop that has
 %% imported it, so that new source takes effect pool-wide; loops that have

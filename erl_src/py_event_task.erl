@@ -18,6 +18,11 @@
 -export([run_source/4]).
 -export([run_source/5]).
 
+%% The API edge: checks, normalised options, the loop.
+-export([run_on/5]).
+-export([create_on/6]).
+-export([spawn_on/5]).
+
 %% Pure helpers, exported for the API modules and their unit tests.
 -export([check_call/4]).
 -export([run_options/1]).
@@ -138,6 +143,49 @@ spawn(Index, Module, Func, Args, Kwargs, Extra) ->
     case pyport_calls:submit(Index, {spawn, Module, Func, Args, Kwargs, Extra},
                              pyport_calls:deadline(?SUBMIT_MS)) of
         {ok, spawned} -> ok;
+        {error, _} = Error -> Error
+    end.
+
+%% The API edge of every task function (py_event_loop's, the pools',
+%% the cluster proxy's): options checked and normalised once, the loop
+%% chosen: `{fixed, Index}`, or `{default, Index}` where the task's object
+%% handles pick its loop (py_handle:task_opts/4), with one search of the
+%% arguments.
+
+-spec run_on(py_handle:where(), py_event_loop:py_name(), py_event_loop:py_name(), list(), py_event_loop:run_opts()) -> py_event_loop:result().
+run_on(Where, Module, Func, Args, Opts) ->
+    {Timeout, Kwargs} = run_options(Opts),
+    ok = check_call(Module, Func, Args, Kwargs),
+    case py_handle:task_opts(Where, Args, Kwargs, Opts) of
+        {ok, Index, Extra} -> run(Index, Module, Func, Args, Kwargs, Timeout,
+                                                py_compat:none_atom_opt(Opts, Extra));
+        {error, _} = Error -> Error
+    end.
+
+-spec create_on(py_handle:where(), py_event_loop:py_name(), py_event_loop:py_name(), list(), py_event_loop:kwargs(),
+                     py_event_loop:task_opts()) -> reference().
+create_on(Where, Module, Func, Args, Kwargs0, Opts) when is_map(Opts) ->
+    Kwargs = py_compat:kwargs(Kwargs0),
+    ok = check_call(Module, Func, Args, Kwargs),
+    maps:foreach(fun(result, _) -> ok;
+                    (none_atom, _) -> ok;
+                    (Key, Value) -> error({badarg, {option, Key, Value}})
+                 end, Opts),
+    case py_handle:task_opts(Where, Args, Kwargs, Opts) of
+        {ok, Index, Extra} -> create(Index, Module, Func, Args, Kwargs,
+                                                   py_compat:none_atom_opt(Opts, Extra));
+        {error, Reason} -> failed(Reason)
+    end;
+create_on(_, _, _, _, _, Opts) ->
+    error({badarg, {options, Opts}}).
+
+-spec spawn_on(py_handle:where(), py_event_loop:py_name(), py_event_loop:py_name(), list(), py_event_loop:kwargs())
+    -> ok | {error, py_event_loop:reason()}.
+spawn_on(Where, Module, Func, Args, Kwargs0) ->
+    Kwargs = py_compat:kwargs(Kwargs0),
+    ok = check_call(Module, Func, Args, Kwargs),
+    case py_handle:task_opts(Where, Args, Kwargs, #{}) of
+        {ok, Index, Extra} -> spawn(Index, Module, Func, Args, Kwargs, Extra);
         {error, _} = Error -> Error
     end.
 

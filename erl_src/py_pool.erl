@@ -68,7 +68,7 @@ run(Pool, Module, Func, Args) ->
 run(default, Module, Func, Args, Opts) ->
     %% As py_event_loop_pool:run/4: the handles among the arguments may
     %% pick the loop.
-    py_event_loop:run_on({default, pyport_registry:caller_loop(default)},
+    py_event_task:run_on({default, pyport_registry:caller_loop(default)},
                          Module, Func, Args, Opts);
 run(Pool, Module, Func, Args, Opts) ->
     py_event_loop:run(my_loop(Pool), Module, Func, Args, Opts).
@@ -81,7 +81,7 @@ create_task(Pool, Module, Func, Args) ->
 -spec create_task(pool(), py_event_loop:py_name(), py_event_loop:py_name(), list(),
                   py_event_loop:kwargs()) -> reference().
 create_task(default, Module, Func, Args, Kwargs) ->
-    py_event_loop:create_task_on({default, pyport_registry:caller_loop(default)},
+    py_event_task:create_on({default, pyport_registry:caller_loop(default)},
                                  Module, Func, Args, Kwargs, #{});
 create_task(Pool, Module, Func, Args, Kwargs) ->
     py_event_loop:create_task(my_loop(Pool), Module, Func, Args, Kwargs).
@@ -94,7 +94,7 @@ spawn_task(Pool, Module, Func, Args) ->
 -spec spawn_task(pool(), py_event_loop:py_name(), py_event_loop:py_name(), list(),
                  py_event_loop:kwargs()) -> ok | {error, py_event_loop:reason()}.
 spawn_task(default, Module, Func, Args, Kwargs) ->
-    py_event_loop:spawn_task_on({default, pyport_registry:caller_loop(default)},
+    py_event_task:spawn_on({default, pyport_registry:caller_loop(default)},
                                 Module, Func, Args, Kwargs);
 spawn_task(Pool, Module, Func, Args, Kwargs) ->
     py_event_loop:spawn_task(my_loop(Pool), Module, Func, Args, Kwargs).

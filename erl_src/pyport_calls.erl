@@ -81,6 +81,7 @@
 -export([handles/1]).
 -export([callers/1]).
 -export([load/1]).
+-export([loads/0]).
 -export([describe/1]).
 
 -ifdef(TEST).
@@ -462,6 +463,21 @@ load(#py_loop{pending = Pending}) ->
     case ets:info(Pending, size) of
         undefined -> 0;
         Size -> Size
+    end.
+
+%% Pending calls per loop of the default pool, `restarting` for a loop
+%% between two ports (the load figure py_cluster publishes); [] when the
+%% pool is not running.
+-spec loads() -> [{pos_integer(), non_neg_integer() | restarting}].
+loads() ->
+    case pyport_registry:num_loops() of
+        undefined ->
+            [];
+        N ->
+            [{I, case pyport_registry:lookup(I) of
+                     {ok, Loop} -> load(Loop);
+                     _ -> restarting
+                 end} || I <- lists:seq(1, N)]
     end.
 
 %% What get_stats/0 shows of a loop.

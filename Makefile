@@ -117,7 +117,7 @@ soak: build
 # found, the venv, python_path, preload modules (docs/operations.md).
 # CONFIG=path/to/sys.config to check a release's settings.
 check-env: build
-	erl -noshell $(ERL_PA) $(if $(CONFIG),-config $(CONFIG)) -eval 'py_envcheck:main()'
+	erl -noshell $(ERL_PA) $(if $(CONFIG),-config $(CONFIG)) -eval 'pyport_envcheck:main()'
 
 clean:
 	cargo clean

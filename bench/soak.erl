@@ -4,7 +4,7 @@
 %% Faults mixed in: about 1% of tasks raise, 1% time out (the deadline
 %% cancels them in Python), and every ~20000th task SIGKILLs its own port
 %% (at most one kill per second, which keeps every loop well under
-%% py_event_loop_sup's 10 restarts in 5 s). As often, and sharing that
+%% pyport_loop_sup's 10 restarts in 5 s). As often, and sharing that
 %% once-a-second allowance (some of them end the port), a task does what
 %% hostile task code does (ct/python/pyport_hostile.py): raise a
 %% BaseException, call sys.exit, fork and return in both processes, write

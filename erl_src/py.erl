@@ -99,7 +99,7 @@ cast(Module, Func, Args) ->
 cast({pyport_loop, _} = Loop, Module, Func, Args) ->
     cast(Loop, Module, Func, Args, #{});
 cast(Module, Func, Args, Kwargs) ->
-    py_event_loop_pool:spawn_task(Module, Func, Args, py_compat:kwargs(Kwargs)).
+    py_event_loop_pool:spawn_task(Module, Func, Args, pyport_compat:kwargs(Kwargs)).
 
 -spec cast(py_event_loop:loop(), py_event_loop:py_name(), py_event_loop:py_name(), list(),
            kwargs()) -> ok | {error, py_event_loop:reason()}.
@@ -120,7 +120,7 @@ spawn_call(Module, Func, Args) ->
 spawn_call({pyport_loop, _} = Loop, Module, Func, Args) ->
     spawn_call(Loop, Module, Func, Args, #{});
 spawn_call(Module, Func, Args, Kwargs) ->
-    py_event_loop_pool:create_task(Module, Func, Args, py_compat:kwargs(Kwargs)).
+    py_event_loop_pool:create_task(Module, Func, Args, pyport_compat:kwargs(Kwargs)).
 
 -spec spawn_call(py_event_loop:loop(), py_event_loop:py_name(), py_event_loop:py_name(),
                  list(), kwargs()) -> reference().
@@ -147,7 +147,7 @@ async_call(Module, Func, Args) ->
 -spec async_call(py_event_loop:py_name(), py_event_loop:py_name(), list(), kwargs())
     -> reference().
 async_call(Module, Func, Args, Kwargs) ->
-    py_event_loop_pool:create_task(Module, Func, Args, py_compat:kwargs(Kwargs)).
+    py_event_loop_pool:create_task(Module, Func, Args, pyport_compat:kwargs(Kwargs)).
 
 %% erlang_python's other name for await/1,2.
 -spec async_await(reference()) -> py_event_loop:result().
@@ -249,7 +249,7 @@ stream(Module, Func, Args, Kwargs) ->
 %% Internal.
 
 eval_opts(Locals, Timeout) ->
-    case py_compat:kwargs(Locals) of
+    case pyport_compat:kwargs(Locals) of
         Map when is_map(Map), map_size(Map) =:= 0 -> #{timeout => Timeout};
         Map when is_map(Map) -> #{timeout => Timeout, locals => Map};
         _ -> error({badarg, {locals, Locals}})

@@ -28,7 +28,7 @@
 -export([start/4]).
 -export([child_spec/1]).
 
-%% proc_lib and sys.
+%% Internal exports: proc_lib and sys.
 -export([init/6]).
 -export([system_continue/3]).
 -export([system_terminate/4]).
@@ -158,7 +158,7 @@ system_code_change(State, _Module, _OldVsn, _Extra) ->
 %% Internal.
 
 start(Link, Module, Func, Args, Opts) ->
-    py_event_task:check_call(Module, Func, Args, #{}),
+    pyport_task:check_call(Module, Func, Args, #{}),
     Checked = check_opts(Opts),
     Kwargs = maps:get(kwargs, Checked, #{}),
     InitArgs = [self(), Module, Func, Args, Kwargs, Checked],
@@ -181,7 +181,7 @@ check_opt(name, {local, N}) when is_atom(N) -> ok;
 check_opt(name, {global, _}) -> ok;
 check_opt(name, {via, M, _}) when is_atom(M) -> ok;
 check_opt(window, W) when is_integer(W), W > 0, W =< ?MAX_WINDOW -> ok;
-check_opt(timeout, T) -> _ = py_event_task:check_timeout(T), ok;
+check_opt(timeout, T) -> _ = pyport_task:check_timeout(T), ok;
 check_opt(Key, Value) -> error({badarg, {option, Key, Value}}).
 
 register_name(undefined) ->

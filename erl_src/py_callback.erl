@@ -9,7 +9,7 @@
 %% callback may run Python on any loop, including the one that called it.
 %%
 %% serve/4 answers every request Python makes of Erlang (`erlang.call`,
-%% `erlang.send`, `erlang.whereis`) for py_event_worker. Task code has the
+%% `erlang.send`, `erlang.whereis`) for pyport_worker. Task code has the
 %% sending rights of the node (it can stop `init`) unless the loop's
 %% `send_allow` restricts sends and whereis to its callers and a list of
 %% registered names.
@@ -24,7 +24,7 @@
 -export([lookup/1]).
 -export([registered/0]).
 
-%% For py_event_worker.
+%% Internal exports, for pyport_worker and pyport_serve.
 -export([start_link/0]).
 -export([serve/4]).
 -export([send_policy/2]).
@@ -34,7 +34,7 @@
 -export([python_safe/1]).
 -export([callback_process/2]).
 
-%% gen_server.
+%% Internal exports: gen_server.
 -export([init/1]).
 -export([handle_call/3]).
 -export([handle_cast/2]).
@@ -97,7 +97,7 @@ registered() ->
         error:badarg -> []
     end.
 
-%% For py_event_worker.
+%% For pyport_worker.
 
 -spec start_link() -> {ok, pid()} | {error, term()}.
 start_link() ->

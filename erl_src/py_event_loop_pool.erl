@@ -4,7 +4,7 @@
 %%
 %% The process behind this module owns the loop registry (a public named
 %% ETS table that callers read on every submission) and counts restarts.
-%% It sits before py_event_loop_sup under a rest_for_one supervisor: if it
+%% It sits before pyport_loop_sup under a rest_for_one supervisor: if it
 %% dies, the table goes with it and every worker restarts to re-register.
 %%
 %% While a loop's worker restarts, its entry reads `restarting`, and
@@ -45,10 +45,10 @@
 -export([child_spec/1]).
 -export([restart_loop/1]).
 
-%% Internal API, for pyport_sup.
+%% Internal exports: pyport_sup starts the server.
 -export([start_link/1]).
 
-%% gen_server.
+%% Internal exports: gen_server.
 -export([init/1]).
 -export([handle_call/3]).
 -export([handle_cast/2]).
@@ -66,7 +66,7 @@
                         atoms_created := non_neg_integer(),
                         handles := non_neg_integer(),
                         python_lib := binary() | undefined,
-                        tasks := py_ops_stats:stats()}.
+                        tasks := pyport_ops_stats:stats()}.
 -type stats() :: #{num_loops := non_neg_integer(),
                    supported := boolean(),
                    restarts := non_neg_integer(),
@@ -109,7 +109,7 @@ run(Module, Func, Args) ->
 -spec run(py_event_loop:py_name(), py_event_loop:py_name(), list(),
           py_event_loop:run_opts()) -> py_event_loop:result().
 run(Module, Func, Args, Opts) ->
-    py_event_task:run_on(my_route(), Module, Func, Args, Opts).
+    pyport_task:run_on(my_route(), Module, Func, Args, Opts).
 
 -spec create_task(py_event_loop:py_name(), py_event_loop:py_name(), list())
     -> reference().
@@ -125,7 +125,7 @@ create_task(Module, Func, Args, Kwargs) ->
 -spec create_task(py_event_loop:py_name(), py_event_loop:py_name(), list(),
                   py_event_loop:kwargs(), py_event_loop:task_opts()) -> reference().
 create_task(Module, Func, Args, Kwargs, Opts) ->
-    py_event_task:create_on(my_route(), Module, Func, Args, Kwargs, Opts).
+    pyport_task:create_on(my_route(), Module, Func, Args, Kwargs, Opts).
 
 %% A reference knows its loop, so await is the same for the pool and for
 %% a single loop.
@@ -146,7 +146,7 @@ spawn_task(Module, Func, Args) ->
                  py_event_loop:kwargs())
     -> ok | {error, py_event_loop:reason()}.
 spawn_task(Module, Func, Args, Kwargs) ->
-    py_event_task:spawn_on(my_route(), Module, Func, Args, Kwargs).
+    pyport_task:spawn_on(my_route(), Module, Func, Args, Kwargs).
 
 %% py_event_loop:exec/eval on the caller's loop. Note that what exec
 %% defines lives on that loop only (other processes may use other loops).
@@ -396,7 +396,7 @@ num_loops() ->
     pyport_registry:num_loops().
 
 %% A task runs on the loop of the object handles among its arguments
-%% (py_handle:task_opts/4), otherwise on the caller's.
+%% (pyport_handle:task_opts/4), otherwise on the caller's.
 my_route() ->
     {default, pyport_registry:caller_loop(default)}.
 
@@ -429,9 +429,9 @@ loop_stats(Id, Starts) ->
               %% New atoms its frames created since the application
               %% started (bounded by max_atoms, see pyport_atoms).
               atoms_created => pyport_atoms:created(Id),
-              %% Live object handles (py_handle).
-              handles => py_handle:count(pyport_calls:handles(Loop)),
-              %% The loaded libpython and task timings (py_ops_stats).
+              %% Live object handles (pyport_handle).
+              handles => pyport_handle:count(pyport_calls:handles(Loop)),
+              %% The loaded libpython and task timings (pyport_ops_stats).
               python_lib => maps:get(python_lib, Info, undefined),
               tasks => Tasks};
         _ ->

@@ -9,7 +9,7 @@
 %% loop, with the handle as an argument: Python receives the object itself.
 -module(py_obj).
 
--include("py_handle.hrl").
+-include("pyport_handle.hrl").
 
 %% API.
 -export([call/3]).
@@ -22,11 +22,11 @@
 -export([release/1]).
 -export([transfer/2]).
 
--type obj() :: py_handle:handle().
+-type obj() :: pyport_handle:handle().
 %% As for py_event_loop:run/5: `result => handle` keeps the method's
 %% result in Python too.
 -type opts() :: #{timeout => timeout(), result => handle | auto | term}.
--type result() :: {ok, term()} | {error, py_event_loop:reason() | py_handle:error()}.
+-type result() :: {ok, term()} | {error, py_event_loop:reason() | pyport_handle:error()}.
 -export_type([obj/0, opts/0, result/0]).
 
 %% The Python module whose functions the tasks below call.
@@ -78,12 +78,12 @@ info(Obj) ->
 %% the owner may; a released handle is stale.
 -spec release(obj()) -> ok | {error, stale_handle | not_owner}.
 release(Obj) ->
-    py_handle:release(checked(Obj), self()).
+    pyport_handle:release(checked(Obj), self()).
 
 %% Makes Pid the owner; only the owner may.
 -spec transfer(obj(), pid()) -> ok | {error, stale_handle | not_owner}.
 transfer(Obj, Pid) when is_pid(Pid) ->
-    py_handle:transfer(checked(Obj), self(), Pid);
+    pyport_handle:transfer(checked(Obj), self(), Pid);
 transfer(_, Pid) ->
     error({badarg, {pid, Pid}}).
 

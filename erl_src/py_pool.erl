@@ -42,7 +42,7 @@ child_spec(Opts) ->
     case pyport_config:pool(Opts) of
         {ok, Name, Size, Settings} ->
             #{id => {py_pool, Name},
-              start => {py_pool_sup, start_link, [Name, Size, Settings]},
+              start => {pyport_pool_sup, start_link, [Name, Size, Settings]},
               type => supervisor,
               shutdown => infinity};
         {error, Reason} ->
@@ -54,7 +54,7 @@ child_spec(Opts) ->
 -spec start_link(map()) -> {ok, pid()} | {error, term()}.
 start_link(Opts) ->
     case pyport_config:pool(Opts) of
-        {ok, Name, Size, Settings} -> py_pool_sup:start_link(Name, Size, Settings);
+        {ok, Name, Size, Settings} -> pyport_pool_sup:start_link(Name, Size, Settings);
         {error, _} = Error -> Error
     end.
 
@@ -68,7 +68,7 @@ run(Pool, Module, Func, Args) ->
 run(default, Module, Func, Args, Opts) ->
     %% As py_event_loop_pool:run/4: the handles among the arguments may
     %% pick the loop.
-    py_event_task:run_on({default, pyport_registry:caller_loop(default)},
+    pyport_task:run_on({default, pyport_registry:caller_loop(default)},
                          Module, Func, Args, Opts);
 run(Pool, Module, Func, Args, Opts) ->
     py_event_loop:run(my_loop(Pool), Module, Func, Args, Opts).
@@ -81,7 +81,7 @@ create_task(Pool, Module, Func, Args) ->
 -spec create_task(pool(), py_event_loop:py_name(), py_event_loop:py_name(), list(),
                   py_event_loop:kwargs()) -> reference().
 create_task(default, Module, Func, Args, Kwargs) ->
-    py_event_task:create_on({default, pyport_registry:caller_loop(default)},
+    pyport_task:create_on({default, pyport_registry:caller_loop(default)},
                                  Module, Func, Args, Kwargs, #{});
 create_task(Pool, Module, Func, Args, Kwargs) ->
     py_event_loop:create_task(my_loop(Pool), Module, Func, Args, Kwargs).
@@ -94,7 +94,7 @@ spawn_task(Pool, Module, Func, Args) ->
 -spec spawn_task(pool(), py_event_loop:py_name(), py_event_loop:py_name(), list(),
                  py_event_loop:kwargs()) -> ok | {error, py_event_loop:reason()}.
 spawn_task(default, Module, Func, Args, Kwargs) ->
-    py_event_task:spawn_on({default, pyport_registry:caller_loop(default)},
+    pyport_task:spawn_on({default, pyport_registry:caller_loop(default)},
                                 Module, Func, Args, Kwargs);
 spawn_task(Pool, Module, Func, Args, Kwargs) ->
     py_event_loop:spawn_task(my_loop(Pool), Module, Func, Args, Kwargs).
@@ -135,7 +135,7 @@ restart_loop({pyport_loop, _} = Loop) ->
     Id = py_event_loop:loop_index_check(Loop),
     case loop_sup(Id) of
         {ok, Sup} ->
-            ChildId = {py_event_worker, Id},
+            ChildId = {pyport_worker, Id},
             case supervisor:terminate_child(Sup, ChildId) of
                 ok ->
                     case supervisor:restart_child(Sup, ChildId) of
@@ -159,7 +159,7 @@ restart_loop(Other) ->
 %% Internal.
 
 loop_sup(Index) when is_integer(Index) ->
-    case whereis(py_event_loop_sup) of
+    case whereis(pyport_loop_sup) of
         undefined -> error;
         Sup -> {ok, Sup}
     end;

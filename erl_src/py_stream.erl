@@ -26,7 +26,7 @@
 -export([foreach/2]).
 -export([cancel/1]).
 
-%% For py_event_loop and py_event_loop_pool.
+%% Internal exports, for py_event_loop and py_event_loop_pool.
 -export([start/6]).
 -export([check_options/1]).
 
@@ -77,7 +77,7 @@ next(Ref) ->
 %% stream: a later call returns `{error, unknown_stream}`.
 -spec next(stream(), timeout()) -> next().
 next(Ref, Timeout) when is_reference(Ref) ->
-    Wait = py_event_task:check_timeout(Timeout),
+    Wait = pyport_task:check_timeout(Timeout),
     case get(?KEY(Ref)) of
         #pull{buf = [Item | Rest]} = S ->
             {ok, Item, S1} = take(Ref, Item, S#pull{buf = Rest}),
@@ -194,7 +194,7 @@ check_options(Opts) ->
 
 check_option(kwargs, Kw) when is_map(Kw) -> ok;
 check_option(Key, T) when Key =:= timeout; Key =:= idle_timeout ->
-    _ = py_event_task:check_timeout(T), ok;
+    _ = pyport_task:check_timeout(T), ok;
 check_option(Key, N) when (Key =:= window orelse Key =:= batch),
                           is_integer(N), N > 0, N =< 16#7fffffff -> ok;
 check_option(mode, M) when M =:= pull; M =:= active -> ok;

@@ -1,7 +1,7 @@
 %% The owner of a loop's calls: every kind of call (task, exec/eval,
 %% stream, actor, handle method) is submitted, awaited, cancelled and
 %% routed back through this module, the only one besides the worker that
-%% knows the `#py_loop{}` record (py_event_loop.hrl) and the shapes of
+%% knows the `#py_loop{}` record (pyport_loop.hrl) and the shapes of
 %% the loop's table entries. Feature modules hold a loop() as an opaque
 %% term and reach its tables and port through the functions here.
 %%
@@ -39,7 +39,7 @@
 %% (send/2, send_port/2), which retries it without blocking either.
 -module(pyport_calls).
 
--include("py_event_loop.hrl").
+-include("pyport_loop.hrl").
 
 %% Callers' side.
 -export([submit/3]).
@@ -84,14 +84,14 @@
 -export([loads/0]).
 -export([describe/1]).
 
--ifdef(TEST).
-%% The unit tests of the routing modules build entries by hand.
+%% For the unit tests of the routes, which build entries by hand.
 -export([tables/1]).
--endif.
 
 %% The default pool's loops are integers, a named pool's {Pool, I}.
 -type loop_index() :: pos_integer() | {atom(), pos_integer()}.
--opaque loop() :: #py_loop{}.
+%% Opaque to every module but this one and the worker (the record's
+%% header is theirs only).
+-type loop() :: #py_loop{}.
 -type deadline() :: integer() | infinity.
 %% What submit/3 takes: the kind of call first.
 -type request() :: {task, py_event_loop:py_name(), py_event_loop:py_name(), list(),
@@ -105,7 +105,7 @@
                     py_event_loop:kwargs(), map(), stream_mode(), pos_integer()}.
 -type stream_mode() :: pull | active.
 %% A submitted call, as await/3 and cancel/2 need it.
--opaque call() :: {call | stream, #py_loop{}, T0 :: integer(), Queue :: integer()}.
+-type call() :: {call | stream, #py_loop{}, T0 :: integer(), Queue :: integer()}.
 -type submit_error() :: timeout | overloaded | loop_unavailable
                       | {packet_too_large, pos_integer(), pos_integer()}.
 %% What take/2 finds: who waits for an answer.
@@ -149,13 +149,13 @@ submit(Index, Request, Deadline) ->
 
 %% Waits for the answer of a call (a task, exec/eval) until Deadline; a
 %% wait that runs out cancels the call. Records the call's latency and
-%% queue time (py_ops_stats, py_telemetry).
+%% queue time (pyport_ops_stats, py_telemetry).
 -spec await(reference(), call(), deadline()) -> py_event_loop:result().
 await(Ref, {call, #py_loop{stats = Stats, index = Index}, T0, Queue} = Call, Deadline) ->
     receive
         {Ref, Result} ->
             Latency = erlang:monotonic_time(microsecond) - T0,
-            ok = py_ops_stats:record(Stats, Latency, Queue),
+            ok = pyport_ops_stats:record(Stats, Latency, Queue),
             ok = py_telemetry:task_stop(Index, Latency, Queue, Result),
             Result;
         {'DOWN', Ref, process, _, Reason} ->
@@ -312,7 +312,7 @@ send_port(Port, Packet) ->
                                          cancel_grace_ms := non_neg_integer(),
                                          handles := term(), streams := ets:tid(),
                                          os_pid := integer() | undefined,
-                                         stats := py_ops_stats:ref()})
+                                         stats := pyport_ops_stats:ref()})
     -> loop().
 new(Index, Port, Info, #{max_pending := MaxPending, max_packet := MaxPacket,
                          cancel_grace_ms := Grace, handles := Handles,
@@ -448,7 +448,7 @@ max_pending(#py_loop{max_pending = Max}) -> Max.
 -spec max_packet(loop()) -> pos_integer().
 max_packet(#py_loop{max_packet = Max}) -> Max.
 
-%% The loop's object handle tables (py_handle).
+%% The loop's object handle tables (pyport_handle).
 -spec handles(loop()) -> term().
 handles(#py_loop{handles = Handles}) -> Handles.
 
@@ -484,7 +484,7 @@ loads() ->
 -spec describe(loop()) -> #{worker := pid(), port := port(),
                             os_pid := integer() | undefined, pending := non_neg_integer(),
                             monitored := non_neg_integer(), info := map(),
-                            tasks := py_ops_stats:stats()}.
+                            tasks := pyport_ops_stats:stats()}.
 describe(#py_loop{worker = Worker, port = Port, os_pid = OsPid, info = Info,
                   monitored = Monitored, stats = Stats} = Loop) ->
     #{worker => Worker, port => Port, os_pid => OsPid, pending => load(Loop),
@@ -492,13 +492,11 @@ describe(#py_loop{worker = Worker, port = Port, os_pid = OsPid, info = Info,
                        undefined -> 0;
                        Size -> Size
                    end,
-      info => Info, tasks => py_ops_stats:read(Stats)}.
+      info => Info, tasks => pyport_ops_stats:read(Stats)}.
 
--ifdef(TEST).
 -spec tables(loop()) -> {ets:tid(), ets:tid(), ets:tid()}.
 tables(#py_loop{pending = Pending, by_caller = ByCaller, streams = Credit}) ->
     {Pending, ByCaller, Credit}.
--endif.
 
 %% Internal.
 
@@ -512,7 +510,7 @@ live_loop(Index, Deadline) ->
     end.
 
 %% The handle of a started call carries its submission time and how long
-%% it took the port to take it (py_ops_stats).
+%% it took the port to take it (pyport_ops_stats).
 timed({ok, Ref, {Kind, Loop}}, T0) ->
     {ok, Ref, {Kind, Loop, T0, erlang:monotonic_time(microsecond) - T0}};
 timed(Other, _) ->
@@ -585,7 +583,7 @@ start_on(#py_loop{worker = Worker, port = Port, pending = Pending,
 %% The call's id and reply channel. Pull streams watch the worker too
 %% (next/2 sees it die) and end the alias themselves; an active stream's
 %% owner gets only the stream's own messages, and its alias goes with the
-%% last of them (items come to the owner's pid, see py_stream_route).
+%% last of them (items come to the owner's pid, see pyport_stream_route).
 reference({stream, _, _, _, _, _, pull, _}, Worker) ->
     erlang:monitor(process, Worker, [{alias, explicit_unalias}]);
 reference({stream, _, _, _, _, _, active, _}, _Worker) ->

@@ -26,7 +26,7 @@
                     max_pending := pos_integer() | infinity,
                     cancel_grace_ms := non_neg_integer(),
                     start_timeout := timeout(),
-                    venv := file:filename_all() | py_venv:spec() | undefined,
+                    venv := file:filename_all() | pyport_venv:spec() | undefined,
                     preload := [atom() | binary() | string()],
                     max_atoms := non_neg_integer(),
                     max_handles := non_neg_integer(),
@@ -35,7 +35,7 @@
                     env := env(),
                     send_allow := py_callback:send_allow(),
                     allow_other_python := boolean(),
-                    none_atom := py_compat:none_atom(),
+                    none_atom := pyport_compat:none_atom(),
                     %% Set by loop/1: python_log_level was unset.
                     log_level_follows => boolean()}.
 %% Variables set (a string) or unset (false) in the port's environment, on
@@ -52,7 +52,7 @@
 
 %% The settings of loop Index, validated; {error, {bad_config, {Key,
 %% Value}}} names the first bad one.
--spec loop(py_event_task:loop_index()) -> {ok, config()} | {error, {bad_config, term()}}.
+-spec loop(pyport_task:loop_index()) -> {ok, config()} | {error, {bad_config, term()}}.
 loop({Pool, Index}) ->
     %% A named pool's settings, as its server keeps them (pool/1 checked them).
     Settings = try ets:lookup(Pool, config) of
@@ -239,7 +239,7 @@ suggestions(Unknown, Known) ->
               ")"]
     end.
 
-%% The cluster settings (py_cluster_registry): the pool name whose `pg`
+%% The cluster settings (pyport_cluster_registry): the pool name whose `pg`
 %% group this node joins, and how often it publishes its loads.
 -spec cluster() -> {ok, #{pool := term(), load_interval_ms := pos_integer()}}
                  | {error, {bad_config, term()}}.
@@ -267,7 +267,7 @@ loop_keys() ->
      %% How long Python has to answer a cancel before its port is killed.
      {cancel_grace_ms, 2000, fun(T) -> is_integer(T) andalso T >= 0 end},
      {start_timeout, 10000, fun positive_or_infinity/1},
-     {venv, undefined, fun(V) -> V =:= undefined orelse is_path(V) orelse py_venv:is_spec(V) end},
+     {venv, undefined, fun(V) -> V =:= undefined orelse is_path(V) orelse pyport_venv:is_spec(V) end},
      %% Refuse a libpython other than the one the port was built against.
      {allow_other_python, false, fun is_boolean/1},
      {preload, [],

@@ -1,7 +1,7 @@
 %% How a loop's worker hands the packets Python sends to the modules that
 %% handle them: each such module implements this behaviour, names the
 %% packet tags it takes, and is listed once in the worker's route table
-%% (py_event_worker's ?ROUTES), so that a new kind of packet is a new
+%% (pyport_worker's ?ROUTES), so that a new kind of packet is a new
 %% module there, not another clause of the worker.
 %%
 %% A route runs in the worker, on packets decoded as untrusted input

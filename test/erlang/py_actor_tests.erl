@@ -1,4 +1,4 @@
-%% py_actor_route (untrusted actor packets), the actor wire encoders and
+%% pyport_actor_route (untrusted actor packets), the actor wire encoders and
 %% py_actor:child_spec/1.
 -module(py_actor_tests).
 
@@ -9,45 +9,54 @@
 %% Bad specs on purpose.
 -dialyzer([no_fail_call]).
 
-%% A loop (without a port: routing writes nothing) and its pending table.
--spec with_pending(fun(({ets:tid(), pyport_calls:loop()}) -> term())) -> term().
+%% A route's context (a loop whose port is `cat`: routing writes nothing)
+%% and the loop's pending table.
+-spec with_pending(fun(({ets:tid(), pyport_route:context()}) -> term())) -> term().
 with_pending(Fun) ->
-    Loop = pyport_calls:new(1, undefined, #{},
+    Port = open_port({spawn, "cat"}, [binary]),
+    Loop = pyport_calls:new(1, Port, #{},
                             #{max_pending => infinity, max_packet => 1 bsl 20,
                               cancel_grace_ms => 1000, handles => undefined,
-                              streams => py_stream_route:new_table(),
-                              os_pid => undefined, stats => py_ops_stats:new()}),
+                              streams => pyport_stream_route:new_table(),
+                              os_pid => undefined, stats => pyport_ops_stats:new()}),
     {Pending, ByCaller, Credit} = pyport_calls:tables(Loop),
-    try Fun({Pending, Loop}) after [ets:delete(T) || T <- [Pending, ByCaller, Credit]] end.
+    Context = #{index => 1, loop => Loop, port => Port, max_packet => 1 bsl 20,
+                output => logger, send_policy => py_callback:send_policy(any, ByCaller)},
+    try
+        Fun({Pending, Context})
+    after
+        port_close(Port),
+        _ = [ets:delete(T) || T <- [Pending, ByCaller, Credit]]
+    end.
 
 -spec routes_to_the_pending_entrys_process_test() -> term().
 routes_to_the_pending_entrys_process_test() ->
-    with_pending(fun({Pending, Loop}) ->
+    with_pending(fun({Pending, Context}) ->
         Id = make_ref(),
         true = ets:insert(Pending, {Id, self()}),
-        ?assertEqual(ok, py_actor_route:route({actor_ack, Id, 3}, #{loop => Loop})),
-        ?assertEqual(ok, py_actor_route:route({actor_started, Id}, #{loop => Loop})),
-        ?assertEqual(ok, py_actor_route:route({actor_reply, Id, 7, answer}, #{loop => Loop})),
+        ?assertEqual(ok, pyport_actor_route:route({actor_ack, Id, 3}, Context)),
+        ?assertEqual(ok, pyport_actor_route:route({actor_started, Id}, Context)),
+        ?assertEqual(ok, pyport_actor_route:route({actor_reply, Id, 7, answer}, Context)),
         ?assertEqual([{py_actor, Id, {ack, 3}}, {py_actor, Id, started},
                       {py_actor, Id, {reply, 7, answer}}], flush())
     end).
 
 -spec unknown_or_cancelled_ids_reach_nobody_test() -> term().
 unknown_or_cancelled_ids_reach_nobody_test() ->
-    with_pending(fun({Pending, Loop}) ->
+    with_pending(fun({Pending, Context}) ->
         Cancelled = make_ref(),
         true = ets:insert(Pending, {Cancelled, {cancelled, 123}}),
-        ?assertEqual(ok, py_actor_route:route({actor_ack, make_ref(), 1}, #{loop => Loop})),
-        ?assertEqual(ok, py_actor_route:route({actor_ack, Cancelled, 1}, #{loop => Loop})),
+        ?assertEqual(ok, pyport_actor_route:route({actor_ack, make_ref(), 1}, Context)),
+        ?assertEqual(ok, pyport_actor_route:route({actor_ack, Cancelled, 1}, Context)),
         ?assertEqual([], flush())
     end).
 
 -spec malformed_fields_are_refused_test() -> term().
 malformed_fields_are_refused_test() ->
-    with_pending(fun({Pending, Loop}) ->
+    with_pending(fun({Pending, Context}) ->
         Id = make_ref(),
         true = ets:insert(Pending, {Id, self()}),
-        [?assertEqual(malformed, py_actor_route:route(P, #{loop => Loop}))
+        [?assertEqual(malformed, pyport_actor_route:route(P, Context))
          || P <- [{actor_ack, Id, 0}, {actor_ack, Id, -1}, {actor_ack, Id, 1 bsl 40},
                   {actor_ack, Id, many}, {actor_ack, not_a_ref, 1},
                   {actor_reply, Id, 0, x}, {actor_reply, Id, <<"t">>, x},

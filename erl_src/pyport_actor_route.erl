@@ -1,8 +1,8 @@
 %% Routes an actor's own packets from the port (docs/actors.md) to its
-%% proxy (py_actor). Called by py_event_worker; what it gets is untrusted
+%% proxy (py_actor). Called by pyport_worker; what it gets is untrusted
 %% (decoded by pyport_term): an actor id is only believed when the loop's
 %% pending table names a process for it, and only that process is told.
--module(py_actor_route).
+-module(pyport_actor_route).
 -behaviour(pyport_route).
 
 %% pyport_route.

@@ -14,10 +14,10 @@
 %% starts a fresh port. Output it cannot make sense of (a frame over max_output_packet, a
 %% compressed or malformed term) means the port is compromised: it is
 %% closed and handled like an exit, `{killed, bad_output}`.
--module(py_event_worker).
+-module(pyport_worker).
 -behaviour(gen_server).
 
--include("py_event_loop.hrl").
+-include("pyport_loop.hrl").
 
 %% API.
 -export([start_link/1]).
@@ -59,8 +59,8 @@
     max_atoms :: non_neg_integer(),
     %% Frames refused for atoms so far: only some are logged.
     atoms_refused = 0 :: non_neg_integer(),
-    %% Object handles and their owners (py_handle).
-    handles :: py_handle:tables(),
+    %% Object handles and their owners (pyport_handle).
+    handles :: pyport_handle:tables(),
     %% Which module takes which packet (pyport_route), and what it gets.
     routes :: pyport_route:table(),
     context :: pyport_route:context(),
@@ -76,7 +76,7 @@
 -define(CANCEL_BATCH, 4096).
 
 %% The modules that take Python's packets, besides results (pyport_route).
--define(ROUTES, [py_stream_route, py_actor_route, pyport_log, pyport_serve]).
+-define(ROUTES, [pyport_stream_route, pyport_actor_route, pyport_log, pyport_serve]).
 
 %% How soon the worker retries cancels a busy port did not take.
 -define(BACKLOG_RETRY_MS, 20).
@@ -96,9 +96,9 @@ init(Index) ->
     %% supervisor must run terminate/2 so that Python gets its `stop`.
     process_flag(trap_exit, true),
     case pyport_config:loop(Index) of
-        %% A venv with requirements is made and filled first (py_venv).
+        %% A venv with requirements is made and filled first (pyport_venv).
         {ok, Config0} ->
-            case py_venv:ensure(Index, Config0) of
+            case pyport_venv:ensure(Index, Config0) of
                 {ok, Config} -> start_port(Index, Config);
                 {error, Reason} -> {stop, {venv_failed, Reason}}
             end;
@@ -157,7 +157,7 @@ handle_info({'DOWN', MRef, process, Pid, _}, #state{loop = Loop} = State) ->
     %% ignores the cancel is noticed.
     Marked = pyport_calls:caller_down(Loop, Pid, MRef),
     State1 = send_queued([pyport_wire:cancel(Ref) || {Ref, _} <- Marked], State),
-    State2 = release_handles(py_handle:owner_down(Pid, State#state.handles), State1),
+    State2 = release_handles(pyport_handle:owner_down(Pid, State#state.handles), State1),
     {noreply, lists:foldl(fun({_, KillAt}, S) -> arm_overdue(KillAt, S) end,
                           State2, Marked)};
 handle_info({timeout, TRef, retry_backlog},
@@ -209,9 +209,9 @@ start_port(Index, Config) ->
         {ok, Port, Info, Framer, Frames} ->
             %% (A port that died meanwhile is noticed by its exit status,
             %% like any crash.)
-            Handles = py_handle:new(maps:get(max_handles, Config)),
+            Handles = pyport_handle:new(maps:get(max_handles, Config)),
             _ = pyport_calls:try_write(Port, pyport_wire:setup(self(), Index,
-                                                    py_handle:setup_info(Handles))),
+                                                    pyport_handle:setup_info(Handles))),
             {ok, State} = registered(Index, Port, Info, Framer, Config, Handles),
             {ok, caught_up_log_level(Config, State), {continue, {frames, Frames}}};
         {error, Reason} ->
@@ -232,8 +232,8 @@ registered(Index, Port, Info, Framer, #{max_pending := MaxPending,
     Loop = pyport_calls:new(Index, Port, Info,
                             #{max_pending => MaxPending, max_packet => MaxPacket,
                               cancel_grace_ms => Grace, handles => Handles,
-                              streams => py_stream_route:new_table(), os_pid => OsPid,
-                              stats => py_ops_stats:new()}),
+                              streams => pyport_stream_route:new_table(), os_pid => OsPid,
+                              stats => pyport_ops_stats:new()}),
     ok = pyport_registry:register_loop(Index, Loop),
     Context = #{index => Index, loop => Loop, port => Port, max_packet => MaxPacket,
                 output => Output,
@@ -265,14 +265,14 @@ handle_packet({result, Ref, Result}, #state{index = Index, loop = Loop,
                                           handles = Handles}) ->
     %% Streams end with stream_end: a result naming one is a fault,
     %% whatever it carries. A result carrying object handles is
-    %% py_handle's to route; one for a cancelled call (the caller timed
+    %% pyport_handle's to route; one for a cancelled call (the caller timed
     %% out or died, Python has now answered the cancel), a spawned task or
     %% a lost race has nowhere to go.
     case {pyport_calls:take(Loop, Ref), Result} of
         {{stream, _, _} = Stream, _} ->
-            py_stream_route:fault(Loop, Ref, Stream, unexpected_result);
+            pyport_stream_route:fault(Loop, Ref, Stream, unexpected_result);
         {Taken, {handles, Value, Ns}} ->
-            case py_handle:routed(Taken, Ref, Value, Ns, {Index, Handles}) of
+            case pyport_handle:routed(Taken, Ref, Value, Ns, {Index, Handles}) of
                 [] -> ok;
                 Drop -> _ = pyport_calls:send(Loop, pyport_wire:obj_release(Drop)), ok
             end;
@@ -320,7 +320,7 @@ atoms_refused(Reason, Id, Frame, #state{index = Index, loop = Loop,
                              Ref ! {Ref, {error, {atom_limit, MaxAtoms}}},
                              true;
                          {stream, _, _} = Stream ->
-                             py_stream_route:fault(Loop, Ref, Stream, {atom_limit, MaxAtoms}),
+                             pyport_stream_route:fault(Loop, Ref, Stream, {atom_limit, MaxAtoms}),
                              true;
                          _ ->
                              false

@@ -1,12 +1,12 @@
 %% The caller's side of a task on another node (docs/cluster.md): spawn
-%% the proxy there (py_cluster_proxy) with a monitor, wait for its
+%% the proxy there (pyport_cluster_proxy) with a monitor, wait for its
 %% 'DOWN', which carries the result, or for the caller's deadline.
 %%
 %% The monitor is also how a lost node is noticed at once: when the
 %% target node dies or is disconnected, the runtime delivers
 %% `{'DOWN', _, _, _, noconnection}` to every caller with a task there,
 %% which becomes `{error, {nodedown, Node}}`.
--module(py_cluster_call).
+-module(pyport_cluster_call).
 
 %% API.
 -export([run/5]).
@@ -29,16 +29,16 @@
 %% Runs Call on loop Target of Node and waits for the result; the caller
 %% never waits past Timeout, and the proxy dies (cancelling the task)
 %% when it stops waiting.
--spec run(node(), py_cluster_proxy:target(), py_cluster_proxy:call(), timeout(),
+-spec run(node(), pyport_cluster_proxy:target(), pyport_cluster_proxy:call(), timeout(),
           integer() | infinity) -> {ok, term()} | {error, reason()}.
 run(Node, Target, Call, Timeout, Deadline) ->
     wait(Node, start(Node, Target, Call, Timeout), Deadline).
 
 %% Starts the proxy; the reference is what wait/3 takes.
--spec start(node(), py_cluster_proxy:target(), py_cluster_proxy:call(), timeout())
+-spec start(node(), pyport_cluster_proxy:target(), pyport_cluster_proxy:call(), timeout())
     -> reference().
 start(Node, Target, Call, Timeout) ->
-    erlang:spawn_request(Node, py_cluster_proxy, start,
+    erlang:spawn_request(Node, pyport_cluster_proxy, start,
                          [self(), Target, {run, Call, Timeout}], [monitor]).
 
 %% The result of the task behind ReqId, by Deadline (monotonic ms).
@@ -49,11 +49,11 @@ wait(Node, ReqId, Deadline) ->
 
 %% spawn_task on Node: fire and forget there, so erpc is enough (no
 %% proxy to keep alive); a lost node is still `nodedown` at once.
--spec spawn_task(node(), py_cluster_proxy:target(), py_cluster_proxy:call())
+-spec spawn_task(node(), pyport_cluster_proxy:target(), pyport_cluster_proxy:call())
     -> ok | {error, reason()}.
 spawn_task(Node, Target, Call) ->
     try
-        erpc:call(Node, py_cluster_proxy, spawn_task, [Target, Call], ?SUBMIT_MS)
+        erpc:call(Node, pyport_cluster_proxy, spawn_task, [Target, Call], ?SUBMIT_MS)
     catch
         error:{erpc, noconnection} -> {error, {nodedown, Node}};
         error:{erpc, timeout} -> {error, timeout};

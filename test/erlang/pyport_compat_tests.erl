@@ -1,6 +1,6 @@
-%% py_compat's pure parts: keyword lists as kwargs, none_atom, eval's
+%% pyport_compat's pure parts: keyword lists as kwargs, none_atom, eval's
 %% options.
--module(py_compat_tests).
+-module(pyport_compat_tests).
 
 -include_lib("eunit/include/eunit.hrl").
 
@@ -11,37 +11,37 @@
 
 -spec keyword_list_becomes_a_map_test() -> term().
 keyword_list_becomes_a_map_test() ->
-    ?assertEqual(#{a => 1, b => 2}, py_compat:kwargs([{a, 1}, {b, 2}])),
-    ?assertEqual(#{a => 1}, py_compat:kwargs(#{a => 1})).
+    ?assertEqual(#{a => 1, b => 2}, pyport_compat:kwargs([{a, 1}, {b, 2}])),
+    ?assertEqual(#{a => 1}, pyport_compat:kwargs(#{a => 1})).
 
 -spec duplicate_keyword_is_refused_test() -> term().
 duplicate_keyword_is_refused_test() ->
-    ?assertError({badarg, {kwargs, [{a, 1}, {a, 2}]}}, py_compat:kwargs([{a, 1}, {a, 2}])).
+    ?assertError({badarg, {kwargs, [{a, 1}, {a, 2}]}}, pyport_compat:kwargs([{a, 1}, {a, 2}])).
 
 -spec improper_keyword_lists_are_left_for_the_caller_to_refuse_test() -> term().
 improper_keyword_lists_are_left_for_the_caller_to_refuse_test() ->
-    ?assertError({badarg, {kwargs, [{a, 1}, x]}}, py_compat:kwargs([{a, 1}, x])),
-    ?assertEqual(#{}, py_compat:kwargs([])),
-    ?assertEqual([{<<"a">>, 1}], py_compat:kwargs([{<<"a">>, 1}])),
-    ?assertEqual(not_kwargs, py_compat:kwargs(not_kwargs)).
+    ?assertError({badarg, {kwargs, [{a, 1}, x]}}, pyport_compat:kwargs([{a, 1}, x])),
+    ?assertEqual(#{}, pyport_compat:kwargs([])),
+    ?assertEqual([{<<"a">>, 1}], pyport_compat:kwargs([{<<"a">>, 1}])),
+    ?assertEqual(not_kwargs, pyport_compat:kwargs(not_kwargs)).
 
 -spec none_atom_test() -> term().
 none_atom_test() ->
-    [?assertEqual(A, py_compat:none_atom(A)) || A <- [none, nil, undefined]],
-    ?assertError({badarg, {none_atom, null}}, py_compat:none_atom(null)),
+    [?assertEqual(A, pyport_compat:none_atom(A)) || A <- [none, nil, undefined]],
+    ?assertError({badarg, {none_atom, null}}, pyport_compat:none_atom(null)),
     ?assertEqual(#{none_atom => <<"nil">>, x => 1},
-                 py_compat:none_atom_opt(#{none_atom => nil}, #{x => 1})),
-    ?assertEqual(#{x => 1}, py_compat:none_atom_opt(#{}, #{x => 1})).
+                 pyport_compat:none_atom_opt(#{none_atom => nil}, #{x => 1})),
+    ?assertEqual(#{x => 1}, pyport_compat:none_atom_opt(#{}, #{x => 1})).
 
 -spec eval_opts_test() -> term().
 eval_opts_test() ->
-    ?assertEqual(#{}, py_compat:eval_opts(#{timeout => 5})),
+    ?assertEqual(#{}, pyport_compat:eval_opts(#{timeout => 5})),
     ?assertEqual(#{locals => #{x => 1, <<"y">> => 2}},
-                 py_compat:eval_opts(#{locals => #{x => 1, <<"y">> => 2}})),
+                 pyport_compat:eval_opts(#{locals => #{x => 1, <<"y">> => 2}})),
     ?assertEqual(#{locals => #{x => 1}, none_atom => <<"nil">>},
-                 py_compat:eval_opts(#{locals => [{x, 1}], none_atom => nil})),
-    ?assertError({badarg, {locals, #{1 := 2}}}, py_compat:eval_opts(#{locals => #{1 => 2}})),
-    ?assertError({badarg, {locals, nope}}, py_compat:eval_opts(#{locals => nope})).
+                 pyport_compat:eval_opts(#{locals => [{x, 1}], none_atom => nil})),
+    ?assertError({badarg, {locals, #{1 := 2}}}, pyport_compat:eval_opts(#{locals => #{1 => 2}})),
+    ?assertError({badarg, {locals, nope}}, pyport_compat:eval_opts(#{locals => nope})).
 
 -spec none_atom_is_a_port_option_test() -> term().
 none_atom_is_a_port_option_test() ->

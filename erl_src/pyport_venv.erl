@@ -9,7 +9,7 @@
 %% restarts) do nothing until the requirements change. pip's output is
 %% logged line by line as progress. One loop at a time per path (a
 %% node-local lock); a plain path (not a map) is used as it is.
--module(py_venv).
+-module(pyport_venv).
 
 %% API.
 -export([ensure/2]).
@@ -50,7 +50,7 @@ is_spec(_) ->
 
 %% Config with its `venv` a plain path, the venv made and filled first if
 %% it is a spec.
--spec ensure(py_event_task:loop_index(), map()) -> {ok, map()} | {error, term()}.
+-spec ensure(pyport_task:loop_index(), map()) -> {ok, map()} | {error, term()}.
 ensure(Index, #{venv := #{path := Path} = Spec} = Config) ->
     Dir = unicode:characters_to_list(Path),
     Lock = {{?MODULE, filename:absname(Dir)}, self()},

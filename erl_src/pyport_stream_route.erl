@@ -10,7 +10,7 @@
 %% credit, an item list that is not a list, or an end that is neither
 %% `done` nor `{error, _}` end the stream with `{error, {bad_stream, Why}}`
 %% and have the port close the generator, instead of reaching the consumer.
--module(py_stream_route).
+-module(pyport_stream_route).
 -behaviour(pyport_route).
 
 %% pyport_route.

@@ -10,7 +10,7 @@
 %%   one built against (erlang._ops); check/3 refuses a different one
 %%   unless the loop's `allow_other_python` is true, and logs at start
 %%   which Python each loop runs.
--module(py_interpreter).
+-module(pyport_interpreter).
 
 %% API.
 -export([check/3]).
@@ -22,7 +22,7 @@
 
 %% API.
 
--spec check(py_event_task:loop_index(), map(), map())
+-spec check(pyport_task:loop_index(), map(), map())
     -> ok | {error, {python_mismatch, map()}}.
 check(Index, Info, Config) ->
     Loaded = text(maps:get(python_lib, Info, <<>>)),

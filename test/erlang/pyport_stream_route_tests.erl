@@ -1,7 +1,7 @@
 %% The worker's stream routing fed what a hostile port could send: items
 %% beyond the credit, an improper item list, a bad end, a result for a
 %% stream; and the ordinary paths (pull batches, active items, ends).
--module(py_stream_route_tests).
+-module(pyport_stream_route_tests).
 
 -include_lib("eunit/include/eunit.hrl").
 
@@ -15,8 +15,8 @@ setup() ->
     Loop = pyport_calls:new(1, Port, #{},
                             #{max_pending => infinity, max_packet => 1 bsl 20,
                               cancel_grace_ms => 1000, handles => undefined,
-                              streams => py_stream_route:new_table(),
-                              os_pid => undefined, stats => py_ops_stats:new()}),
+                              streams => pyport_stream_route:new_table(),
+                              os_pid => undefined, stats => pyport_ops_stats:new()}),
     {Loop, Port, pyport_calls:tables(Loop)}.
 
 teardown({_Loop, Port, {P, B, C}}) ->
@@ -44,7 +44,7 @@ pull_batch_is_one_message_test() ->
     T = setup(),
     try
         Ref = stream(T, pull, 3),
-        ok = py_stream_route:data(element(1, T), Ref, [a, b, c]),
+        ok = pyport_stream_route:data(element(1, T), Ref, [a, b, c]),
         ?assertEqual([{py_stream, Ref, {batch, [a, b, c]}}], flush()),
         ok
     after
@@ -56,7 +56,7 @@ active_items_are_one_message_each_test() ->
     T = setup(),
     try
         Ref = stream(T, active, 3),
-        ok = py_stream_route:data(element(1, T), Ref, [a, b]),
+        ok = pyport_stream_route:data(element(1, T), Ref, [a, b]),
         ?assertEqual([{py_stream, Ref, {data, a}}, {py_stream, Ref, {data, b}}], flush()),
         ok
     after
@@ -68,8 +68,8 @@ items_beyond_credit_end_the_stream_test() ->
     {_, _, {Pending, _, Credit}} = T = setup(),
     try
         Ref = stream(T, pull, 2),
-        ok = py_stream_route:data(element(1, T), Ref, [a]),
-        ok = py_stream_route:data(element(1, T), Ref, [b, c]),
+        ok = pyport_stream_route:data(element(1, T), Ref, [a]),
+        ok = pyport_stream_route:data(element(1, T), Ref, [b, c]),
         ?assert(cancel_sent(element(2, T), Ref)),
         ?assertEqual([{py_stream, Ref, {batch, [a]}},
                       {py_stream, Ref, {error, {bad_stream, credit_exceeded}}}], flush()),
@@ -88,7 +88,7 @@ improper_items_end_the_stream_test() ->
         %% [a | b], decoded as a port's frame would be (dialyzer rightly
         %% refuses to see one built in code).
         Improper = binary_to_term(<<131, 108, 1:32, 100, 1:16, $a, 100, 1:16, $b>>),
-        ok = py_stream_route:data(element(1, T), Ref, Improper),
+        ok = pyport_stream_route:data(element(1, T), Ref, Improper),
         ?assert(cancel_sent(element(2, T), Ref)),
         ?assertEqual([{py_stream, Ref, {error, {bad_stream, bad_items}}}], flush()),
         ok
@@ -101,7 +101,7 @@ a_bad_end_is_an_error_test() ->
     T = setup(),
     try
         Ref = stream(T, pull, 1),
-        ok = py_stream_route:ended(element(1, T), Ref, weird),
+        ok = pyport_stream_route:ended(element(1, T), Ref, weird),
         ?assertEqual([{py_stream, Ref, {error, {bad_stream, {bad_end, weird}}}}], flush()),
         ok
     after
@@ -113,7 +113,7 @@ end_clears_the_entries_test() ->
     {_, _, {Pending, ByCaller, Credit}} = T = setup(),
     try
         Ref = stream(T, pull, 1),
-        ok = py_stream_route:ended(element(1, T), Ref, done),
+        ok = pyport_stream_route:ended(element(1, T), Ref, done),
         ?assertEqual([{py_stream, Ref, done}], flush()),
         ?assertEqual(0, ets:info(Pending, size) + ets:info(ByCaller, size)
                        + ets:info(Credit, size)),
@@ -128,8 +128,8 @@ answer_to_a_cancel_clears_the_entry_test() ->
     try
         Ref = stream(T, pull, 1),
         true = ets:insert(Pending, {Ref, {cancelled, 0}}),
-        ok = py_stream_route:data(element(1, T), Ref, [late]),
-        ok = py_stream_route:ended(element(1, T), Ref, {error, cancelled}),
+        ok = pyport_stream_route:data(element(1, T), Ref, [late]),
+        ok = pyport_stream_route:ended(element(1, T), Ref, {error, cancelled}),
         ?assertEqual([], flush()),
         ?assertEqual(0, ets:info(Pending, size) + ets:info(Credit, size)),
         ok
@@ -144,8 +144,8 @@ a_stream_end_for_a_task_changes_nothing_test() ->
         Task = make_ref(),
         Cancelled = make_ref(),
         true = ets:insert(Pending, [{Task, self()}, {Cancelled, {cancelled, 0}}]),
-        ok = py_stream_route:ended(element(1, T), Task, done),
-        ok = py_stream_route:ended(element(1, T), Cancelled, done),
+        ok = pyport_stream_route:ended(element(1, T), Task, done),
+        ok = pyport_stream_route:ended(element(1, T), Cancelled, done),
         ?assertEqual([], flush()),
         ?assertEqual(2, ets:info(Pending, size)),
         ok
@@ -159,9 +159,9 @@ data_for_a_task_or_unknown_id_is_dropped_test() ->
     try
         Task = make_ref(),
         true = ets:insert(Pending, {Task, self()}),
-        ok = py_stream_route:data(element(1, T), Task, [x]),
-        ok = py_stream_route:data(element(1, T), make_ref(), [x]),
-        ok = py_stream_route:data(element(1, T), not_even_a_ref, [x]),
+        ok = pyport_stream_route:data(element(1, T), Task, [x]),
+        ok = pyport_stream_route:data(element(1, T), make_ref(), [x]),
+        ok = pyport_stream_route:data(element(1, T), not_even_a_ref, [x]),
         ?assertEqual([], flush()),
         ok
     after

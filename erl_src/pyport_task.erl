@@ -4,7 +4,7 @@
 %%
 %% create/5,6 keep what await/2 needs in the caller's process dictionary
 %% under the task reference, so that a reference is all the caller holds.
--module(py_event_task).
+-module(pyport_task).
 
 %% API.
 -export([run/6]).
@@ -49,7 +49,7 @@
 run(Index, Module, Func, Args, Kwargs, Timeout) ->
     run(Index, Module, Func, Args, Kwargs, Timeout, #{}).
 
-%% run/6 with more task options (py_handle's `result`, `handle_args`).
+%% run/6 with more task options (pyport_handle's `result`, `handle_args`).
 -spec run(loop_index(), py_event_loop:py_name(), py_event_loop:py_name(),
           list(), py_event_loop:kwargs(), timeout(), map())
     -> py_event_loop:result().
@@ -72,7 +72,7 @@ run(Index, Module, Func, Args, Kwargs, Timeout, Extra) ->
 create(Index, Module, Func, Args, Kwargs) ->
     create(Index, Module, Func, Args, Kwargs, #{}).
 
-%% create/5 with task options (py_handle's `result`, `handle_args`).
+%% create/5 with task options (pyport_handle's `result`, `handle_args`).
 -spec create(loop_index(), py_event_loop:py_name(), py_event_loop:py_name(),
              list(), py_event_loop:kwargs(), map()) -> reference().
 create(Index, Module, Func, Args, Kwargs, Opts) ->
@@ -116,7 +116,7 @@ run_source(Index, Kind, Code, Timeout) ->
     run_source(Index, Kind, Code, Timeout, #{}).
 
 %% run_source/4 with more options for the port (eval's `locals` and
-%% `none_atom`, py_compat:eval_opts/1).
+%% `none_atom`, pyport_compat:eval_opts/1).
 -spec run_source(loop_index(), exec | eval, binary(), timeout(), map())
     -> py_event_loop:result().
 run_source(Index, Kind, Code, Timeout, Extra) when Kind =:= exec; Kind =:= eval ->
@@ -135,7 +135,7 @@ run_source(Index, Kind, Code, Timeout, Extra) when Kind =:= exec; Kind =:= eval 
 spawn(Index, Module, Func, Args, Kwargs) ->
     spawn(Index, Module, Func, Args, Kwargs, #{}).
 
-%% spawn/5 with task options (py_handle's `handle_args`).
+%% spawn/5 with task options (pyport_handle's `handle_args`).
 -spec spawn(loop_index(), py_event_loop:py_name(), py_event_loop:py_name(),
             list(), py_event_loop:kwargs(), map())
     -> ok | {error, pyport_calls:submit_error()}.
@@ -149,42 +149,42 @@ spawn(Index, Module, Func, Args, Kwargs, Extra) ->
 %% The API edge of every task function (py_event_loop's, the pools',
 %% the cluster proxy's): options checked and normalised once, the loop
 %% chosen: `{fixed, Index}`, or `{default, Index}` where the task's object
-%% handles pick its loop (py_handle:task_opts/4), with one search of the
+%% handles pick its loop (pyport_handle:task_opts/4), with one search of the
 %% arguments.
 
--spec run_on(py_handle:where(), py_event_loop:py_name(), py_event_loop:py_name(), list(), py_event_loop:run_opts()) -> py_event_loop:result().
+-spec run_on(pyport_handle:where(), py_event_loop:py_name(), py_event_loop:py_name(), list(), py_event_loop:run_opts()) -> py_event_loop:result().
 run_on(Where, Module, Func, Args, Opts) ->
     {Timeout, Kwargs} = run_options(Opts),
     ok = check_call(Module, Func, Args, Kwargs),
-    case py_handle:task_opts(Where, Args, Kwargs, Opts) of
+    case pyport_handle:task_opts(Where, Args, Kwargs, Opts) of
         {ok, Index, Extra} -> run(Index, Module, Func, Args, Kwargs, Timeout,
-                                                py_compat:none_atom_opt(Opts, Extra));
+                                                pyport_compat:none_atom_opt(Opts, Extra));
         {error, _} = Error -> Error
     end.
 
--spec create_on(py_handle:where(), py_event_loop:py_name(), py_event_loop:py_name(), list(), py_event_loop:kwargs(),
+-spec create_on(pyport_handle:where(), py_event_loop:py_name(), py_event_loop:py_name(), list(), py_event_loop:kwargs(),
                      py_event_loop:task_opts()) -> reference().
 create_on(Where, Module, Func, Args, Kwargs0, Opts) when is_map(Opts) ->
-    Kwargs = py_compat:kwargs(Kwargs0),
+    Kwargs = pyport_compat:kwargs(Kwargs0),
     ok = check_call(Module, Func, Args, Kwargs),
     maps:foreach(fun(result, _) -> ok;
                     (none_atom, _) -> ok;
                     (Key, Value) -> error({badarg, {option, Key, Value}})
                  end, Opts),
-    case py_handle:task_opts(Where, Args, Kwargs, Opts) of
+    case pyport_handle:task_opts(Where, Args, Kwargs, Opts) of
         {ok, Index, Extra} -> create(Index, Module, Func, Args, Kwargs,
-                                                   py_compat:none_atom_opt(Opts, Extra));
+                                                   pyport_compat:none_atom_opt(Opts, Extra));
         {error, Reason} -> failed(Reason)
     end;
 create_on(_, _, _, _, _, Opts) ->
     error({badarg, {options, Opts}}).
 
--spec spawn_on(py_handle:where(), py_event_loop:py_name(), py_event_loop:py_name(), list(), py_event_loop:kwargs())
+-spec spawn_on(pyport_handle:where(), py_event_loop:py_name(), py_event_loop:py_name(), list(), py_event_loop:kwargs())
     -> ok | {error, py_event_loop:reason()}.
 spawn_on(Where, Module, Func, Args, Kwargs0) ->
-    Kwargs = py_compat:kwargs(Kwargs0),
+    Kwargs = pyport_compat:kwargs(Kwargs0),
     ok = check_call(Module, Func, Args, Kwargs),
-    case py_handle:task_opts(Where, Args, Kwargs, #{}) of
+    case pyport_handle:task_opts(Where, Args, Kwargs, #{}) of
         {ok, Index, Extra} -> spawn(Index, Module, Func, Args, Kwargs, Extra);
         {error, _} = Error -> Error
     end.
@@ -207,14 +207,14 @@ run_options(Opts) when is_map(Opts) ->
     maps:foreach(
       fun(timeout, _) -> ok;
          (kwargs, _) -> ok;
-         %% handle | auto | term, checked by py_handle:task_opts/4.
+         %% handle | auto | term, checked by pyport_handle:task_opts/4.
          (result, _) -> ok;
-         %% checked by py_compat:none_atom_opt/2.
+         %% checked by pyport_compat:none_atom_opt/2.
          (none_atom, _) -> ok;
          (Key, Value) -> error({badarg, {option, Key, Value}})
       end, Opts),
     Timeout = check_timeout(maps:get(timeout, Opts, 5000)),
-    Kwargs = py_compat:kwargs(maps:get(kwargs, Opts, #{})),
+    Kwargs = pyport_compat:kwargs(maps:get(kwargs, Opts, #{})),
     is_map(Kwargs) orelse error({badarg, {kwargs, Kwargs}}),
     {Timeout, Kwargs};
 run_options(Opts) ->

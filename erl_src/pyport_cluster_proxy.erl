@@ -17,7 +17,7 @@
 %%     `noconnection`, the same exit;
 %%   - the caller's deadline passed: it kills the proxy (exit/2) as well
 %%     as stopping waiting; Python had the deadline too.
--module(py_cluster_proxy).
+-module(pyport_cluster_proxy).
 
 %% API (called on this node by remote callers).
 -export([start/3]).
@@ -45,7 +45,7 @@ start(Caller, Target, {run, {Module, Func, Args, Kwargs}, Timeout}) ->
     Guard = spawn_link(?MODULE, guard, [Caller]),
     Result = case loop(Target) of
                  {ok, Index} ->
-                     py_event_task:run_on({fixed, Index}, Module, Func, Args,
+                     pyport_task:run_on({fixed, Index}, Module, Func, Args,
                                           #{timeout => Timeout, kwargs => Kwargs});
                  {error, _} = Error ->
                      Error
@@ -60,7 +60,7 @@ start(Caller, Target, {run, {Module, Func, Args, Kwargs}, Timeout}) ->
 -spec spawn_task(target(), call()) -> ok | {error, py_event_loop:reason()}.
 spawn_task(Target, {Module, Func, Args, Kwargs}) ->
     case loop(Target) of
-        {ok, Index} -> py_event_task:spawn_on({fixed, Index}, Module, Func, Args, Kwargs);
+        {ok, Index} -> pyport_task:spawn_on({fixed, Index}, Module, Func, Args, Kwargs);
         {error, _} = Error -> Error
     end.
 
@@ -78,7 +78,7 @@ guard(Caller) ->
 loop(Index) when is_integer(Index) ->
     {ok, Index};
 loop(least_loaded) ->
-    case py_cluster_route:least_loaded(
+    case pyport_cluster_route:least_loaded(
            [{{node(), I}, Load, 0} || {I, Load} <- pyport_calls:loads()], node()) of
         {_, Index} -> {ok, Index};
         none -> {error, loop_unavailable}

@@ -3,7 +3,7 @@
 %% kwargs, the per-call `none_atom`, eval's `locals`; options normalised
 %% here once, at the API modules' edge, and nothing else (the module
 %% reload of every loop is py_event_loop_pool:reload/1's).
--module(py_compat).
+-module(pyport_compat).
 
 %% API.
 -export([kwargs/1]).

@@ -22,7 +22,7 @@
 %% they have changed, so an idle cluster sends nothing. Only members of
 %% the group are listened to: a hello from a process pg does not list
 %% (yet) is ignored, and this node's own tick sends the hello instead.
--module(py_cluster_registry).
+-module(pyport_cluster_registry).
 -behaviour(gen_server).
 
 %% API.

@@ -12,16 +12,16 @@
 %% only numbers (positive integers, at most the loop's max_handles of them
 %% at once) are taken from it; the #py_obj{} terms are built here with the
 %% loop's own index and incarnation.
--module(py_handle).
+-module(pyport_handle).
 
--include("py_handle.hrl").
+-include("pyport_handle.hrl").
 
 %% API, for py_event_loop, py_event_loop_pool and py_obj.
 -export([task_opts/4]).
 -export([live/1]).
 -export([release/2]).
 -export([transfer/3]).
-%% For py_event_worker.
+%% For pyport_worker.
 -export([new/1]).
 -export([setup_info/1]).
 -export([routed/5]).
@@ -120,7 +120,7 @@ transfer(#py_obj{id = N} = Obj, Owner, To) ->
             Error
     end.
 
-%% For py_event_worker.
+%% For pyport_worker.
 
 -spec new(non_neg_integer()) -> tables().
 new(Max) ->

@@ -48,7 +48,7 @@ open(Index, #{start_timeout := StartTimeout, max_output_packet := MaxOutput,
     try open_port({spawn_executable, Exe}, Options) of
         Port ->
             Framer = pyport_framer:new(MaxOutput),
-            case await_ready(Port, Index, Config, deadline(StartTimeout), Framer, []) of
+            case await_ready(Port, Index, Config, pyport_calls:deadline(StartTimeout), Framer, []) of
                 {ok, Info, Framer1, Frames} ->
                     startup_output(StderrFile, Index, Config),
                     %% The interpreter check (pyport_interpreter).
@@ -102,13 +102,6 @@ startup_output(File, Index, #{output := Mode}) ->
     lists:foreach(fun(Line) -> pyport_log:output(stderr, Line, Index, Mode) end,
                   [L || L <- binary:split(Text, <<"\n">>, [global]), L =/= <<>>]).
 
-deadline(infinity) -> infinity;
-deadline(Ms) -> erlang:monotonic_time(millisecond) + Ms.
-
-remaining(infinity) -> infinity;
-remaining(Deadline) ->
-    max(0, Deadline - erlang:monotonic_time(millisecond)).
-
 %% Frames holds what the last read completed and is not handled yet;
 %% those after `ready` are returned, for the running worker.
 await_ready(Port, Index, #{max_output_packet := MaxOutput, max_atoms := MaxAtoms} = Config,
@@ -154,7 +147,7 @@ await_ready(Port, Index, Config, Deadline, Framer, []) ->
             {error, {exit_status, Status}};
         {'EXIT', Port, Reason} ->
             {error, {port_exit, Reason}}
-    after remaining(Deadline) ->
+    after pyport_calls:after_ms(Deadline) ->
         {error, no_ready_packet_in_time}
     end.
 

@@ -147,7 +147,7 @@ run(Index, Dir, Exe, Args, Env, Timeout) ->
     try open_port({spawn_executable, Exe},
                   [binary, exit_status, stderr_to_stdout, use_stdio, {line, ?MAX_LINE},
                    {args, Args}] ++ [{env, Env} || Env =/= []]) of
-        Port -> collect(Index, Dir, Port, erlang:monotonic_time(millisecond) + Timeout, [])
+        Port -> collect(Index, Dir, Port, pyport_calls:deadline(Timeout), [])
     catch
         error:Reason -> {error, {open_port, Reason, Exe}}
     end.
@@ -161,7 +161,7 @@ collect(Index, Dir, Port, Deadline, Tail) ->
             ok;
         {Port, {exit_status, Status}} ->
             {error, {exit_status, Status, iolist_to_binary(lists:join("\n", lists:reverse(Tail)))}}
-    after max(0, Deadline - erlang:monotonic_time(millisecond)) ->
+    after pyport_calls:after_ms(Deadline) ->
         OsPid = case erlang:port_info(Port, os_pid) of
                     {os_pid, P} -> P;
                     undefined -> undefined

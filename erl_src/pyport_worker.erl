@@ -43,9 +43,9 @@
     %% When the port last sent anything: a port still sending is making
     %% progress and is not killed for cancels it has yet to answer.
     last_output :: integer(),
-    %% Since when the port has refused input (a write the port did not
-    %% take is waiting in the backlog): a port that does not read makes no
-    %% progress, whatever it sends.
+    %% Since when the port has refused every write of the backlog (none
+    %% taken since): a port that does not read makes no progress, whatever
+    %% it sends.
     busy_since :: integer() | undefined,
     %% Packets the port was too busy to take (Python not reading): cancels,
     %% releases, answers; oldest first, and the timer that retries them.
@@ -194,7 +194,7 @@ terminate(_Reason, #state{port = Port} = State) ->
     %% Python cancels its tasks on `stop`; routing the replies that come
     %% back while it does lets callers see `cancelled`, not a dead worker.
     case pyport_calls:try_write(Port, pyport_wire:stop()) of
-        ok -> drain(State, erlang:monotonic_time(millisecond) + ?STOP_GRACE_MS);
+        ok -> drain(State, pyport_calls:deadline(?STOP_GRACE_MS));
         %% Python is not reading: a `stop` would never be read either.
         busy -> pyport_port:close(Port);
         closed -> ok
@@ -441,7 +441,8 @@ flush_backlog(Backlog, #state{port = Port} = State) ->
                             end,
             case pyport_calls:try_write(Port, queue:to_list(Batch)) of
                 ok ->
-                    flush_backlog(Rest, State);
+                    %% The port reads: slowly, perhaps, but it progresses.
+                    flush_backlog(Rest, State#state{busy_since = undefined});
                 busy ->
                     TRef = erlang:start_timer(?BACKLOG_RETRY_MS, self(), retry_backlog),
                     Since = case State#state.busy_since of
@@ -473,6 +474,6 @@ drain(#state{port = Port, framer = Framer} = State, Deadline) ->
             ok;
         {'EXIT', Port, _} ->
             ok
-    after max(0, Deadline - erlang:monotonic_time(millisecond)) ->
+    after pyport_calls:after_ms(Deadline) ->
         pyport_port:close(Port)
     end.

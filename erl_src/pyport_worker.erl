@@ -392,6 +392,10 @@ unresponsive(N, #state{index = Index, os_pid = OsPid, port = Port,
     %% as Python does not read it, SIGKILLs the port's process group
     %% (src/lifeline.rs).
     pyport_port:close(Port),
+    %% The watcher sees no hang-up while the port's input pipe still holds
+    %% what Python never read (a port refusing input): the group is
+    %% killed from here too (a no-op where the watcher was first).
+    kill_process_group(OsPid),
     stopped({killed, unresponsive}, State).
 
 %% SIGKILLs what is left of the exited port's process group (the port

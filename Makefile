@@ -59,8 +59,9 @@ lint-rust:
 eunit: build
 	$(REBAR) eunit
 
+# make ct SUITE=py_stream_SUITE [CASE=name]: one suite (or case) only.
 ct: build
-	$(REBAR) ct
+	$(REBAR) ct $(if $(SUITE),--suite ct/$(SUITE)) $(if $(CASE),--case $(CASE))
 
 erl-checks: build
 	$(REBAR) xref
@@ -151,7 +152,7 @@ soak: build
 # found, the venv, python_path, preload modules (docs/operations.md).
 # CONFIG=path/to/sys.config to check a release's settings.
 check-env: build
-	erl -noshell $(ERL_PA) $(if $(CONFIG),-config $(CONFIG)) -eval 'py_envcheck:main()'
+	erl -noshell $(ERL_PA) $(if $(CONFIG),-config $(CONFIG)) -eval 'pyport_envcheck:main()'
 
 clean:
 	cargo clean

@@ -265,7 +265,7 @@ syscalls(OsPid) ->
 whereis_worker() ->
     [Pid] = [P || P <- erlang:processes(),
                   case erlang:process_info(P, dictionary) of
-                      {dictionary, D} -> proplists:get_value('$initial_call', D) =:= {py_event_worker, init, 1};
+                      {dictionary, D} -> proplists:get_value('$initial_call', D) =:= {pyport_worker, init, 1};
                       _ -> false
                   end],
     Pid.

@@ -4,7 +4,7 @@
 %% Faults mixed in: about 1% of tasks raise, 1% time out (the deadline
 %% cancels them in Python), and every ~20000th task SIGKILLs its own port
 %% (at most one kill per second, which keeps every loop well under
-%% py_event_loop_sup's 10 restarts in 5 s). As often, and sharing that
+%% pyport_loop_sup's 10 restarts in 5 s). As often, and sharing that
 %% once-a-second allowance (some of them end the port), a task does what
 %% hostile task code does (ct/python/pyport_hostile.py): raise a
 %% BaseException, call sys.exit, fork and return in both processes, write
@@ -34,7 +34,6 @@
 
 -export([main/0]).
 
--include("../erl_src/py_event_loop.hrl").
 
 -define(H, pyport_ct_helpers).
 -define(X, pyport_hostile).
@@ -345,10 +344,11 @@ measure() ->
     Beam = list_to_integer(os:getpid()),
     #{restarts := Restarts, loops := Loops, num_loops := NumLoops} =
         py_event_loop_pool:get_stats(),
-    Tables = [{I, ets:info(Pending, size), ets:info(Monitored, size)}
+    Tables = [{I, Pending, Monitored}
               || I <- lists:seq(1, NumLoops),
-                 {ok, #py_loop{pending = Pending, monitored = Monitored}}
-                     <- [py_event_loop_pool:lookup(I)]],
+                 {ok, Loop} <- [pyport_registry:lookup(I)],
+                 #{pending := Pending, monitored := Monitored}
+                     <- [pyport_calls:describe(Loop)]],
     Handles = lists:sum([maps:get(handles, L, 0) || L <- Loops]),
     #{beam_rss_kb => rss_kb(Beam),
       beam_fds => fds(Beam),

@@ -465,8 +465,9 @@ wait_python(Fun) ->
 
 -spec loop_record(pos_integer()) -> {ok, #{port := port()}}.
 loop_record(Index) ->
-    {ok, Loop} = py_event_loop_pool:lookup(Index),
-    {ok, #{port => element(4, Loop)}}.
+    {ok, Loop} = pyport_registry:lookup(Index),
+    #{port := Port} = pyport_calls:describe(Loop),
+    {ok, #{port => Port}}.
 
 %% Samples the port's queue until the actor has drained the flood.
 -spec sample_port_queue(port(), pid(), non_neg_integer()) -> non_neg_integer().

@@ -150,7 +150,7 @@ least_loaded_moves_work_away_from_busy_node(Config) ->
     %% What this node counted as sent is forgotten within an interval or
     %% two, though B (idle again) publishes nothing more.
     ok = pyport_ct:wait_until(
-           fun() -> [S || {_, _, S} <- py_cluster_registry:loops(), S =/= 0] =:= [] end, 1000),
+           fun() -> [S || {_, _, S} <- pyport_cluster_registry:loops(), S =/= 0] =:= [] end, 1000),
     %% Now everything but B: this node's loop and both of C's.
     Busy2 = occupy([{node(), 1, 20}, {C, 1, 20}, {C, 2, 20}]),
     [ok = await_load(N, I, 20) || {N, I} <- [{node(), 1}, {C, 1}, {C, 2}]],
@@ -312,19 +312,19 @@ malformed_loads_are_ignored() -> [{doc, "Load messages that are malformed (not [
 -spec malformed_loads_are_ignored(ct_suite:ct_config()) -> term().
 malformed_loads_are_ignored(Config) ->
     B = ?config(b, Config),
-    Registry = whereis(py_cluster_registry),
+    Registry = whereis(pyport_cluster_registry),
     Before = py_cluster:loads(),
     %% The last one is well formed, but its sender is not a member.
     Bad = [not_a_list, [{0, 1}], [{1, -1}], [{1, busy}], [x | y],
            [{I, 0} || I <- lists:seq(1, 5000)], [{1, 0}, {2, 0}, {3, 0}]],
     ok = erpc:call(B, fun() ->
                               Fake = spawn(fun() -> receive stop -> ok end end),
-                              [{py_cluster_registry, node(Registry)} ! {Tag, Fake, L}
+                              [{pyport_cluster_registry, node(Registry)} ! {Tag, Fake, L}
                                || L <- Bad, Tag <- [py_cluster_loads, py_cluster_hello]],
                               ok
                       end),
     timer:sleep(300),
-    ?assertEqual(Registry, whereis(py_cluster_registry)),
+    ?assertEqual(Registry, whereis(pyport_cluster_registry)),
     ?assertEqual(Before, py_cluster:loads()),
     ?assertEqual(lists:sort([node(), B, ?config(c, Config)]), py_cluster:nodes()).
 

@@ -35,7 +35,8 @@ all() ->
      cancel_honoured_within_grace_keeps_port, stuck_port_recovers_repeatedly,
      stdout_spam_keeps_serving, unbounded_allocation_under_memory_limit,
      unknown_message_reply_shape, valid_term_as_task_fields_is_task_error,
-     dead_loop_is_unavailable_not_overloaded, stuck_port_closed_when_kill_fails].
+     dead_loop_is_unavailable_not_overloaded, stuck_port_closed_when_kill_fails,
+     port_refusing_input_is_stuck].
 
 -spec init_per_suite(ct_suite:ct_config()) -> ct_suite:ct_config().
 init_per_suite(Config) ->
@@ -66,6 +67,7 @@ case_env(Case) when Case =:= ignored_cancel_kills_port;
                     Case =:= stuck_port_closed_when_kill_fails ->
     [{cancel_grace_ms, ?GRACE}];
 case_env(oversized_packet_refused) -> [{max_packet, 4096}];
+case_env(port_refusing_input_is_stuck) -> [{cancel_grace_ms, ?GRACE}];
 case_env(_) -> [].
 
 -spec end_per_testcase(atom(), ct_suite:ct_config()) -> ok.
@@ -602,3 +604,32 @@ key() ->
 -spec frame(binary()) -> binary().
 frame(Payload) ->
     <<(byte_size(Payload)):32, Payload/binary>>.
+
+-spec port_refusing_input_is_stuck() -> [{doc, string()}].
+port_refusing_input_is_stuck() -> [{doc, "A port that keeps sending packets (a thread of its own writes them) but no longer reads its input (the loop spins, swallowing cancels) makes no progress: once the cancel the worker could not write is overdue, the port is killed as unresponsive, and a fresh port serves."}].
+-spec port_refusing_input_is_stuck(ct_suite:ct_config()) -> term().
+port_refusing_input_is_stuck(_) ->
+    #{os_pid := Old} = pyport_ct:loop_stats(1),
+    Body = term_to_binary({log, debug, <<"chatty">>, <<"tick">>}),
+    Frame = <<(byte_size(Body)):32, Body/binary>>,
+    Self = self(),
+    _ = spawn_link(fun() ->
+                           Self ! {stuck, py_event_loop:run({pyport_loop, 1}, pyport_core,
+                                                            chatty_spin, [Frame, 0.05],
+                                                            #{timeout => 1500})}
+                   end),
+    ok = pyport_ct:wait_until(
+           fun() -> maps:get(pending, pyport_ct:loop_stats(1)) >= 1 end, ?PROMPTLY),
+    timer:sleep(300),
+    %% More than the port's busy limit, which Python no longer reads: the
+    %% timed-out caller's cancel finds the port refusing input.
+    ok = py_event_loop:spawn_task({pyport_loop, 1}, builtins, len,
+                                  [binary:copy(<<"x">>, 4 bsl 20)], #{}),
+    receive
+        {stuck, Stuck} -> ?assertEqual({error, timeout}, Stuck)
+    after 10000 -> ct:fail(stuck_caller_not_answered)
+    end,
+    _ = pyport_ct:await_restart(1, Old),
+    %% The stuck OS process is gone, not only its port.
+    ok = pyport_ct_os:await_gone([Old], ?PROMPTLY),
+    ?assertEqual({ok, 4.0}, py_event_loop:run(math, sqrt, [16.0])).

@@ -297,7 +297,7 @@ venv_install_timeout_kills_process_group(Config) ->
     Env = [{"PYTHONPATH", Fake ++ ":" ++ pyport_ct:helpers_dir()},
            {"FAKE_PIP_PIDS", PidFile}],
     Spec = #{path => Venv, requirements => ["anything"], timeout_ms => 3000},
-    Result = py_venv:ensure(1, #{venv => Spec, env => Env}),
+    Result = pyport_venv:ensure(1, #{venv => Spec, env => Env}),
     {ok, Text} = file:read_file(PidFile),
     [Pip, Child] = [binary_to_integer(P) || P <- binary:split(string:trim(Text), <<" ">>)],
     try

@@ -536,13 +536,13 @@ restart_waiters_released_when_pool_goes(_) ->
     Bystander = bystander(5.0),
     Self = self(),
     %% Holds loop 1 in `restarting`: its supervisor cannot start a worker.
-    ok = sys:suspend(py_event_loop_sup),
+    ok = sys:suspend(pyport_loop_sup),
     try
         MRef = erlang:monitor(process, Worker),
         exit(Worker, kill),
         receive {'DOWN', MRef, process, Worker, _} -> ok end,
         ok = pyport_ct:wait_until(
-               fun() -> py_event_loop_pool:lookup(1) =:= restarting end, ?PROMPTLY),
+               fun() -> pyport_registry:lookup(1) =:= restarting end, ?PROMPTLY),
         Caller = spawn_link(fun() -> Self ! {self(), run(nap, [0, 1], 30000)} end),
         %% It is waiting (nothing came back yet).
         timer:sleep(300),
@@ -558,7 +558,7 @@ restart_waiters_released_when_pool_goes(_) ->
         end
     after
         %% Gone already if the pool's death took it down (rest_for_one).
-        catch sys:resume(py_event_loop_sup)
+        catch sys:resume(pyport_loop_sup)
     end,
     ?assertMatch({error, {worker_down, _}}, bystander_result(Bystander)),
     %% The application restarts the pool and the loops.

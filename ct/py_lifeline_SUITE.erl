@@ -126,7 +126,7 @@ serves_again(Index, OldOsPid) ->
 -spec start_node(file:filename()) -> port().
 start_node(Out) ->
     Erl = os:find_executable("erl"),
-    Ebin = filename:dirname(code:which(py_event_worker)),
+    Ebin = filename:dirname(code:which(pyport_worker)),
     Code = lists:flatten(io_lib:format(
       "application:load(pyport),"
       "ok = application:set_env(pyport, event_loop_pool_size, 2),"

@@ -177,7 +177,7 @@ code_change_keeps_serving(_) ->
                           ok = sys:suspend(Pid),
                           ok = sys:change_code(Pid, Mod, "0.0.0", []),
                           ok = sys:resume(Pid)
-                  end, [{Pool, py_event_loop_pool}, {Worker, py_event_worker}]),
+                  end, [{Pool, py_event_loop_pool}, {Worker, pyport_worker}]),
     ?assertEqual({ok, OsPid}, py_event_loop:run({pyport_loop, 1}, os, getpid, [], #{})),
     ?assertMatch(#{worker := Worker, os_pid := OsPid, restarts := 0}, pyport_ct:loop_stats(1)).
 
@@ -391,12 +391,12 @@ task_timings_in_stats(_) ->
     ?assertMatch(#{tasks := #{count := 0}}, pyport_ct:loop_stats(2)).
 
 -spec env_check() -> [{doc, string()}].
-env_check() -> [{doc, "py_envcheck:check/0 says ok for a good setup and names a preload module that does not import."}].
+env_check() -> [{doc, "pyport_envcheck:check/0 says ok for a good setup and names a preload module that does not import."}].
 -spec env_check(ct_suite:ct_config()) -> term().
 env_check(_) ->
-    ?assertEqual(ok, py_envcheck:check()),
+    ?assertEqual(ok, pyport_envcheck:check()),
     ok = application:set_env(pyport, preload, [no_such_module_ops]),
-    ?assertEqual(error, py_envcheck:check()),
+    ?assertEqual(error, pyport_envcheck:check()),
     ok = application:unset_env(pyport, preload).
 
 %% -- helpers ----------------------------------------------------------------------

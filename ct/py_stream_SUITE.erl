@@ -27,7 +27,8 @@ all() ->
      two_streams_interleaved, pool_stream_beside_tasks, foreach_and_raising_fun,
      bad_options_are_badarg, unknown_and_ended_streams, unconvertible_argument,
      batching_within_credit, forged_results_end_the_stream,
-     %% issue 23 (pyserver): no silent loss, deadlines between items
+     named_pool_active_stream, active_stream_alias_removed_at_end,
+     %% issue 23: no silent loss, deadlines between items
      unsendable_async_item_ends_stream, handle_item_ends_sync_stream,
      busy_sync_generator_hits_timeout, busy_async_generator_is_interrupted].
 
@@ -508,6 +509,48 @@ busy_generator_is_interrupted(Func) ->
     %% Longer than cancel_grace_ms: a port left spinning would be killed.
     ?assertEqual({ok, <<"bystander">>}, py_event_loop:await(Bystander, 10000)),
     ?assertMatch(#{os_pid := OsPid, restarts := 0}, pyport_ct:loop_stats(1)),
+-spec named_pool_active_stream() -> [{doc, string()}].
+named_pool_active_stream() -> [{doc, "ack/2 and cancel/1 work on an active stream of a named pool's loop: credit reaches the port and the cancel closes the generator."}].
+-spec named_pool_active_stream(ct_suite:ct_config()) -> term().
+named_pool_active_stream(_) ->
+    {ok, Sup} = py_pool:start_link(#{name => stream_pool, size => 1,
+                                     python_path => [pyport_ct:helpers_dir()]}),
+    {ok, Loop} = py_pool:get_loop(stream_pool),
+    Ref = py_event_loop:stream(Loop, ?S, aendless, [<<"named">>], #{mode => active, window => 2}),
+    ?assertEqual([0, 1], data(Ref, 2)),
+    ?assertEqual([], data(Ref, 1, 300)),
+    ok = py_stream:ack(Ref, 2),
+    ?assertEqual([2, 3], data(Ref, 2)),
+    ok = py_stream:cancel(Ref),
+    %% The generator was closed: its entry leaves the named pool's loop.
+    ok = pyport_ct:wait_until(
+           fun() -> maps:get(pending, py_pool:get_stats(stream_pool)) =:= 0 end, ?PROMPTLY),
+    {ok, Far} = py_event_loop:run(Loop, ?S, how_far, [<<"named">>], #{}),
+    timer:sleep(300),
+    ?assertEqual({ok, Far}, py_event_loop:run(Loop, ?S, how_far, [<<"named">>], #{})),
+    ?assertEqual([], [M || {py_stream, R, _} = M <- pyport_ct:mailbox(), R =:= Ref]),
+    unlink(Sup),
+    MRef = erlang:monitor(process, Sup),
+    exit(Sup, shutdown),
+    receive {'DOWN', MRef, _, _, _} -> ok after 15000 -> ct:fail(pool_not_stopped) end,
+    no_stream_left().
+
+-spec active_stream_alias_removed_at_end() -> [{doc, string()}].
+active_stream_alias_removed_at_end() -> [{doc, "An active stream's reference stops being an alias at its end (done, error, or cancel): a message sent to it afterwards is dropped."}].
+-spec active_stream_alias_removed_at_end(ct_suite:ct_config()) -> term().
+active_stream_alias_removed_at_end(_) ->
+    Done = py_event_loop_pool:stream(?S, count, [3], #{mode => active, window => 8}),
+    ?assertEqual([0, 1, 2], data(Done, 3)),
+    receive {py_stream, Done, done} -> ok after ?PROMPTLY -> ct:fail(no_done) end,
+    Failed = py_event_loop_pool:stream(?S, afail_after, [1], #{mode => active}),
+    ?assertEqual([0], data(Failed, 1)),
+    receive {py_stream, Failed, {error, _}} -> ok after ?PROMPTLY -> ct:fail(no_error) end,
+    Cancelled = py_event_loop_pool:stream(?S, aendless, [<<"alias">>], #{mode => active, window => 1}),
+    ?assertEqual([0], data(Cancelled, 1)),
+    ok = py_stream:cancel(Cancelled),
+    lists:foreach(fun(Ref) -> Ref ! {py_stream, Ref, late} end, [Done, Failed, Cancelled]),
+    timer:sleep(200),
+    ?assertEqual([], [M || {py_stream, _, late} = M <- pyport_ct:mailbox()]),
     no_stream_left().
 
 %% Helpers.

@@ -29,7 +29,7 @@ end_per_testcase(_, _Config) ->
 %% -- stampede -------------------------------------------------------------------
 
 -spec stampede_with_random_port_kills() -> [{doc, string()}].
-stampede_with_random_port_kills() -> [{doc, "50 processes submit tasks without pause while random ports are SIGKILLed (one kill every 1.2 s across 4 loops, so no loop can exceed py_event_loop_sup's 10 restarts in 5 s even if every kill hit it): every task ends in {ok, _} or an explicit {error, _}, none hangs, and the pool serves normally afterwards."}].
+stampede_with_random_port_kills() -> [{doc, "50 processes submit tasks without pause while random ports are SIGKILLed (one kill every 1.2 s across 4 loops, so no loop can exceed pyport_loop_sup's 10 restarts in 5 s even if every kill hit it): every task ends in {ok, _} or an explicit {error, _}, none hangs, and the pool serves normally afterwards."}].
 -spec stampede_with_random_port_kills(ct_suite:ct_config()) -> term().
 stampede_with_random_port_kills(_) ->
     Self = self(),

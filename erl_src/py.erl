@@ -12,7 +12,7 @@
 %% caller's loop, so one process's exec, eval and calls share that loop's
 %% `__main__`. The default timeout is erlang_python's, 30 s. The shared
 %% state is pyport_state's, the event-driven streams py_stream_relay's,
-%% the runtime venv and logging settings py_runtime's.
+%% the runtime venv and logging settings pyport_runtime's.
 -module(py).
 
 %% API.
@@ -134,7 +134,7 @@ call({py_context, _} = Ctx, Module, Func, Args, Opts) when is_map(Opts) ->
 call(Pool, Module, Func, Args, Kwargs) when is_atom(Pool), is_list(Args), not is_list(Func) ->
     pool_call(Pool, Module, Func, Args, Kwargs, ?DEFAULT_TIMEOUT);
 call(Module, Func, Args, Kwargs, Timeout) ->
-    case py_pool_route:lookup(Module, Func) of
+    case pyport_pool_route:lookup(Module, Func) of
         {ok, Pool} ->
             pool_call(Pool, Module, Func, Args, Kwargs, Timeout);
         default ->
@@ -160,7 +160,7 @@ cast({pyport_loop, _} = Loop, Module, Func, Args) ->
 cast({py_context, _} = Ctx, Module, Func, Args) ->
     cast(Ctx, Module, Func, Args, #{});
 cast(Module, Func, Args, Kwargs) ->
-    py_event_loop_pool:spawn_task(Module, Func, Args, py_compat:kwargs(Kwargs)).
+    py_event_loop_pool:spawn_task(Module, Func, Args, pyport_compat:kwargs(Kwargs)).
 
 -spec cast(py_event_loop:loop() | py_context:context(), py_event_loop:py_name(),
            py_event_loop:py_name(), list(), kwargs())
@@ -184,7 +184,7 @@ spawn_call(Module, Func, Args) ->
 spawn_call({pyport_loop, _} = Loop, Module, Func, Args) ->
     spawn_call(Loop, Module, Func, Args, #{});
 spawn_call(Module, Func, Args, Kwargs) ->
-    py_event_loop_pool:create_task(Module, Func, Args, py_compat:kwargs(Kwargs)).
+    py_event_loop_pool:create_task(Module, Func, Args, pyport_compat:kwargs(Kwargs)).
 
 -spec spawn_call(py_event_loop:loop(), py_event_loop:py_name(), py_event_loop:py_name(),
                  list(), kwargs()) -> reference().
@@ -211,7 +211,7 @@ async_call(Module, Func, Args) ->
 -spec async_call(py_event_loop:py_name(), py_event_loop:py_name(), list(), kwargs())
     -> reference().
 async_call(Module, Func, Args, Kwargs) ->
-    py_event_loop_pool:create_task(Module, Func, Args, py_compat:kwargs(Kwargs)).
+    py_event_loop_pool:create_task(Module, Func, Args, pyport_compat:kwargs(Kwargs)).
 
 %% erlang_python's other name for await/1,2.
 -spec async_await(reference()) -> py_event_loop:result().
@@ -371,7 +371,7 @@ context() ->
 
 -spec context(pos_integer()) -> py_context:context().
 context(N) when is_integer(N), N > 0 ->
-    case py_event_loop_pool:num_loops() of
+    case pyport_registry:num_loops() of
         undefined -> error({py_context, ?NOT_STARTED});
         Loops when N =< Loops -> context_of({pyport_loop, N});
         Loops -> error({badarg, {context, N, {num_loops, Loops}}})
@@ -434,19 +434,19 @@ state_decr(Key, Amount) when is_integer(Amount) ->
                                     | {py_event_loop:py_name(), py_event_loop:py_name()})
     -> ok.
 register_pool(Pool, Target) when is_atom(Pool) ->
-    py_pool_route:register(Pool, Target).
+    pyport_pool_route:register(Pool, Target).
 
 -spec unregister_pool(py_event_loop:py_name()
                       | {py_event_loop:py_name(), py_event_loop:py_name()}) -> ok.
 unregister_pool(Target) ->
-    py_pool_route:unregister(Target).
+    pyport_pool_route:unregister(Target).
 
 %% The collector's statistics of the caller's loop (erlang_python's keys:
 %% gc_stats, gc_count, gc_threshold, and traced_memory_current/peak while
 %% tracemalloc traces).
 -spec memory_stats() -> {ok, map()} | {error, term()}.
 memory_stats() ->
-    py_runtime:memory_stats().
+    pyport_runtime:memory_stats().
 
 %% A full collection on every loop; {ok, Unreachable} summed over them.
 -spec gc() -> {ok, non_neg_integer()} | {error, term()}.
@@ -455,7 +455,7 @@ gc() ->
 
 -spec gc(0..2) -> {ok, non_neg_integer()} | {error, term()}.
 gc(Generation) when Generation >= 0, Generation =< 2 ->
-    py_runtime:gc(Generation).
+    pyport_runtime:gc(Generation).
 
 %% tracemalloc on every loop (memory_stats/0 then has traced_memory_*).
 -spec tracemalloc_start() -> ok | {error, term()}.
@@ -464,16 +464,16 @@ tracemalloc_start() ->
 
 -spec tracemalloc_start(pos_integer()) -> ok | {error, term()}.
 tracemalloc_start(Frames) when is_integer(Frames), Frames > 0 ->
-    py_runtime:trace_memory(Frames).
+    pyport_runtime:trace_memory(Frames).
 
 -spec tracemalloc_stop() -> ok | {error, term()}.
 tracemalloc_stop() ->
-    py_runtime:trace_memory(0).
+    pyport_runtime:trace_memory(0).
 
 %% The caller's loop's Python version (sys.version).
 -spec version() -> {ok, binary()} | {error, term()}.
 version() ->
-    py_runtime:version().
+    pyport_runtime:version().
 
 %% Python's log records at `level` (default debug) and above, on every
 %% loop, now and after port restarts (pyport forwards them to the OTP
@@ -482,33 +482,33 @@ version() ->
 configure_logging() ->
     configure_logging(#{}).
 
--spec configure_logging(#{level => py_runtime:log_level()}) -> ok | {error, term()}.
+-spec configure_logging(#{level => pyport_runtime:log_level()}) -> ok | {error, term()}.
 configure_logging(Opts) ->
-    py_runtime:configure_logging(Opts).
+    pyport_runtime:configure_logging(Opts).
 
 %% The virtualenv of every loop of the default pool: its `venv` setting,
-%% applied by restarting each loop (py_runtime; docs/porting.md).
+%% applied by restarting each loop (pyport_runtime; docs/porting.md).
 -spec activate_venv(file:filename_all()) -> ok | {error, term()}.
 activate_venv(Path) ->
-    py_runtime:activate_venv(Path).
+    pyport_runtime:activate_venv(Path).
 
 -spec deactivate_venv() -> ok | {error, term()}.
 deactivate_venv() ->
-    py_runtime:deactivate_venv().
+    pyport_runtime:deactivate_venv().
 
 -spec venv_info() -> {ok, map()}.
 venv_info() ->
-    py_runtime:venv_info().
+    pyport_runtime:venv_info().
 
 %% Makes (if needed) and fills the venv at Path from RequirementsFile
-%% (pyport's py_venv, with the port's own Python), then activates it.
+%% (pyport's pyport_venv, with the port's own Python), then activates it.
 -spec ensure_venv(file:filename_all(), file:filename_all()) -> ok | {error, term()}.
 ensure_venv(Path, RequirementsFile) ->
     ensure_venv(Path, RequirementsFile, []).
 
 -spec ensure_venv(file:filename_all(), file:filename_all(), list()) -> ok | {error, term()}.
 ensure_venv(Path, RequirementsFile, Opts) ->
-    py_runtime:ensure_venv(Path, RequirementsFile, Opts).
+    pyport_runtime:ensure_venv(Path, RequirementsFile, Opts).
 
 %% Internal.
 
@@ -522,14 +522,14 @@ pool_call(Pool, Module, Func, Args, Kwargs, Timeout) ->
     case py_pool:get_loop(Pool) of
         {ok, Loop} ->
             py_event_loop:run(Loop, Module, Func, Args,
-                              #{kwargs => py_compat:kwargs(Kwargs), timeout => Timeout});
+                              #{kwargs => pyport_compat:kwargs(Kwargs), timeout => Timeout});
         {error, not_started} ->
             {error, {pool_not_started, Pool}}
     end.
 
 %% loop_unavailable because the application is not running says so.
 started({error, loop_unavailable}) ->
-    case py_event_loop_pool:num_loops() of
+    case pyport_registry:num_loops() of
         undefined -> {error, ?NOT_STARTED};
         _ -> {error, loop_unavailable}
     end;
@@ -537,7 +537,7 @@ started(Result) ->
     Result.
 
 context_kwargs(Map) ->
-    case py_compat:kwargs(Map) of
+    case pyport_compat:kwargs(Map) of
         Kwargs when is_map(Kwargs) -> Kwargs;
         _ -> error({badarg, {kwargs, Map}})
     end.
@@ -547,7 +547,7 @@ source(Code) when is_list(Code) -> unicode:characters_to_binary(Code);
 source(Code) -> error({badarg, {source, Code}}).
 
 eval_opts(Locals, Timeout) ->
-    case py_compat:kwargs(Locals) of
+    case pyport_compat:kwargs(Locals) of
         Map when is_map(Map), map_size(Map) =:= 0 -> #{timeout => Timeout};
         Map when is_map(Map) -> #{timeout => Timeout, locals => Map};
         _ -> error({badarg, {locals, Locals}})

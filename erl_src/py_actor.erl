@@ -23,14 +23,12 @@
 %% the proxy has seen can be answered, at most ?MAX_CALLS of them.
 -module(py_actor).
 
--include("py_event_loop.hrl").
-
 %% API.
 -export([start_link/4]).
 -export([start/4]).
 -export([child_spec/1]).
 
-%% proc_lib and sys.
+%% Internal exports: proc_lib and sys.
 -export([init/6]).
 -export([system_continue/3]).
 -export([system_terminate/4]).
@@ -58,7 +56,7 @@
 
 -record(state, {
     ref :: reference(),
-    port :: port(),
+    loop :: pyport_calls:loop(),
     max_packet :: pos_integer(),
     window :: pos_integer(),
     %% Mailbox messages allowed to wait for credit (exit beyond).
@@ -136,22 +134,14 @@ init(Parent, Module, Func, Args, Kwargs,
      #{window := Window, timeout := Timeout, step_timeout := Step} = Opts) ->
     case register_name(maps:get(name, Opts, undefined)) of
         ok ->
-            Deadline = py_event_task:deadline(Timeout),
+            Deadline = pyport_calls:deadline(Timeout),
             Request = {actor, Module, Func, Args, Kwargs,
                        maps:merge(#{window => Window}, step_opts(Step))},
-            Index = loop(Opts),
-            %% Before the task: Python may answer `actor_started` before
-            %% submit_actor returns.
-            mark(py_event_loop_pool:lookup(Index)),
-            case py_event_task:submit_actor(Index, Request, Deadline) of
-                {ok, Ref, Loop} ->
-                    %% Again in case the loop restarted meanwhile.
-                    mark({ok, Loop}),
-                    await_started(Parent, Ref, Loop, Window,
+            case pyport_calls:submit(loop(Opts), Request, Deadline) of
+                {ok, Ref, Call} ->
+                    await_started(Parent, Ref, pyport_calls:loop(Call), Window,
                                   maps:get(max_backlog, Opts), Deadline);
-                {error, Reason} ->
-                    unmark(py_event_loop_pool:lookup(Index)),
-                    fail(Reason)
+                {error, Reason} -> fail(Reason)
             end;
         {error, _} = Error ->
             proc_lib:init_ack(Error),
@@ -184,7 +174,7 @@ system_code_change(State, _Module, _OldVsn, _Extra) ->
 %% Internal.
 
 start(Link, Module, Func, Args, Opts) ->
-    py_event_task:check_call(Module, Func, Args, #{}),
+    pyport_task:check_call(Module, Func, Args, #{}),
     Checked = check_opts(Opts),
     Kwargs = maps:get(kwargs, Checked, #{}),
     InitArgs = [self(), Module, Func, Args, Kwargs, Checked],
@@ -210,7 +200,7 @@ check_opt(name, {global, _}) -> ok;
 check_opt(name, {via, M, _}) when is_atom(M) -> ok;
 check_opt(window, W) when is_integer(W), W > 0, W =< ?MAX_WINDOW -> ok;
 check_opt(max_backlog, N) when is_integer(N), N > 0 -> ok;
-check_opt(timeout, T) -> _ = py_event_task:check_timeout(T), ok;
+check_opt(timeout, T) -> _ = pyport_task:check_timeout(T), ok;
 check_opt(step_timeout, infinity) -> ok;
 check_opt(step_timeout, T) when is_integer(T), T >= 0 -> ok;
 check_opt(Key, Value) -> error({badarg, {option, Key, Value}}).
@@ -247,35 +237,14 @@ loop(_) ->
         {error, not_started} -> 1
     end.
 
-%% Marks this process as an actor's proxy in the loop's caller index: the
-%% worker routes actor packets only to marked callers (py_actor_route), so
-%% a plain task cannot make its caller receive them. The worker's
-%% clean-up of a dead caller's rows (by key prefix) removes the mark.
-mark({ok, #py_loop{by_caller = ByCaller}}) ->
-    try ets:insert(ByCaller, py_actor_route:mark(self())) of
-        true -> ok
-    catch
-        %% A worker that has just died: submitting says so.
-        error:badarg -> ok
-    end;
-mark(_) ->
-    ok.
-
-unmark({ok, #py_loop{by_caller = ByCaller}}) ->
-    catch ets:delete_object(ByCaller, py_actor_route:mark(self())),
-    ok;
-unmark(_) ->
-    ok.
-
 %% Python answers `actor_started` once the actor runs (a GenServer: after
 %% its init), or the actor's end if it could not start. Messages sent to
 %% a registered name meanwhile wait in the mailbox.
-await_started(Parent, Ref, #py_loop{port = Port, max_packet = Max}, Window, MaxBacklog,
-              Deadline) ->
+await_started(Parent, Ref, Loop, Window, MaxBacklog, Deadline) ->
     receive
         {py_actor, Ref, started} ->
             proc_lib:init_ack({ok, self()}),
-            loop(#state{ref = Ref, port = Port, max_packet = Max,
+            loop(#state{ref = Ref, loop = Loop, max_packet = pyport_calls:max_packet(Loop),
                         window = Window, credit = Window,
                         max_backlog = MaxBacklog}, Parent, []);
         {Ref, {ok, _}} ->
@@ -287,7 +256,7 @@ await_started(Parent, Ref, #py_loop{port = Port, max_packet = Max}, Window, MaxB
             fail(Reason);
         {'DOWN', Ref, process, _, Reason} ->
             fail({worker_down, Reason})
-    after py_event_task:after_ms(Deadline) ->
+    after pyport_calls:after_ms(Deadline) ->
         %% Exiting makes the worker cancel the actor.
         fail(timeout)
     end.
@@ -400,15 +369,16 @@ from_python(started, State) ->
 
 send(#state{unsent = []} = State) ->
     State;
-send(#state{port = Port, unsent = Packets} = State) ->
-    try erlang:port_command(Port, Packets, [nosuspend]) of
-        true ->
+send(#state{loop = Loop, unsent = Packets} = State) ->
+    %% Retried here, not queued by the worker: the proxy's packets must
+    %% reach Python in order, after one another.
+    case pyport_calls:try_write(Loop, Packets) of
+        ok ->
             State#state{unsent = []};
-        false ->
+        busy ->
             TRef = erlang:start_timer(?RETRY_MS, self(), py_actor_retry),
-            State#state{retry = TRef}
-    catch
-        error:badarg ->
+            State#state{retry = TRef};
+        closed ->
             %% The port is gone; its exit reaches this process next.
             State#state{unsent = []}
     end.

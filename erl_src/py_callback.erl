@@ -8,17 +8,17 @@
 %% answers the port itself: a slow callback holds up nobody, and a
 %% callback may run Python on any loop, including the one that called it.
 %% A loop runs at most `max_callbacks` at once, and each ends when Python
-%% gives up on it or the loop's worker goes (py_callback_runs).
+%% gives up on it or the loop's worker goes (pyport_callback_runs).
 %%
 %% serve/5 answers every request Python makes of Erlang (`erlang.call`,
-%% `erlang.send`, `erlang.whereis`) for py_event_worker. Task code has the
+%% `erlang.send`, `erlang.whereis`) for pyport_worker. Task code has the
 %% sending rights of the node (it can stop `init`) unless the loop's
 %% `send_allow` restricts sends and whereis to its callers and a list of
 %% registered names.
 %%
 %% Nothing here waits for anything Python or another node controls:
 %% answers are written with `nosuspend` (a port too busy to take one
-%% hands it to the worker's queue, py_event_worker:send_later/2), and
+%% hands it to the worker's queue, pyport_worker:send_later/2), and
 %% sends to other nodes with `nosuspend` and `noconnect` (refused, not
 %% waited for).
 -module(py_callback).
@@ -32,7 +32,7 @@
 -export([lookup/1]).
 -export([registered/0]).
 
-%% For py_event_worker.
+%% Internal exports, for pyport_worker and pyport_serve.
 -export([start_link/0]).
 -export([serve/5]).
 -export([send_policy/2]).
@@ -42,7 +42,7 @@
 -export([python_safe/1]).
 -export([callback_process/2]).
 
-%% gen_server.
+%% Internal exports: gen_server.
 -export([init/1]).
 -export([handle_call/3]).
 -export([handle_cast/2]).
@@ -109,7 +109,7 @@ registered() ->
         error:badarg -> []
     end.
 
-%% For py_event_worker.
+%% For pyport_worker.
 
 -spec start_link() -> {ok, pid()} | {error, term()}.
 start_link() ->
@@ -132,11 +132,11 @@ send_policy(Allow, ByCaller) when is_map(Allow) ->
 %% call runs in a fresh process (run/3) that answers the port itself,
 %% tracked in Runs (Index, the loop's, is for the log). Calls go to registered callbacks only, which the
 %% node's owner chose: the policy restricts sends and whereis.
--spec serve(request(), channel(), send_policy(), py_callback_runs:runs(),
-            py_event_task:loop_index()) -> ok.
+-spec serve(request(), channel(), send_policy(), pyport_callback_runs:runs(),
+            pyport_task:loop_index()) -> ok.
 serve({call, CallId, Name, Args}, Channel, _, Runs, _) ->
     Start = fun() -> spawn(?MODULE, run, [Channel, Runs, {CallId, Name, Args}]) end,
-    case py_callback_runs:start(Runs, CallId, Start) of
+    case pyport_callback_runs:start(Runs, CallId, Start) of
         ok ->
             ok;
         {error, {callback_limit, _} = Reason} ->
@@ -148,7 +148,7 @@ serve({call, CallId, Name, Args}, Channel, _, Runs, _) ->
     end;
 serve({call_cancel, CallId}, _, _, Runs, _) ->
     %% Python gave up on the call (its task was cancelled or timed out).
-    py_callback_runs:cancel(Runs, CallId);
+    pyport_callback_runs:cancel(Runs, CallId);
 serve({send, CallId, Dest, Msg}, Channel, Policy, _, _) ->
     %% The answer says whether the destination existed (or was allowed).
     Reply = case allowed(Dest, Policy) of
@@ -193,7 +193,7 @@ serve({send, Dest, Msg}, _, Policy, _, Index) ->
 %% kill, becomes an error reply, so the Python side is always answered,
 %% unless it gave up on the call (`call_cancel`) or the worker went: the
 %% callback is then killed, unanswered.
--spec run(channel(), py_callback_runs:runs(), {term(), term(), term()}) -> ok.
+-spec run(channel(), pyport_callback_runs:runs(), {term(), term(), term()}) -> ok.
 run(#{worker := Worker, max_packet := MaxPacket} = Channel, Runs, {CallId, Name, Args}) ->
     WRef = erlang:monitor(process, Worker),
     %% The link's exit signal ends the callback if this process is killed;
@@ -209,7 +209,7 @@ run(#{worker := Worker, max_packet := MaxPacket} = Channel, Runs, {CallId, Name,
             answer(Channel, encode_reply(CallId, {error, {unknown_callback, name_binary(Name)}},
                                          MaxPacket))
     end,
-    py_callback_runs:done(Runs, CallId).
+    pyport_callback_runs:done(Runs, CallId).
 
 %% `erlang.send(Dest, Msg)`: {ok, true} once delivered (or handed to the
 %% distribution), {error, noproc} when the destination does not exist.
@@ -313,16 +313,12 @@ name_allowed(Name, {only, Names, _}, Found) ->
     end.
 
 %% Never suspends the writer (the worker, or a run) on a port Python does
-%% not read: what the port does not take now, the worker queues and
-%% retries (a port that stays full is killed by the unresponsive check).
-answer(#{worker := Worker, port := Port}, Packet) ->
-    try erlang:port_command(Port, Packet, [nosuspend]) of
-        true -> ok;
-        false -> py_event_worker:send_later(Worker, Packet)
-    catch
-        %% The port died meanwhile; its caller is gone with it.
-        error:badarg -> ok
-    end.
+%% not read: what the port does not take now waits in the worker's queue
+%% (pyport_calls:send_port/2; a port that stays full is killed by the
+%% unresponsive check). A closed port has taken its caller with it.
+answer(#{port := Port}, Packet) ->
+    _ = pyport_calls:send_port(Port, Packet),
+    ok.
 
 %% Another node's process (or any alias: a local one is never busy).
 remote(Dest, Msg) ->
@@ -388,8 +384,8 @@ supervised(Fun, Args, WRef) ->
             %% Killed, or exited from a process it spawned and linked.
             {reply, {error, {erlang, exit, python_safe(Reason),
                              format(exit, Reason, [])}}};
-        {py_callback_runs, cancel} ->
-            %% (py_callback_runs:cancel/2) Python gave up on the call.
+        {pyport_callback_runs, cancel} ->
+            %% (pyport_callback_runs:cancel/2) Python gave up on the call.
             kill_callback(Pid, MRef);
         {'DOWN', WRef, process, _, _} ->
             %% The loop's worker is gone, and its port with it.

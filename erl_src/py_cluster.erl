@@ -12,7 +12,7 @@
 %%   #{key => Term}   one loop per key (rendezvous hashing over the
 %%                    cluster's loops), stable while membership is.
 %% A task on this node runs exactly as through py_event_loop; on another
-%% node through a proxy there (py_cluster_proxy, py_cluster_call), with
+%% node through a proxy there (pyport_cluster_proxy, pyport_cluster_call), with
 %% the same promises: the deadline reaches Python, a dead caller's task
 %% is cancelled, and a lost node is `{error, {nodedown, Node}}` at once.
 %%
@@ -44,7 +44,7 @@
 %% Where a route leads: a node and its loop, or `pool` when that node's
 %% pool picks (node routes).
 -type place() :: {node(), pos_integer() | pool}.
--type reason() :: py_cluster_call:reason() | {not_member, node()}.
+-type reason() :: pyport_cluster_call:reason() | {not_member, node()}.
 -type result() :: {ok, term()} | {error, reason()}.
 -export_type([route_opts/0, run_opts/0, task_opts/0, task/0, place/0,
               reason/0, result/0]).
@@ -63,14 +63,14 @@ run(Module, Func, Args) ->
     -> result().
 run(Module, Func, Args, Opts) ->
     options(Opts, [timeout, kwargs, node, key]),
-    Timeout = py_event_task:check_timeout(maps:get(timeout, Opts, ?DEFAULT_TIMEOUT)),
+    Timeout = pyport_task:check_timeout(maps:get(timeout, Opts, ?DEFAULT_TIMEOUT)),
     Call = call(Module, Func, Args, Opts),
     case place(Opts, true) of
         {ok, {Node, Loop}} when Node =:= node() ->
             local_run(Loop, Call, Timeout);
         {ok, {Node, Loop}} ->
-            py_cluster_call:run(Node, target(Loop), Call, Timeout,
-                                py_event_task:deadline(Timeout));
+            pyport_cluster_call:run(Node, target(Loop), Call, Timeout,
+                                pyport_calls:deadline(Timeout));
         {error, _} = Error ->
             Error
     end.
@@ -93,7 +93,7 @@ create_task(Module, Func, Args, Opts) ->
             {py_cluster_task, Node,
              py_event_loop:create_task({pyport_loop, Index}, M, F, A, Kw)};
         {ok, {Node, Loop}} ->
-            ReqId = py_cluster_call:start(Node, target(Loop), Call, infinity),
+            ReqId = pyport_cluster_call:start(Node, target(Loop), Call, infinity),
             put(?KEY(ReqId), remote),
             {py_cluster_task, Node, ReqId};
         {error, Reason} ->
@@ -110,9 +110,9 @@ await(Task) ->
 %% runs, and a late result never reaches the caller's mailbox.
 -spec await(task(), timeout()) -> result().
 await({py_cluster_task, Node, Ref}, Timeout) when is_atom(Node), is_reference(Ref) ->
-    T = py_event_task:check_timeout(Timeout),
+    T = pyport_task:check_timeout(Timeout),
     case erase(?KEY(Ref)) of
-        remote -> py_cluster_call:wait(Node, Ref, py_event_task:deadline(T));
+        remote -> pyport_cluster_call:wait(Node, Ref, pyport_calls:deadline(T));
         {failed, Reason} -> {error, Reason};
         %% A task on this node, or unknown (py_event_loop says which).
         undefined -> py_event_loop:await(Ref, T)
@@ -136,7 +136,7 @@ spawn_task(Module, Func, Args, Opts) ->
         {ok, {Node, Index}} when Node =:= node() ->
             py_event_loop:spawn_task({pyport_loop, Index}, M, F, A, Kw);
         {ok, {Node, Loop}} ->
-            py_cluster_call:spawn_task(Node, target(Loop), Call);
+            pyport_cluster_call:spawn_task(Node, target(Loop), Call);
         {error, _} = Error ->
             Error
     end.
@@ -154,16 +154,16 @@ route(Opts) ->
 %% The member nodes, this one included when its application runs.
 -spec nodes() -> [node()].
 nodes() ->
-    py_cluster_registry:nodes().
+    pyport_cluster_registry:nodes().
 
 %% Each member's loads as last published: pending tasks per loop, or
 %% `restarting`.
--spec loads() -> #{node() => #{pos_integer() => py_cluster_registry:load()}}.
+-spec loads() -> #{node() => #{pos_integer() => pyport_cluster_registry:load()}}.
 loads() ->
     lists:foldl(fun({{Node, I}, Load, _}, Acc) ->
                         maps:update_with(Node, fun(M) -> M#{I => Load} end,
                                          #{I => Load}, Acc)
-                end, #{}, py_cluster_registry:loops()).
+                end, #{}, pyport_cluster_registry:loops()).
 
 %% Internal.
 
@@ -183,18 +183,18 @@ options(Opts, _) ->
 
 call(Module, Func, Args, Opts) ->
     Kwargs = maps:get(kwargs, Opts, #{}),
-    ok = py_event_task:check_call(Module, Func, Args, Kwargs),
+    ok = pyport_task:check_call(Module, Func, Args, Kwargs),
     {Module, Func, Args, Kwargs}.
 
 %% Count: whether the task is really sent (route/1 only looks).
 place(#{key := Key}, Count) ->
-    chosen(py_cluster_route:by_key(Key, py_cluster_registry:loops()), Count);
+    chosen(pyport_cluster_route:by_key(Key, pyport_cluster_registry:loops()), Count);
 place(#{node := any}, Count) ->
     least_loaded(Count);
 place(#{node := Node}, _) when Node =:= node() ->
     {ok, {Node, pool}};
 place(#{node := Node}, _) ->
-    case py_cluster_registry:is_member(Node) of
+    case pyport_cluster_registry:is_member(Node) of
         true -> {ok, {Node, pool}};
         false -> {error, absent(Node)}
     end;
@@ -206,15 +206,15 @@ place(_, Count) ->
 %% them in the current interval.
 least_loaded(Count) ->
     Local = node(),
-    Rows = [Row || {{Node, _}, _, _} = Row <- py_cluster_registry:loops(), Node =/= Local]
+    Rows = [Row || {{Node, _}, _, _} = Row <- pyport_cluster_registry:loops(), Node =/= Local]
         ++ [{{Local, I}, Load, 0} || {I, Load} <- py_event_loop_pool:loads()],
-    chosen(py_cluster_route:least_loaded(Rows, Local), Count).
+    chosen(pyport_cluster_route:least_loaded(Rows, Local), Count).
 
 chosen(none, _) ->
     %% No member at all: this node's application is not running.
     {error, loop_unavailable};
 chosen({Node, Index} = Place, true) when Node =/= node() ->
-    ok = py_cluster_registry:sent(Node, Index),
+    ok = pyport_cluster_registry:sent(Node, Index),
     {ok, Place};
 chosen(Place, _) ->
     {ok, Place}.

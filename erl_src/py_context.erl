@@ -10,7 +10,7 @@
 %% and each call on it is an ordinary task with the task's deadline.
 -module(py_context).
 
--include("py_handle.hrl").
+-include("pyport_handle.hrl").
 
 %% API.
 -export([new/0]).
@@ -24,7 +24,7 @@
 -export([is_context/1]).
 
 %% Treat it as opaque; py matches its tag to tell a context from a loop.
--type context() :: {py_context, py_handle:handle()}.
+-type context() :: {py_context, pyport_handle:handle()}.
 -type reason() :: context_lost | {context_limit, pos_integer()} | py_event_loop:reason().
 -export_type([context/0, reason/0]).
 
@@ -61,7 +61,7 @@ for_process({pyport_loop, Index} = Loop) ->
     Key = {?MODULE, Index},
     case get(Key) of
         {py_context, Handle} = Ctx ->
-            case py_handle:live(Handle) of
+            case pyport_handle:live(Handle) of
                 {ok, _} -> {ok, Ctx};
                 {error, stale_handle} -> fresh(Key, Loop)
             end;
@@ -82,7 +82,7 @@ call(Ctx, _, _, Args, _, _) ->
 -spec cast(context(), py_event_loop:py_name(), py_event_loop:py_name(), list(), map())
     -> ok | {error, reason()}.
 cast({py_context, Handle}, Module, Func, Args, Kwargs) when is_list(Args), is_map(Kwargs) ->
-    case py_handle:live(Handle) of
+    case pyport_handle:live(Handle) of
         {ok, _} ->
             reply(py_event_loop_pool:spawn_task(?MOD, call, [Handle, name(Module), name(Func),
                                                              Args, Kwargs], #{}));
@@ -130,7 +130,7 @@ fresh(Key, Loop) ->
 
 %% One task on the handle's loop (the pool routes a task by its handles).
 run(Handle, Func, Args, Timeout) ->
-    case py_handle:live(Handle) of
+    case pyport_handle:live(Handle) of
         {ok, _} ->
             reply(py_event_loop_pool:run(?MOD, Func, Args, #{timeout => Timeout}));
         {error, stale_handle} ->

@@ -29,11 +29,9 @@
 -export([stream/3]).
 -export([stream/4]).
 -export([stream/5]).
+
+%% Internal exports.
 -export([loop_index_check/1]).
-%% Internal API, for py_event_loop_pool.
--export([run_on/5]).
--export([create_task_on/6]).
--export([spawn_task_on/5]).
 
 -type py_name() :: atom() | binary().
 -type kwargs() :: #{atom() | binary() => term()}.
@@ -45,16 +43,16 @@
 %% the loop's `none_atom` setting, itself `none` by default).
 -type run_opts() :: #{timeout => timeout(), kwargs => kwargs() | [{atom(), term()}],
                       result => handle | auto | term,
-                      none_atom => py_compat:none_atom()}.
+                      none_atom => pyport_compat:none_atom()}.
 -type task_opts() :: #{result => handle | auto | term,
-                       none_atom => py_compat:none_atom()}.
+                       none_atom => pyport_compat:none_atom()}.
 %% Python source text: a binary or a string (UTF-8 / Unicode).
 -type source() :: unicode:chardata().
 %% eval only: `locals`, the local bindings of the expression (a map or
 %% keyword list, names as atoms or binaries), and `none_atom` as for run/5.
 -type source_opts() :: #{timeout => timeout(),
                          locals => #{atom() | binary() => term()} | [{atom(), term()}],
-                         none_atom => py_compat:none_atom()}.
+                         none_atom => pyport_compat:none_atom()}.
 %% A loop handle from py_event_loop_pool:get_loop/0. It names the loop, not
 %% its current worker, so it stays valid across port restarts. Treat it as
 %% opaque.
@@ -69,7 +67,7 @@
                    Traceback :: binary()}
                 | {python_exit, Status :: integer() | term()}
                 | {worker_down, Reason :: term()}
-                | py_handle:error()
+                | pyport_handle:error()
                 | {handle_limit, Max :: non_neg_integer()}
                 | {bad_reply, handles}.
 -type result() :: {ok, term()} | {error, reason()}.
@@ -92,7 +90,7 @@ run(Module, Func, Args, Opts) ->
 
 -spec run(loop(), py_name(), py_name(), list(), run_opts()) -> result().
 run(Loop, Module, Func, Args, Opts) ->
-    run_on({fixed, loop_index(Loop)}, Module, Func, Args, Opts).
+    pyport_task:run_on({fixed, loop_index(Loop)}, Module, Func, Args, Opts).
 
 -spec create_task(py_name(), py_name(), list()) -> reference().
 create_task(Module, Func, Args) ->
@@ -111,7 +109,7 @@ create_task(Loop, Module, Func, Args, Kwargs) ->
 -spec create_task(loop(), py_name(), py_name(), list(), kwargs(), task_opts())
     -> reference().
 create_task(Loop, Module, Func, Args, Kwargs, Opts) ->
-    create_task_on({fixed, loop_index(Loop)}, Module, Func, Args, Kwargs, Opts).
+    pyport_task:create_on({fixed, loop_index(Loop)}, Module, Func, Args, Kwargs, Opts).
 
 -spec await(reference()) -> result().
 await(Ref) ->
@@ -121,7 +119,7 @@ await(Ref) ->
 %% still come, is dropped: it never reaches the caller's mailbox.
 -spec await(reference(), timeout()) -> result().
 await(Ref, Timeout) when is_reference(Ref) ->
-    py_event_task:await(Ref, py_event_task:check_timeout(Timeout));
+    pyport_task:await(Ref, pyport_task:check_timeout(Timeout));
 await(Ref, _) ->
     error({badarg, {task, Ref}}).
 
@@ -137,7 +135,7 @@ spawn_task(Module, Func, Args, Kwargs) ->
 -spec spawn_task(loop(), py_name(), py_name(), list(), kwargs())
     -> ok | {error, reason()}.
 spawn_task(Loop, Module, Func, Args, Kwargs) ->
-    spawn_task_on({fixed, loop_index(Loop)}, Module, Func, Args, Kwargs).
+    pyport_task:spawn_on({fixed, loop_index(Loop)}, Module, Func, Args, Kwargs).
 
 %% Runs Python statements in the loop's `__main__` namespace (e.g. to
 %% define helpers without a file); what they define is visible to later
@@ -186,59 +184,18 @@ stream(Module, Func, Args, Opts) ->
     -> py_stream:stream().
 stream(Loop, Module, Func, Args, Opts0) ->
     Index = loop_index(Loop),
-    %% A keyword list is kwargs here too (py_compat:kwargs/1).
+    %% A keyword list is kwargs here too (pyport_compat:kwargs/1).
     Opts = case Opts0 of
-               #{kwargs := Kw} -> Opts0#{kwargs := py_compat:kwargs(Kw)};
+               #{kwargs := Kw} -> Opts0#{kwargs := pyport_compat:kwargs(Kw)};
                _ -> Opts0
            end,
     {Kwargs, StreamOpts} = py_stream:check_options(Opts),
-    ok = py_event_task:check_call(Module, Func, Args, Kwargs),
+    ok = pyport_task:check_call(Module, Func, Args, Kwargs),
     py_stream:start(Index, Module, Func, Args, Kwargs, StreamOpts).
 %% The loop id of a loop handle; badarg if it is not one (py_pool).
--spec loop_index_check(loop()) -> py_event_task:loop_index().
+-spec loop_index_check(loop()) -> pyport_calls:loop_index().
 loop_index_check(Loop) ->
     loop_index(Loop).
-
-%% Internal API, for py_event_loop_pool: run/5, create_task/6 and
-%% spawn_task/5 where `{default, Index}` lets a task's object handles pick
-%% its loop (py_handle:task_opts/4), with one search of the arguments.
-
--spec run_on(py_handle:where(), py_name(), py_name(), list(), run_opts()) -> result().
-run_on(Where, Module, Func, Args, Opts) ->
-    {Timeout, Kwargs} = py_event_task:run_options(Opts),
-    ok = py_event_task:check_call(Module, Func, Args, Kwargs),
-    case py_handle:task_opts(Where, Args, Kwargs, Opts) of
-        {ok, Index, Extra} -> py_event_task:run(Index, Module, Func, Args, Kwargs, Timeout,
-                                                py_compat:none_atom_opt(Opts, Extra));
-        {error, _} = Error -> Error
-    end.
-
--spec create_task_on(py_handle:where(), py_name(), py_name(), list(), kwargs(),
-                     task_opts()) -> reference().
-create_task_on(Where, Module, Func, Args, Kwargs0, Opts) when is_map(Opts) ->
-    Kwargs = py_compat:kwargs(Kwargs0),
-    ok = py_event_task:check_call(Module, Func, Args, Kwargs),
-    maps:foreach(fun(result, _) -> ok;
-                    (none_atom, _) -> ok;
-                    (Key, Value) -> error({badarg, {option, Key, Value}})
-                 end, Opts),
-    case py_handle:task_opts(Where, Args, Kwargs, Opts) of
-        {ok, Index, Extra} -> py_event_task:create(Index, Module, Func, Args, Kwargs,
-                                                   py_compat:none_atom_opt(Opts, Extra));
-        {error, Reason} -> py_event_task:failed(Reason)
-    end;
-create_task_on(_, _, _, _, _, Opts) ->
-    error({badarg, {options, Opts}}).
-
--spec spawn_task_on(py_handle:where(), py_name(), py_name(), list(), kwargs())
-    -> ok | {error, reason()}.
-spawn_task_on(Where, Module, Func, Args, Kwargs0) ->
-    Kwargs = py_compat:kwargs(Kwargs0),
-    ok = py_event_task:check_call(Module, Func, Args, Kwargs),
-    case py_handle:task_opts(Where, Args, Kwargs, #{}) of
-        {ok, Index, Extra} -> py_event_task:spawn(Index, Module, Func, Args, Kwargs, Extra);
-        {error, _} = Error -> Error
-    end.
 
 %% Internal.
 
@@ -252,9 +209,9 @@ source(Kind, Loop, Text, Opts) ->
               error:badarg -> error({badarg, {source, Text}})
           end,
     case Kind of
-        exec -> py_event_task:run_source(Index, Kind, Bin, Timeout);
-        eval -> py_event_task:run_source(Index, Kind, Bin, Timeout,
-                                         py_compat:eval_opts(Opts))
+        exec -> pyport_task:run_source(Index, Kind, Bin, Timeout);
+        eval -> pyport_task:run_source(Index, Kind, Bin, Timeout,
+                                         pyport_compat:eval_opts(Opts))
     end.
 
 source_timeout(Kind, Opts) when is_map(Opts) ->
@@ -263,7 +220,7 @@ source_timeout(Kind, Opts) when is_map(Opts) ->
                     (none_atom, _) when Kind =:= eval -> ok;
                     (Key, Value) -> error({badarg, {option, Key, Value}})
                  end, Opts),
-    py_event_task:check_timeout(maps:get(timeout, Opts, ?DEFAULT_TIMEOUT));
+    pyport_task:check_timeout(maps:get(timeout, Opts, ?DEFAULT_TIMEOUT));
 source_timeout(_, Opts) ->
     error({badarg, {options, Opts}}).
 

@@ -4,7 +4,7 @@
 %%
 %% The process behind this module owns the loop registry (a public named
 %% ETS table that callers read on every submission) and counts restarts.
-%% It sits before py_event_loop_sup under a rest_for_one supervisor: if it
+%% It sits before pyport_loop_sup under a rest_for_one supervisor: if it
 %% dies, the table goes with it and every worker restarts to re-register.
 %%
 %% While a loop's worker restarts, its entry reads `restarting`, and
@@ -14,12 +14,10 @@
 -module(py_event_loop_pool).
 -behaviour(gen_server).
 
--include("py_event_loop.hrl").
-
-%% The registry: {Index, #py_loop{} | restarting} per loop, and
-%% {num_loops, N}.
-%% Only this module touches it; callers go through lookup/1.
--define(PY_LOOP_REGISTRY, py_event_loops).
+%% The registry: {Index, pyport_calls:loop() | restarting} per loop, and
+%% {num_loops, N}. Only this module writes it; readers go through
+%% pyport_registry.
+-define(PY_LOOP_REGISTRY, py_event_loops).  % pyport_registry:table(default)
 
 %% API.
 -export([run/3]).
@@ -47,15 +45,10 @@
 -export([child_spec/1]).
 -export([restart_loop/1]).
 
-%% Internal API, for pyport_sup, py_event_worker and py_event_task.
--export([num_loops/0]).
+%% Internal exports: pyport_sup starts the server.
 -export([start_link/1]).
--export([register_loop/2]).
--export([lookup/1]).
--export([await_loop/3]).
--export([stopping/1]).
 
-%% gen_server.
+%% Internal exports: gen_server.
 -export([init/1]).
 -export([handle_call/3]).
 -export([handle_cast/2]).
@@ -73,7 +66,7 @@
                         atoms_created := non_neg_integer(),
                         handles := non_neg_integer(),
                         python_lib := binary() | undefined,
-                        tasks := py_ops_stats:stats()}.
+                        tasks := pyport_ops_stats:stats()}.
 -type stats() :: #{num_loops := non_neg_integer(),
                    supported := boolean(),
                    restarts := non_neg_integer(),
@@ -104,10 +97,7 @@
 %% How often the pool looks at the OTP logger's primary level.
 -define(FOLLOW_MS, 200).
 
--type deadline() :: integer() | infinity.
-
-%% The longest timeout gen_server:call takes.
--define(MAX_AFTER, 4294967295).
+-type deadline() :: pyport_calls:deadline().
 
 %% API.
 
@@ -119,7 +109,7 @@ run(Module, Func, Args) ->
 -spec run(py_event_loop:py_name(), py_event_loop:py_name(), list(),
           py_event_loop:run_opts()) -> py_event_loop:result().
 run(Module, Func, Args, Opts) ->
-    py_event_loop:run_on(my_route(), Module, Func, Args, Opts).
+    pyport_task:run_on(my_route(), Module, Func, Args, Opts).
 
 -spec create_task(py_event_loop:py_name(), py_event_loop:py_name(), list())
     -> reference().
@@ -135,7 +125,7 @@ create_task(Module, Func, Args, Kwargs) ->
 -spec create_task(py_event_loop:py_name(), py_event_loop:py_name(), list(),
                   py_event_loop:kwargs(), py_event_loop:task_opts()) -> reference().
 create_task(Module, Func, Args, Kwargs, Opts) ->
-    py_event_loop:create_task_on(my_route(), Module, Func, Args, Kwargs, Opts).
+    pyport_task:create_on(my_route(), Module, Func, Args, Kwargs, Opts).
 
 %% A reference knows its loop, so await is the same for the pool and for
 %% a single loop.
@@ -156,7 +146,7 @@ spawn_task(Module, Func, Args) ->
                  py_event_loop:kwargs())
     -> ok | {error, py_event_loop:reason()}.
 spawn_task(Module, Func, Args, Kwargs) ->
-    py_event_loop:spawn_task_on(my_route(), Module, Func, Args, Kwargs).
+    pyport_task:spawn_on(my_route(), Module, Func, Args, Kwargs).
 
 %% py_event_loop:exec/eval on the caller's loop. Note that what exec
 %% defines lives on that loop only (other processes may use other loops).
@@ -195,33 +185,19 @@ stream(Module, Func, Args, Opts) ->
 get_loop() ->
     case num_loops() of
         undefined -> {error, not_started};
-        N -> {ok, {pyport_loop, loop_index(self(), N)}}
+        _ -> {ok, my_loop()}
     end.
 
 -spec get_stats() -> stats().
 get_stats() ->
-    try
-        gen_server:call(?MODULE, get_stats)
-    catch
-        exit:{noproc, _} ->
-            #{num_loops => 0, supported => false, restarts => 0,
-              pending => 0, loops => []}
-    end.
+    pyport_registry:stats(default).
 
 %% Pending tasks per loop, `restarting` for a loop between two ports,
 %% read from the registry without a call to the pool: the load figure
 %% py_cluster publishes; [] when the application is not running.
 -spec loads() -> [{pos_integer(), non_neg_integer() | restarting}].
 loads() ->
-    case num_loops() of
-        undefined ->
-            [];
-        N ->
-            [{I, case lookup(I) of
-                     {ok, #py_loop{pending = Pending}} -> pending_size(Pending);
-                     _ -> restarting
-                 end} || I <- lists:seq(1, N)]
-    end.
+    pyport_calls:loads().
 
 %% Reloads Python module Module (`importlib.reload`) on every loop that has
 %% imported it, so that new source takes effect pool-wide; loops that have
@@ -233,13 +209,13 @@ loads() ->
 reload(Module) ->
     case num_loops() of
         undefined -> {error, [{1, loop_unavailable}]};
-        N -> py_compat:reload(Module, [{pyport_loop, I} || I <- lists:seq(1, N)])
+        N -> reload(Module, [{pyport_loop, I} || I <- lists:seq(1, N)])
     end.
 
 -spec loop_index(pid(), pos_integer()) -> pos_integer().
 loop_index(Pid, NumLoops) when is_pid(Pid), is_integer(NumLoops),
                                NumLoops > 0 ->
-    erlang:phash2(Pid, NumLoops) + 1.
+    pyport_registry:loop_index(Pid, NumLoops).
 
 %% Internal API.
 
@@ -262,65 +238,6 @@ child_spec(Opts) ->
 restart_loop(Loop) ->
     py_pool:restart_loop(Loop).
 
-%% What a caller needs to submit to loop Index; `restarting` while that
-%% loop's port restarts (see await_loop/3), error when there is no such
-%% loop or the application is not running.
--spec lookup(py_event_task:loop_index()) -> {ok, #py_loop{}} | restarting | error.
-lookup(Index) when is_integer(Index) ->
-    try ets:lookup(?PY_LOOP_REGISTRY, Index) of
-        [{Index, #py_loop{} = Loop}] -> {ok, Loop};
-        [{Index, restarting}] -> restarting;
-        [] -> error
-    catch
-        %% No registry: the application is not running.
-        error:badarg -> error
-    end;
-lookup({Pool, Index}) when is_atom(Pool), is_integer(Index) ->
-    %% A named pool's loop: its registry is the table named after it.
-    try ets:lookup(Pool, Index) of
-        [{Index, #py_loop{index = {Pool, Index}} = Loop}] -> {ok, Loop};
-        [{Index, restarting}] -> restarting;
-        _ -> error
-    catch
-        error:badarg -> error
-    end;
-lookup(_) ->
-    error.
-
-%% Waits until loop Index has a worker other than Dead (the one a caller
-%% found dead, or none), by Deadline (monotonic milliseconds). Beyond the
-%% loop's max_pending waiters: overloaded. No such loop, or the pool
-%% stopping (the application is going, or its supervisor gave up):
-%% loop_unavailable.
--spec await_loop(py_event_task:loop_index(), pid() | none, deadline())
-    -> {ok, #py_loop{}} | {error, timeout | overloaded | loop_unavailable}.
-await_loop(Id, Dead, Deadline) ->
-    Index = local_index(Id),
-    Timeout = case Deadline of
-                  infinity -> infinity;
-                  _ -> min(?MAX_AFTER, max(0, Deadline - erlang:monotonic_time(millisecond)))
-              end,
-    try
-        gen_server:call(server(Id), {await_loop, Index, Dead, Deadline}, Timeout)
-    catch
-        %% A late reply is dropped: the call's alias is gone.
-        exit:{timeout, _} -> {error, timeout};
-        exit:_ -> {error, loop_unavailable}
-    end.
-
-%% restart_loop/1 is about to stop loop Id's port: callers wait for the
-%% fresh one from now on (await_loop/3) instead of writing to a port
-%% that is stopping.
--spec stopping(py_event_task:loop_index()) -> ok.
-stopping(Id) ->
-    try gen_server:call(server(Id), {stopping, local_index(Id)})
-    catch exit:_ -> ok
-    end.
-
--spec register_loop(py_event_task:loop_index(), #py_loop{}) -> ok.
-register_loop(Id, #py_loop{index = Id} = Loop) ->
-    gen_server:call(server(Id), {register_loop, Loop}).
-
 %% gen_server.
 
 -spec init(pos_integer() | {atom(), pos_integer(), map()}) -> {ok, #state{}}.
@@ -330,6 +247,7 @@ init({Pool, NumLoops, Config}) ->
     _ = ets:new(Pool, [named_table, public, set, {read_concurrency, true}]),
     true = ets:insert(Pool, [{num_loops, NumLoops}, {config, Config}]),
     ok = pyport_atoms:init_pool(Pool, NumLoops),
+    ok = pyport_registry:register_pool(Pool),
     {ok, following(#state{num_loops = NumLoops, pool = Pool, table = Pool})};
 init(NumLoops) ->
     _ = ets:new(?PY_LOOP_REGISTRY,
@@ -339,11 +257,12 @@ init(NumLoops) ->
 
 -spec handle_call(term(), gen_server:from(), #state{})
     -> {reply, term(), #state{}}.
-handle_call({register_loop, #py_loop{index = Id, worker = Pid,
-                                     max_pending = Max} = Loop},
+handle_call({register_loop, Loop},
             _From, #state{starts = Starts, workers = Workers, waiters = Waiters,
                           bounds = Bounds, table = Table} = State) ->
-    Index = local_index(Id),
+    Index = local_index(pyport_calls:index(Loop)),
+    Pid = pyport_calls:worker(Loop),
+    Max = pyport_calls:max_pending(Loop),
     true = ets:insert(Table, {Index, Loop}),
     MRef = erlang:monitor(process, Pid),
     {Waiting, Rest} = case maps:take(Index, Waiters) of
@@ -361,8 +280,15 @@ handle_call({register_loop, #py_loop{index = Id, worker = Pid,
                  bounds = Bounds#{Index => Max}}};
 handle_call({await_loop, Index, Dead, Deadline}, From, #state{table = Table} = State) ->
     case ets:lookup(Table, Index) of
-        [{Index, #py_loop{worker = Worker} = Loop}] when Worker =/= Dead ->
+        [{Index, restarting}] ->
+            wait_for_loop(Index, From, Deadline, State);
+        [{Index, Loop}] when Dead =:= none ->
             {reply, {ok, Loop}, State};
+        [{Index, Loop}] ->
+            case pyport_calls:worker(Loop) of
+                Dead -> wait_for_loop(Index, From, Deadline, State);
+                _ -> {reply, {ok, Loop}, State}
+            end;
         [{Index, _}] ->
             %% Restarting, or the dead worker whose 'DOWN' is on its way.
             wait_for_loop(Index, From, Deadline, State);
@@ -371,7 +297,8 @@ handle_call({await_loop, Index, Dead, Deadline}, From, #state{table = Table} = S
     end;
 handle_call({stopping, Index}, _From, #state{table = Table} = State) ->
     _ = case ets:lookup(Table, Index) of
-            [{Index, #py_loop{}}] -> ets:insert(Table, {Index, restarting});
+            [{Index, restarting}] -> true;
+            [{Index, _Loop}] -> ets:insert(Table, {Index, restarting});
             _ -> true
         end,
     {reply, ok, State};
@@ -391,10 +318,14 @@ handle_info({'DOWN', MRef, process, Pid, _}, #state{workers = Workers, table = T
             %% Only if no successor has registered in the meantime; this
             %% process is the registry's only writer, so no race.
             case ets:lookup(Table, Index) of
-                [{Index, #py_loop{worker = Pid}}] ->
+                [{Index, restarting}] ->
+                    ok;
+                [{Index, Loop}] ->
                     %% Its supervisor starts the next one; callers wait
-                    %% for it (await_loop/3).
-                    true = ets:insert(Table, {Index, restarting});
+                    %% for it (pyport_registry:await_loop/3).
+                    _ = pyport_calls:worker(Loop) =:= Pid
+                        andalso ets:insert(Table, {Index, restarting}),
+                    ok;
                 _ ->
                     ok
             end,
@@ -430,11 +361,28 @@ following(#state{follow = Follow, workers = Workers} = State) ->
     TRef = erlang:start_timer(?FOLLOW_MS, self(), follow_log_level),
     State#state{follow = {TRef, Level}}.
 
-server(Index) when is_integer(Index) -> ?MODULE;
-server({Pool, _}) -> Pool.
-
 local_index(Index) when is_integer(Index) -> Index;
 local_index({_, Index}) -> Index.
+
+%% Reloads Python module Module (importlib.reload) on each of Loops, in
+%% parallel, where it is loaded; a loop that has not imported it has
+%% nothing to reload. {error, [{Index, Reason}]} lists the loops where it
+%% failed (a syntax error in the new source, a loop unavailable).
+reload(Module, Loops) when is_atom(Module); is_binary(Module) ->
+    Name = if is_atom(Module) -> atom_to_binary(Module, utf8);
+              true -> Module
+           end,
+    Refs = [{Index, py_event_loop:create_task(Loop, 'erlang._compat', reload_module,
+                                              [Name], #{})}
+            || {pyport_loop, Index} = Loop <- Loops],
+    case [{Index, Reason}
+          || {Index, Ref} <- Refs,
+             {error, Reason} <- [py_event_loop:await(Ref, 30000)]] of
+        [] -> ok;
+        Failed -> {error, Failed}
+    end;
+reload(Module, _) ->
+    error({badarg, {module, Module}}).
 
 %% The loop id of index I in the pool: the default pool's are integers.
 loop_id(#state{pool = default}, I) -> I;
@@ -451,29 +399,16 @@ wait_for_loop(Index, From, Deadline, #state{waiters = Waiters, bounds = Bounds} 
             {noreply, State#state{waiters = Waiters#{Index => [{From, Deadline} | Live]}}}
     end.
 
-%% How many loops the pool runs; undefined when it is not running.
--spec num_loops() -> pos_integer() | undefined.
 num_loops() ->
-    try ets:lookup(?PY_LOOP_REGISTRY, num_loops) of
-        [{num_loops, N}] -> N;
-        [] -> undefined
-    catch
-        error:badarg -> undefined
-    end.
+    pyport_registry:num_loops().
 
 %% A task runs on the loop of the object handles among its arguments
-%% (py_handle:task_opts/4), otherwise on the caller's.
+%% (pyport_handle:task_opts/4), otherwise on the caller's.
 my_route() ->
-    {pyport_loop, Index} = my_loop(),
-    {default, Index}.
+    {default, pyport_registry:caller_loop(default)}.
 
 my_loop() ->
-    case num_loops() of
-        %% Not started: loop 1 is as unavailable as any other, and the
-        %% task functions report that in their usual way.
-        undefined -> {pyport_loop, 1};
-        N -> {pyport_loop, loop_index(self(), N)}
-    end.
+    {pyport_loop, pyport_registry:caller_loop(default)}.
 
 stats(#state{num_loops = N, starts = Starts} = State) ->
     Loops = [loop_stats(loop_id(State, Index), Starts) || Index <- lists:seq(1, N)],
@@ -486,32 +421,27 @@ stats(#state{num_loops = N, starts = Starts} = State) ->
 
 loop_stats(Id, Starts) ->
     Index = local_index(Id),
-    case lookup(Id) of
-        {ok, #py_loop{worker = W, port = Port, pending = Pending,
-                      os_pid = OsPid, info = Info} = Loop} ->
+    case pyport_registry:lookup(Id) of
+        {ok, Loop} ->
+            #{worker := W, port := Port, os_pid := OsPid, pending := Pending,
+              info := Info, tasks := Tasks} = pyport_calls:describe(Loop),
             #{index => Index,
               worker => W,
               port => Port,
               os_pid => OsPid,
-              pending => pending_size(Pending),
+              pending => Pending,
               python => maps:get(python, Info, undefined),
               mode => maps:get(mode, Info, undefined),
               restarts => maps:get(Index, Starts, 1) - 1,
               %% New atoms its frames created since the application
               %% started (bounded by max_atoms, see pyport_atoms).
               atoms_created => pyport_atoms:created(Id),
-              %% Live object handles (py_handle).
-              handles => py_handle:count(Loop#py_loop.handles),
-              %% The loaded libpython and task timings (py_ops_stats).
+              %% Live object handles (pyport_handle).
+              handles => pyport_handle:count(pyport_calls:handles(Loop)),
+              %% The loaded libpython and task timings (pyport_ops_stats).
               python_lib => maps:get(python_lib, Info, undefined),
-              tasks => py_ops_stats:read(Loop#py_loop.stats)};
+              tasks => Tasks};
         _ ->
             %% Between a crash and the restart.
             down
-    end.
-
-pending_size(Table) ->
-    case ets:info(Table, size) of
-        undefined -> 0;
-        Size -> Size
     end.

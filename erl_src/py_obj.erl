@@ -11,7 +11,7 @@
 %% loop, with the handle as an argument: Python receives the object itself.
 -module(py_obj).
 
--include("py_handle.hrl").
+-include("pyport_handle.hrl").
 
 %% API.
 -export([call/3]).
@@ -25,11 +25,11 @@
 -export([transfer/2]).
 -export([share/2]).
 
--type obj() :: py_handle:handle().
+-type obj() :: pyport_handle:handle().
 %% As for py_event_loop:run/5: `result => handle` keeps the method's
 %% result in Python too.
 -type opts() :: #{timeout => timeout(), result => handle | auto | term}.
--type result() :: {ok, term()} | {error, py_event_loop:reason() | py_handle:error()}.
+-type result() :: {ok, term()} | {error, py_event_loop:reason() | pyport_handle:error()}.
 -export_type([obj/0, opts/0, result/0]).
 
 %% The Python module whose functions the tasks below call.
@@ -81,14 +81,14 @@ info(Obj) ->
 %% the owner may; a released handle is stale.
 -spec release(obj()) -> ok | {error, stale_handle | not_owner}.
 release(Obj) ->
-    py_handle:release(checked(Obj), self()).
+    pyport_handle:release(checked(Obj), self()).
 
 %% Lets Pid use the handle (as task arguments, and through this module's
 %% functions but release/1 and transfer/2) until Pid exits or the handle
 %% goes; only the owner may share, and it stays the owner.
 -spec share(obj(), pid()) -> ok | {error, stale_handle | not_owner}.
 share(Obj, Pid) when is_pid(Pid) ->
-    py_handle:share(checked(Obj), self(), Pid);
+    pyport_handle:share(checked(Obj), self(), Pid);
 share(_, Pid) ->
     error({badarg, {pid, Pid}}).
 
@@ -96,7 +96,7 @@ share(_, Pid) ->
 -spec transfer(obj(), pid())
     -> ok | {error, stale_handle | not_owner | {handle_owner_limit, non_neg_integer()}}.
 transfer(Obj, Pid) when is_pid(Pid) ->
-    py_handle:transfer(checked(Obj), self(), Pid);
+    pyport_handle:transfer(checked(Obj), self(), Pid);
 transfer(_, Pid) ->
     error({badarg, {pid, Pid}}).
 

@@ -11,7 +11,6 @@
 %% application's own pool.
 -module(py_pool).
 
--include("py_event_loop.hrl").
 
 %% How often a restart_loop/1 waiting for another one's looks again.
 -define(RESTART_POLL_MS, 20).
@@ -46,7 +45,7 @@ child_spec(Opts) ->
     case pyport_config:pool(Opts) of
         {ok, Name, Size, Settings} ->
             #{id => {py_pool, Name},
-              start => {py_pool_sup, start_link, [Name, Size, Settings]},
+              start => {pyport_pool_sup, start_link, [Name, Size, Settings]},
               type => supervisor,
               shutdown => infinity};
         {error, Reason} ->
@@ -58,7 +57,7 @@ child_spec(Opts) ->
 -spec start_link(map()) -> {ok, pid()} | {error, term()}.
 start_link(Opts) ->
     case pyport_config:pool(Opts) of
-        {ok, Name, Size, Settings} -> py_pool_sup:start_link(Name, Size, Settings);
+        {ok, Name, Size, Settings} -> pyport_pool_sup:start_link(Name, Size, Settings);
         {error, _} = Error -> Error
     end.
 
@@ -70,7 +69,10 @@ run(Pool, Module, Func, Args) ->
 -spec run(pool(), py_event_loop:py_name(), py_event_loop:py_name(), list(),
           py_event_loop:run_opts()) -> py_event_loop:result().
 run(default, Module, Func, Args, Opts) ->
-    py_event_loop_pool:run(Module, Func, Args, Opts);
+    %% As py_event_loop_pool:run/4: the handles among the arguments may
+    %% pick the loop.
+    pyport_task:run_on({default, pyport_registry:caller_loop(default)},
+                         Module, Func, Args, Opts);
 run(Pool, Module, Func, Args, Opts) ->
     py_event_loop:run(my_loop(Pool), Module, Func, Args, Opts).
 
@@ -82,7 +84,8 @@ create_task(Pool, Module, Func, Args) ->
 -spec create_task(pool(), py_event_loop:py_name(), py_event_loop:py_name(), list(),
                   py_event_loop:kwargs()) -> reference().
 create_task(default, Module, Func, Args, Kwargs) ->
-    py_event_loop_pool:create_task(Module, Func, Args, Kwargs);
+    pyport_task:create_on({default, pyport_registry:caller_loop(default)},
+                                 Module, Func, Args, Kwargs, #{});
 create_task(Pool, Module, Func, Args, Kwargs) ->
     py_event_loop:create_task(my_loop(Pool), Module, Func, Args, Kwargs).
 
@@ -94,42 +97,36 @@ spawn_task(Pool, Module, Func, Args) ->
 -spec spawn_task(pool(), py_event_loop:py_name(), py_event_loop:py_name(), list(),
                  py_event_loop:kwargs()) -> ok | {error, py_event_loop:reason()}.
 spawn_task(default, Module, Func, Args, Kwargs) ->
-    py_event_loop_pool:spawn_task(Module, Func, Args, Kwargs);
+    pyport_task:spawn_on({default, pyport_registry:caller_loop(default)},
+                                Module, Func, Args, Kwargs);
 spawn_task(Pool, Module, Func, Args, Kwargs) ->
     py_event_loop:spawn_task(my_loop(Pool), Module, Func, Args, Kwargs).
 
 %% The calling process's loop in Pool.
 -spec get_loop(pool()) -> {ok, py_event_loop:loop()} | {error, not_started}.
-get_loop(default) ->
-    py_event_loop_pool:get_loop();
-get_loop(Pool) ->
-    case num_loops(Pool) of
+get_loop(Pool) when is_atom(Pool) ->
+    case pyport_registry:num_loops(Pool) of
         undefined -> {error, not_started};
-        N -> {ok, {pyport_loop, {Pool, py_event_loop_pool:loop_index(self(), N)}}}
+        _ -> {ok, {pyport_loop, pyport_registry:caller_loop(Pool)}}
     end.
 
 %% Every loop of Pool, e.g. to run something on each.
 -spec loops(pool()) -> [py_event_loop:loop()].
 loops(default) ->
-    case py_event_loop_pool:get_stats() of
-        #{num_loops := N} -> [{pyport_loop, I} || I <- lists:seq(1, N)]
+    case pyport_registry:num_loops() of
+        undefined -> [];
+        N -> [{pyport_loop, I} || I <- lists:seq(1, N)]
     end;
 loops(Pool) ->
-    case num_loops(Pool) of
+    case pyport_registry:num_loops(Pool) of
         undefined -> [];
         N -> [{pyport_loop, {Pool, I}} || I <- lists:seq(1, N)]
     end.
 
 %% py_event_loop_pool:get_stats/0 of Pool.
 -spec get_stats(pool()) -> py_event_loop_pool:stats() | {error, not_started}.
-get_stats(default) ->
-    py_event_loop_pool:get_stats();
 get_stats(Pool) when is_atom(Pool) ->
-    try
-        gen_server:call(Pool, get_stats)
-    catch
-        exit:{noproc, _} -> {error, not_started}
-    end.
+    pyport_registry:stats(Pool).
 
 %% Stops the loop's port gracefully (Python cancels its tasks; their
 %% callers get `cancelled`) and has its supervisor start a fresh one; returns
@@ -150,7 +147,7 @@ restart_loop({pyport_loop, _} = Loop) ->
         false ->
             %% The lock goes with its holder, should that die.
             ok = await_unlocked(Lock),
-            case py_event_loop_pool:lookup(Id) of
+            case pyport_registry:lookup(Id) of
                 {ok, _} -> ok;
                 _ -> restart_loop(Loop)
             end
@@ -163,8 +160,8 @@ restart_loop(Other) ->
 restart(Id) ->
     case loop_sup(Id) of
         {ok, Sup} ->
-            ChildId = {py_event_worker, Id},
-            ok = py_event_loop_pool:stopping(Id),
+            ChildId = {pyport_worker, Id},
+            ok = pyport_registry:stopping(Id),
             case supervisor:terminate_child(Sup, ChildId) of
                 ok ->
                     case supervisor:restart_child(Sup, ChildId) of
@@ -193,7 +190,7 @@ await_unlocked(Lock) ->
     end.
 
 loop_sup(Index) when is_integer(Index) ->
-    case whereis(py_event_loop_sup) of
+    case whereis(pyport_loop_sup) of
         undefined -> error;
         Sup -> {ok, Sup}
     end;
@@ -205,19 +202,8 @@ loop_sup({Pool, _}) ->
         error:badarg -> error
     end.
 
-num_loops(Pool) ->
-    try ets:lookup(Pool, num_loops) of
-        [{num_loops, N}] -> N;
-        [] -> undefined
-    catch
-        error:badarg -> undefined
-    end.
-
 my_loop(Pool) when is_atom(Pool) ->
-    case num_loops(Pool) of
-        %% Not started: the task functions report loop_unavailable.
-        undefined -> {pyport_loop, {Pool, 1}};
-        N -> {pyport_loop, {Pool, py_event_loop_pool:loop_index(self(), N)}}
-    end;
+    %% Not started: the task functions report loop_unavailable.
+    {pyport_loop, pyport_registry:caller_loop(Pool)};
 my_loop(Pool) ->
     error({badarg, {pool, Pool}}).

@@ -17,8 +17,6 @@
 %% `{py_stream, Ref, done}` or `{py_stream, Ref, {error, Reason}}`.
 -module(py_stream).
 
--include("py_event_loop.hrl").
-
 %% API.
 -export([next/1]).
 -export([next/2]).
@@ -28,7 +26,7 @@
 -export([foreach/2]).
 -export([cancel/1]).
 
-%% For py_event_loop and py_event_loop_pool.
+%% Internal exports, for py_event_loop and py_event_loop_pool.
 -export([start/6]).
 -export([check_options/1]).
 
@@ -48,7 +46,7 @@
 
 %% A pull stream's state, in its owner's process dictionary.
 -record(pull, {
-    loop :: #py_loop{} | undefined,
+    stream :: pyport_calls:call() | undefined,
     %% Items received and not yet taken, in order.
     buf = [] :: list(),
     %% Items taken since credit was last granted, and how many make a grant.
@@ -63,7 +61,7 @@
 -define(DEFAULT_BATCH, 1024).
 -define(DEFAULT_NEXT_MS, 5000).
 %% How long starting a stream may wait for a restarting loop or a full
-%% port, and how long granting credit may wait for a full port.
+%% port.
 -define(SUBMIT_MS, 5000).
 
 %% API.
@@ -79,14 +77,14 @@ next(Ref) ->
 %% stream: a later call returns `{error, unknown_stream}`.
 -spec next(stream(), timeout()) -> next().
 next(Ref, Timeout) when is_reference(Ref) ->
-    Wait = py_event_task:check_timeout(Timeout),
+    Wait = pyport_task:check_timeout(Timeout),
     case get(?KEY(Ref)) of
         #pull{buf = [Item | Rest]} = S ->
             {ok, Item, S1} = take(Ref, Item, S#pull{buf = Rest}),
             put(?KEY(Ref), S1),
             {ok, Item};
         #pull{} = S ->
-            wait(Ref, S, py_event_task:deadline(Wait));
+            wait(Ref, S, pyport_calls:deadline(Wait));
         undefined ->
             {error, unknown_stream}
     end;
@@ -97,9 +95,9 @@ next(Ref, _) ->
 %% has ended (or is not the caller's) does nothing.
 -spec ack(stream(), pos_integer()) -> ok.
 ack(Ref, K) when is_reference(Ref), is_integer(K), K > 0 ->
-    case find_active(Ref) of
+    case pyport_calls:find_stream(Ref) of
         {ok, Loop} ->
-            _ = grant(Ref, K, Loop),
+            _ = pyport_calls:grant(Ref, K, Loop),
             ok;
         error ->
             ok
@@ -147,16 +145,16 @@ foreach(_, Fun) ->
 %% cleared of the stream's messages. Safe on an ended or unknown stream.
 -spec cancel(stream()) -> ok.
 cancel(Ref) when is_reference(Ref) ->
-    Loop = case erase(?KEY(Ref)) of
-               #pull{loop = L} -> L;
-               undefined -> case find_active(Ref) of
-                                {ok, L} -> L;
-                                error -> undefined
-                            end
-           end,
-    case Loop of
-        #py_loop{} -> cancel_on(Ref, Loop);
-        undefined -> ok
+    case erase(?KEY(Ref)) of
+        #pull{stream = undefined} ->
+            ok;
+        #pull{stream = Stream} ->
+            pyport_calls:cancel(Ref, Stream);
+        undefined ->
+            case pyport_calls:find_stream(Ref) of
+                {ok, Loop} -> pyport_calls:cancel(Ref, Loop);
+                error -> ok
+            end
     end,
     forget(Ref);
 cancel(Ref) ->
@@ -165,32 +163,16 @@ cancel(Ref) ->
 %% Starts a stream of Module.Func(*Args, **Kwargs) on loop Index, owned by
 %% the caller. Always returns a reference: a stream that cannot start
 %% reports why as its first and last message.
--spec start(pos_integer(), py_event_loop:py_name(), py_event_loop:py_name(),
+-spec start(pyport_calls:loop_index(), py_event_loop:py_name(), py_event_loop:py_name(),
             list(), py_event_loop:kwargs(), options()) -> stream().
 start(Index, Module, Func, Args, Kwargs, Opts) ->
     Mode = maps:get(mode, Opts, pull),
     Window = maps:get(window, Opts, ?DEFAULT_WINDOW),
     Timeout = maps:get(timeout, Opts, infinity),
-    Wire = wire_opts(Opts, Window),
-    Deadline = py_event_task:deadline(?SUBMIT_MS),
-    Started = case py_event_task:live_loop(Index, Deadline) of
-                  {ok, #py_loop{worker = Worker} = Loop} ->
-                      Request = {Module, Func, Args, Kwargs, Wire, Mode, Window},
-                      case start_on(Loop, Request, Deadline) of
-                          {error, stale} ->
-                              case py_event_loop_pool:await_loop(Index, Worker, Deadline) of
-                                  {ok, Fresh} -> fresh(start_on(Fresh, Request, Deadline));
-                                  {error, _} = E -> E
-                              end;
-                          Other ->
-                              Other
-                      end;
-                  {error, _} = E ->
-                      E
-              end,
-    case Started of
-        {ok, Ref, Loop1} ->
-            remember(Ref, Mode, Loop1, Window, Timeout),
+    Request = {stream, Module, Func, Args, Kwargs, wire_opts(Opts, Window), Mode, Window},
+    case pyport_calls:submit(Index, Request, pyport_calls:deadline(?SUBMIT_MS)) of
+        {ok, Ref, Stream} ->
+            remember(Ref, Mode, Stream, Window, Timeout),
             Ref;
         {error, Reason} ->
             Ref = make_ref(),
@@ -212,7 +194,7 @@ check_options(Opts) ->
 
 check_option(kwargs, Kw) when is_map(Kw) -> ok;
 check_option(Key, T) when Key =:= timeout; Key =:= idle_timeout ->
-    _ = py_event_task:check_timeout(T), ok;
+    _ = pyport_task:check_timeout(T), ok;
 check_option(Key, N) when (Key =:= window orelse Key =:= batch),
                           is_integer(N), N > 0, N =< 16#7fffffff -> ok;
 check_option(mode, M) when M =:= pull; M =:= active -> ok;
@@ -220,8 +202,7 @@ check_option(Key, Value) -> error({badarg, {option, Key, Value}}).
 
 %% What Python gets: the window, the batch bound, the deadlines.
 wire_opts(Opts, Window) ->
-    Base = #{window => Window, batch => maps:get(batch, Opts, ?DEFAULT_BATCH),
-             caller => self()},
+    Base = #{window => Window, batch => maps:get(batch, Opts, ?DEFAULT_BATCH)},
     Base1 = case maps:get(timeout, Opts, infinity) of
                 infinity -> Base;
                 T -> Base#{deadline_ms => T}
@@ -231,70 +212,18 @@ wire_opts(Opts, Window) ->
         I -> Base1#{idle_ms => I}
     end.
 
-fresh({error, stale}) -> {error, loop_unavailable};
-fresh(Started) -> Started.
-
-%% As py_event_task's submission, with the stream's own entries: pending
-%% (so that the worker's monitor, cancel grace and crash handling cover
-%% it), the caller index, and the credit the window grants.
-start_on(#py_loop{worker = Worker, port = Port, pending = Pending,
-                  by_caller = ByCaller, monitored = Monitored, streams = Credit,
-                  max_pending = Max, max_packet = MaxPacket} = Loop,
-         {Module, Func, Args, Kwargs, Wire, Mode, Window}, Deadline) ->
-    %% Pull consumers also watch the worker (next/2 sees it die); an
-    %% active consumer's mailbox gets only the stream's own messages, and
-    %% the worker reports a port's end to it.
-    Ref = case Mode of
-              pull -> erlang:monitor(process, Worker, [{alias, explicit_unalias}]);
-              active -> alias([explicit_unalias])
-          end,
-    try
-        Packet = pyport_wire:stream_start(Ref, Module, Func, Args, Kwargs, Wire),
-        case pyport_wire:payload_size(Packet) of
-            Size when Size > MaxPacket -> throw({packet_too_large, Size, MaxPacket});
-            _ -> ok
-        end,
-        case Max =/= infinity andalso ets:info(Pending, size) >= Max of
-            true -> throw(overloaded);
-            false -> ok
-        end,
-        case ets:member(Monitored, self()) of
-            true -> ok;
-            false -> gen_server:cast(Worker, {monitor, self()})
-        end,
-        true = ets:insert(Credit, {Ref, Window}),
-        true = ets:insert(ByCaller, {{self(), Ref}}),
-        true = ets:insert(Pending, {Ref, {stream, self(), Mode}}),
-        case py_event_task:write(Port, Packet, Deadline) of
-            ok -> {ok, Ref, Loop};
-            busy -> throw(timeout)
-        end
-    catch
-        throw:Why ->
-            abandon(Ref, Loop),
-            {error, Why};
-        error:badarg ->
-            abandon(Ref, Loop),
-            {error, stale}
-    end.
-
-abandon(Ref, #py_loop{pending = Pending, by_caller = ByCaller, streams = Credit}) ->
-    catch ets:delete(Pending, Ref),
-    catch ets:delete(ByCaller, {self(), Ref}),
-    catch ets:delete(Credit, Ref),
-    forget(Ref).
-
-remember(Ref, pull, Loop, Window, Timeout) ->
-    put(?KEY(Ref), #pull{loop = Loop, grant_every = max(1, Window div 2),
-                         deadline = py_event_task:deadline(Timeout)});
-remember(_Ref, active, _Loop, _Window, _Timeout) ->
-    %% Nothing to keep: ack/2 and cancel/1 find the stream in its loop.
+remember(Ref, pull, Stream, Window, Timeout) ->
+    put(?KEY(Ref), #pull{stream = Stream, grant_every = max(1, Window div 2),
+                         deadline = pyport_calls:deadline(Timeout)});
+remember(_Ref, active, _Stream, _Window, _Timeout) ->
+    %% Nothing to keep (an active stream's owner need not call anything
+    %% at its end): ack/2 and cancel/1 find the stream in its loop.
     ok.
 
 %% Waits for the next batch or the end, until the call's Deadline or the
 %% stream's own, whichever is first.
 wait(Ref, #pull{deadline = StreamDeadline} = S, CallDeadline) ->
-    Until = earliest(CallDeadline, StreamDeadline),
+    Until = pyport_calls:earliest(CallDeadline, StreamDeadline),
     receive
         {py_stream, Ref, {batch, [Item | Rest]}} ->
             {ok, Item, S1} = take(Ref, Item, S#pull{buf = Rest}),
@@ -311,8 +240,8 @@ wait(Ref, #pull{deadline = StreamDeadline} = S, CallDeadline) ->
         {'DOWN', Ref, process, _, Reason} ->
             ended(Ref),
             {error, {worker_down, Reason}}
-    after py_event_task:after_ms(Until) ->
-        case py_event_task:after_ms(Until) of
+    after pyport_calls:after_ms(Until) ->
+        case pyport_calls:after_ms(Until) of
             Left when Left =/= 0 ->
                 wait(Ref, S, CallDeadline);
             0 when Until =:= StreamDeadline ->
@@ -323,82 +252,13 @@ wait(Ref, #pull{deadline = StreamDeadline} = S, CallDeadline) ->
         end
     end.
 
-earliest(infinity, B) -> B;
-earliest(A, infinity) -> A;
-earliest(A, B) -> min(A, B).
-
 %% Takes Item; every grant_every items taken are granted back to the port.
-take(Ref, Item, #pull{taken = Taken, grant_every = Every, loop = Loop} = S)
-  when Taken + 1 >= Every ->
-    _ = grant(Ref, Taken + 1, Loop),
+take(Ref, Item, #pull{taken = Taken, grant_every = Every, stream = Stream} = S)
+  when Taken + 1 >= Every, Stream =/= undefined ->
+    _ = pyport_calls:grant(Ref, Taken + 1, Stream),
     {ok, Item, S#pull{taken = 0}};
 take(_Ref, Item, #pull{taken = Taken} = S) ->
     {ok, Item, S#pull{taken = Taken + 1}}.
-
-%% Credit is counted before it is sent, so that the worker never sees an
-%% item the consumer has not made room for as beyond the credit.
-grant(Ref, K, #py_loop{port = Port, streams = Credit}) ->
-    try ets:update_counter(Credit, Ref, {2, K}) of
-        _ ->
-            try py_event_task:write(Port, pyport_wire:stream_credit(Ref, K),
-                                    py_event_task:deadline(?SUBMIT_MS)) of
-                ok -> ok;
-                %% Python has not read its input for SUBMIT_MS: the stream
-                %% stalls and ends by its own timeouts or the cancel grace.
-                busy -> busy
-            catch
-                error:badarg -> closed
-            end
-    catch
-        %% The stream has ended (or the worker is gone).
-        error:badarg -> ended
-    end;
-grant(_Ref, _K, undefined) ->
-    ended.
-
-%% Marks the stream cancelled (the worker then expects Python's answer
-%% within the cancel grace, as for a task) and tells the port.
-cancel_on(Ref, #py_loop{worker = Worker, port = Port, pending = Pending,
-                        by_caller = ByCaller, cancel_grace_ms = Grace}) ->
-    case pyport_overdue:mark(Pending, Ref, Grace) of
-        KillAt when is_integer(KillAt) ->
-            catch ets:delete(ByCaller, {self(), Ref}),
-            gen_server:cast(Worker, {cancelled, KillAt}),
-            try erlang:port_command(Port, pyport_wire:stream_cancel(Ref), [nosuspend]) of
-                true -> ok;
-                %% The worker sends a (generic) cancel once the port reads.
-                false -> gen_server:cast(Worker, {cancel, Ref})
-            catch
-                error:badarg -> ok
-            end;
-        false ->
-            ok
-    end.
-
-find_active(Ref) ->
-    find_active(Ref, 1, num_loops()).
-
-find_active(_Ref, I, N) when I > N ->
-    error;
-find_active(Ref, I, N) ->
-    Self = self(),
-    case py_event_loop_pool:lookup(I) of
-        {ok, #py_loop{pending = Pending} = Loop} ->
-            try ets:lookup(Pending, Ref) of
-                [{Ref, {stream, Self, active}}] -> {ok, Loop};
-                _ -> find_active(Ref, I + 1, N)
-            catch
-                error:badarg -> find_active(Ref, I + 1, N)
-            end;
-        _ ->
-            find_active(Ref, I + 1, N)
-    end.
-
-num_loops() ->
-    case py_event_loop_pool:num_loops() of
-        undefined -> 0;
-        N -> N
-    end.
 
 ended(Ref) ->
     erase(?KEY(Ref)),

@@ -15,7 +15,7 @@
 -export([list/0]).
 -export([execute/3]).
 
-%% For pyport's own modules.
+%% Internal exports, for pyport's own modules.
 -export([task_stop/4]).
 
 -type event() :: [atom()].
@@ -74,7 +74,7 @@ execute(Event, Measurements, Metadata) ->
     end.
 
 %% [pyport, task, stop], from the caller that awaited the task.
--spec task_stop(py_event_task:loop_index(), integer(), integer(), term()) -> ok.
+-spec task_stop(pyport_task:loop_index(), integer(), integer(), term()) -> ok.
 task_stop(Loop, Latency, Queue, Result) ->
     case persistent_term:get(?EVENT([pyport, task, stop]), []) of
         [] ->

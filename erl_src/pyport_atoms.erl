@@ -46,7 +46,7 @@ clear() ->
 %% Decodes Frame of loop Index (pyport_wire:decode/3) within what is left
 %% of the loop's budget MaxAtoms, and charges the budget with the atoms it
 %% created: the one place where a frame spends atoms.
--spec decode(binary(), pos_integer(), py_event_task:loop_index(), non_neg_integer())
+-spec decode(binary(), pos_integer(), pyport_task:loop_index(), non_neg_integer())
     -> pyport_wire:decoded().
 decode(Frame, MaxOutput, Index, MaxAtoms) ->
     case pyport_wire:decode(Frame, MaxOutput, left(Index, MaxAtoms)) of
@@ -58,11 +58,11 @@ decode(Frame, MaxOutput, Index, MaxAtoms) ->
     end.
 
 %% How many new atoms loop Index may still create under Max.
--spec left(py_event_task:loop_index(), non_neg_integer()) -> non_neg_integer().
+-spec left(pyport_task:loop_index(), non_neg_integer()) -> non_neg_integer().
 left(Index, Max) ->
     max(0, Max - created(Index)).
 
--spec add(py_event_task:loop_index(), non_neg_integer()) -> ok.
+-spec add(pyport_task:loop_index(), non_neg_integer()) -> ok.
 add(_Index, 0) ->
     ok;
 add(Index, N) ->
@@ -73,7 +73,7 @@ add(Index, N) ->
 
 %% The atoms loop Index has created so far; 0 when there are no counters
 %% (the application is not running).
--spec created(py_event_task:loop_index()) -> non_neg_integer().
+-spec created(pyport_task:loop_index()) -> non_neg_integer().
 created(Index) ->
     case counters_of(Index) of
         {ok, Ref} -> counters:get(Ref, slot(Index));

@@ -28,7 +28,7 @@
                     max_pending := pos_integer() | infinity,
                     cancel_grace_ms := non_neg_integer(),
                     start_timeout := timeout(),
-                    venv := file:filename_all() | py_venv:spec() | undefined,
+                    venv := file:filename_all() | pyport_venv:spec() | undefined,
                     preload := [atom() | binary() | string()],
                     max_atoms := non_neg_integer(),
                     max_handles := non_neg_integer(),
@@ -39,7 +39,7 @@
                     env := env(),
                     send_allow := py_callback:send_allow(),
                     allow_other_python := boolean(),
-                    none_atom := py_compat:none_atom(),
+                    none_atom := pyport_compat:none_atom(),
                     %% Set by loop/1: python_log_level was unset.
                     log_level_follows => boolean()}.
 %% Variables set (a string) or unset (false) in the port's environment, on
@@ -56,7 +56,7 @@
 
 %% The settings of loop Index, validated; {error, {bad_config, {Key,
 %% Value}}} names the first bad one.
--spec loop(py_event_task:loop_index()) -> {ok, config()} | {error, {bad_config, term()}}.
+-spec loop(pyport_task:loop_index()) -> {ok, config()} | {error, {bad_config, term()}}.
 loop({Pool, Index}) ->
     %% A named pool's settings, as its server keeps them (pool/1 checked them).
     Settings = try ets:lookup(Pool, config) of
@@ -141,10 +141,7 @@ pool_size() ->
 %% very same Erlang side.
 -spec executable() -> file:filename().
 executable() ->
-    case application:get_env(?APP, executable) of
-        {ok, Exe} -> Exe;
-        undefined -> default_executable()
-    end.
+    pyport_executable:path().
 
 %% The command line of the port. Keys other than max_packet and
 %% python_path are optional (absent: the option is left out).
@@ -267,7 +264,7 @@ explain({python_path, Path}) when is_binary(Path) ->
 explain(Bad) ->
     Bad.
 
-%% The cluster settings (py_cluster_registry): the pool name whose `pg`
+%% The cluster settings (pyport_cluster_registry): the pool name whose `pg`
 %% group this node joins, and how often it publishes its loads.
 -spec cluster() -> {ok, #{pool := term(), load_interval_ms := pos_integer()}}
                  | {error, {bad_config, term()}}.
@@ -304,7 +301,7 @@ loop_keys() ->
      %% How long Python has to answer a cancel before its port is killed.
      {cancel_grace_ms, 2000, fun(T) -> is_integer(T) andalso T >= 0 end},
      {start_timeout, 10000, fun positive_or_infinity/1},
-     {venv, undefined, fun(V) -> V =:= undefined orelse is_path(V) orelse py_venv:is_spec(V) end},
+     {venv, undefined, fun(V) -> V =:= undefined orelse is_path(V) orelse pyport_venv:is_spec(V) end},
      %% Refuse a libpython other than the one the port was built against.
      {allow_other_python, false, fun is_boolean/1},
      {preload, [],
@@ -317,7 +314,7 @@ loop_keys() ->
      {max_handles, 10000, fun(N) -> is_integer(N) andalso N >= 0 end},
      %% Live object handles one process may own on a loop (docs/handles.md).
      {max_handles_per_owner, 1000, fun(N) -> is_integer(N) andalso N >= 0 end},
-     %% Python's erlang.call/async_call running at once per loop (py_callback_runs).
+     %% Python's erlang.call/async_call running at once per loop (pyport_callback_runs).
      {max_callbacks, 1000, fun(N) -> is_integer(N) andalso N >= 0 end},
      %% Unset: the OTP logger's primary level (resolve_log_level/1).
      {python_log_level, undefined,
@@ -407,17 +404,6 @@ resolve_log_level(#{python_log_level := undefined} = Config) ->
     Config#{python_log_level := Level, log_level_follows => true};
 resolve_log_level(Config) ->
     Config.
-
-default_executable() ->
-    case code:priv_dir(?APP) of
-        {error, bad_name} ->
-            %% Not loaded as an application (e.g. an escript): the beams'
-            %% directory still sits beside priv.
-            Ebin = filename:dirname(code:which(?MODULE)),
-            filename:join([Ebin, "..", "priv", "pyport"]);
-        Priv ->
-            filename:join(Priv, "pyport")
-    end.
 
 is_positive(N) -> is_integer(N) andalso N > 0.
 

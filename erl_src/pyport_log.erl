@@ -12,6 +12,8 @@
 -module(pyport_log).
 
 %% API.
+-behaviour(pyport_route).
+
 -export([record/4]).
 -export([output/4]).
 -export([protocol_fault/2]).
@@ -19,6 +21,9 @@
 -export([bad_output/4]).
 -export([bounded/1]).
 -export([truncate/2]).
+%% pyport_route: Python's log records and output lines.
+-export([tags/0]).
+-export([route/2]).
 
 %% The longest text of a Python log record or output line.
 -define(MAX_TEXT, 65536).
@@ -28,8 +33,20 @@
 
 %% API.
 
+-spec tags() -> [atom()].
+tags() ->
+    [log, output].
+
+-spec route(tuple(), pyport_route:context()) -> ok | malformed.
+route({log, Level, Logger, Message}, #{index := Index}) ->
+    record(Level, Logger, Message, Index);
+route({output, Stream, Line}, #{index := Index, output := Mode}) ->
+    output(Stream, Line, Index, Mode);
+route(_, _) ->
+    malformed.
+
 %% A Python logging record from loop Index.
--spec record(term(), term(), term(), py_event_task:loop_index()) -> ok.
+-spec record(term(), term(), term(), pyport_task:loop_index()) -> ok.
 record(Level, Logger, Message, Index) ->
     Meta = #{pyport_loop => Index, python_logger => Logger},
     case unicode:characters_to_binary(Message) of
@@ -41,7 +58,7 @@ record(Level, Logger, Message, Index) ->
 
 %% A line Python (or C code in the port) wrote to fd 1 or 2, sent where
 %% the loop's `output` setting says.
--spec output(term(), term(), py_event_task:loop_index(), pyport_config:output()) -> ok.
+-spec output(term(), term(), pyport_task:loop_index(), pyport_config:output()) -> ok.
 output(Stream, Line, Index, logger) ->
     Level = case Stream of
                 stderr -> warning;
@@ -57,7 +74,7 @@ output(Stream, Line, Index, stderr) ->
 
 %% A packet the port answered with an error (one it could not decode or
 %% did not understand), or one from the port that was not expected.
--spec protocol_fault(pyport_wire:inbound(), py_event_task:loop_index()) -> ok.
+-spec protocol_fault(pyport_wire:inbound(), pyport_task:loop_index()) -> ok.
 protocol_fault({error, {bad_packet, Reason}}, Index) ->
     logger:warning("pyport loop ~p could not decode a packet (bad_packet): ~ts",
                    [Index, bounded(Reason)], #{pyport_loop => Index});
@@ -76,7 +93,7 @@ protocol_fault(Packet, Index) ->
 %% A frame refused for the atoms it would create (Reason from
 %% pyport_term), the Count-th of the loop; Routed: it was a result, and
 %% its caller got the error.
--spec atoms_refused(term(), boolean(), binary(), pos_integer(), py_event_task:loop_index()) -> ok.
+-spec atoms_refused(term(), boolean(), binary(), pos_integer(), pyport_task:loop_index()) -> ok.
 atoms_refused(Reason, Routed, Frame, Count, Index) ->
     logger:warning("pyport loop ~p: a packet of ~b bytes would exceed the "
                    "loop's atom budget (~ts, refused packet ~b); ~ts; it starts ~ts",
@@ -90,7 +107,7 @@ atoms_refused(Reason, Routed, Frame, Count, Index) ->
 
 %% The port's output cannot be framed or decoded (Reason), and the port is
 %% killed; Buffered bytes of an incomplete frame were held.
--spec bad_output(term(), non_neg_integer(), term(), py_event_task:loop_index()) -> ok.
+-spec bad_output(term(), non_neg_integer(), term(), pyport_task:loop_index()) -> ok.
 bad_output(Reason, Buffered, OsPid, Index) ->
     logger:error("pyport loop ~p (OS pid ~ts) wrote output that is not a "
                  "valid packet (~ts, ~b bytes buffered); killing the port",

@@ -10,7 +10,7 @@
 -export([close/1]).
 
 %% The port's busy state: over BUSY_HIGH bytes queued for Python it is
-%% busy (callers back off, see py_event_task:write/3), under BUSY_LOW not.
+%% busy (callers back off, see pyport_task:write/3), under BUSY_LOW not.
 -define(BUSY_LOW, 256 * 1024).
 -define(BUSY_HIGH, 1024 * 1024).
 
@@ -20,7 +20,7 @@
 %% its ready info, the framer and the frames that came in the same read
 %% after `ready' (for the worker to handle), or why it did not start (the
 %% port is closed then).
--spec open(py_event_task:loop_index(), pyport_config:config())
+-spec open(pyport_task:loop_index(), pyport_config:config())
     -> {ok, port(), map(), pyport_framer:framer(), [binary()]} | {error, term()}.
 open(Index, Config) ->
     %% Until Python captures its fds 1 and 2, what the port writes there
@@ -48,11 +48,11 @@ open(Index, #{start_timeout := StartTimeout, max_output_packet := MaxOutput,
     try open_port({spawn_executable, Exe}, Options) of
         Port ->
             Framer = pyport_framer:new(MaxOutput),
-            case await_ready(Port, Index, Config, deadline(StartTimeout), Framer, []) of
+            case await_ready(Port, Index, Config, pyport_calls:deadline(StartTimeout), Framer, []) of
                 {ok, Info, Framer1, Frames} ->
                     startup_output(StderrFile, Index, Config),
-                    %% The interpreter check (py_interpreter).
-                    case py_interpreter:check(Index, Info, Config) of
+                    %% The interpreter check (pyport_interpreter).
+                    case pyport_interpreter:check(Index, Info, Config) of
                         ok ->
                             {ok, Port, Info, Framer1, Frames};
                         {error, Reason} ->
@@ -63,7 +63,7 @@ open(Index, #{start_timeout := StartTimeout, max_output_packet := MaxOutput,
                     end;
                 {error, Reason0} ->
                     close(Port),
-                    Reason = py_interpreter:loader_message(
+                    Reason = pyport_interpreter:loader_message(
                                with_stderr(Reason0, StderrFile), Exe, Env),
                     logger:error("pyport loop ~p: the port failed to start: ~tp",
                                  [Index, Reason], #{pyport_loop => Index}),
@@ -101,13 +101,6 @@ startup_output(File, Index, #{output := Mode}) ->
     Text = read_tail(File, 65536),
     lists:foreach(fun(Line) -> pyport_log:output(stderr, Line, Index, Mode) end,
                   [L || L <- binary:split(Text, <<"\n">>, [global]), L =/= <<>>]).
-
-deadline(infinity) -> infinity;
-deadline(Ms) -> erlang:monotonic_time(millisecond) + Ms.
-
-remaining(infinity) -> infinity;
-remaining(Deadline) ->
-    max(0, Deadline - erlang:monotonic_time(millisecond)).
 
 %% Frames holds what the last read completed and is not handled yet;
 %% those after `ready` are returned, for the running worker.
@@ -154,7 +147,7 @@ await_ready(Port, Index, Config, Deadline, Framer, []) ->
             {error, {exit_status, Status}};
         {'EXIT', Port, Reason} ->
             {error, {port_exit, Reason}}
-    after remaining(Deadline) ->
+    after pyport_calls:after_ms(Deadline) ->
         {error, no_ready_packet_in_time}
     end.
 

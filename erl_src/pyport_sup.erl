@@ -1,6 +1,6 @@
 %% rest_for_one: the pool owns the loop registry, so when it restarts the
 %% workers must restart too and register again; a worker crash touches
-%% nothing but its own loop (see py_event_loop_sup). The callback registry
+%% nothing but its own loop (see pyport_loop_sup). The callback registry
 %% (py_callback) comes first, so that neither restart loses callbacks.
 -module(pyport_sup).
 -behaviour(supervisor).
@@ -37,19 +37,19 @@ init(N) ->
           start => {py_event_loop_pool, start_link, [N]},
           type => worker,
           shutdown => 5000},
-        #{id => py_event_loop_sup,
-          start => {py_event_loop_sup, start_link, [N]},
+        #{id => pyport_loop_sup,
+          start => {pyport_loop_sup, start_link, [N]},
           type => supervisor,
           shutdown => infinity},
         %% Last: the cluster's view of the loops (docs/cluster.md). Its
         %% `pg` scope, then the member that joins it and publishes this
         %% node's loads; neither restart touches a loop.
         #{id => py_cluster_scope,
-          start => {pg, start_link, [py_cluster_registry:scope()]},
+          start => {pg, start_link, [pyport_cluster_registry:scope()]},
           type => worker,
           shutdown => 5000},
-        #{id => py_cluster_registry,
-          start => {py_cluster_registry, start_link, []},
+        #{id => pyport_cluster_registry,
+          start => {pyport_cluster_registry, start_link, []},
           type => worker,
           shutdown => 5000},
         %% The shared state (py:state_*): after the loops, so that their

@@ -47,7 +47,7 @@ dir() ->
 %% A fresh file name in the directory for loop Index (the directory is
 %% made now if the application did not make it, e.g. a worker started on
 %% its own in a test).
--spec file(py_event_task:loop_index()) -> {ok, file:filename()} | {error, term()}.
+-spec file(pyport_task:loop_index()) -> {ok, file:filename()} | {error, term()}.
 file(Index) ->
     Dir = case dir() of
               {ok, D} -> {ok, D};

@@ -99,12 +99,12 @@ call_reply(CallId, Reply) ->
     frame({call_reply, CallId, Reply}).
 
 %% Sent once, right after `ready`: what `erlang.self()` is outside a task.
--spec setup(pid(), py_event_task:loop_index()) -> packet().
+-spec setup(pid(), pyport_task:loop_index()) -> packet().
 setup(Worker, Index) ->
     frame({setup, #{worker => Worker, loop => Index}}).
 
-%% setup/2 with more keys (py_handle's incarnation and limit).
--spec setup(pid(), py_event_task:loop_index(), map()) -> packet().
+%% setup/2 with more keys (pyport_handle's incarnation and limit).
+-spec setup(pid(), pyport_task:loop_index(), map()) -> packet().
 setup(Worker, Index, Extra) ->
     frame({setup, Extra#{worker => Worker, loop => Index}}).
 

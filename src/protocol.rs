@@ -1,7 +1,7 @@
-//! Wire protocol v1 (DESIGN.md), the Rust side of it in one place: its
-//! version, the atoms of every envelope Rust builds or matches, turning an
-//! incoming frame into a message for Python, and the replies the port
-//! builds by itself.
+//! The wire protocol (docs/protocol.md, version `PROTOCOL_VERSION`), the
+//! Rust side of it in one place: its version, the atoms of every envelope
+//! Rust builds or matches, turning an incoming frame into a message for
+//! Python, and the replies the port builds by itself.
 
 use crate::error::EtfError;
 use crate::etf::{decode, encode, skip, tag, Cursor, VERSION};

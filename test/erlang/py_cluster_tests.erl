@@ -8,67 +8,67 @@
 %% eunit generates test/0; the build wants a spec for every export.
 -spec test() -> term().
 
-%% py_cluster_route: least loaded.
+%% pyport_cluster_route: least loaded.
 
 -spec least_loaded_picks_fewest_pending_test() -> term().
 least_loaded_picks_fewest_pending_test() ->
     Rows = [{{a@h, 1}, 5, 0}, {{b@h, 1}, 2, 0}, {{b@h, 2}, 7, 0}],
-    ?assertEqual({b@h, 1}, py_cluster_route:least_loaded(Rows, a@h)).
+    ?assertEqual({b@h, 1}, pyport_cluster_route:least_loaded(Rows, a@h)).
 
 -spec least_loaded_counts_what_was_sent_since_test() -> term().
 least_loaded_counts_what_was_sent_since_test() ->
     Rows = [{{a@h, 1}, 5, 0}, {{b@h, 1}, 2, 4}],
-    ?assertEqual({a@h, 1}, py_cluster_route:least_loaded(Rows, a@h)).
+    ?assertEqual({a@h, 1}, pyport_cluster_route:least_loaded(Rows, a@h)).
 
 -spec least_loaded_prefers_local_at_equal_load_test() -> term().
 least_loaded_prefers_local_at_equal_load_test() ->
     Rows = [{{b@h, 1}, 3, 0}, {{a@h, 2}, 3, 0}, {{c@h, 1}, 3, 0}],
     ?assertEqual([{a@h, 2}],
-                 lists:usort([py_cluster_route:least_loaded(Rows, a@h) || _ <- lists:seq(1, 50)])).
+                 lists:usort([pyport_cluster_route:least_loaded(Rows, a@h) || _ <- lists:seq(1, 50)])).
 
 -spec least_loaded_breaks_ties_at_random_test() -> term().
 least_loaded_breaks_ties_at_random_test() ->
     Rows = [{{b@h, 1}, 0, 0}, {{c@h, 1}, 0, 0}, {{a@h, 1}, 9, 0}],
     ?assertEqual([{b@h, 1}, {c@h, 1}],
-                 lists:usort([py_cluster_route:least_loaded(Rows, a@h) || _ <- lists:seq(1, 200)])).
+                 lists:usort([pyport_cluster_route:least_loaded(Rows, a@h) || _ <- lists:seq(1, 200)])).
 
 -spec least_loaded_avoids_restarting_loops_test() -> term().
 least_loaded_avoids_restarting_loops_test() ->
     Rows = [{{a@h, 1}, restarting, 0}, {{b@h, 1}, 1000, 0}],
-    ?assertEqual({b@h, 1}, py_cluster_route:least_loaded(Rows, a@h)),
+    ?assertEqual({b@h, 1}, pyport_cluster_route:least_loaded(Rows, a@h)),
     %% Only when every loop restarts: the loop waited for.
-    ?assertEqual({a@h, 1}, py_cluster_route:least_loaded([{{a@h, 1}, restarting, 0}], a@h)).
+    ?assertEqual({a@h, 1}, pyport_cluster_route:least_loaded([{{a@h, 1}, restarting, 0}], a@h)).
 
 -spec least_loaded_of_nothing_test() -> term().
 least_loaded_of_nothing_test() ->
-    ?assertEqual(none, py_cluster_route:least_loaded([], a@h)).
+    ?assertEqual(none, pyport_cluster_route:least_loaded([], a@h)).
 
-%% py_cluster_route: by key.
+%% pyport_cluster_route: by key.
 
 -spec by_key_is_stable_test() -> term().
 by_key_is_stable_test() ->
     Rows = rows([a@h, b@h, c@h], 2),
-    [?assertEqual(py_cluster_route:by_key(K, Rows), py_cluster_route:by_key(K, lists:reverse(Rows)))
+    [?assertEqual(pyport_cluster_route:by_key(K, Rows), pyport_cluster_route:by_key(K, lists:reverse(Rows)))
      || K <- lists:seq(1, 100)].
 
 -spec by_key_ignores_load_test() -> term().
 by_key_ignores_load_test() ->
     Rows = rows([a@h, b@h], 2),
     Loaded = [{T, 1000, 50} || {T, _, _} <- Rows],
-    [?assertEqual(py_cluster_route:by_key(K, Rows), py_cluster_route:by_key(K, Loaded))
+    [?assertEqual(pyport_cluster_route:by_key(K, Rows), pyport_cluster_route:by_key(K, Loaded))
      || K <- lists:seq(1, 100)].
 
 -spec by_key_spreads_test() -> term().
 by_key_spreads_test() ->
     Rows = rows([a@h, b@h, c@h], 2),
-    Targets = [py_cluster_route:by_key(K, Rows) || K <- lists:seq(1, 600)],
+    Targets = [pyport_cluster_route:by_key(K, Rows) || K <- lists:seq(1, 600)],
     ?assertEqual(lists:sort([T || {T, _, _} <- Rows]), lists:usort(Targets)).
 
 -spec by_key_moves_only_to_a_new_node_test() -> term().
 by_key_moves_only_to_a_new_node_test() ->
     Before = rows([a@h, b@h, c@h], 2),
     After = Before ++ rows([d@h], 2),
-    Moves = [{py_cluster_route:by_key(K, Before), py_cluster_route:by_key(K, After)}
+    Moves = [{pyport_cluster_route:by_key(K, Before), pyport_cluster_route:by_key(K, After)}
              || K <- lists:seq(1, 600)],
     Moved = [To || {From, To} <- Moves, From =/= To],
     ?assert(Moved =/= []),
@@ -78,14 +78,14 @@ by_key_moves_only_to_a_new_node_test() ->
 by_key_moves_only_a_leaving_nodes_keys_test() ->
     Before = rows([a@h, b@h, c@h], 2),
     After = rows([a@h, c@h], 2),
-    [case py_cluster_route:by_key(K, Before) of
+    [case pyport_cluster_route:by_key(K, Before) of
          {b@h, _} -> ok;
-         Kept -> ?assertEqual(Kept, py_cluster_route:by_key(K, After))
+         Kept -> ?assertEqual(Kept, pyport_cluster_route:by_key(K, After))
      end || K <- lists:seq(1, 600)].
 
 -spec by_key_of_nothing_test() -> term().
 by_key_of_nothing_test() ->
-    ?assertEqual(none, py_cluster_route:by_key(k, [])).
+    ?assertEqual(none, pyport_cluster_route:by_key(k, [])).
 
 %% py_cluster: options, checked before anything is sent.
 

@@ -1,5 +1,5 @@
 %% Named pools' options (pyport_config:pool/1), loops beyond a pool's
-%% size, venv specs (py_venv:is_spec/1) and task timings (py_ops_stats).
+%% size, venv specs (pyport_venv:is_spec/1) and task timings (pyport_ops_stats).
 -module(py_ops_config_tests).
 
 -include_lib("eunit/include/eunit.hrl").
@@ -36,22 +36,22 @@ loops_beyond_test() ->
 
 -spec venv_spec_test() -> term().
 venv_spec_test() ->
-    ?assert(py_venv:is_spec(#{path => "/v"})),
-    ?assert(py_venv:is_spec(#{path => <<"/v">>, requirements => ["a==1", <<"b">>],
+    ?assert(pyport_venv:is_spec(#{path => "/v"})),
+    ?assert(pyport_venv:is_spec(#{path => <<"/v">>, requirements => ["a==1", <<"b">>],
                               requirements_file => "/r.txt", index_url => "http://i",
                               pip_args => ["--no-index"], timeout_ms => 1000})),
-    ?assertNot(py_venv:is_spec(#{path => "/v", requirement => ["a"]})),
-    ?assertNot(py_venv:is_spec(#{path => ""})),
-    ?assertNot(py_venv:is_spec(#{path => "/v", requirements => "a"})),
-    ?assertNot(py_venv:is_spec(#{path => "/v", timeout_ms => 0})),
-    ?assertNot(py_venv:is_spec(#{requirements => []})).
+    ?assertNot(pyport_venv:is_spec(#{path => "/v", requirement => ["a"]})),
+    ?assertNot(pyport_venv:is_spec(#{path => ""})),
+    ?assertNot(pyport_venv:is_spec(#{path => "/v", requirements => "a"})),
+    ?assertNot(pyport_venv:is_spec(#{path => "/v", timeout_ms => 0})),
+    ?assertNot(pyport_venv:is_spec(#{requirements => []})).
 
 -spec stats_test() -> term().
 stats_test() ->
-    ?assertMatch(#{count := 0, latency_us_avg := 0}, py_ops_stats:read(undefined)),
-    Ref = py_ops_stats:new(),
-    ok = py_ops_stats:record(Ref, 100, 10),
-    ok = py_ops_stats:record(Ref, 300, 30),
+    ?assertMatch(#{count := 0, latency_us_avg := 0}, pyport_ops_stats:read(undefined)),
+    Ref = pyport_ops_stats:new(),
+    ok = pyport_ops_stats:record(Ref, 100, 10),
+    ok = pyport_ops_stats:record(Ref, 300, 30),
     ?assertEqual(#{count => 2, latency_us_avg => 200, latency_us_max => 300,
-                   queue_us_avg => 20, queue_us_max => 30}, py_ops_stats:read(Ref)),
-    ?assertEqual(ok, py_ops_stats:record(undefined, 1, 1)).
+                   queue_us_avg => 20, queue_us_max => 30}, pyport_ops_stats:read(Ref)),
+    ?assertEqual(ok, pyport_ops_stats:record(undefined, 1, 1)).

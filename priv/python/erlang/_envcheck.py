@@ -7,7 +7,7 @@ built against), the venv (made for this Python ``X.Y``), each
 ``python_path`` directory, and each module (importable, after the venv and
 paths are applied, as the port does). Exit status 1 when anything is
 wrong. ``make check-env`` runs it for every loop of the configured
-application (``erl_src/py_envcheck.erl``).
+application (``erl_src/pyport_envcheck.erl``).
 """
 
 from __future__ import annotations

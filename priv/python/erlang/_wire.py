@@ -119,8 +119,8 @@ del _port_atoms
 #: calls in them are part of the protocol (docs/protocol.md, "Python
 #: modules Erlang calls"); the rest of the package is internal
 ERLANG_CALLED_MODULES: tuple[str, ...] = (
-    "erlang._compat",  # py_compat: reload_module(Name)
-    "erlang._envcheck",  # py_envcheck: pyport run -m erlang._envcheck
+    "erlang._compat",  # pyport_compat: reload_module(Name)
+    "erlang._envcheck",  # pyport_envcheck: pyport run -m erlang._envcheck
     "erlang._handles",  # py_obj: call, get, put, value, info
 )
 

@@ -1,10 +1,11 @@
-%% What a caller needs to submit a task to one loop without going through
-%% the worker's mailbox. Each worker (re)writes its record into the
-%% registry owned by py_event_loop_pool when it starts; callers read it
-%% with py_event_loop_pool:lookup/1.
+%% A loop as its callers see it: what a caller needs to submit a call to
+%% one loop without going through the worker's mailbox. Private to the
+%% loop's owner (pyport_calls, which documents the tables) and its worker
+%% (pyport_worker, which makes it and (re)registers it when it starts);
+%% every other module holds it as the opaque pyport_calls:loop().
 -record(py_loop, {
     %% An integer for the default pool, {Pool, I} for a named pool's.
-    index :: py_event_task:loop_index(),
+    index :: pyport_calls:loop_index(),
     worker :: pid(),
     port :: port(),
     %% {TaskRef, CallerPid}; public, so callers insert before they send.
@@ -25,13 +26,13 @@
     cancel_grace_ms :: non_neg_integer(),
     os_pid :: integer() | undefined,
     info :: map(),
-    %% Object handles (py_handle): this port's incarnation, which each of
+    %% Object handles (pyport_handle): this port's incarnation, which each of
     %% its #py_obj{} carries, and who owns which handle.
-    handles :: py_handle:tables() | undefined,
+    handles :: pyport_handle:tables() | undefined,
     %% {StreamRef, Credit}: items the port may still send on each stream
     %% (py_stream adds what its consumer grants, the worker charges what
     %% arrives), so that a port cannot send past the consumer's window.
     streams :: ets:tid() | undefined,
-    %% Task latency and queue time (py_ops_stats), written by callers.
-    stats :: py_ops_stats:ref() | undefined
+    %% Task latency and queue time (pyport_ops_stats), written by callers.
+    stats :: pyport_ops_stats:ref() | undefined
 }).

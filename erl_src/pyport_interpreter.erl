@@ -10,7 +10,7 @@
 %%   one built against (erlang._ops); check/3 refuses a different one
 %%   unless the loop's `allow_other_python` is true, and logs at start
 %%   which Python each loop runs.
--module(py_interpreter).
+-module(pyport_interpreter).
 
 %% API.
 -export([check/3]).
@@ -22,7 +22,7 @@
 
 %% API.
 
--spec check(py_event_task:loop_index(), map(), map())
+-spec check(pyport_task:loop_index(), map(), map())
     -> ok | {error, {python_mismatch, map()}}.
 check(Index, Info, Config) ->
     Loaded = text(maps:get(python_lib, Info, <<>>)),
@@ -62,7 +62,7 @@ probe(Exe, Env) ->
     try open_port({spawn_executable, Exe},
                   [binary, exit_status, stderr_to_stdout, use_stdio,
                    {args, ["run", "-c", "pass"]}] ++ [{env, Env} || Env =/= []]) of
-        Port -> collect(Port, <<>>, erlang:monotonic_time(millisecond) + ?PROBE_MS)
+        Port -> collect(Port, <<>>, pyport_calls:deadline(?PROBE_MS))
     catch
         error:Reason -> iolist_to_binary(io_lib:format("~tp", [Reason]))
     end.
@@ -75,7 +75,7 @@ collect(Port, Acc, Deadline) ->
             collect(Port, Acc, Deadline);
         {Port, {exit_status, _}} ->
             binary:part(Acc, 0, min(byte_size(Acc), ?PROBE_MAX))
-    after max(0, Deadline - erlang:monotonic_time(millisecond)) ->
+    after pyport_calls:after_ms(Deadline) ->
         catch port_close(Port),
         Acc
     end.

@@ -9,7 +9,7 @@
 %% restarts) do nothing until the requirements change. pip's output is
 %% logged line by line as progress. One loop at a time per path (a
 %% node-local lock); a plain path (not a map) is used as it is.
--module(py_venv).
+-module(pyport_venv).
 
 %% API.
 -export([ensure/2]).
@@ -61,7 +61,7 @@ is_spec(_) ->
 
 %% Config with its `venv` a plain path, the venv made and filled first if
 %% it is a spec.
--spec ensure(py_event_task:loop_index(), map()) -> {ok, map()} | {error, term()}.
+-spec ensure(pyport_task:loop_index(), map()) -> {ok, map()} | {error, term()}.
 ensure(Index, #{venv := #{path := Path} = Spec} = Config) ->
     Dir = unicode:characters_to_list(Path),
     Lock = {{?MODULE, filename:absname(Dir)}, self()},
@@ -76,7 +76,7 @@ ensure(_Index, Config) ->
 
 ensure_dir(Index, Dir, Spec, Config) ->
     T0 = erlang:monotonic_time(millisecond),
-    Exe = pyport_config:executable(),
+    Exe = pyport_executable:path(),
     Env = maps:get(env, Config, []),
     Timeout = maps:get(timeout_ms, Spec, ?DEFAULT_TIMEOUT_MS),
     Created = not filelib:is_regular(filename:join(Dir, "pyvenv.cfg")),
@@ -163,7 +163,7 @@ run(Index, Dir, Exe, ["run", "-m", Module | Args], Env, Timeout) ->
                   [binary, exit_status, stderr_to_stdout, use_stdio, {line, ?MAX_LINE},
                    {args, ["run", "-c", ?GROUP_PRELUDE, Module | Args]}]
                   ++ [{env, Env} || Env =/= []]) of
-        Port -> collect(Index, Dir, Port, erlang:monotonic_time(millisecond) + Timeout, [])
+        Port -> collect(Index, Dir, Port, pyport_calls:deadline(Timeout), [])
     catch
         error:Reason -> {error, {open_port, Reason, Exe}}
     end.
@@ -177,7 +177,7 @@ collect(Index, Dir, Port, Deadline, Tail) ->
             ok;
         {Port, {exit_status, Status}} ->
             {error, {exit_status, Status, iolist_to_binary(lists:join("\n", lists:reverse(Tail)))}}
-    after max(0, Deadline - erlang:monotonic_time(millisecond)) ->
+    after pyport_calls:after_ms(Deadline) ->
         OsPid = case erlang:port_info(Port, os_pid) of
                     {os_pid, P} -> P;
                     undefined -> undefined

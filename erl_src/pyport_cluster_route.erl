@@ -1,5 +1,5 @@
 %% Where a cluster task goes, as pure functions of the loops' rows
-%% (py_cluster_registry:loops/0), so that they can be tested alone.
+%% (pyport_cluster_registry:loops/0), so that they can be tested alone.
 %%
 %% - least_loaded/2: the loop with the fewest tasks (published load plus
 %%   what this node has sent there in the current interval), a loop of this node preferred
@@ -9,7 +9,7 @@
 %%   the loop with the highest hash of {Key, Node, Index}. While the set
 %%   of loops is stable a key always lands on the same loop; when a node
 %%   joins or leaves, only the keys of the loops it brings or takes move.
--module(py_cluster_route).
+-module(pyport_cluster_route).
 
 %% API.
 -export([least_loaded/2]).
@@ -20,7 +20,7 @@
 
 %% API.
 
--spec least_loaded([py_cluster_registry:row()], node()) -> target() | none.
+-spec least_loaded([pyport_cluster_registry:row()], node()) -> target() | none.
 least_loaded([], _Local) ->
     none;
 least_loaded(Rows, Local) ->
@@ -30,7 +30,7 @@ least_loaded(Rows, Local) ->
     Ties = [T || {S, P, T} <- Scored, S =:= Best, P =:= Pref],
     lists:nth(rand:uniform(length(Ties)), Ties).
 
--spec by_key(term(), [py_cluster_registry:row()]) -> target() | none.
+-spec by_key(term(), [pyport_cluster_registry:row()]) -> target() | none.
 by_key(_Key, []) ->
     none;
 by_key(Key, Rows) ->

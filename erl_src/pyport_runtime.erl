@@ -8,7 +8,7 @@
 %% the venv by restarting each loop of the default pool (a port cannot
 %% drop the packages it has imported). A venv that fails to start is
 %% undone: the previous setting comes back and the loops restart with it.
--module(py_runtime).
+-module(pyport_runtime).
 
 %% API.
 -export([memory_stats/0]).
@@ -114,7 +114,7 @@ ensure_venv(Path, RequirementsFile, Opts) ->
 %% Internal.
 
 set_venv(Venv) ->
-    case py_event_loop_pool:num_loops() of
+    case pyport_registry:num_loops() of
         undefined ->
             {error, ?NOT_STARTED};
         N ->
@@ -142,7 +142,7 @@ restart_all(N) ->
     end.
 
 on_every_loop(Func, Args, Done) ->
-    case py_event_loop_pool:num_loops() of
+    case pyport_registry:num_loops() of
         undefined ->
             {error, ?NOT_STARTED};
         N ->
@@ -163,7 +163,7 @@ stat_key(<<"traced_memory_peak">>) -> traced_memory_peak;
 stat_key(Other) -> Other.
 
 started({error, loop_unavailable}) ->
-    case py_event_loop_pool:num_loops() of
+    case pyport_registry:num_loops() of
         undefined -> {error, ?NOT_STARTED};
         _ -> {error, loop_unavailable}
     end;

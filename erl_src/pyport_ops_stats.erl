@@ -4,7 +4,7 @@
 %% waiting for a restarting loop, backing off a busy port). Callers write
 %% a `counters` array that the worker makes (#py_loop.stats), so the hot
 %% path costs two clock reads and a few atomic adds, never a message.
--module(py_ops_stats).
+-module(pyport_ops_stats).
 
 %% API.
 -export([new/0]).

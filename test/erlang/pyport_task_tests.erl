@@ -1,4 +1,4 @@
--module(py_event_task_tests).
+-module(pyport_task_tests).
 
 -include_lib("eunit/include/eunit.hrl").
 
@@ -11,65 +11,65 @@
 
 -spec check_call_accepts_atoms_and_binaries_test() -> term().
 check_call_accepts_atoms_and_binaries_test() ->
-    ?assertEqual(ok, py_event_task:check_call(math, sqrt, [16.0], #{})),
-    ?assertEqual(ok, py_event_task:check_call(<<"os.path">>, <<"join">>,
+    ?assertEqual(ok, pyport_task:check_call(math, sqrt, [16.0], #{})),
+    ?assertEqual(ok, pyport_task:check_call(<<"os.path">>, <<"join">>,
                                               [], #{sep => <<"/">>})).
 
 -spec check_call_rejects_each_bad_argument_test_() -> term().
 check_call_rejects_each_bad_argument_test_() ->
     [?_assertError({badarg, {module, "math"}},
-                   py_event_task:check_call("math", sqrt, [], #{})),
+                   pyport_task:check_call("math", sqrt, [], #{})),
      ?_assertError({badarg, {module, 42}},
-                   py_event_task:check_call(42, sqrt, [], #{})),
+                   pyport_task:check_call(42, sqrt, [], #{})),
      ?_assertError({badarg, {function, {sqrt}}},
-                   py_event_task:check_call(math, {sqrt}, [], #{})),
+                   pyport_task:check_call(math, {sqrt}, [], #{})),
      ?_assertError({badarg, {args, 16.0}},
-                   py_event_task:check_call(math, sqrt, 16.0, #{})),
+                   pyport_task:check_call(math, sqrt, 16.0, #{})),
      ?_assertError({badarg, {args, [1 | 2]}},
-                   py_event_task:check_call(math, sqrt, [1 | 2], #{})),
+                   pyport_task:check_call(math, sqrt, [1 | 2], #{})),
      ?_assertError({badarg, {kwargs, [{a, 1}]}},
-                   py_event_task:check_call(math, sqrt, [], [{a, 1}]))].
+                   pyport_task:check_call(math, sqrt, [], [{a, 1}]))].
 
 -spec run_options_defaults_test() -> term().
 run_options_defaults_test() ->
-    ?assertEqual({5000, #{}}, py_event_task:run_options(#{})).
+    ?assertEqual({5000, #{}}, pyport_task:run_options(#{})).
 
 -spec run_options_reads_timeout_and_kwargs_test() -> term().
 run_options_reads_timeout_and_kwargs_test() ->
     ?assertEqual({250, #{a => 1}},
-                 py_event_task:run_options(#{timeout => 250, kwargs => #{a => 1}})),
+                 pyport_task:run_options(#{timeout => 250, kwargs => #{a => 1}})),
     ?assertEqual({infinity, #{}},
-                 py_event_task:run_options(#{timeout => infinity})),
-    ?assertEqual({0, #{}}, py_event_task:run_options(#{timeout => 0})).
+                 pyport_task:run_options(#{timeout => infinity})),
+    ?assertEqual({0, #{}}, pyport_task:run_options(#{timeout => 0})).
 
 -spec run_options_rejects_bad_values_test_() -> term().
 run_options_rejects_bad_values_test_() ->
     [?_assertError({badarg, {timeout, -1}},
-                   py_event_task:run_options(#{timeout => -1})),
+                   pyport_task:run_options(#{timeout => -1})),
      ?_assertError({badarg, {timeout, 1.5}},
-                   py_event_task:run_options(#{timeout => 1.5})),
-     %% A keyword list ([] included) is kwargs (py_compat); a list of
+                   pyport_task:run_options(#{timeout => 1.5})),
+     %% A keyword list ([] included) is kwargs (pyport_compat); a list of
      %% anything else is not.
      ?_assertError({badarg, {kwargs, [1]}},
-                   py_event_task:run_options(#{kwargs => [1]})),
-     ?_assertEqual({5000, #{a => 1}}, py_event_task:run_options(#{kwargs => [{a, 1}]})),
+                   pyport_task:run_options(#{kwargs => [1]})),
+     ?_assertEqual({5000, #{a => 1}}, pyport_task:run_options(#{kwargs => [{a, 1}]})),
      ?_assertError({badarg, {option, timout, 100}},
-                   py_event_task:run_options(#{timout => 100})),
+                   pyport_task:run_options(#{timout => 100})),
      ?_assertError({badarg, {options, [{timeout, 100}]}},
-                   py_event_task:run_options([{timeout, 100}]))].
+                   pyport_task:run_options([{timeout, 100}]))].
 
 -spec task_opts_carries_the_deadline_test() -> term().
 task_opts_carries_the_deadline_test() ->
-    ?assertEqual(#{deadline_ms => 1500}, py_event_task:task_opts(1500)),
-    ?assertEqual(#{}, py_event_task:task_opts(infinity)).
+    ?assertEqual(#{deadline_ms => 1500}, pyport_task:task_opts(1500)),
+    ?assertEqual(#{}, pyport_task:task_opts(infinity)).
 
 %% Past what `receive ... after` takes, the caller's chunked wait is the
 %% deadline; Python is not handed an integer it may not hold.
 -spec task_opts_leaves_out_deadlines_beyond_after_test() -> term().
 task_opts_leaves_out_deadlines_beyond_after_test() ->
-    ?assertEqual(#{deadline_ms => 4294967295}, py_event_task:task_opts(4294967295)),
-    ?assertEqual(#{}, py_event_task:task_opts(4294967296)),
-    ?assertEqual(#{}, py_event_task:task_opts(1 bsl 1100)).
+    ?assertEqual(#{deadline_ms => 4294967295}, pyport_task:task_opts(4294967295)),
+    ?assertEqual(#{}, pyport_task:task_opts(4294967296)),
+    ?assertEqual(#{}, pyport_task:task_opts(1 bsl 1100)).
 
 -spec await_of_an_unknown_reference_is_an_error_not_a_wait_test() -> term().
 await_of_an_unknown_reference_is_an_error_not_a_wait_test() ->

@@ -12,10 +12,9 @@
 %% only numbers (positive integers, at most the loop's max_handles of them
 %% at once) are taken from it; the #py_obj{} terms are built here with the
 %% loop's own index and incarnation.
--module(py_handle).
+-module(pyport_handle).
 
--include("py_event_loop.hrl").
--include("py_handle.hrl").
+-include("pyport_handle.hrl").
 
 %% API, for py_event_loop, py_event_loop_pool and py_obj.
 -export([task_opts/4]).
@@ -23,10 +22,10 @@
 -export([release/2]).
 -export([transfer/3]).
 -export([share/3]).
-%% For py_event_worker.
+%% For pyport_worker.
 -export([new/2]).
 -export([setup_info/1]).
--export([routed/6]).
+-export([routed/5]).
 -export([owner_down/2]).
 -export([count/1]).
 
@@ -38,10 +37,10 @@
                     max_per_owner := non_neg_integer()}.
 -type handle() :: #py_obj{}.
 %% Where a task may run (task_opts/4).
--type where() :: {fixed | default, py_event_task:loop_index()}.
+-type where() :: {fixed | default, pyport_calls:loop_index()}.
 -type error() :: stale_handle | not_owner
                | {handle_owner_limit, non_neg_integer()}
-               | {foreign_handle, {loop, py_event_task:loop_index()} | {node, node()}}
+               | {foreign_handle, {loop, pyport_calls:loop_index()} | {node, node()}}
                | mixed_loops.
 -export_type([tables/0, handle/0, error/0, where/0]).
 
@@ -58,7 +57,7 @@
 %% One search of the arguments routes and checks (every task's arguments
 %% are searched).
 -spec task_opts(where(), list(), map(), map())
-    -> {ok, py_event_task:loop_index(), map()} | {error, error()}.
+    -> {ok, pyport_calls:loop_index(), map()} | {error, error()}.
 task_opts(Where, Args, Kwargs, Opts) ->
     Extra = result_opts(Opts),
     case find([Args, Kwargs]) of
@@ -71,8 +70,8 @@ task_opts(Where, Args, Kwargs, Opts) ->
             {error, {foreign_handle, {loop, L}}};
         {found, #py_obj{loop = L} = Obj, Ids} ->
             case live(Obj) of
-                {ok, #py_loop{handles = T}} ->
-                    case usable(T, self(), Ids) of
+                {ok, Loop} ->
+                    case usable(pyport_calls:handles(Loop), self(), Ids) of
                         ok -> {ok, L, Extra#{handle_args => true}};
                         {error, _} = Error -> Error
                     end;
@@ -84,12 +83,17 @@ task_opts(Where, Args, Kwargs, Opts) ->
     end.
 
 %% The loop of a handle whose port is still the one that made it.
--spec live(term()) -> {ok, #py_loop{}} | {error, stale_handle}.
+-spec live(term()) -> {ok, pyport_calls:loop()} | {error, stale_handle}.
 live(#py_obj{loop = Index, incarnation = Inc}) when is_integer(Index), Index > 0;
                                                   is_tuple(Index) ->
-    case py_event_loop_pool:lookup(Index) of
-        {ok, #py_loop{handles = #{incarnation := Inc}} = Loop} -> {ok, Loop};
-        _ -> {error, stale_handle}
+    case pyport_registry:lookup(Index) of
+        {ok, Loop} ->
+            case pyport_calls:handles(Loop) of
+                #{incarnation := Inc} -> {ok, Loop};
+                _ -> {error, stale_handle}
+            end;
+        _ ->
+            {error, stale_handle}
     end;
 live(Other) ->
     error({badarg, {handle, Other}}).
@@ -99,16 +103,11 @@ live(Other) ->
 -spec release(handle(), pid()) -> ok | {error, stale_handle | not_owner}.
 release(#py_obj{id = N} = Obj, Owner) ->
     case owned(Obj, Owner) of
-        {ok, #py_loop{port = Port, worker = Worker, handles = T}} ->
-            disown(T, Owner, N),
-            Packet = pyport_wire:obj_release([N]),
-            try erlang:port_command(Port, Packet, [nosuspend]) of
-                true -> ok;
-                false -> gen_server:cast(Worker, {release_handles, [N]})
-            catch
-                %% The port is gone, and the object with it.
-                error:badarg -> ok
-            end;
+        {ok, Loop} ->
+            disown(pyport_calls:handles(Loop), Owner, N),
+            %% A closed port has taken the object with it.
+            _ = pyport_calls:send(Loop, pyport_wire:obj_release([N])),
+            ok;
         {error, _} = Error ->
             Error
     end.
@@ -124,12 +123,12 @@ share(#py_obj{} = Obj, Owner, Owner) ->
     end;
 share(#py_obj{id = N} = Obj, Owner, To) ->
     case owned(Obj, Owner) of
-        {ok, #py_loop{worker = Worker, handles = #{by_owner := ByOwner}}} ->
+        {ok, Loop} ->
+            #{by_owner := ByOwner} = pyport_calls:handles(Loop),
             %% An owner row of To (a handle transferred to To and back)
             %% is not replaced: insert_new.
             _ = ets:insert_new(ByOwner, {{To, N}, shared}),
-            gen_server:cast(Worker, {monitor, To}),
-            ok;
+            pyport_calls:watch(Loop, To);
         {error, _} = Error ->
             Error
     end.
@@ -147,8 +146,9 @@ transfer(#py_obj{} = Obj, Owner, Owner) ->
     end;
 transfer(#py_obj{id = N} = Obj, Owner, To) ->
     case owned(Obj, Owner) of
-        {ok, #py_loop{worker = Worker, handles = #{owners := Owners, by_owner := ByOwner,
-                                                  max_per_owner := PerOwner} = T}} ->
+        {ok, Loop} ->
+            #{owners := Owners, by_owner := ByOwner, max_per_owner := PerOwner} = T =
+                pyport_calls:handles(Loop),
             case owned_count(T, To) >= PerOwner of
                 true ->
                     {error, {handle_owner_limit, PerOwner}};
@@ -158,14 +158,13 @@ transfer(#py_obj{id = N} = Obj, Owner, To) ->
                     true = ets:delete(ByOwner, {Owner, N}),
                     %% Always asked: To's 'DOWN' may have been handled
                     %% already, and the worker monitors each process once.
-                    gen_server:cast(Worker, {monitor, To}),
-                    ok
+                    pyport_calls:watch(Loop, To)
             end;
         {error, _} = Error ->
             Error
     end.
 
-%% For py_event_worker.
+%% For pyport_worker.
 
 -spec new(non_neg_integer(), non_neg_integer()) -> tables().
 new(Max, MaxPerOwner) ->
@@ -180,17 +179,17 @@ new(Max, MaxPerOwner) ->
 setup_info(#{incarnation := Inc, max := Max}) ->
     #{handle_incarnation => Inc, handle_max => Max}.
 
-%% A `{result, Ref, {handles, Value, Ns}}` from the port: the caller
-%% becomes the owner of the new handles in Ns and gets Value with each
+%% A `{result, Ref, {handles, Value, Ns}}` from the port, whose entry
+%% the worker has taken (pyport_calls:take/2): the caller becomes the
+%% owner of the new handles in Ns and gets Value with each
 %% {'$pyport_handle', N} replaced by its #py_obj{}. Returns the numbers the
 %% port must drop (no caller any more, the loop's limit, a bad reply).
--spec routed(reference(), term(), term(), ets:tid(), ets:tid(),
-             {py_event_task:loop_index(), tables()}) -> [pos_integer()].
-routed(Ref, Value, Ns, Pending, ByCaller, {Index, #{max := Max} = T}) ->
+-spec routed(pyport_calls:taken(), reference(), term(), term(),
+             {pyport_calls:loop_index(), tables()}) -> [pos_integer()].
+routed(Taken, Ref, Value, Ns, {Index, #{max := Max} = T}) ->
     Numbers = numbers(Ns, Max),
-    case ets:take(Pending, Ref) of
-        [{Ref, Caller}] when is_pid(Caller) ->
-            true = ets:delete(ByCaller, {Caller, Ref}),
+    case Taken of
+        {call, Caller} ->
             case Numbers of
                 bad ->
                     Ref ! {Ref, {error, {bad_reply, handles}}},
@@ -278,7 +277,8 @@ find_elements(Tuple, I, Found) ->
 
 owned(#py_obj{id = N} = Obj, Owner) ->
     case live(Obj) of
-        {ok, #py_loop{handles = #{owners := Owners}} = Loop} ->
+        {ok, Loop} ->
+            #{owners := Owners} = pyport_calls:handles(Loop),
             case ets:lookup(Owners, N) of
                 [{N, Owner}] -> {ok, Loop};
                 [_] -> {error, not_owner};

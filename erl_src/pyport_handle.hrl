@@ -2,9 +2,9 @@
 %% `id` of that port's handle table. `incarnation` is made by the loop's
 %% worker when its port starts, so a handle of a port that has since
 %% restarted never names an object of the fresh one (docs/handles.md).
-%% Built by the Erlang side only (py_handle); treat it as opaque.
+%% Built by the Erlang side only (pyport_handle); treat it as opaque.
 -record(py_obj, {
-    loop :: py_event_task:loop_index(),
+    loop :: pyport_task:loop_index(),
     incarnation :: reference(),
     id :: pos_integer()
 }).

@@ -2,7 +2,7 @@
 %% from the moment it is ready (pyport_port opens it and waits for the
 %% handshake) to its end.
 %%
-%% Callers write task packets to the port themselves (see py_event_task);
+%% Callers write task packets to the port themselves (see pyport_calls);
 %% this process splits the port's output into frames (pyport_framer),
 %% decodes them as untrusted input (pyport_wire, within the loop's atom
 %% budget kept by pyport_atoms), routes each result to the caller's reply
@@ -14,14 +14,13 @@
 %% starts a fresh port. Output it cannot make sense of (a frame over max_output_packet, a
 %% compressed or malformed term) means the port is compromised: it is
 %% closed and handled like an exit, `{killed, bad_output}`.
--module(py_event_worker).
+-module(pyport_worker).
 -behaviour(gen_server).
 
--include("py_event_loop.hrl").
+-include("pyport_loop.hrl").
 
 %% API.
 -export([start_link/1]).
--export([send_later/2]).
 
 %% gen_server.
 -export([init/1]).
@@ -34,11 +33,10 @@
 -export([format_status/1]).
 
 -record(state, {
-    index :: py_event_task:loop_index(),
+    index :: pyport_calls:loop_index(),
     port :: port() | undefined,
-    pending :: ets:tid(),
-    by_caller :: ets:tid(),
-    monitored :: ets:tid(),
+    %% The loop as callers see it (pyport_calls owns its tables).
+    loop :: #py_loop{},
     os_pid :: integer() | undefined,
     cancel_grace_ms :: non_neg_integer(),
     %% The one timer armed for the earliest cancelled-task deadline.
@@ -46,30 +44,27 @@
     %% When the port last sent anything: a port still sending is making
     %% progress and is not killed for cancels it has yet to answer.
     last_output :: integer(),
-    %% Cancels the port was too busy to take (Python not reading), oldest
-    %% first, and the timer that retries them.
-    backlog = queue:new() :: queue:queue(binary()),
+    %% Since when the port has refused every write of the backlog (none
+    %% taken since): a port that does not read makes no progress, whatever
+    %% it sends.
+    busy_since :: integer() | undefined,
+    %% Packets the port was too busy to take (Python not reading): cancels,
+    %% releases, answers; oldest first, and the timer that retries them.
+    backlog = queue:new() :: queue:queue(iodata()),
     backlog_timer :: reference() | undefined,
-    %% Where Python's stdout/stderr lines go.
-    output :: pyport_config:output(),
-    %% The largest packet the port accepts (callback replies included).
-    max_packet :: pos_integer(),
     %% The largest frame accepted from the port (max_output_packet).
     max_output :: pos_integer(),
     %% The port's output stream, split into frames.
     framer :: pyport_framer:framer(),
     %% The loop's atom budget (pyport_atoms counts what is used).
     max_atoms :: non_neg_integer(),
-    %% Where Python's erlang.send/whereis may reach (py_callback).
-    send_allow :: py_callback:send_allow(),
-    %% The callbacks Python's calls run now (bounded: max_callbacks).
-    callbacks :: py_callback_runs:runs(),
     %% Frames refused for atoms so far: only some are logged.
     atoms_refused = 0 :: non_neg_integer(),
-    %% Object handles and their owners (py_handle).
-    handles :: py_handle:tables(),
-    %% Each stream's credit (py_stream_route).
-    streams :: ets:tid() | undefined,
+    %% Object handles and their owners (pyport_handle).
+    handles :: pyport_handle:tables(),
+    %% Which module takes which packet (pyport_route), and what it gets.
+    routes :: pyport_route:table(),
+    context :: pyport_route:context(),
     %% python_log_level unset: Python's level follows the OTP logger's
     %% (the pool tells of changes).
     follow_log_level = false :: boolean()
@@ -81,34 +76,30 @@
 %% How many queued packets (cancels) go out in one write.
 -define(CANCEL_BATCH, 4096).
 
+%% The modules that take Python's packets, besides results (pyport_route).
+-define(ROUTES, [pyport_stream_route, pyport_actor_route, pyport_log, pyport_serve]).
+
 %% How soon the worker retries cancels a busy port did not take.
 -define(BACKLOG_RETRY_MS, 20).
 
 %% API.
 
--spec start_link(py_event_task:loop_index()) -> {ok, pid()} | ignore | {error, term()}.
+-spec start_link(pyport_calls:loop_index()) -> {ok, pid()} | ignore | {error, term()}.
 start_link(Index) ->
     gen_server:start_link(?MODULE, Index, []).
 
-%% Packet (an answer to Python) goes out through Worker's queue, after
-%% what waits there: for writers that found the port too busy and must
-%% not wait for it (py_callback).
--spec send_later(pid(), iodata()) -> ok.
-send_later(Worker, Packet) ->
-    gen_server:cast(Worker, {send_later, Packet}).
-
 %% gen_server.
 
--spec init(py_event_task:loop_index())
+-spec init(pyport_calls:loop_index())
     -> {ok, #state{}, {continue, {frames, [binary()]}}} | {stop, term()}.
 init(Index) ->
     %% Port exits must arrive as messages, and a shutdown from the
     %% supervisor must run terminate/2 so that Python gets its `stop`.
     process_flag(trap_exit, true),
     case pyport_config:loop(Index) of
-        %% A venv with requirements is made and filled first (py_venv).
+        %% A venv with requirements is made and filled first (pyport_venv).
         {ok, Config0} ->
-            case py_venv:ensure(Index, Config0) of
+            case pyport_venv:ensure(Index, Config0) of
                 {ok, Config} -> start_port(Index, Config);
                 {error, Reason} -> {stop, {venv_failed, Reason}}
             end;
@@ -116,7 +107,10 @@ init(Index) ->
     end.
 
 -spec handle_call(term(), gen_server:from(), #state{})
-    -> {reply, {error, {unknown_call, term()}}, #state{}}.
+    -> {reply, ok | {error, {unknown_call, term()}}, #state{}}.
+handle_call(sync, _From, State) ->
+    %% An active stream's cancel: what came before it has been handled.
+    {reply, ok, State};
 handle_call(Request, _From, State) ->
     {reply, {error, {unknown_call, Request}}, State}.
 
@@ -125,23 +119,14 @@ handle_cast({cancelled, KillAt}, State) when is_integer(KillAt) ->
     %% A caller gave up on a task and asked Python to cancel it; Python
     %% has until KillAt to answer (see pyport_overdue).
     {noreply, arm_overdue(KillAt, State)};
-handle_cast({cancel, Ref}, State) when is_reference(Ref) ->
-    %% A caller's cancel the busy port did not take; it is not kept
-    %% waiting for the port, the worker sends it later.
-    {noreply, send_cancels([Ref], State)};
-handle_cast({monitor, Pid}, #state{monitored = Monitored} = State)
-  when is_pid(Pid) ->
-    %% Callers ask before their first task, and may ask twice in a race.
-    case ets:member(Monitored, Pid) of
-        true -> ok;
-        false -> true = ets:insert(Monitored, {Pid, erlang:monitor(process, Pid)})
-    end,
+handle_cast({queue, Packets}, State) when is_list(Packets) ->
+    %% Packets the busy port did not take from a writer that could not
+    %% wait (pyport_calls:send/2): a caller's cancel, an owner's release,
+    %% an answer to Python; the worker sends them later, in order.
+    {noreply, send_queued(Packets, State)};
+handle_cast({monitor, Pid}, #state{loop = Loop} = State) when is_pid(Pid) ->
+    ok = pyport_calls:monitored(Loop, Pid),
     {noreply, State};
-handle_cast({release_handles, Ns}, State) when is_list(Ns) ->
-    %% An owner's release the busy port did not take.
-    {noreply, send_queued([pyport_wire:obj_release(Ns)], State)};
-handle_cast({send_later, Packet}, State) ->
-    {noreply, send_queued([Packet], State)};
 handle_cast({otp_log_level, Level}, #state{follow_log_level = true} = State) ->
     %% The OTP logger's level changed (py_event_loop_pool follows it).
     {noreply, send_queued([pyport_wire:log_level(Level)], State)};
@@ -168,22 +153,12 @@ handle_info({Port, {exit_status, Status}}, #state{port = Port} = State) ->
 handle_info({'EXIT', Port, Reason}, #state{port = Port} = State) ->
     %% Without an exit status first: the port driver itself failed.
     port_exited(Reason, State);
-handle_info({'DOWN', MRef, process, Pid, _},
-            #state{pending = Pending, by_caller = ByCaller, monitored = Monitored,
-                   cancel_grace_ms = Grace} = State) ->
-    true = ets:delete_object(Monitored, {Pid, MRef}),
-    %% The caller's own tasks only, by key prefix: a mass death of callers
-    %% costs each 'DOWN' its own entries, not a scan of the pending table.
-    Refs = ets:select(ByCaller, [{{{Pid, '$1'}}, [], ['$1']}]),
-    true = ets:match_delete(ByCaller, {{Pid, '_'}}),
-    %% Kept as cancelled until Python answers, so that a task that
-    %% ignores the cancel is noticed. A task whose result came meanwhile
-    %% is not marked and needs no cancel.
-    Marked = [{Ref, KillAt} || Ref <- Refs,
-                               KillAt <- [pyport_overdue:mark(Pending, Ref, Grace)],
-                               KillAt =/= false],
-    State1 = send_cancels([Ref || {Ref, _} <- Marked], State),
-    State2 = release_handles(py_handle:owner_down(Pid, State#state.handles), State1),
+handle_info({'DOWN', MRef, process, Pid, _}, #state{loop = Loop} = State) ->
+    %% Kept as cancelled until Python answers, so that a call that
+    %% ignores the cancel is noticed.
+    Marked = pyport_calls:caller_down(Loop, Pid, MRef),
+    State1 = send_queued([pyport_wire:cancel(Ref) || {Ref, _} <- Marked], State),
+    State2 = release_handles(pyport_handle:owner_down(Pid, State#state.handles), State1),
     {noreply, lists:foldl(fun({_, KillAt}, S) -> arm_overdue(KillAt, S) end,
                           State2, Marked)};
 handle_info({timeout, TRef, retry_backlog},
@@ -191,10 +166,10 @@ handle_info({timeout, TRef, retry_backlog},
     {noreply, flush_backlog(Backlog, State#state{backlog = queue:new(),
                                                  backlog_timer = undefined})};
 handle_info({timeout, TRef, overdue_check},
-            #state{overdue_timer = {TRef, _}, pending = Pending,
-                   last_output = LastOutput, cancel_grace_ms = Grace} = State0) ->
+            #state{overdue_timer = {TRef, _}, loop = #py_loop{pending = Pending},
+                   cancel_grace_ms = Grace} = State0) ->
     State = State0#state{overdue_timer = undefined},
-    case pyport_overdue:check(Pending, LastOutput, Grace) of
+    case pyport_overdue:check(Pending, progress(State), Grace) of
         none -> {noreply, State};
         {wait, KillAt} -> {noreply, arm_overdue(KillAt, forget_overdue(State))};
         {overdue, N} -> unresponsive(N, State)
@@ -230,8 +205,8 @@ terminate(_Reason, #state{port = undefined}) ->
 terminate(_Reason, #state{port = Port} = State) ->
     %% Python cancels its tasks on `stop`; routing the replies that come
     %% back while it does lets callers see `cancelled`, not a dead worker.
-    _ = case send_packet(Port, pyport_wire:stop()) of
-            ok -> drain(State, erlang:monotonic_time(millisecond) + ?STOP_GRACE_MS);
+    _ = case pyport_calls:try_write(Port, pyport_wire:stop()) of
+            ok -> drain(State, pyport_calls:deadline(?STOP_GRACE_MS));
             %% Python is not reading: a `stop` would never be read either.
             busy -> pyport_port:close(Port);
             closed -> ok
@@ -239,15 +214,13 @@ terminate(_Reason, #state{port = Port} = State) ->
     restarted(State).
 
 %% restart_loop/1 marks the loop restarting before it stops this worker
-%% (py_pool): the tasks Python did not answer (submitted as it stopped,
+%% (py_pool): the calls Python did not answer (submitted as it stopped,
 %% or not cancelled within the grace) are `cancelled`, as restart_loop
 %% documents, not a dead worker. Any other stop leaves them worker_down.
-restarted(#state{index = Index, pending = Pending}) ->
-    case py_event_loop_pool:lookup(Index) of
+restarted(#state{index = Index, loop = Loop}) ->
+    case pyport_registry:lookup(Index) of
         restarting ->
-            Entries = ets:tab2list(Pending),
-            py_stream_route:exited(Entries, cancelled),
-            _ = [Ref ! {Ref, {error, cancelled}} || {Ref, Caller} <- Entries, is_pid(Caller)],
+            _ = pyport_calls:port_exited(Loop, cancelled),
             ok;
         _ ->
             ok
@@ -255,17 +228,17 @@ restarted(#state{index = Index, pending = Pending}) ->
 
 %% Internal.
 
--spec start_port(py_event_task:loop_index(), pyport_config:config())
+-spec start_port(pyport_calls:loop_index(), pyport_config:config())
     -> {ok, #state{}, {continue, {frames, [binary()]}}} | {stop, term()}.
 start_port(Index, Config) ->
     case pyport_port:open(Index, Config) of
         {ok, Port, Info, Framer, Frames} ->
             %% (A port that died meanwhile is noticed by its exit status,
             %% like any crash.)
-            Handles = py_handle:new(maps:get(max_handles, Config),
-                                   maps:get(max_handles_per_owner, Config)),
-            _ = send_packet(Port, pyport_wire:setup(self(), Index,
-                                                    py_handle:setup_info(Handles))),
+            Handles = pyport_handle:new(maps:get(max_handles, Config),
+                                        maps:get(max_handles_per_owner, Config)),
+            _ = pyport_calls:try_write(Port, pyport_wire:setup(self(), Index,
+                                                    pyport_handle:setup_info(Handles))),
             {ok, State} = registered(Index, Port, Info, Framer, Config, Handles),
             {ok, caught_up_log_level(Config, State), {continue, {frames, Frames}}};
         {error, Reason} ->
@@ -280,31 +253,26 @@ registered(Index, Port, Info, Framer, #{max_pending := MaxPending,
                                         max_callbacks := MaxCallbacks,
                                         cancel_grace_ms := Grace,
                                         output := Output} = Config, Handles) ->
-    Pending = ets:new(py_event_pending,
-                      [set, public, {write_concurrency, true}]),
-    ByCaller = ets:new(py_event_by_caller,
-                       [ordered_set, public, {write_concurrency, true}]),
-    Monitored = ets:new(py_event_monitored,
-                        [set, public, {read_concurrency, true}]),
     OsPid = case Info of
                 #{os_pid := P} when is_integer(P) -> P;
                 _ -> port_os_pid(Port)
             end,
-    Streams = py_stream_route:new_table(),
-    Loop = #py_loop{index = Index, worker = self(), port = Port,
-                    pending = Pending, by_caller = ByCaller, monitored = Monitored,
-                    max_pending = MaxPending, max_packet = MaxPacket,
-                    cancel_grace_ms = Grace, os_pid = OsPid, info = Info,
-                    handles = Handles, streams = Streams, stats = py_ops_stats:new()},
-    ok = py_event_loop_pool:register_loop(Index, Loop),
-    {ok, #state{index = Index, port = Port, pending = Pending,
-                by_caller = ByCaller, monitored = Monitored, os_pid = OsPid,
+    Loop = pyport_calls:new(Index, Port, Info,
+                            #{max_pending => MaxPending, max_packet => MaxPacket,
+                              cancel_grace_ms => Grace, handles => Handles,
+                              streams => pyport_stream_route:new_table(), os_pid => OsPid,
+                              stats => pyport_ops_stats:new()}),
+    ok = pyport_registry:register_loop(Index, Loop),
+    Context = #{index => Index, loop => Loop, port => Port, max_packet => MaxPacket,
+                output => Output,
+                send_policy => py_callback:send_policy(SendAllow, pyport_calls:callers(Loop)),
+                %% The callbacks Python's calls run now (bounded: max_callbacks).
+                callbacks => pyport_callback_runs:new(MaxCallbacks)},
+    {ok, #state{index = Index, port = Port, loop = Loop, os_pid = OsPid,
+                routes = pyport_route:table(?ROUTES), context = Context,
                 last_output = erlang:monotonic_time(millisecond),
-                cancel_grace_ms = Grace, output = Output,
-                max_packet = MaxPacket, max_output = MaxOutput, framer = Framer,
-                max_atoms = MaxAtoms, send_allow = SendAllow, handles = Handles,
-                callbacks = py_callback_runs:new(MaxCallbacks),
-                streams = Streams,
+                cancel_grace_ms = Grace, max_output = MaxOutput, framer = Framer,
+                max_atoms = MaxAtoms, handles = Handles,
                 follow_log_level = maps:get(log_level_follows, Config, false)}}.
 
 %% The OTP logger's level may have changed while the port started, before
@@ -323,69 +291,34 @@ port_os_pid(Port) ->
         undefined -> undefined
     end.
 
-handle_packet({result, Ref, {handles, Value, Ns}},
-              #state{index = Index, port = Port, pending = Pending, by_caller = ByCaller,
-                     handles = Handles} = State) ->
-    %% A result that carries object handles (py_handle). Streams end with
-    %% stream_end: a result naming one is a fault, whatever it carries.
-    case ets:lookup(Pending, Ref) of
-        [{Ref, {stream, _, _}} = Stream] ->
-            py_stream_route:fault(Stream, unexpected_result, stream_tables(State));
-        _ ->
-            case py_handle:routed(Ref, Value, Ns, Pending, ByCaller, {Index, Handles}) of
+handle_packet({result, Ref, Result}, #state{index = Index, loop = Loop,
+                                          handles = Handles}) ->
+    %% Streams end with stream_end: a result naming one is a fault,
+    %% whatever it carries. A result carrying object handles is
+    %% pyport_handle's to route; one for a cancelled call (the caller timed
+    %% out or died, Python has now answered the cancel), a spawned task or
+    %% a lost race has nowhere to go.
+    case {pyport_calls:take(Loop, Ref), Result} of
+        {{stream, _, _} = Stream, _} ->
+            pyport_stream_route:fault(Loop, Ref, Stream, unexpected_result);
+        {Taken, {handles, Value, Ns}} ->
+            case pyport_handle:routed(Taken, Ref, Value, Ns, {Index, Handles}) of
                 [] -> ok;
-                Drop -> release_now(Port, Drop)
-            end
-    end;
-handle_packet({result, Ref, Result}, #state{pending = Pending, by_caller = ByCaller} = State) ->
-    %% {cancelled, _}: the caller timed out or died and Python has now
-    %% answered the cancel; no entry: a spawned task or a lost race. Either
-    %% way the reply has nowhere to go.
-    case ets:take(Pending, Ref) of
-        [{Ref, Caller}] when is_pid(Caller) ->
+                Drop -> _ = pyport_calls:send(Loop, pyport_wire:obj_release(Drop)), ok
+            end;
+        {{call, _}, _} ->
             Ref ! {Ref, Result},
-            true = ets:delete(ByCaller, {Caller, Ref}),
             ok;
-        [{Ref, {cancelled, _}}] -> ok;
-        [{Ref, {stream, _, _}} = Stream] ->
-            %% Streams end with stream_end; a result for one is a fault.
-            py_stream_route:fault(Stream, unexpected_result, stream_tables(State));
-        [] -> ok
+        _ ->
+            ok
     end;
-handle_packet({stream_data, Ref, Items}, State) ->
-    py_stream_route:data(Ref, Items, stream_tables(State));
-handle_packet({stream_end, Ref, End}, State) ->
-    py_stream_route:ended(Ref, End, stream_tables(State));
-handle_packet({log, Level, Logger, Message}, #state{index = Index}) ->
-    pyport_log:record(Level, Logger, Message, Index);
-handle_packet({output, Stream, Line}, #state{index = Index, output = Mode}) ->
-    pyport_log:output(Stream, Line, Index, Mode);
-handle_packet({Kind, _, _, _} = Request, State) when Kind =:= call; Kind =:= send ->
-    serve(Request, State);
-handle_packet({Kind, _, _} = Request, State) when Kind =:= whereis; Kind =:= send;
-                                                  Kind =:= registered ->
-    serve(Request, State);
-handle_packet({call_cancel, _} = Request, State) ->
-    serve(Request, State);
-handle_packet(Actor, #state{pending = Pending, by_caller = ByCaller, index = Index})
-  when element(1, Actor) =:= actor_started; element(1, Actor) =:= actor_ack;
-       element(1, Actor) =:= actor_reply ->
-    %% An actor's own traffic goes to its proxy (py_actor).
-    case py_actor_route:route(Actor, Pending, ByCaller) of
+handle_packet(Packet, #state{index = Index, routes = Routes, context = Context}) ->
+    case pyport_route:route(Packet, Routes, Context) of
         ok -> ok;
-        malformed -> pyport_log:protocol_fault(Actor, Index)
-    end;
-handle_packet(Other, #state{index = Index}) ->
-    %% bad_packet, unknown_message, or one the port should not send now.
-    pyport_log:protocol_fault(Other, Index).
-
-stream_tables(#state{pending = Pending, by_caller = ByCaller, streams = Streams}) ->
-    {Pending, ByCaller, Streams}.
-
-serve(Request, #state{index = Index, port = Port, max_packet = Max, by_caller = ByCaller,
-                      send_allow = Allow, callbacks = Callbacks}) ->
-    py_callback:serve(Request, #{worker => self(), port => Port, max_packet => Max},
-                      py_callback:send_policy(Allow, ByCaller), Callbacks, Index).
+        %% bad_packet, unknown_message, one the port should not send now,
+        %% or one whose fields are wrong.
+        _ -> pyport_log:protocol_fault(Packet, Index)
+    end.
 
 %% Handles the frames of one read in order; a frame that breaks the
 %% stream ends the port there.
@@ -407,18 +340,17 @@ frames([Frame | Frames], #state{index = Index, max_output = MaxOutput,
 %% becomes its task's error, anything else is dropped; the stream itself
 %% is fine. The first ten are logged, then one in a thousand, so that a
 %% flood of tiny frames does not flood the log.
-atoms_refused(Reason, Id, Frame, #state{index = Index, pending = Pending,
+atoms_refused(Reason, Id, Frame, #state{index = Index, loop = Loop,
                                         max_atoms = MaxAtoms,
                                         atoms_refused = Count0} = State) ->
     Routed = case Id of
                  {ok, Ref} ->
-                     case ets:take(Pending, Ref) of
-                         [{Ref, Caller}] when is_pid(Caller) ->
+                     case pyport_calls:take(Loop, Ref) of
+                         {call, _} ->
                              Ref ! {Ref, {error, {atom_limit, MaxAtoms}}},
                              true;
-                         [{Ref, {stream, _, _}} = Stream] ->
-                             py_stream_route:fault(Stream, {atom_limit, MaxAtoms},
-                                                   stream_tables(State)),
+                         {stream, _, _} = Stream ->
+                             pyport_stream_route:fault(Loop, Ref, Stream, {atom_limit, MaxAtoms}),
                              true;
                          _ ->
                              false
@@ -450,18 +382,11 @@ port_exited(Status, #state{os_pid = OsPid} = State) ->
     stopped(Status, State).
 
 %% Fails every pending caller with Status and stops the worker.
-stopped(Status, #state{index = Index, pending = Pending, os_pid = OsPid} = State) ->
-    Entries = ets:tab2list(Pending),
-    Failed = [Ref || {Ref, Caller} <- Entries, is_pid(Caller)],
-    true = ets:delete_all_objects(Pending),
-    py_stream_route:exited(Entries, {python_exit, Status}),
-    true = ets:delete_all_objects(State#state.by_caller),
-    lists:foreach(fun(Ref) ->
-                          Ref ! {Ref, {error, {python_exit, Status}}}
-                  end, Failed),
+stopped(Status, #state{index = Index, loop = Loop, os_pid = OsPid} = State) ->
+    Failed = pyport_calls:port_exited(Loop, {python_exit, Status}),
     logger:error("pyport loop ~p (OS pid ~tp) exited with ~tp; "
                  "~b pending task(s) failed",
-                 [Index, OsPid, Status, length(Failed)],
+                 [Index, OsPid, Status, Failed],
                  #{pyport_loop => Index}),
     {stop, {python_exit, Status}, State#state{port = undefined}}.
 
@@ -472,7 +397,8 @@ arm_overdue(KillAt, #state{overdue_timer = Timer} = State) ->
 
 %% The port is making progress but has left some cancels unanswered for
 %% long: those tasks (ignoring their cancel) cost themselves, not the loop.
-forget_overdue(#state{index = Index, pending = Pending, cancel_grace_ms = Grace} = State) ->
+forget_overdue(#state{index = Index, loop = #py_loop{pending = Pending},
+                      cancel_grace_ms = Grace} = State) ->
     case pyport_overdue:forget(Pending, erlang:monotonic_time(millisecond), Grace) of
         0 ->
             ok;
@@ -496,6 +422,10 @@ unresponsive(N, #state{index = Index, os_pid = OsPid, port = Port,
     %% as Python does not read it, SIGKILLs the port's process group
     %% (src/lifeline.rs).
     pyport_port:close(Port),
+    %% The watcher sees no hang-up while the port's input pipe still holds
+    %% what Python never read (a port refusing input): the group is
+    %% killed from here too (a no-op where the watcher was first).
+    kill_process_group(OsPid),
     stopped({killed, unresponsive}, State).
 
 %% SIGKILLs what is left of the exited port's process group (the port
@@ -510,34 +440,18 @@ kill_process_group(OsPid) when is_integer(OsPid) ->
 kill_process_group(_) ->
     ok.
 
-%% Never suspends the worker on a busy port: a worker stuck there could
-%% not route results, notice the port's exit or judge it unresponsive.
-send_packet(Port, Packet) ->
-    try erlang:port_command(Port, Packet, [nosuspend]) of
-        true -> ok;
-        false -> busy
-    catch
-        error:badarg -> closed
-    end.
-
-%% Cancels go after those already waiting, in order; what the port does
-%% not take now is retried shortly.
-send_cancels(Refs, State) ->
-    send_queued([pyport_wire:cancel(Ref) || Ref <- Refs], State).
+%% The port's last sign of progress: its last packet, unless it has
+%% refused input since.
+progress(#state{last_output = LastOutput, busy_since = undefined}) ->
+    LastOutput;
+progress(#state{last_output = LastOutput, busy_since = Since}) ->
+    min(LastOutput, Since).
 
 %% Handles whose owner died: the port drops them (after the cancels).
 release_handles([], State) ->
     State;
 release_handles(Ns, State) ->
     send_queued([pyport_wire:obj_release(Ns)], State).
-
-%% From handle_packet/2, which cannot queue: a port too busy to take the
-%% release now gets it through the backlog.
-release_now(Port, Ns) ->
-    case send_packet(Port, pyport_wire:obj_release(Ns)) of
-        busy -> gen_server:cast(self(), {release_handles, Ns});
-        _ -> ok
-    end.
 
 %% Packets that go after those already waiting, in order.
 send_queued(Packets, #state{backlog = Backlog, backlog_timer = Timer} = State) ->
@@ -553,18 +467,23 @@ send_queued(Packets, #state{backlog = Backlog, backlog_timer = Timer} = State) -
 flush_backlog(Backlog, #state{port = Port} = State) ->
     case queue:is_empty(Backlog) of
         true ->
-            State;
+            State#state{busy_since = undefined};
         false ->
             {Batch, Rest} = case queue:len(Backlog) > ?CANCEL_BATCH of
                                 true -> queue:split(?CANCEL_BATCH, Backlog);
                                 false -> {Backlog, queue:new()}
                             end,
-            case send_packet(Port, queue:to_list(Batch)) of
+            case pyport_calls:try_write(Port, queue:to_list(Batch)) of
                 ok ->
-                    flush_backlog(Rest, State);
+                    %% The port reads: slowly, perhaps, but it progresses.
+                    flush_backlog(Rest, State#state{busy_since = undefined});
                 busy ->
                     TRef = erlang:start_timer(?BACKLOG_RETRY_MS, self(), retry_backlog),
-                    State#state{backlog = Backlog, backlog_timer = TRef};
+                    Since = case State#state.busy_since of
+                                undefined -> erlang:monotonic_time(millisecond);
+                                T -> T
+                            end,
+                    State#state{backlog = Backlog, backlog_timer = TRef, busy_since = Since};
                 closed ->
                     %% The port is gone, and its tasks with it; its exit
                     %% follows.
@@ -589,6 +508,6 @@ drain(#state{port = Port, framer = Framer} = State, Deadline) ->
             ok;
         {'EXIT', Port, _} ->
             ok
-    after max(0, Deadline - erlang:monotonic_time(millisecond)) ->
+    after pyport_calls:after_ms(Deadline) ->
         pyport_port:close(Port)
     end.

@@ -1,7 +1,7 @@
 %% The target node's side of a remote task (docs/cluster.md).
 %%
-%% The caller's courier (py_cluster_call, a process on the caller's node
-%% that stands for the caller here) spawns a proxy with
+%% The caller's courier (pyport_cluster_call, a process on the caller's
+%% node that stands for the caller here) spawns a proxy with
 %% erlang:spawn_request/5 and a monitor. The proxy submits the task to a local loop as an ordinary
 %% caller of this node's pool (py_event_loop:run/5: the deadline travels
 %% to Python, a restarting loop is waited for, a port crash is
@@ -18,7 +18,7 @@
 %%     `noconnection`, the same exit;
 %%   - the caller's deadline passed: it kills its courier, which the
 %%     guard sees go as above; Python had the deadline too.
--module(py_cluster_proxy).
+-module(pyport_cluster_proxy).
 
 %% API (called on this node by remote callers).
 -export([start/3]).
@@ -45,9 +45,9 @@
 start(Caller, Target, {run, {Module, Func, Args, Kwargs}, Timeout}) ->
     Guard = spawn_link(?MODULE, guard, [Caller]),
     Result = case loop(Target) of
-                 {ok, Loop} ->
-                     py_event_loop:run(Loop, Module, Func, Args,
-                                       #{timeout => Timeout, kwargs => Kwargs});
+                 {ok, Index} ->
+                     pyport_task:run_on({fixed, Index}, Module, Func, Args,
+                                          #{timeout => Timeout, kwargs => Kwargs});
                  {error, _} = Error ->
                      Error
              end,
@@ -61,7 +61,7 @@ start(Caller, Target, {run, {Module, Func, Args, Kwargs}, Timeout}) ->
 -spec spawn_task(target(), call()) -> ok | {error, py_event_loop:reason()}.
 spawn_task(Target, {Module, Func, Args, Kwargs}) ->
     case loop(Target) of
-        {ok, Loop} -> py_event_loop:spawn_task(Loop, Module, Func, Args, Kwargs);
+        {ok, Index} -> pyport_task:spawn_on({fixed, Index}, Module, Func, Args, Kwargs);
         {error, _} = Error -> Error
     end.
 
@@ -77,10 +77,10 @@ guard(Caller) ->
 %% Internal.
 
 loop(Index) when is_integer(Index) ->
-    {ok, {pyport_loop, Index}};
+    {ok, Index};
 loop(least_loaded) ->
-    case py_cluster_route:least_loaded(
-           [{{node(), I}, Load, 0} || {I, Load} <- py_event_loop_pool:loads()], node()) of
-        {_, Index} -> {ok, {pyport_loop, Index}};
+    case pyport_cluster_route:least_loaded(
+           [{{node(), I}, Load, 0} || {I, Load} <- pyport_calls:loads()], node()) of
+        {_, Index} -> {ok, Index};
         none -> {error, loop_unavailable}
     end.

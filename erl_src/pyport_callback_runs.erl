@@ -7,7 +7,7 @@
 %% worker adds a run before it starts and the run removes itself as it
 %% ends, so the table's size is the number of runs alive: the bound costs
 %% no process and no message.
--module(py_callback_runs).
+-module(pyport_callback_runs).
 
 -export([new/1]).
 -export([start/3]).
@@ -24,7 +24,7 @@
 %% A loop's empty table; called by its worker, which owns it.
 -spec new(non_neg_integer()) -> runs().
 new(Max) ->
-    #runs{table = ets:new(py_callback_runs, [set, public, {write_concurrency, true}]),
+    #runs{table = ets:new(pyport_callback_runs, [set, public, {write_concurrency, true}]),
           max = Max}.
 
 %% Starts the run of CallId with Start() (which returns its pid) unless

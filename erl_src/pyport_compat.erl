@@ -1,15 +1,15 @@
 %% The options that make pyport comfortable from Elixir and for code ported
 %% from erlang_python (docs/porting.md, docs/elixir.md): keyword lists as
-%% kwargs, the per-call `none_atom`, eval's `locals`, and the module reload
-%% of every loop (py_event_loop_pool:reload/1).
--module(py_compat).
+%% kwargs, the per-call `none_atom`, eval's `locals`; options normalised
+%% here once, at the API modules' edge, and nothing else (the module
+%% reload of every loop is py_event_loop_pool:reload/1's).
+-module(pyport_compat).
 
 %% API.
 -export([kwargs/1]).
 -export([none_atom/1]).
 -export([none_atom_opt/2]).
 -export([eval_opts/1]).
--export([reload/2]).
 
 %% The atoms Python's `None` may become; all three come back as `None`.
 -type none_atom() :: none | nil | undefined.
@@ -64,28 +64,6 @@ eval_opts(Opts) ->
                     #{}
             end,
     none_atom_opt(Opts, Extra).
-
-%% Reloads Python module Module (importlib.reload) on each of Loops, in
-%% parallel, where it is loaded; a loop that has not imported it has
-%% nothing to reload. {error, [{Index, Reason}]} lists the loops where it
-%% failed (a syntax error in the new source, a loop unavailable).
--spec reload(py_event_loop:py_name(), [py_event_loop:loop()])
-    -> ok | {error, [{pos_integer(), py_event_loop:reason()}]}.
-reload(Module, Loops) when is_atom(Module); is_binary(Module) ->
-    Name = if is_atom(Module) -> atom_to_binary(Module, utf8);
-              true -> Module
-           end,
-    Refs = [{Index, py_event_loop:create_task(Loop, 'erlang._compat', reload_module,
-                                              [Name], #{})}
-            || {pyport_loop, Index} = Loop <- Loops],
-    case [{Index, Reason}
-          || {Index, Ref} <- Refs,
-             {error, Reason} <- [py_event_loop:await(Ref, 30000)]] of
-        [] -> ok;
-        Failed -> {error, Failed}
-    end;
-reload(Module, _) ->
-    error({badarg, {module, Module}}).
 
 %% Internal.
 

@@ -6,7 +6,7 @@
 %% so they live in one persistent_term: a write costs a global scan, a
 %% read nothing. Names are kept as binaries, so `json` and `<<"json">>`
 %% are one module.
--module(py_pool_route).
+-module(pyport_pool_route).
 
 %% API.
 -export([register/2]).

@@ -4,7 +4,7 @@
 %% and preload modules, and prints what it says. Also checks the
 %% configuration itself (unknown keys, loops beyond the pool's size).
 %% Exit status 1 when something is wrong.
--module(py_envcheck).
+-module(pyport_envcheck).
 
 %% API.
 -export([main/0]).

@@ -22,7 +22,7 @@
 %% they have changed, so an idle cluster sends nothing. Only members of
 %% the group are listened to: a hello from a process pg does not list
 %% (yet) is ignored, and this node's own tick sends the hello instead.
--module(py_cluster_registry).
+-module(pyport_cluster_registry).
 -behaviour(gen_server).
 
 %% API.
@@ -158,7 +158,7 @@ handle_info(_Info, State) ->
 tick(#state{group = Group, interval = Interval, members = Members,
             published = Published} = State0) ->
     State = renamed(State0),
-    Loads = py_event_loop_pool:loads(),
+    Loads = pyport_calls:loads(),
     _ = ets:select_replace(?LOADS, [{{'$1', '$2', '$3'}, [{'=/=', '$3', 0}],
                                      [{{'$1', '$2', 0}}]}]),
     replace_rows(State#state.node, Loads),

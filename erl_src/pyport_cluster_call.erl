@@ -1,5 +1,5 @@
 %% The caller's side of a task on another node (docs/cluster.md): a local
-%% courier process spawns the proxy there (py_cluster_proxy) with a
+%% courier process spawns the proxy there (pyport_cluster_proxy) with a
 %% monitor and exits with the result its 'DOWN' carries; the caller
 %% waits for the courier's 'DOWN', or for its own deadline.
 %%
@@ -15,7 +15,7 @@
 %% which passes on `{error, {nodedown, Node}}` at once. The proxy's guard
 %% watches the courier: a courier that goes (its caller died or gave up,
 %% and killed it) takes the proxy, and so the task, with it.
--module(py_cluster_call).
+-module(pyport_cluster_call).
 
 %% API.
 -export([run/5]).
@@ -43,14 +43,14 @@
 %% Runs Call on loop Target of Node and waits for the result; the caller
 %% never waits past Timeout, and the proxy dies (cancelling the task)
 %% when it stops waiting.
--spec run(node(), py_cluster_proxy:target(), py_cluster_proxy:call(), timeout(),
+-spec run(node(), pyport_cluster_proxy:target(), pyport_cluster_proxy:call(), timeout(),
           integer() | infinity) -> {ok, term()} | {error, reason()}.
 run(Node, Target, Call, Timeout, Deadline) ->
     wait(Node, start(Node, Target, Call, Timeout), Deadline).
 
 %% Starts the courier (and through it the proxy); the reference is what
 %% wait/3 takes, in this process.
--spec start(node(), py_cluster_proxy:target(), py_cluster_proxy:call(), timeout())
+-spec start(node(), pyport_cluster_proxy:target(), pyport_cluster_proxy:call(), timeout())
     -> reference().
 start(Node, Target, Call, Timeout) ->
     {Pid, MRef} = spawn_monitor(?MODULE, courier,
@@ -69,8 +69,8 @@ wait(_Node, MRef, Deadline) ->
         {'DOWN', MRef, process, _, Reason} ->
             erase(?COURIER(MRef)),
             {error, {proxy_down, Reason}}
-    after py_event_task:after_ms(Deadline) ->
-        case py_event_task:after_ms(Deadline) of
+    after pyport_calls:after_ms(Deadline) ->
+        case pyport_calls:after_ms(Deadline) of
             %% Only a chunk of a longer wait has passed.
             Left when Left =/= 0 -> wait(_Node, MRef, Deadline);
             0 -> timed_out(MRef)
@@ -81,7 +81,7 @@ wait(_Node, MRef, Deadline) ->
 %% proxy to keep alive); a lost node is still `nodedown` at once. The
 %% erpc call is the courier's, so that a full connection cannot hold the
 %% caller past its bound.
--spec spawn_task(node(), py_cluster_proxy:target(), py_cluster_proxy:call())
+-spec spawn_task(node(), pyport_cluster_proxy:target(), pyport_cluster_proxy:call())
     -> ok | {error, reason()}.
 spawn_task(Node, Target, Call) ->
     {Pid, MRef} = spawn_monitor(?MODULE, courier, [self(), Node, Target, Call, spawn]),
@@ -96,16 +96,16 @@ spawn_task(Node, Target, Call) ->
 
 %% The courier's body: does the distribution work and exits with
 %% `{py_cluster_result, Result}`, or when its caller goes.
--spec courier(pid(), node(), py_cluster_proxy:target(), term(), start | spawn)
+-spec courier(pid(), node(), pyport_cluster_proxy:target(), term(), start | spawn)
     -> no_return().
 courier(Caller, Node, Target, Job, start) ->
     CallerRef = erlang:monitor(process, Caller),
-    ReqId = erlang:spawn_request(Node, py_cluster_proxy, start, [self(), Target, Job],
+    ReqId = erlang:spawn_request(Node, pyport_cluster_proxy, start, [self(), Target, Job],
                                  [monitor]),
     exit({?RESULT, relay(Node, ReqId, CallerRef)});
 courier(_Caller, Node, Target, Call, spawn) ->
     Result = try
-                 erpc:call(Node, py_cluster_proxy, spawn_task, [Target, Call], ?SUBMIT_MS)
+                 erpc:call(Node, pyport_cluster_proxy, spawn_task, [Target, Call], ?SUBMIT_MS)
              catch
                  error:{erpc, noconnection} -> {error, {nodedown, Node}};
                  error:{erpc, timeout} -> {error, timeout};

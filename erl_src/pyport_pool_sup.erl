@@ -1,7 +1,7 @@
 %% One named pool (py_pool): its server, which owns the pool's loop
 %% registry and settings, then its loops. rest_for_one, as in pyport_sup:
 %% the workers must register again in a fresh registry.
--module(py_pool_sup).
+-module(pyport_pool_sup).
 -behaviour(supervisor).
 
 %% API.
@@ -27,7 +27,7 @@ init({Pool, Size, Settings}) ->
              start => {py_event_loop_pool, start_link, [{Pool, Size, Settings}]},
              type => worker,
              shutdown => 5000},
-           #{id => py_event_loop_sup,
-             start => {py_event_loop_sup, start_link, [{Pool, Size}]},
+           #{id => pyport_loop_sup,
+             start => {pyport_loop_sup, start_link, [{Pool, Size}]},
              type => supervisor,
              shutdown => infinity}]}}.

@@ -12,7 +12,7 @@
 %% caller's loop, so one process's exec, eval and calls share that loop's
 %% `__main__`. The default timeout is erlang_python's, 30 s. The shared
 %% state is pyport_state's, the event-driven streams py_stream_relay's,
-%% the runtime venv and logging settings pyport_runtime's.
+%% the runtime venv and logging settings py_runtime's.
 -module(py).
 
 %% API.
@@ -446,7 +446,7 @@ unregister_pool(Target) ->
 %% tracemalloc traces).
 -spec memory_stats() -> {ok, map()} | {error, term()}.
 memory_stats() ->
-    pyport_runtime:memory_stats().
+    py_runtime:memory_stats().
 
 %% A full collection on every loop; {ok, Unreachable} summed over them.
 -spec gc() -> {ok, non_neg_integer()} | {error, term()}.
@@ -455,7 +455,7 @@ gc() ->
 
 -spec gc(0..2) -> {ok, non_neg_integer()} | {error, term()}.
 gc(Generation) when Generation >= 0, Generation =< 2 ->
-    pyport_runtime:gc(Generation).
+    py_runtime:gc(Generation).
 
 %% tracemalloc on every loop (memory_stats/0 then has traced_memory_*).
 -spec tracemalloc_start() -> ok | {error, term()}.
@@ -464,16 +464,16 @@ tracemalloc_start() ->
 
 -spec tracemalloc_start(pos_integer()) -> ok | {error, term()}.
 tracemalloc_start(Frames) when is_integer(Frames), Frames > 0 ->
-    pyport_runtime:trace_memory(Frames).
+    py_runtime:trace_memory(Frames).
 
 -spec tracemalloc_stop() -> ok | {error, term()}.
 tracemalloc_stop() ->
-    pyport_runtime:trace_memory(0).
+    py_runtime:trace_memory(0).
 
 %% The caller's loop's Python version (sys.version).
 -spec version() -> {ok, binary()} | {error, term()}.
 version() ->
-    pyport_runtime:version().
+    py_runtime:version().
 
 %% Python's log records at `level` (default debug) and above, on every
 %% loop, now and after port restarts (pyport forwards them to the OTP
@@ -482,23 +482,23 @@ version() ->
 configure_logging() ->
     configure_logging(#{}).
 
--spec configure_logging(#{level => pyport_runtime:log_level()}) -> ok | {error, term()}.
+-spec configure_logging(#{level => py_runtime:log_level()}) -> ok | {error, term()}.
 configure_logging(Opts) ->
-    pyport_runtime:configure_logging(Opts).
+    py_runtime:configure_logging(Opts).
 
 %% The virtualenv of every loop of the default pool: its `venv` setting,
-%% applied by restarting each loop (pyport_runtime; docs/porting.md).
+%% applied by restarting each loop (py_runtime; docs/porting.md).
 -spec activate_venv(file:filename_all()) -> ok | {error, term()}.
 activate_venv(Path) ->
-    pyport_runtime:activate_venv(Path).
+    py_runtime:activate_venv(Path).
 
 -spec deactivate_venv() -> ok | {error, term()}.
 deactivate_venv() ->
-    pyport_runtime:deactivate_venv().
+    py_runtime:deactivate_venv().
 
 -spec venv_info() -> {ok, map()}.
 venv_info() ->
-    pyport_runtime:venv_info().
+    py_runtime:venv_info().
 
 %% Makes (if needed) and fills the venv at Path from RequirementsFile
 %% (pyport's pyport_venv, with the port's own Python), then activates it.
@@ -508,7 +508,7 @@ ensure_venv(Path, RequirementsFile) ->
 
 -spec ensure_venv(file:filename_all(), file:filename_all(), list()) -> ok | {error, term()}.
 ensure_venv(Path, RequirementsFile, Opts) ->
-    pyport_runtime:ensure_venv(Path, RequirementsFile, Opts).
+    py_runtime:ensure_venv(Path, RequirementsFile, Opts).
 
 %% Internal.
 

@@ -8,7 +8,7 @@
 %% the venv by restarting each loop of the default pool (a port cannot
 %% drop the packages it has imported). A venv that fails to start is
 %% undone: the previous setting comes back and the loops restart with it.
--module(pyport_runtime).
+-module(py_runtime).
 
 %% API.
 -export([memory_stats/0]).

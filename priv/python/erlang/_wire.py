@@ -119,7 +119,11 @@ del _port_atoms
 #: calls in them are part of the protocol (docs/protocol.md, "Python
 #: modules Erlang calls"); the rest of the package is internal
 ERLANG_CALLED_MODULES: tuple[str, ...] = (
-    "erlang._compat",  # pyport_compat: reload_module(Name)
+    # py_event_loop_pool: reload_module(Name); py: eval_iterable;
+    # py_runtime: memory_stats, collect_garbage, trace_memory, set_log_level
+    "erlang._compat",
+    "erlang._contexts",  # py_context: new, call, eval_in, exec_in
+    "erlang._env",  # py_runtime: venv_site_packages(Dir)
     "erlang._envcheck",  # pyport_envcheck: pyport run -m erlang._envcheck
     "erlang._handles",  # py_obj: call, get, put, value, info
 )

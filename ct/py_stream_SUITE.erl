@@ -509,6 +509,8 @@ busy_generator_is_interrupted(Func) ->
     %% Longer than cancel_grace_ms: a port left spinning would be killed.
     ?assertEqual({ok, <<"bystander">>}, py_event_loop:await(Bystander, 10000)),
     ?assertMatch(#{os_pid := OsPid, restarts := 0}, pyport_ct:loop_stats(1)),
+    no_stream_left().
+
 -spec named_pool_active_stream() -> [{doc, string()}].
 named_pool_active_stream() -> [{doc, "ack/2 and cancel/1 work on an active stream of a named pool's loop: credit reaches the port and the cancel closes the generator."}].
 -spec named_pool_active_stream(ct_suite:ct_config()) -> term().

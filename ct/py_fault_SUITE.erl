@@ -494,7 +494,7 @@ unknown_message_reply_shape(_) ->
     %% A port of our own, so that the reply reaches this process unrouted.
     Port = open_port({spawn_executable, pyport_config:executable()},
                      [{packet, 4}, binary, nouse_stdio, exit_status, {args, ["port"]}]),
-    {ready, #{protocol := 2}} = receive_packet(Port),
+    {ready, #{protocol := 3}} = receive_packet(Port),
     Strange = [{hello, <<"world">>}, {task, too, few}, {cancel}, 42, [stop],
                #{task => x}, {stop, now}],
     lists:foreach(

@@ -138,7 +138,7 @@ call(Module, Func, Args, Kwargs, Timeout) ->
         {ok, Pool} ->
             pool_call(Pool, Module, Func, Args, Kwargs, Timeout);
         default ->
-            started(py_event_loop_pool:run(Module, Func, Args,
+            py_runtime:started(py_event_loop_pool:run(Module, Func, Args,
                                            #{kwargs => Kwargs, timeout => Timeout}))
     end.
 
@@ -264,12 +264,12 @@ eval({pyport_loop, _} = Loop, Code, Locals) ->
 eval({py_context, _} = Ctx, Code, Locals) ->
     py_context:eval(Ctx, Code, context_kwargs(Locals), ?DEFAULT_TIMEOUT);
 eval(Code, Locals, Timeout) ->
-    started(py_event_loop_pool:eval(Code, eval_opts(Locals, Timeout))).
+    py_runtime:started(py_event_loop_pool:eval(Code, eval_opts(Locals, Timeout))).
 
 %% Runs Python statements in the caller's loop's `__main__`.
 -spec exec(py_event_loop:source()) -> ok | {error, py_event_loop:reason()}.
 exec(Code) ->
-    started(py_event_loop_pool:exec(Code, #{timeout => ?DEFAULT_TIMEOUT})).
+    py_runtime:started(py_event_loop_pool:exec(Code, #{timeout => ?DEFAULT_TIMEOUT})).
 
 -spec exec(py_event_loop:loop() | py_context:context(), py_event_loop:source())
     -> ok | {error, py_event_loop:reason() | py_context:reason()}.
@@ -526,15 +526,6 @@ pool_call(Pool, Module, Func, Args, Kwargs, Timeout) ->
         {error, not_started} ->
             {error, {pool_not_started, Pool}}
     end.
-
-%% loop_unavailable because the application is not running says so.
-started({error, loop_unavailable}) ->
-    case pyport_registry:num_loops() of
-        undefined -> {error, ?NOT_STARTED};
-        _ -> {error, loop_unavailable}
-    end;
-started(Result) ->
-    Result.
 
 context_kwargs(Map) ->
     case pyport_compat:kwargs(Map) of

@@ -21,6 +21,9 @@
 -export([venv_info/0]).
 -export([ensure_venv/3]).
 
+%% Internal exports, for py.
+-export([started/1]).
+
 -type log_level() :: debug | info | warning | error | critical.
 -export_type([log_level/0]).
 
@@ -162,6 +165,9 @@ stat_key(<<"traced_memory_current">>) -> traced_memory_current;
 stat_key(<<"traced_memory_peak">>) -> traced_memory_peak;
 stat_key(Other) -> Other.
 
+%% loop_unavailable because the application is not running says so.
+-spec started(Result) -> Result | {error, {loop_unavailable, pyport_not_started}}
+    when Result :: term().
 started({error, loop_unavailable}) ->
     case pyport_registry:num_loops() of
         undefined -> {error, ?NOT_STARTED};

@@ -33,7 +33,7 @@
 %% port -> Erlang.
 -export([decode/3]).
 
--define(VERSION, 2).
+-define(VERSION, 3).
 
 %% What decode/1 makes of a packet from the port: the packet itself when
 %% it is one the protocol knows (same shape as on the wire), otherwise a

@@ -11,7 +11,7 @@ use pyo3::types::{PyString, PyTuple};
 /// The version announced in `{ready, #{protocol => V, ...}}`. Python sends
 /// `ready` in port mode (it reads this as `_pyport.PROTOCOL_VERSION`);
 /// `pyport-echo` sends it itself.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// The envelope atoms, spelled once.
 pub mod atoms {

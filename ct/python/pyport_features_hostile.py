@@ -73,7 +73,7 @@ async def forge_actor_replies(count: int) -> int:
     assert context is not None
     server: Any = context.bridge.link
     me = asyncio.current_task()
-    ids = [job.id for job in server._jobs.values() if job.task is me]
+    ids = [job.id for job in server.tasks.jobs.values() if job.task is me]
     assert len(ids) == 1, ids
     for token in range(1, count + 1):
         server.queue(_wire.actor_reply(ids[0], token, "forged"))

@@ -36,7 +36,7 @@ def test_ready_is_the_first_packet(port):
     assert tag == "ready"
     extra = {"python_lib", "python_lib_built", "python_lib_same"}
     assert {k: v for k, v in info.items() if k not in extra} == {
-        "protocol": 2, "python": sys.version.split()[0],
+        "protocol": 3, "python": sys.version.split()[0],
         "os_pid": os.getpid(), "mode": "shared_gil"}
     # erlang._ops: the libpython mapped is the one built against.
     assert info["python_lib_same"] is True

@@ -104,7 +104,7 @@ def test_ready_task_stop(modules):
     try:
         tag, info = port.recv()
         assert tag == "ready"
-        assert info["protocol"] == 2 and info["mode"] == "shared_gil"
+        assert info["protocol"] == 3 and info["mode"] == "shared_gil"
         assert info["os_pid"] == port.proc.pid  # bash exec'd into pyport
         assert info["python"] == sys.version.split()[0]
         id1, id2 = make_ref(1), make_ref(2)

@@ -452,7 +452,7 @@ await_members(Nodes) ->
     Sorted = lists:sort(Nodes),
     pyport_ct:wait_until(
       fun() -> lists:all(fun(N) -> member_view(N) =:= {Sorted, Sorted} end, Nodes) end,
-      10000).
+      30000).
 
 %% The members and the nodes with published loads, as Node sees them.
 -spec member_view(node()) -> {[node()], [node()]}.

@@ -520,6 +520,358 @@ context_limit(_) ->
     [begin unlink(H), H ! stop end || H <- Rest],
     ok.
 
+-spec context_call_times_out() -> [{doc, string()}].
+context_call_times_out() -> [{doc, "A call in a context is an ordinary task: its deadline interrupts plain busy code ({error, timeout}) and the context keeps its state and serves again (pyport's answer to erlang_python's interrupt/1)."}].
+-spec context_call_times_out(ct_suite:ct_config()) -> term().
+context_call_times_out(_) ->
+    Ctx = py:context(),
+    ok = py:exec(Ctx, <<"import pyport_compat\nkept = 'yes'">>),
+    {error, timeout} = py:call(Ctx, ?F, busy, [30.0], #{timeout => 300}),
+    {ok, <<"yes">>} = py:eval(Ctx, <<"kept">>),
+    ok.
+
+-spec interrupt_cancels_a_spawned_task() -> [{doc, string()}].
+interrupt_cancels_a_spawned_task() -> [{doc, "py:interrupt/1 cancels a task of spawn_call/async_call (ok), after which its await is unknown_task; a finished or unknown task is not_running."}].
+-spec interrupt_cancels_a_spawned_task(ct_suite:ct_config()) -> term().
+interrupt_cancels_a_spawned_task(_) ->
+    Ref = py:spawn_call(?F, slow_double, [1], #{delay => 30}),
+    ok = py:interrupt(Ref),
+    {error, unknown_task} = py:await(Ref, 100),
+    not_running = py:interrupt(Ref),
+    Done = py:spawn_call(?F, slow_double, [1], #{delay => 0}),
+    timer:sleep(500),
+    not_running = py:interrupt(Done),
+    ok.
+
+-spec shared_state_from_erlang_and_python() -> [{doc, string()}].
+shared_state_from_erlang_and_python() -> [{doc, "py:state_* and Python's erlang.state_* share one store across loops; incr/decr are atomic counters."}].
+-spec shared_state_from_erlang_and_python(ct_suite:ct_config()) -> term().
+shared_state_from_erlang_and_python(_) ->
+    ok = py:state_clear(),
+    ok = py:state_store(<<"config">>, #{retries => 3}),
+    {ok, #{retries := 3}} = py:state_fetch(<<"config">>),
+    {error, not_found} = py:state_fetch(<<"nothing">>),
+    {ok, [#{<<"retries">> := 3}, 5, 0]} =
+        py_event_loop:run({pyport_loop, 1}, ?F, state_from_python, [<<"config">>, 5], #{}),
+    {ok, [_, 12, 0]} =
+        py_event_loop:run({pyport_loop, 2}, ?F, state_from_python, [<<"config">>, 7], #{}),
+    {ok, #{<<"from">> := <<"python">>}} = py:state_fetch(<<"config.py">>),
+    13 = py:state_incr(<<"config.hits">>),
+    15 = py:state_incr(<<"config.hits">>, 2),
+    14 = py:state_decr(<<"config.hits">>),
+    10 = py:state_decr(<<"config.hits">>, 4),
+    ?assertEqual(lists:sort([<<"config">>, <<"config.py">>, <<"config.hits">>]),
+                 lists:sort(py:state_keys())),
+    {ok, [<<"config">>, <<"config.hits">>, <<"config.py">>]} =
+        py:eval(<<"sorted(erlang.state_keys())">>),
+    ok = py:state_remove(<<"config">>),
+    {ok, none} = py:eval(<<"erlang.state_get('config')">>),
+    {error, {not_a_counter, <<"config.py">>}} = py:state_incr(<<"config.py">>),
+    ok = py:state_clear(),
+    [] = py:state_keys(),
+    ok.
+
+-spec shared_state_survives_port_restart() -> [{doc, string()}].
+shared_state_survives_port_restart() -> [{doc, "The shared state lives in Erlang: a port restart keeps it."}].
+-spec shared_state_survives_port_restart(ct_suite:ct_config()) -> term().
+shared_state_survives_port_restart(_) ->
+    {ok, none} = py:eval(<<"erlang.state_set('kept', [1, 2])">>),
+    {ok, Loop} = py_event_loop_pool:get_loop(),
+    ok = py_event_loop_pool:restart_loop(Loop),
+    {ok, [1, 2]} = py:eval(<<"erlang.state_get('kept')">>),
+    {ok, [1, 2]} = py:state_fetch(<<"kept">>),
+    ok.
+
+-spec shared_state_bounds() -> [{doc, string()}].
+shared_state_bounds() -> [{doc, "The store is bounded: a value over 1 MiB and a key past 100000 are refused with errors naming the limit, in Erlang and as erlang.StateError in Python."}].
+-spec shared_state_bounds(ct_suite:ct_config()) -> term().
+shared_state_bounds(_) ->
+    ok = py:state_clear(),
+    Big = binary:copy(<<"x">>, 2 * 1024 * 1024),
+    {error, {state_value_too_large, Size, 1048576}} = py:state_store(big, Big),
+    ?assert(Size > 1048576),
+    {error, {python, <<"StateError">>, Message, _}} =
+        py:eval(<<"erlang.state_set('big', 'x' * (2 * 1024 * 1024))">>),
+    ?assertMatch({_, _}, binary:match(Message, <<"over the limit of 1048576 bytes">>)),
+    Max = pyport_state:max_keys(),
+    [ok = py:state_store(K, K) || K <- lists:seq(1, Max)],
+    {error, {state_full, Max}} = py:state_store(one_more, 1),
+    {error, {state_full, Max}} = py:state_incr(one_more),
+    ok = py:state_store(1, replaced),
+    {error, {python, <<"StateError">>, Full, _}} = py:eval(<<"erlang.state_set('one_more', 1)">>),
+    ?assertMatch({_, _}, binary:match(Full, <<"maximum of 100000 keys">>)),
+    ok = py:state_clear(),
+    ok.
+
+-spec erlang_predefined_in_eval_and_exec() -> [{doc, string()}].
+erlang_predefined_in_eval_and_exec() -> [{doc, "`erlang` is predefined in py:eval/py:exec's __main__, as in erlang_python: a registered function is erlang.my_func(...) with no import (a NameError before issue 25)."}].
+-spec erlang_predefined_in_eval_and_exec(ct_suite:ct_config()) -> term().
+erlang_predefined_in_eval_and_exec(_) ->
+    ok = py:register_function(my_func, fun([A, B]) -> A + B end),
+    {ok, 30} = py:eval(<<"erlang.my_func(10, 20)">>),
+    ok = py:exec(<<"total = erlang.my_func(1, 2)">>),
+    {ok, 3} = py:eval(<<"total">>),
+    {ok, 7} = py:eval(<<"erlang.call('my_func', 3, 4)">>),
+    {ok, Loop} = py_event_loop_pool:get_loop(),
+    {ok, 5} = py_event_loop:eval(Loop, <<"erlang.my_func(2, 3)">>),
+    ok.
+
+-spec stream_start_sends_events() -> [{doc, string()}].
+stream_start_sends_events() -> [{doc, "py:stream_start/3,4 return {ok, Ref} at once; the items come as {py_stream, Ref, {data, Item}} messages, then {py_stream, Ref, done}, with no acknowledgement needed past pyport's window."}].
+-spec stream_start_sends_events(ct_suite:ct_config()) -> term().
+stream_start_sends_events(_) ->
+    {ok, Ref} = py:stream_start(?F, count_up, [200]),
+    ?assertEqual({ok, lists:seq(1, 200)}, collect(Ref)),
+    {ok, Ref2} = py:stream_start(builtins, iter, [[1, 2, 3]]),
+    {ok, [1, 2, 3]} = collect(Ref2),
+    ok = py:exec(<<"def letters(word, upper=False):\n    for c in word:\n        yield c.upper() if upper else c\n">>),
+    {ok, Ref3} = py:stream_start('__main__', letters, [<<"ab">>], #{kwargs => #{upper => true}}),
+    {ok, [<<"A">>, <<"B">>]} = collect(Ref3),
+    ok.
+
+-spec stream_start_to_another_owner() -> [{doc, string()}].
+stream_start_to_another_owner() -> [{doc, "stream_start/4's `owner` receives the events; the stream ends with its owner."}].
+-spec stream_start_to_another_owner(ct_suite:ct_config()) -> term().
+stream_start_to_another_owner(_) ->
+    Self = self(),
+    Owner = spawn_link(fun() -> receive {go, Ref} -> Self ! {got, collect(Ref)} end end),
+    {ok, Ref} = py:stream_start(?F, count_up, [3], #{owner => Owner}),
+    Owner ! {go, Ref},
+    {ok, [1, 2, 3]} = receive {got, G} -> G after 10000 -> ct:fail(no_items) end,
+    [] = [M || {py_stream, _, _} = M <- pyport_ct:mailbox()],
+    ok.
+
+-spec stream_cancel_stops_the_generator() -> [{doc, string()}].
+stream_cancel_stops_the_generator() -> [{doc, "py:stream_cancel/1 stops an endless generator: the owner gets {error, cancelled} and no more items; cancelling again is ok."}].
+-spec stream_cancel_stops_the_generator(ct_suite:ct_config()) -> term().
+stream_cancel_stops_the_generator(_) ->
+    {ok, Ref} = py:stream_start(?F, forever, []),
+    receive {py_stream, Ref, {data, 1}} -> ok after 10000 -> ct:fail(no_item) end,
+    ok = py:stream_cancel(Ref),
+    ok = drain_until_cancelled(Ref),
+    timer:sleep(200),
+    [] = [M || {py_stream, R, _} = M <- pyport_ct:mailbox(), R =:= Ref],
+    ok = py:stream_cancel(Ref),
+    ok.
+
+-spec stream_start_error_event() -> [{doc, string()}].
+stream_start_error_event() -> [{doc, "A generator that raises ends its stream with {py_stream, Ref, {error, {python, ...}}} after the items it yielded."}].
+-spec stream_start_error_event(ct_suite:ct_config()) -> term().
+stream_start_error_event(_) ->
+    {ok, Ref} = py:stream_start(?F, broken_after, [2]),
+    {error, {[1, 2], {python, <<"RuntimeError">>, <<"broken generator">>, _}}} = collect(Ref),
+    ok.
+
+-spec stream_eval_collects() -> [{doc, string()}].
+stream_eval_collects() -> [{doc, "py:stream_eval/1,2 collect the items of a generator expression evaluated in the caller's loop's __main__, with bindings."}].
+-spec stream_eval_collects(ct_suite:ct_config()) -> term().
+stream_eval_collects(_) ->
+    {ok, [0, 1, 4, 9]} = py:stream_eval(<<"(x * x for x in range(4))">>),
+    {ok, [<<"H">>, <<"I">>]} = py:stream_eval(<<"(c.upper() for c in w)">>, #{w => <<"hi">>}),
+    {error, {python, <<"TypeError">>, _, _}} = py:stream_eval(<<"42">>),
+    ok.
+
+-spec call_on_a_named_pool() -> [{doc, string()}].
+call_on_a_named_pool() -> [{doc, "py:call(Pool, M, F, A) and call(Pool, M, F, A, Kwargs) run on a named pool (py_pool); a pool that is not started is {error, {pool_not_started, Pool}} (was a misleading {badarg, {kwargs, [4]}})."}].
+-spec call_on_a_named_pool(ct_suite:ct_config()) -> term().
+call_on_a_named_pool(_) ->
+    {error, {pool_not_started, io_pool}} = py:call(io_pool, math, sqrt, [4]),
+    {ok, Sup} = py_pool:start_link(#{name => io_pool, size => 1,
+                                     python_path => [pyport_ct:helpers_dir()]}),
+    try
+        {ok, 2.0} = py:call(io_pool, math, sqrt, [4]),
+        {ok, [[1], #{<<"k">> := 2}]} = py:call(io_pool, ?F, echo, [1], #{k => 2}),
+        {ok, PoolPid} = py:call(io_pool, os, getpid, []),
+        {ok, DefaultPid} = py:call(os, getpid, []),
+        ?assertNotEqual(PoolPid, DefaultPid)
+    after
+        unlink(Sup),
+        exit(Sup, shutdown),
+        pyport_ct:wait_until(fun() -> not is_process_alive(Sup) end, 10000)
+    end,
+    ok.
+
+-spec register_pool_routes_calls() -> [{doc, string()}].
+register_pool_routes_calls() -> [{doc, "py:register_pool(Pool, Module | {Module, Func}) routes py:call/3,4,5 of it to that pool until unregister_pool/1."}].
+-spec register_pool_routes_calls(ct_suite:ct_config()) -> term().
+register_pool_routes_calls(_) ->
+    {ok, Sup} = py_pool:start_link(#{name => io_pool, size => 1,
+                                     python_path => [pyport_ct:helpers_dir()]}),
+    try
+        {ok, PoolPid} = py:call(io_pool, os, getpid, []),
+        ok = py:exec(<<"import os">>),
+        {ok, MyPid} = py:call(os, getpid, []),
+        ?assertNotEqual(PoolPid, MyPid),
+        ok = py:register_pool(io_pool, os),
+        {ok, PoolPid} = py:call(os, getpid, []),
+        {ok, PoolPid} = py:call(<<"os">>, getpid, [], #{}),
+        ok = py:unregister_pool(os),
+        {ok, MyPid} = py:call(os, getpid, []),
+        ok = py:register_pool(io_pool, {?F, echo}),
+        {ok, [[7], #{}]} = py:call(?F, echo, [7]),
+        ok = py:register_pool(nowhere, math),
+        {error, {pool_not_started, nowhere}} = py:call(math, sqrt, [4.0])
+    after
+        unlink(Sup),
+        exit(Sup, shutdown),
+        pyport_ct:wait_until(fun() -> not is_process_alive(Sup) end, 10000)
+    end,
+    ok.
+
+-spec memory_stats_and_gc() -> [{doc, string()}].
+memory_stats_and_gc() -> [{doc, "py:memory_stats/0 gives erlang_python's keys for the caller's loop (traced_memory_* between tracemalloc_start/0,1 and tracemalloc_stop/0, which act on every loop); py:gc/0,1 collect on every loop and count what they found; py:version/0 is sys.version."}].
+-spec memory_stats_and_gc(ct_suite:ct_config()) -> term().
+memory_stats_and_gc(_) ->
+    {ok, #{gc_stats := [_, _, _], gc_count := {_, _, _}, gc_threshold := {_, _, _}} = Stats} =
+        py:memory_stats(),
+    false = maps:is_key(traced_memory_current, Stats),
+    ok = py:tracemalloc_start(),
+    {ok, #{traced_memory_current := Cur, traced_memory_peak := Peak}} = py:memory_stats(),
+    ?assert(is_integer(Cur) andalso Peak >= Cur),
+    ok = py:tracemalloc_stop(),
+    {ok, Stopped} = py:memory_stats(),
+    false = maps:is_key(traced_memory_current, Stopped),
+    ok = py:tracemalloc_start(5),
+    [{ok, true} = py_event_loop:eval({pyport_loop, I}, <<"__import__('tracemalloc').is_tracing()">>, #{})
+     || I <- [1, 2]],
+    ok = py:tracemalloc_stop(),
+    {ok, Version} = py:version(),
+    {ok, Version} = py:eval(<<"__import__('sys').version">>),
+    ?assertMatch(<<"3.", _/binary>>, Version),
+    ok = py:exec(<<"class Cycle:\n    pass\nfor _ in range(100):\n    a = Cycle(); b = Cycle(); a.b = b; b.a = a\ndel a, b\n">>),
+    {ok, Found} = py:gc(),
+    ?assert(Found >= 200),
+    {ok, N0} = py:gc(0),
+    ?assert(is_integer(N0)),
+    ?assertError(function_clause, py:gc(3)),
+    ok.
+
+-spec configure_logging_sets_level() -> [{doc, string()}].
+configure_logging_sets_level() -> [{doc, "py:configure_logging/0,1 set Python's root level on every loop, and on ports that start later."}].
+-spec configure_logging_sets_level(ct_suite:ct_config()) -> term().
+configure_logging_sets_level(_) ->
+    ok = py:configure_logging(#{level => error}),
+    [{ok, 40} = py_event_loop:run({pyport_loop, I}, ?F, root_log_level, [], #{})
+     || I <- [1, 2]],
+    ok = py_event_loop_pool:restart_loop({pyport_loop, 1}),
+    {ok, 40} = py_event_loop:run({pyport_loop, 1}, ?F, root_log_level, [], #{}),
+    ok = py:configure_logging(),
+    {ok, 10} = py_event_loop:run({pyport_loop, 2}, ?F, root_log_level, [], #{}),
+    ?assertError({badarg, {configure_logging, [format], _}},
+                 py:configure_logging(#{format => "%(message)s"})),
+    ok.
+
+-spec venv_api() -> [{doc, string()}].
+venv_api() -> [{doc, "py:ensure_venv/2 makes a venv with the port's Python and restarts the loops in it; venv_info/0 reports it; deactivate_venv/0 undoes it; activate_venv/1 of a directory that is not a venv is {error, {bad_venv, Dir, Why}} and changes nothing."}].
+-spec venv_api(ct_suite:ct_config()) -> term().
+venv_api(Config) ->
+    Dir = filename:join(?config(priv_dir, Config), "compat_venv"),
+    Reqs = filename:join(?config(priv_dir, Config), "requirements.txt"),
+    ok = file:write_file(Reqs, <<"# nothing to install\n">>),
+    {ok, #{active := false}} = py:venv_info(),
+    {error, {bad_venv, <<"/nonexistent">>, Why}} = py:activate_venv("/nonexistent"),
+    ?assertMatch({_, _}, binary:match(Why, <<"not a directory">>)),
+    {ok, none} = py:call(?F, virtual_env, []),
+    ok = py:ensure_venv(Dir, Reqs),
+    {ok, #{active := true, venv_path := Dir}} = py:venv_info(),
+    Abs = list_to_binary(filename:absname(Dir)),
+    [{ok, Abs} = py_event_loop:run({pyport_loop, I}, ?F, virtual_env, [], #{}) || I <- [1, 2]],
+    ok = py:deactivate_venv(),
+    {ok, #{active := false}} = py:venv_info(),
+    ok = py:activate_venv(Dir),
+    {ok, #{active := true}} = py:venv_info(),
+    [{ok, Abs} = py_event_loop:run({pyport_loop, I}, ?F, virtual_env, [], #{}) || I <- [1, 2]],
+    ok = py:deactivate_venv(),
+    ok.
+
+-spec not_started_says_so() -> [{doc, string()}].
+not_started_says_so() -> [{doc, "Without the application, py's calls say {loop_unavailable, pyport_not_started} instead of a bare loop_unavailable."}].
+-spec not_started_says_so(ct_suite:ct_config()) -> term().
+not_started_says_so(_) ->
+    NotStarted = {error, {loop_unavailable, pyport_not_started}},
+    NotStarted = py:call(math, sqrt, [4.0]),
+    NotStarted = py:eval(<<"1">>),
+    NotStarted = py:exec(<<"x = 1">>),
+    NotStarted = py:stream_eval(<<"iter([])">>),
+    NotStarted = py:stream_start(?F, count_up, [1]),
+    NotStarted = py:gc(),
+    NotStarted = py:memory_stats(),
+    {error, not_started} = py:state_store(k, v),
+    ?assertError({py_context, {loop_unavailable, pyport_not_started}}, py:context()),
+    ok.
+
+-spec unconvertible_result_says_what_to_do() -> [{doc, string()}].
+unconvertible_result_says_what_to_do() -> [{doc, "A result without a term form names its type and says what to do: result => handle | auto, or a stream for a generator."}].
+-spec unconvertible_result_says_what_to_do(ct_suite:ct_config()) -> term().
+unconvertible_result_says_what_to_do(_) ->
+    Handle = <<"return a list, tuple, dict, str, bytes, number, bool or None instead, "
+               "give the class an __erlang__() method, or keep the object in Python "
+               "with the task option result => handle (or result => auto for the "
+               "parts without a term form; docs/handles.md)">>,
+    [begin
+         {error, {python, <<"TypeError">>, Message, _}} = py:call(?F, unconvertible, [Kind]),
+         ?assertEqual(<<"cannot convert Python object of type '", Type/binary,
+                        "' to an Erlang term; ", Handle/binary>>, Message)
+     end || {Kind, Type} <- [{set, <<"set">>}, {custom, <<"Custom">>},
+                             {datetime, <<"datetime">>}]],
+    {error, {python, <<"TypeError">>, Gen, _}} = py:call(?F, unconvertible, [generator]),
+    ?assertEqual(<<"cannot convert Python object of type 'generator' to an Erlang term; "
+                   "iterate it from Erlang as a stream (py_event_loop_pool:stream/4, "
+                   "py:stream/3, docs/streams.md), or keep it in Python with the task "
+                   "option result => handle">>, Gen),
+    %% What the hint says works.
+    {ok, Obj} = py_event_loop_pool:run(?F, unconvertible, [set], #{result => handle}),
+    {ok, [1, 2]} = py_event_loop_pool:run(builtins, sorted, [Obj]),
+    {ok, [0, 1, 2]} = py:stream(builtins, iter, [[0, 1, 2]]),
+    ok.
+
+-spec porting_guide_runs() -> [{doc, string()}].
+porting_guide_runs() -> [{doc, "Every ```erlang block of docs/porting.md marked <!-- run --> runs as written against a running pyport, each match in it holding (the guide is the output of this case)."}].
+-spec porting_guide_runs(ct_suite:ct_config()) -> term().
+porting_guide_runs(_) ->
+    {Blocks, Markers} = porting_blocks(),
+    %% Every marker has its block, and the guide has some.
+    ?assertEqual(Markers, length(Blocks)),
+    ?assert(length(Blocks) >= 7),
+    ok = py:register_function(my_func, fun([A, B]) -> A + B end),
+    [begin
+         ct:log("porting.md block ~b:~n~s", [N, Block]),
+         Self = self(),
+         %% Each block in a process of its own, as a user's shell would be.
+         {Pid, Mon} = spawn_monitor(fun() -> Self ! {block, self(), eval_block(Block)} end),
+         receive
+             {block, Pid, Value} -> ct:log("= ~p", [Value]);
+             {'DOWN', Mon, process, Pid, Reason} -> ct:fail({porting_block, N, Block, Reason})
+         after 120000 -> ct:fail({porting_block_timeout, N})
+         end,
+         erlang:demonitor(Mon, [flush])
+     end || {N, Block} <- lists:enumerate(Blocks)],
+    ok.
+
+-spec python_path_string_says_list() -> [{doc, string()}].
+python_path_string_says_list() -> [{doc, "python_path given as one string (or binary) is refused with the value and how to write it, not just {python_path, Value}."}].
+-spec python_path_string_says_list(ct_suite:ct_config()) -> term().
+python_path_string_says_list(_) ->
+    _ = application:load(pyport),
+    try
+        ok = application:set_env(pyport, event_loop_pool_size, 1),
+        ok = application:set_env(pyport, python_path, "priv/python"),
+        {error, Start} = application:ensure_all_started(pyport),
+        ?assert(contains(Start, {bad_config,
+                                 {python_path, "priv/python",
+                                  "python_path is a list of directories: write [\"priv/python\"]"}})),
+        ok = application:set_env(pyport, python_path, <<"priv/python">>),
+        ?assertEqual({error, {bad_config, {python_path, <<"priv/python">>,
+                                           "python_path is a list of directories: "
+                                           "write [<<\"priv/python\">>]"}}},
+                     pyport_config:loop(1)),
+        ok = application:set_env(pyport, python_path, [foo]),
+        {error, {bad_config, {python_path, [foo]}}} = pyport_config:loop(1)
+    after
+        application:unset_env(pyport, python_path)
+    end,
+    ok.
+
 -spec unknown_keys_warning_is_two_lines() -> [{doc, string()}].
 unknown_keys_warning_is_two_lines() -> [{doc, "Misspelt keys make one warning of two lines: the keys and what they probably meant, then the known keys (it was 22 lines)."}].
 -spec unknown_keys_warning_is_two_lines(ct_suite:ct_config()) -> term().

@@ -36,7 +36,7 @@ all() ->
      stdout_spam_keeps_serving, unbounded_allocation_under_memory_limit,
      unknown_message_reply_shape, valid_term_as_task_fields_is_task_error,
      dead_loop_is_unavailable_not_overloaded, stuck_port_closed_when_kill_fails,
-     port_refusing_input_is_stuck].
+     port_refusing_input_is_stuck, unread_answers_are_bounded].
 
 -spec init_per_suite(ct_suite:ct_config()) -> ct_suite:ct_config().
 init_per_suite(Config) ->
@@ -604,6 +604,20 @@ key() ->
 -spec frame(binary()) -> binary().
 frame(Payload) ->
     <<(byte_size(Payload)):32, Payload/binary>>.
+
+-spec unread_answers_are_bounded() -> [{doc, string()}].
+unread_answers_are_bounded() -> [{doc, "A port whose thread floods Erlang with requests while its loop never reads the answers (and no call of it is ever cancelled) does not grow the worker's queue without bound: past 100,000 unread packets the port is killed as unresponsive, and a fresh port serves."}].
+-spec unread_answers_are_bounded(ct_suite:ct_config()) -> term().
+unread_answers_are_bounded(_) ->
+    #{os_pid := Old} = pyport_ct:loop_stats(1),
+    Body = term_to_binary({whereis, 1, <<"init">>}),
+    Frame = <<(byte_size(Body)):32, Body/binary>>,
+    %% Spawned: no caller waits, so no cancel ever makes the port overdue.
+    ok = py_event_loop:spawn_task({pyport_loop, 1}, pyport_core, chatty_spin,
+                                  [binary:copy(Frame, 1024), 0], #{}),
+    _ = pyport_ct:await_restart(1, Old),
+    ok = pyport_ct_os:await_gone([Old], ?PROMPTLY),
+    ?assertEqual({ok, 4.0}, py_event_loop:run(math, sqrt, [16.0])).
 
 -spec port_refusing_input_is_stuck() -> [{doc, string()}].
 port_refusing_input_is_stuck() -> [{doc, "A port that keeps sending packets (a thread of its own writes them) but no longer reads its input (the loop spins, swallowing cancels) makes no progress: once the cancel the worker could not write is overdue, the port is killed as unresponsive, and a fresh port serves."}].

@@ -18,7 +18,7 @@
 %%
 %% Nothing here waits for anything Python or another node controls:
 %% answers are written with `nosuspend` (a port too busy to take one
-%% hands it to the worker's queue, pyport_worker:send_later/2), and
+%% hands it to the worker's queue, pyport_calls:send_port/2), and
 %% sends to other nodes with `nosuspend` and `noconnect` (refused, not
 %% waited for).
 -module(py_callback).

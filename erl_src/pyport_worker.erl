@@ -51,6 +51,9 @@
     %% Packets the port was too busy to take (Python not reading): cancels,
     %% releases, answers; oldest first, and the timer that retries them.
     backlog = queue:new() :: queue:queue(iodata()),
+    backlog_len = 0 :: non_neg_integer(),
+    %% Set once the backlog went over ?MAX_BACKLOG (the kill is on its way).
+    overflowed = false :: boolean(),
     backlog_timer :: reference() | undefined,
     %% The largest frame accepted from the port (max_output_packet).
     max_output :: pos_integer(),
@@ -81,6 +84,12 @@
 
 %% How soon the worker retries cancels a busy port did not take.
 -define(BACKLOG_RETRY_MS, 20).
+%% The most packets that wait for a port that does not read: more means
+%% Python keeps asking (requests from a thread, say) while its loop never
+%% reads the answers, and the port is killed as unresponsive rather than
+%% let the node's memory grow with what it will never read. 10,000 dying
+%% callers' cancels fit many times over.
+-define(MAX_BACKLOG, 100000).
 
 %% API.
 
@@ -162,9 +171,11 @@ handle_info({'DOWN', MRef, process, Pid, _}, #state{loop = Loop} = State) ->
     {noreply, lists:foldl(fun({_, KillAt}, S) -> arm_overdue(KillAt, S) end,
                           State2, Marked)};
 handle_info({timeout, TRef, retry_backlog},
-            #state{backlog_timer = TRef, backlog = Backlog} = State) ->
-    {noreply, flush_backlog(Backlog, State#state{backlog = queue:new(),
-                                                 backlog_timer = undefined})};
+            #state{backlog_timer = TRef, backlog = Backlog, backlog_len = Len} = State) ->
+    {noreply, flush_backlog(Backlog, Len, State#state{backlog = queue:new(),
+                                                      backlog_timer = undefined})};
+handle_info(backlog_full, #state{port = Port} = State) when Port =/= undefined ->
+    backlog_full(State);
 handle_info({timeout, TRef, overdue_check},
             #state{overdue_timer = {TRef, _}, loop = #py_loop{pending = Pending},
                    cancel_grace_ms = Grace} = State0) ->
@@ -454,36 +465,61 @@ release_handles(Ns, State) ->
     send_queued([pyport_wire:obj_release(Ns)], State).
 
 %% Packets that go after those already waiting, in order.
-send_queued(Packets, #state{backlog = Backlog, backlog_timer = Timer} = State) ->
+send_queued(Packets, #state{backlog = Backlog, backlog_len = Len0,
+                            backlog_timer = Timer} = State) ->
     Queued = lists:foldl(fun queue:in/2, Backlog, Packets),
+    Len = Len0 + length(Packets),
     case Timer of
-        undefined -> flush_backlog(Queued, State#state{backlog = queue:new()});
-        _ -> State#state{backlog = Queued}
+        undefined -> flush_backlog(Queued, Len, State#state{backlog = queue:new()});
+        _ -> bounded(State#state{backlog = Queued, backlog_len = Len})
     end.
+
+%% Over ?MAX_BACKLOG the worker kills the port (backlog_full/1), once.
+bounded(#state{backlog_len = Len, overflowed = false} = State) when Len > ?MAX_BACKLOG ->
+    self() ! backlog_full,
+    State#state{overflowed = true};
+bounded(State) ->
+    State.
+
+%% Python sent more requests than ?MAX_BACKLOG answers that its port
+%% would not read: the port is stuck as surely as one that ignores its
+%% cancels, and goes the same way.
+backlog_full(#state{index = Index, os_pid = OsPid, port = Port,
+                    backlog_len = Len} = State) ->
+    logger:error("pyport loop ~p (OS pid ~tp): ~b packets wait for a port that "
+                 "does not read its input (Python is not reading); killing the port",
+                 [Index, OsPid, Len], #{pyport_loop => Index}),
+    pyport_port:close(Port),
+    kill_process_group(OsPid),
+    stopped({killed, unresponsive}, State#state{backlog = queue:new(), backlog_len = 0}).
 
 %% Writes the queued cancels in batches, each one port_command of many
 %% frames (the framing is ours, so frames can share a write): 10,000 dying
 %% callers cost a few writes, not 10,000.
-flush_backlog(Backlog, #state{port = Port} = State) ->
+flush_backlog(Backlog, Len, #state{port = Port} = State) ->
     case queue:is_empty(Backlog) of
         true ->
-            State#state{busy_since = undefined};
+            State#state{busy_since = undefined, backlog_len = 0};
         false ->
-            {Batch, Rest} = case queue:len(Backlog) > ?CANCEL_BATCH of
-                                true -> queue:split(?CANCEL_BATCH, Backlog);
-                                false -> {Backlog, queue:new()}
-                            end,
+            {Batch, Rest, Left} = case Len > ?CANCEL_BATCH of
+                                      true ->
+                                          {B, R} = queue:split(?CANCEL_BATCH, Backlog),
+                                          {B, R, Len - ?CANCEL_BATCH};
+                                      false ->
+                                          {Backlog, queue:new(), 0}
+                                  end,
             case pyport_calls:try_write(Port, queue:to_list(Batch)) of
                 ok ->
                     %% The port reads: slowly, perhaps, but it progresses.
-                    flush_backlog(Rest, State#state{busy_since = undefined});
+                    flush_backlog(Rest, Left, State#state{busy_since = undefined});
                 busy ->
                     TRef = erlang:start_timer(?BACKLOG_RETRY_MS, self(), retry_backlog),
                     Since = case State#state.busy_since of
                                 undefined -> erlang:monotonic_time(millisecond);
                                 T -> T
                             end,
-                    State#state{backlog = Backlog, backlog_timer = TRef, busy_since = Since};
+                    bounded(State#state{backlog = Backlog, backlog_len = Len,
+                                        backlog_timer = TRef, busy_since = Since});
                 closed ->
                     %% The port is gone, and its tasks with it; its exit
                     %% follows.
